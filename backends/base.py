@@ -1,0 +1,65 @@
+"""The execution contract: a frozen request in, a handle to follow it, an outcome out.
+
+A backend (local, docker, kubernetes) turns a `RunRequest` into a `RunHandle`; `wait()` returns an
+`Outcome`, which becomes part of the run record. One module per backend, registered by name in
+`backends.BACKENDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar, Protocol
+
+from runner.envs.base import ResolvedEnv
+from runner.record import Status
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a backend needs to run one command; built once, never changed."""
+
+    run_id: str
+    command: str
+    workdir: Path
+    env: Mapping[str, str]
+    resolved_env: ResolvedEnv
+    output_dir: Path
+    log_path: Path
+    grace_period: float = 10.0
+    echo: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended."""
+
+    status: Status
+    exit_code: int | None
+    started_at: datetime
+    ended_at: datetime
+    reason: str | None = None
+    facts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+class RunHandle(Protocol):
+    def wait(self) -> Outcome:
+        """Block until the run ends (or is stopped after `cancel`) and say how it ended."""
+        ...
+
+    def status(self) -> Status: ...
+
+    def cancel(self, first_signal: int) -> None:
+        """Ask the run to stop; safe to call from a signal handler; a second call hurries it."""
+        ...
+
+    def logs(self) -> Iterator[str]: ...
+
+
+class Backend(Protocol):
+    name: ClassVar[str]
+
+    def submit(self, request: RunRequest) -> RunHandle: ...

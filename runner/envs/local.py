@@ -1,0 +1,67 @@
+"""The ``local`` manager: run in the caller's environment and record the Python it provides."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import ClassVar
+
+from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv
+from runner.process import capture
+
+# Runs in the project's python: its version, its path and every installed distribution.
+INSPECT = """
+import importlib.metadata as md, json, platform, sys
+seen = {}
+for dist in md.distributions():
+    name = dist.metadata["Name"]
+    if name and name.lower() not in seen:
+        seen[name.lower()] = (name, dist.version)
+print(json.dumps({"version": platform.python_version(), "executable": sys.executable,
+                  "packages": sorted(seen.values(), key=lambda p: p[0].lower())}))
+"""
+
+
+def inspect_python(python: str, env: dict[str, str]) -> PythonFacts:
+    """Ask ``python`` what it is and what it has installed; empty facts if it cannot answer."""
+    try:
+        done = capture([python, "-c", INSPECT], env=env, timeout=60)
+    except (FileNotFoundError, PermissionError, TimeoutError):
+        return PythonFacts()
+    if not done.ok:
+        return PythonFacts(executable=python)
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    packages = tuple((str(n), str(v)) for n, v in facts["packages"])
+    return PythonFacts(str(facts["version"]), str(facts["executable"]), packages)
+
+
+def freeze(facts: PythonFacts) -> str:
+    lines = [f"# python {facts.version} at {facts.executable}"]
+    lines += [f"{name}=={version}" for name, version in facts.packages]
+    return "\n".join(lines) + "\n"
+
+
+class LocalBuilder:
+    """Nothing is built; the lock is what the ``python`` on PATH has installed."""
+
+    kind: ClassVar[str] = "local"
+
+    def __init__(self) -> None:
+        self._seen: dict[str, PythonFacts] = {}
+
+    def lock(self, spec: EnvSpec, refresh: bool) -> Lock:
+        return Lock(self.kind, "local-packages.txt", freeze(self._facts(spec)))
+
+    def ensure(self, spec: EnvSpec, lock: Lock) -> ResolvedEnv:
+        return ResolvedEnv(self.kind, lock, lock.sha256, self._facts(spec))
+
+    def _facts(self, spec: EnvSpec) -> PythonFacts:
+        env = dict(spec.base_env)
+        python = shutil.which("python", path=env.get("PATH")) or shutil.which(
+            "python3", path=env.get("PATH")
+        )
+        if python is None:
+            return PythonFacts()
+        if python not in self._seen:
+            self._seen[python] = inspect_python(python, env)
+        return self._seen[python]

@@ -1,0 +1,118 @@
+"""The small exception tree of reprun.
+
+Library code raises these with the data a person needs (file, key, value, hint); only the CLI turns
+them into a message and an exit code. Nothing below the CLI calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a file the user wrote: where it is, what is wrong, how to fix it."""
+
+    file: Path | None
+    key: str
+    message: str
+    line: int | None = None
+    hint: str = ""
+
+    def render(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = _display_path(self.file)
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        key = f"{self.key}: " if self.key else ""
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{where}{key}{self.message}{hint}"
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+class ReprunError(Exception):
+    """Base of every error reprun reports to a person."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class UsageError(ReprunError):
+    """The command line itself is wrong (malformed ``-P``, unknown option value...)."""
+
+
+class SpecError(ReprunError):
+    """An MLproject or environment file is invalid. Carries every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        first = problems[0].render()
+        more = f" (and {len(problems) - 1} more problem(s): run 'reprun validate')" if len(
+            problems
+        ) > 1 else ""
+        super().__init__(first + more)
+
+    def render(self) -> str:
+        return self.message
+
+
+class ParameterError(ReprunError):
+    """A parameter value given with ``-P`` (or a default) does not fit its declaration."""
+
+    def __init__(self, name: str, message: str, hint: str = "") -> None:
+        super().__init__(f"parameter '{name}': {message}", hint)
+        self.name = name
+
+
+class ProjectNotFoundError(ReprunError):
+    """The project URI names nothing that exists."""
+
+
+class NotSupportedError(ReprunError):
+    """A valid request that this version of reprun cannot carry out yet."""
+
+
+class RunNotFoundError(ReprunError):
+    """No run in the store matches the id or prefix given."""
+
+
+class EnvBuildError(ReprunError):
+    """Building or finding the environment failed."""
+
+
+class BackendError(ReprunError):
+    """The execution backend could not start or follow the run."""
+
+
+class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, it is not an error
+    """SIGINT or SIGTERM arrived before the command started."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+USER_ERRORS: tuple[type[ReprunError], ...] = (
+    UsageError,
+    SpecError,
+    ParameterError,
+    ProjectNotFoundError,
+    NotSupportedError,
+    RunNotFoundError,
+)

@@ -1,0 +1,192 @@
+"""Carry out a plan: record, environment, backend, outputs. The record is kept true at every step."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType, MappingProxyType
+
+from backends import get_backend
+from backends.base import Outcome, RunHandle, RunRequest
+from runner.envs import get_builder
+from runner.envs.base import EnvSpec, ResolvedEnv
+from runner.errors import Interrupted
+from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from runner.host import host_info
+from runner.plan import Plan
+from runner.process import process_start_ticks
+from runner.record import (
+    BackendInfo,
+    EnvironmentInfo,
+    OutputFile,
+    Package,
+    ProjectInfo,
+    RunnerProcess,
+    RunRecord,
+    Status,
+    now,
+)
+from runner.store import RunStore
+
+PATCH_FILE = "source.patch"
+Notify = Callable[[str], None]
+
+
+def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
+    """Run ``plan`` to the end and return its final record."""
+    run_id = uuid.uuid4().hex
+    run_dir = store.create_run_dir(run_id)
+    record = _initial_record(plan, run_id, run_dir)
+    store.save(record)
+    notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
+    forwarder = _SignalForwarder()
+    try:
+        with forwarder.installed():
+            resolved = _build_environment(plan)
+            record = _with_environment(record, plan, resolved, run_dir)
+            store.save(record)
+            handle = get_backend(plan.backend).submit(_request(plan, record, resolved, run_dir))
+            forwarder.handle = handle
+            outcome = handle.wait()
+    except Interrupted as exc:
+        store.save(_ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)}))
+        raise
+    except BaseException as exc:
+        reason = str(exc) or type(exc).__name__
+        store.save(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}))
+        raise
+    record = _finished(record, outcome, Path(record.output_dir))
+    store.save(record)
+    return record
+
+
+class _SignalForwarder:
+    """SIGINT/SIGTERM go to the running command (staged stop); before it starts they interrupt."""
+
+    def __init__(self) -> None:
+        self.handle: RunHandle | None = None
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.handle is None:
+            raise Interrupted(signum)
+        self.handle.cancel(signum)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
+    checkout = plan.checkout
+    source = checkout.facts
+    if checkout.patch:
+        atomic_write_bytes(run_dir / PATCH_FILE, checkout.patch)
+        source = source.model_copy(
+            update={"patch_file": PATCH_FILE, "patch_sha256": sha256_bytes(checkout.patch)}
+        )
+    output_dir = run_dir / "outputs"
+    output_dir.mkdir()
+    pid = os.getpid()
+    host = host_info()
+    return RunRecord(
+        run_id=run_id,
+        status=Status.RUNNING,
+        entry_point=plan.options.entry_point,
+        parameters=dict(plan.params.values),
+        command=plan.params.command,
+        project=ProjectInfo(
+            uri=checkout.uri, path=str(plan.project.directory), name=plan.project.name,
+            spec_file=str(plan.project.spec_file) if plan.project.spec_file else None,
+        ),
+        source=source,
+        environment=EnvironmentInfo(kind=plan.project.env.kind, manager=plan.manager),
+        backend=BackendInfo(name=plan.backend),
+        host=host,
+        runner=RunnerProcess(hostname=host.hostname, pid=pid, start_ticks=process_start_ticks(pid)),
+        output_dir=str(output_dir),
+        started_at=now(),
+    )
+
+
+def _build_environment(plan: Plan) -> ResolvedEnv:
+    spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, plan.options.base_env)
+    builder = get_builder(plan.manager)
+    return builder.ensure(spec, builder.lock(spec, refresh=False))
+
+
+def _with_environment(
+    record: RunRecord, plan: Plan, resolved: ResolvedEnv, run_dir: Path
+) -> RunRecord:
+    atomic_write_text(run_dir / resolved.lock.filename, resolved.lock.content)
+    python = resolved.python
+    environment = EnvironmentInfo(
+        kind=plan.project.env.kind,
+        manager=resolved.manager,
+        python_version=python.version,
+        python_executable=python.executable,
+        packages=[Package(name=n, version=v) for n, v in python.packages],
+        cache_key=resolved.cache_key,
+        lock_file=resolved.lock.filename,
+        lock_sha256=resolved.lock.sha256,
+    )
+    return record.model_copy(update={"environment": environment})
+
+
+def _request(plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path) -> RunRequest:
+    env = resolved.child_env(plan.options.base_env)
+    env.update({
+        "REPRUN_RUN_ID": record.run_id,
+        "REPRUN_OUTPUT_DIR": record.output_dir,
+        "PYTHONUNBUFFERED": "1",
+    })
+    return RunRequest(
+        run_id=record.run_id,
+        command=record.command,
+        workdir=plan.project.directory,
+        env=MappingProxyType(env),
+        resolved_env=resolved,
+        output_dir=Path(record.output_dir),
+        log_path=run_dir / record.log_file,
+        grace_period=plan.options.grace_period,
+        echo=plan.options.echo,
+    )
+
+
+def _ended(
+    record: RunRecord, status: Status, code: int | None, reason: str | None, facts: dict[str, str]
+) -> RunRecord:
+    ended = now()
+    return record.model_copy(update={
+        "status": status, "exit_code": code, "reason": reason, "ended_at": ended,
+        "duration_s": round((ended - record.started_at).total_seconds(), 3),
+        "backend": BackendInfo(name=record.backend.name, facts={**record.backend.facts, **facts}),
+    })
+
+
+def _finished(record: RunRecord, outcome: Outcome, output_dir: Path) -> RunRecord:
+    facts = {k: str(v) for k, v in outcome.facts.items()}
+    ended = _ended(record, outcome.status, outcome.exit_code, outcome.reason, facts)
+    return ended.model_copy(update={"outputs": list_outputs(output_dir)})
+
+
+def list_outputs(output_dir: Path) -> list[OutputFile]:
+    """Every regular file under ``output_dir``, with its size and sha256, sorted by path."""
+    files = []
+    for path in sorted(output_dir.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            files.append(OutputFile(path=path.relative_to(output_dir).as_posix(),
+                                    size=path.stat().st_size, sha256=sha256_file(path)))
+    return files

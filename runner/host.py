@@ -1,0 +1,23 @@
+"""Facts about the machine a run ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+
+from runner import __version__
+from runner.record import HostInfo
+
+
+def host_info() -> HostInfo:
+    uname = platform.uname()
+    return HostInfo(
+        hostname=socket.gethostname(),
+        os=uname.system,
+        os_release=uname.release,
+        architecture=uname.machine,
+        cpu_count=os.cpu_count(),
+        python_version=platform.python_version(),
+        reprun_version=__version__,
+    )

@@ -1,0 +1,122 @@
+"""The run record: what ran, with what, where, and how it ended. The product of reprun.
+
+`run.json` in the run's directory is the source of truth; it is written before the command starts and
+replaced atomically at each step.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class Status(str, Enum):
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    @property
+    def done(self) -> bool:
+        return self is not Status.RUNNING
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectInfo(_Model):
+    uri: str = Field(description="The project as given, credentials removed")
+    path: str = Field(description="The directory the command ran in")
+    name: str
+    spec_file: str | None = Field(default=None, description="The MLproject file, if any")
+
+
+class SourceInfo(_Model):
+    git_commit: str | None = None
+    git_branch: str | None = None
+    git_remote: str | None = Field(default=None, description="First remote URL, no credentials")
+    git_dirty: bool | None = None
+    patch_file: str | None = Field(
+        default=None, description="Uncommitted changes (staged, unstaged, untracked) as a patch"
+    )
+    patch_sha256: str | None = None
+
+
+class Package(_Model):
+    name: str
+    version: str
+
+
+class EnvironmentInfo(_Model):
+    kind: str = Field(description="What the project asks for: python_env, conda_env, docker_env, none")
+    manager: str = Field(description="What built it: local, uv, virtualenv, conda, docker")
+    python_version: str | None = None
+    python_executable: str | None = None
+    packages: list[Package] = Field(default_factory=list)
+    cache_key: str | None = None
+    lock_file: str | None = None
+    lock_sha256: str | None = None
+
+
+class HostInfo(_Model):
+    hostname: str
+    os: str
+    os_release: str
+    architecture: str
+    cpu_count: int | None
+    python_version: str = Field(description="The interpreter running reprun")
+    reprun_version: str
+
+
+class RunnerProcess(_Model):
+    """The reprun process that owns a RUNNING run, to tell a live run from a dead one."""
+
+    hostname: str
+    pid: int
+    start_ticks: int | None = None
+
+
+class OutputFile(_Model):
+    path: str = Field(description="Relative to the run's output directory")
+    size: int
+    sha256: str
+
+
+class BackendInfo(_Model):
+    name: str
+    facts: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunRecord(_Model):
+    model_config = ConfigDict(extra="forbid", title="reprun run record")
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    status: Status
+    exit_code: int | None = None
+    reason: str | None = Field(default=None, description="Why the run failed or was killed")
+    entry_point: str
+    parameters: dict[str, str] = Field(description="Name to the value as text, as used")
+    command: str = Field(description="The exact command string run with bash -c")
+    project: ProjectInfo
+    source: SourceInfo
+    environment: EnvironmentInfo
+    backend: BackendInfo
+    host: HostInfo
+    runner: RunnerProcess | None = None
+    output_dir: str
+    outputs: list[OutputFile] = Field(default_factory=list)
+    log_file: str = "output.log"
+    started_at: datetime
+    ended_at: datetime | None = None
+    duration_s: float | None = None
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

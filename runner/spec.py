@@ -1,0 +1,277 @@
+"""Load a project directory: find its MLproject, validate it eagerly, pick its environment.
+
+Every problem becomes a `Problem` naming the file, the line and the key; unknown keys are warnings
+(errors with ``strict``) that suggest the nearest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from runner.errors import Problem, ProjectNotFoundError, SpecError
+from runner.spec_models import (
+    KNOWN_KEYS,
+    TYPE_ALIASES,
+    DockerEnv,
+    EntryPoint,
+    MLProject,
+    ParamType,
+    PythonEnvFile,
+)
+from runner.yamlfile import KeyPath, YamlDoc, dotted, load_yaml
+
+EnvKind = Literal["python_env", "conda_env", "docker_env", "none"]
+SCRIPT_RUNNERS = {".py": "python", ".sh": "bash"}
+DEFAULT_ENTRY_POINT = "main"
+
+
+@dataclass(frozen=True)
+class EnvRequest:
+    """What environment the project asks for, before anything is resolved."""
+
+    kind: EnvKind
+    file: Path | None = None
+    python_env: PythonEnvFile | None = None
+    docker: DockerEnv | None = None
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded, validated project."""
+
+    directory: Path
+    spec_file: Path | None
+    spec: MLProject
+    env: EnvRequest
+    warnings: tuple[Problem, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.directory.name
+
+    def entry_point(self, name: str) -> EntryPoint:
+        """The declared entry point ``name``, or a script of the project run by extension."""
+        if name in self.spec.entry_points:
+            return self.spec.entry_points[name]
+        suffix = Path(name).suffix
+        if suffix in SCRIPT_RUNNERS:
+            script = self.directory / name
+            if not script.is_file():
+                raise SpecError(
+                    [Problem(None, "entry point", f"script '{name}' not found in {self.directory}")]
+                )
+            command = f"{SCRIPT_RUNNERS[suffix]} {shlex.quote(name)}"
+            # Braces in a file name are literal: escape them for the formatter.
+            return EntryPoint(command=command.replace("{", "{{").replace("}", "}}"))
+        declared = ", ".join(sorted(self.spec.entry_points)) or "none"
+        where = self.spec_file or self.directory
+        hint = (
+            f"choose one of: {declared}, or name a .py or .sh file of the project"
+            if self.spec.entry_points
+            else "this project declares no entry points: pass -e script.py or -e script.sh"
+        )
+        raise SpecError([Problem(where, "", f"unknown entry point '{name}'", hint=hint)])
+
+
+def find_spec_file(directory: Path) -> Path | None:
+    """The MLproject file of ``directory`` (any letter case); two spellings are an error."""
+    found = sorted(p for p in directory.iterdir() if p.name.lower() == "mlproject" and p.is_file())
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise SpecError(
+            [Problem(directory, "", f"several MLproject files ({names})", hint="keep only one")]
+        )
+    return found[0] if found else None
+
+
+def load_project(directory: Path, strict: bool = False) -> Project:
+    """Load and validate the project in ``directory``."""
+    if not directory.is_dir():
+        raise ProjectNotFoundError(
+            f"project directory '{directory}' does not exist",
+            hint="give the path of a directory that holds the project",
+        )
+    directory = directory.resolve()
+    spec_file = find_spec_file(directory)
+    warnings: list[Problem] = []
+    if spec_file is None:
+        spec = MLProject()
+    else:
+        doc = load_yaml(spec_file)
+        spec = _validate_mlproject(doc, warnings)
+    if strict and warnings:
+        raise SpecError([_as_error(w) for w in warnings])
+    env = _environment(directory, spec, spec_file, warnings, strict)
+    return Project(directory, spec_file, spec, env, tuple(warnings))
+
+
+def _as_error(warning: Problem) -> Problem:
+    return Problem(warning.file, warning.key, warning.message, warning.line,
+                   (warning.hint + "; " if warning.hint else "") + "--strict makes this an error")
+
+
+def _validate_mlproject(doc: YamlDoc, warnings: list[Problem]) -> MLProject:
+    if doc.data is None:
+        raise SpecError([doc.problem((), "the file is empty",
+                                     "declare at least 'name' and 'entry_points', or delete it")])
+    if not isinstance(doc.data, dict):
+        raise SpecError([doc.problem((), f"must be a mapping of keys, not {_kind(doc.data)}")])
+    data = _strip_unknown(doc, warnings)
+    try:
+        return MLProject.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(problems_from(exc, doc)) from None
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _strip_unknown(doc: YamlDoc, warnings: list[Problem]) -> dict[str, Any]:
+    """A copy of the data without unknown keys, each reported as a warning."""
+    data = _without_unknown(doc, (), dict(doc.data), KNOWN_KEYS["project"], warnings)
+    entry_points = data.get("entry_points")
+    if isinstance(entry_points, dict):
+        data["entry_points"] = {
+            name: _clean_entry_point(doc, ("entry_points", name), ep, warnings)
+            for name, ep in entry_points.items()
+        }
+    docker = data.get("docker_env")
+    if isinstance(docker, dict):
+        data["docker_env"] = _without_unknown(
+            doc, ("docker_env",), docker, KNOWN_KEYS["docker_env"], warnings
+        )
+    return data
+
+
+def _clean_entry_point(doc: YamlDoc, at: KeyPath, ep: Any, warnings: list[Problem]) -> Any:
+    if not isinstance(ep, dict):
+        return ep
+    ep = _without_unknown(doc, at, ep, KNOWN_KEYS["entry_point"], warnings)
+    params = ep.get("parameters")
+    if isinstance(params, dict):
+        ep["parameters"] = {
+            name: _clean_parameter(doc, (*at, "parameters", name), p, warnings)
+            for name, p in params.items()
+        }
+    return ep
+
+
+def _clean_parameter(doc: YamlDoc, at: KeyPath, param: Any, warnings: list[Problem]) -> Any:
+    if isinstance(param, str):
+        return _known_type(doc, at, param, warnings)
+    if isinstance(param, dict):
+        param = _without_unknown(doc, at, param, KNOWN_KEYS["parameter"], warnings)
+        if isinstance(param.get("type"), str):
+            param["type"] = _known_type(doc, (*at, "type"), param["type"], warnings)
+    return param
+
+
+def _known_type(doc: YamlDoc, at: KeyPath, name: str, warnings: list[Problem]) -> str:
+    """MLflow accepts any type name; an unknown one is a warning and means string."""
+    valid = [t.value for t in ParamType]
+    if name in valid or name in TYPE_ALIASES:
+        return name
+    warnings.append(doc.problem(at, f"unknown parameter type '{name}', treated as string",
+                                _suggest(name, valid) or f"use one of {', '.join(valid)}"))
+    return "string"
+
+
+def _without_unknown(
+    doc: YamlDoc, at: KeyPath, mapping: dict[Any, Any], known: frozenset[str],
+    warnings: list[Problem],
+) -> dict[Any, Any]:
+    kept = {}
+    for key, value in mapping.items():
+        if key in known:
+            kept[key] = value
+        else:
+            hint = _suggest(str(key), sorted(known)) or f"valid keys: {', '.join(sorted(known))}"
+            warnings.append(doc.problem((*at, str(key)), f"unknown key '{key}' is ignored", hint))
+    return kept
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+def problems_from(exc: ValidationError, doc: YamlDoc) -> list[Problem]:
+    """Pydantic errors as Problems that point at the file, line and key."""
+    problems = []
+    for error in exc.errors():
+        keypath = _clean_loc(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required"
+        elif "input" in error and not isinstance(error["input"], dict | list):
+            message = f"{message} (got {error['input']!r})"
+        problems.append(doc.problem(keypath, message))
+    return _dedupe(problems)
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> KeyPath:
+    """Drop pydantic's union branch names (``str``, ``tuple[str, str]``) from a location."""
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"str"})))
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: dict[tuple[str, str], Problem] = {}
+    for problem in problems:
+        seen.setdefault((problem.key, problem.message), problem)
+    return list(seen.values())
+
+
+def _environment(
+    directory: Path, spec: MLProject, spec_file: Path | None, warnings: list[Problem], strict: bool
+) -> EnvRequest:
+    """MLflow's order: docker_env, python_env, conda_env, python_env.yaml, conda.yaml, none."""
+    if spec.docker_env is not None:
+        return EnvRequest("docker_env", docker=spec.docker_env)
+    if spec.python_env is not None:
+        path = _env_file(directory, spec_file, "python_env", spec.python_env)
+        return EnvRequest("python_env", path, load_python_env(path, warnings, strict))
+    if spec.conda_env is not None:
+        return EnvRequest("conda_env", _env_file(directory, spec_file, "conda_env", spec.conda_env))
+    if (directory / "python_env.yaml").is_file():
+        path = directory / "python_env.yaml"
+        return EnvRequest("python_env", path, load_python_env(path, warnings, strict))
+    if (directory / "conda.yaml").is_file():
+        return EnvRequest("conda_env", directory / "conda.yaml")
+    return EnvRequest("none")
+
+
+def _env_file(directory: Path, spec_file: Path | None, key: str, value: str) -> Path:
+    path = directory / value
+    if not path.is_file():
+        raise SpecError([Problem(spec_file, key, f"file '{value}' not found in {directory}",
+                                 hint="create it or fix the path (relative to the project)")])
+    return path
+
+
+def load_python_env(path: Path, warnings: list[Problem], strict: bool = False) -> PythonEnvFile:
+    """Validate a python_env.yaml file."""
+    doc = load_yaml(path)
+    if doc.data is None:
+        raise SpecError([doc.problem((), "the file is empty",
+                                     "give at least 'dependencies' (a list of requirements)")])
+    if not isinstance(doc.data, dict):
+        raise SpecError([doc.problem((), f"must be a mapping of keys, not {_kind(doc.data)}")])
+    local: list[Problem] = []
+    data = _without_unknown(doc, (), dict(doc.data), KNOWN_KEYS["python_env_file"], local)
+    if strict and local:
+        raise SpecError([_as_error(w) for w in local])
+    warnings.extend(local)
+    try:
+        return PythonEnvFile.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(problems_from(exc, doc)) from None
+
+
+__all__ = ["EnvRequest", "Project", "dotted", "load_project"]

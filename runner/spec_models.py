@@ -1,0 +1,229 @@
+"""Pydantic models of the MLproject format and of python_env.yaml: the single source of truth.
+
+The models validate the *shape and values* of the files; `runner.spec` finds the files, warns about
+unknown keys and turns validation errors into messages that name the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from enum import Enum
+from typing import Annotated, Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+
+class ParamType(str, Enum):
+    STRING = "string"
+    FLOAT = "float"
+    PATH = "path"
+    URI = "uri"
+    INT = "int"
+    BOOL = "bool"
+    CHOICE = "choice"
+
+
+# Spellings MLflow projects use in the wild that mean one of our types exactly.
+TYPE_ALIASES = {"str": "string"}
+TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+FALSE_WORDS = frozenset({"false", "no", "off", "0"})
+
+
+def yaml_scalar_text(value: Any) -> Any:
+    """Turn a YAML scalar into text exactly as MLflow does (``str()``: 0.00001 -> '1e-05')."""
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return value
+
+
+def check_value(ptype: ParamType, value: str, choices: list[str] | None = None) -> str | None:
+    """Why ``value`` is not a valid ``ptype``, or None when it is. Paths are checked at run time."""
+    if ptype is ParamType.FLOAT:
+        try:
+            number = float(value)
+        except ValueError:
+            return f"'{value}' is not a number"
+        if math.isnan(number):
+            return f"'{value}' is not a number"
+    elif ptype is ParamType.INT:
+        try:
+            int(value)
+        except ValueError:
+            return f"'{value}' is not a whole number"
+    elif ptype is ParamType.BOOL:
+        if value.lower() not in TRUE_WORDS | FALSE_WORDS:
+            return f"'{value}' is not a boolean (use true or false)"
+    elif ptype is ParamType.CHOICE:
+        if value not in (choices or []):
+            return f"'{value}' is not one of the choices {', '.join(choices or [])}"
+    elif ptype is ParamType.URI and not urlparse(value).scheme:
+        return f"'{value}' is not a URI: it needs a scheme such as file://, s3:// or https://"
+    return None
+
+
+def _normalise_type(value: Any) -> Any:
+    if isinstance(value, str):
+        return TYPE_ALIASES.get(value, value)
+    return value
+
+
+def _param_short_form(value: Any) -> Any:
+    """``alpha: float`` is short for ``alpha: {type: float}``."""
+    if isinstance(value, str):
+        return {"type": value}
+    if value is None:
+        return {}
+    return value
+
+
+class ParameterSpec(BaseModel):
+    """One declared parameter of an entry point."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    type: Annotated[ParamType, BeforeValidator(_normalise_type)] = Field(
+        default=ParamType.STRING, description="string, float, path, uri, int, bool or choice"
+    )
+    default: Annotated[str | None, BeforeValidator(yaml_scalar_text)] = Field(
+        default=None, description="Default value; a parameter without one (or with null) is required"
+    )
+    description: str | None = None
+    choices: list[Annotated[str, BeforeValidator(yaml_scalar_text)]] | None = Field(
+        default=None, description="The allowed values of a parameter of type choice"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ParameterSpec:
+        if self.type is ParamType.CHOICE and not self.choices:
+            raise ValueError("a parameter of type choice needs a non-empty 'choices' list")
+        if self.type is not ParamType.CHOICE and self.choices is not None:
+            raise ValueError(f"'choices' only applies to type choice, not {self.type.value}")
+        if self.default is not None and self.type is not ParamType.PATH:
+            reason = check_value(self.type, self.default, self.choices)
+            if reason is not None:
+                raise ValueError(f"default {reason}")
+        return self
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+ParameterDecl = Annotated[
+    ParameterSpec, BeforeValidator(_param_short_form, json_schema_input_type=str | ParameterSpec)
+]
+
+
+def placeholders(command: str) -> list[str]:
+    """The ``{name}`` fields of a command; raises ValueError for malformed braces."""
+    names: list[str] = []
+    for _literal, field, spec, conversion in string.Formatter().parse(command):
+        if field is None:
+            continue
+        if field == "":
+            raise ValueError("'{}' is an empty placeholder; write {{}} for literal braces")
+        if spec or conversion:
+            raise ValueError(f"placeholder '{{{field}...}}' may not carry a format or conversion")
+        names.append(field)
+    return names
+
+
+class EntryPoint(BaseModel):
+    """A named command with its declared parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: str = Field(description="Run with bash -c; {name} is replaced by the quoted value")
+    parameters: dict[str, ParameterDecl] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_placeholders(self) -> EntryPoint:
+        try:
+            names = placeholders(self.command)
+        except ValueError as exc:
+            raise ValueError(
+                f"command has unbalanced braces ({exc}); write {{{{ and }}}} for literal braces"
+            ) from exc
+        undeclared = [n for n in dict.fromkeys(names) if n not in self.parameters]
+        if undeclared:
+            listed = ", ".join(f"{{{n}}}" for n in undeclared)
+            raise ValueError(
+                f"command uses {listed} but no such parameter is declared; declare it under "
+                "'parameters' or write {{ and }} for literal braces"
+            )
+        return self
+
+
+EnvItem = Annotated[
+    str | tuple[str, Annotated[str, BeforeValidator(yaml_scalar_text)]],
+    Field(description="NAME copies the host variable; [NAME, value] sets it"),
+]
+
+
+class DockerEnv(BaseModel):
+    """The ``docker_env`` section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str = Field(description="The image the project runs in")
+    volumes: list[str] = Field(default_factory=list, description="host:container[:mode] mounts")
+    environment: list[EnvItem] = Field(default_factory=list)
+
+    @field_validator("image")
+    @classmethod
+    def _image_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("image may not be empty")
+        return value
+
+
+class MLProject(BaseModel):
+    """An MLproject file, as MLflow Projects defines it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="MLproject")
+
+    name: str | None = None
+    entry_points: dict[str, EntryPoint] = Field(default_factory=dict)
+    python_env: str | None = Field(default=None, description="Path of a python_env.yaml file")
+    conda_env: str | None = Field(default=None, description="Path of a conda.yaml file")
+    docker_env: DockerEnv | None = None
+
+    @model_validator(mode="after")
+    def _one_environment(self) -> MLProject:
+        given = [k for k in ("python_env", "conda_env", "docker_env") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(
+                f"more than one environment is given ({', '.join(given)}); keep exactly one"
+            )
+        return self
+
+
+class PythonEnvFile(BaseModel):
+    """python_env.yaml, in MLflow's format."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="python_env")
+
+    python: str | None = Field(default=None, description='Python version, quoted: "3.11"')
+    build_dependencies: list[str] = Field(default_factory=list)
+    dependencies: list[str] = Field(default_factory=list)
+
+    @field_validator("python", mode="before")
+    @classmethod
+    def _python_is_text(cls, value: Any) -> Any:
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            raise ValueError(
+                f'the version must be quoted: write python: "{value}" (YAML reads {value} as a '
+                "number, so 3.10 would become 3.1)"
+            )
+        return value
+
+
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    "project": frozenset(MLProject.model_fields),
+    "entry_point": frozenset(EntryPoint.model_fields),
+    "parameter": frozenset(ParameterSpec.model_fields),
+    "docker_env": frozenset(DockerEnv.model_fields),
+    "python_env_file": frozenset(PythonEnvFile.model_fields),
+}

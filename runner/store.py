@@ -1,0 +1,170 @@
+"""The run store under REPRUN_HOME: one directory per run, and an SQLite index for fast listing.
+
+``runs/<run_id>/run.json`` is the source of truth, replaced atomically at each step; ``index.sqlite``
+only summarises it and can be rebuilt from the records at any time (``reprun runs reindex``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from runner.errors import RunNotFoundError
+from runner.fsutil import atomic_write_text
+from runner.process import process_alive
+from runner.record import RunRecord, Status
+
+RECORD = "run.json"
+COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, status TEXT NOT NULL, started_at TEXT NOT NULL,
+    duration_s REAL, project TEXT, entry_point TEXT, exit_code INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+"""
+
+
+def reprun_home(env: Mapping[str, str]) -> Path:
+    """REPRUN_HOME, or ~/.reprun."""
+    configured = env.get("REPRUN_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".reprun"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    status: str
+    started_at: str
+    duration_s: float | None
+    project: str
+    entry_point: str
+    exit_code: int | None
+
+
+class RunStore:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.runs_dir = home / "runs"
+        self.index_path = home / "index.sqlite"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id
+
+    def create_run_dir(self, run_id: str) -> Path:
+        path = self.run_dir(run_id)
+        path.mkdir(parents=True, exist_ok=False)
+        return path
+
+    def save(self, record: RunRecord) -> None:
+        """Replace the record atomically, then update its index row."""
+        atomic_write_text(self.run_dir(record.run_id) / RECORD, record.model_dump_json(indent=2))
+        with self._index() as db:
+            _upsert(db, record)
+
+    def load(self, run_id: str) -> RunRecord:
+        path = self.run_dir(run_id) / RECORD
+        try:
+            return RunRecord.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            raise RunNotFoundError(f"run '{run_id}' has no record in {self.runs_dir}") from None
+        except ValidationError as exc:
+            raise RunNotFoundError(f"the record {path} is not valid: {exc.errors()[0]['msg']}") from None
+
+    def resolve_id(self, prefix: str) -> str:
+        """The one run id that starts with ``prefix``."""
+        if not prefix:
+            raise RunNotFoundError("no run id given", hint="see 'reprun runs list'")
+        names = os.listdir(self.runs_dir) if self.runs_dir.is_dir() else []
+        matches = sorted(
+            n for n in names if n.startswith(prefix) and (self.runs_dir / n / RECORD).is_file()
+        )
+        if not matches:
+            raise RunNotFoundError(f"no run matches '{prefix}'", hint="see 'reprun runs list'")
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+            raise RunNotFoundError(
+                f"'{prefix}' matches {len(matches)} runs ({shown})", hint="give more of the id"
+            )
+        return matches[0]
+
+    def get(self, prefix: str) -> RunRecord:
+        """The record of the run ``prefix`` names, with a dead RUNNING run marked FAILED."""
+        return self.reconcile(self.load(self.resolve_id(prefix)))
+
+    def reconcile(self, record: RunRecord) -> RunRecord:
+        """A RUNNING run whose reprun process is gone becomes FAILED, with the reason."""
+        runner = record.runner
+        if record.status is not Status.RUNNING or runner is None:
+            return record
+        if runner.hostname != socket.gethostname() or process_alive(runner.pid, runner.start_ticks):
+            return record
+        run_dir = self.run_dir(record.run_id)
+        last = max((p.stat().st_mtime for p in run_dir.iterdir()), default=None)
+        ended = datetime.fromtimestamp(last, timezone.utc) if last else record.started_at
+        fixed = record.model_copy(update={
+            "status": Status.FAILED,
+            "reason": f"the reprun process (pid {runner.pid}) ended without finishing the run",
+            "ended_at": ended,
+            "duration_s": round((ended - record.started_at).total_seconds(), 3),
+        })
+        self.save(fixed)
+        return fixed
+
+    def list(self, limit: int | None = None) -> list[RunSummary]:
+        """Newest first, from the index (rebuilt if it is missing)."""
+        if not self.index_path.exists():
+            self.reindex()
+        with self._index() as db:
+            running = [r[0] for r in db.execute("SELECT run_id FROM runs WHERE status='RUNNING'")]
+        for run_id in running:
+            with contextlib.suppress(RunNotFoundError):
+                self.reconcile(self.load(run_id))
+        query = f"SELECT {', '.join(COLUMNS)} FROM runs ORDER BY started_at DESC, run_id"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        with self._index() as db:
+            return [RunSummary(*row) for row in db.execute(query)]
+
+    def reindex(self) -> int:
+        """Rebuild the index from the JSON records; returns how many runs it holds."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        count = 0
+        with self._index() as db:
+            db.execute("DELETE FROM runs")
+            for run_dir in self._run_dirs():
+                with contextlib.suppress(RunNotFoundError):
+                    _upsert(db, self.load(run_dir.name))
+                    count += 1
+        return count
+
+    def _run_dirs(self) -> Iterator[Path]:
+        if self.runs_dir.is_dir():
+            yield from (p for p in self.runs_dir.iterdir() if (p / RECORD).is_file())
+
+    @contextlib.contextmanager
+    def _index(self) -> Iterator[sqlite3.Connection]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.index_path, timeout=30)
+        try:
+            db.executescript(SCHEMA)
+            with db:
+                yield db
+        finally:
+            db.close()
+
+
+def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
+    db.execute(
+        f"INSERT OR REPLACE INTO runs ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (record.run_id, record.status.value, record.started_at.isoformat(), record.duration_s,
+         record.project.name, record.entry_point, record.exit_code),
+    )
