@@ -197,7 +197,7 @@ def runs_reindex() -> int:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path), default=Path("."))
+@click.argument("path", type=click.Path(path_type=Path), default=Path())
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def validate(path: Path, strict: bool) -> int:
     """Check the MLproject (and environment file) of the project at PATH."""

@@ -98,7 +98,7 @@ class BackendError(ReprunError):
     """The execution backend could not start or follow the run."""
 
 
-class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, it is not an error
+class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived before the command started."""
 
     def __init__(self, signum: int) -> None:

@@ -1,4 +1,4 @@
-"""Carry out a plan: record, environment, backend, outputs. The record is kept true at every step."""
+"""Carry out a plan: record, environment, backend, outputs; the record is kept true throughout."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ produced, and stops the whole group in stages: interrupt, terminate, kill.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -72,8 +73,8 @@ class GroupProcess:
         self.pid = self._proc.pid
         self.pgid = self.pid
         self._pumps = [
-            _pump(self._proc.stdout, "stdout", sink),  # type: ignore[arg-type]
-            _pump(self._proc.stderr, "stderr", sink),  # type: ignore[arg-type]
+            _pump(self._proc.stdout, "stdout", sink),
+            _pump(self._proc.stderr, "stderr", sink),
         ]
 
     def poll(self) -> int | None:
@@ -86,10 +87,8 @@ class GroupProcess:
             return None
 
     def signal_group(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def group_alive(self) -> bool:
         """True while the leader or any other live (non-zombie) member of the group exists."""
@@ -98,7 +97,7 @@ class GroupProcess:
         return bool(group_members(self.pgid))
 
     def stop(self, first: int, grace: float, hurry: threading.Event | None = None) -> None:
-        """Stop the whole group: ``first`` (SIGINT or SIGTERM), SIGTERM half-way, SIGKILL at ``grace``.
+        """Stop the group: ``first`` (SIGINT or SIGTERM), SIGTERM half-way, SIGKILL at ``grace``.
 
         Setting ``hurry`` (a second Ctrl-C) skips straight to SIGKILL.
         """
@@ -174,7 +173,7 @@ def _stat_fields(path: Path) -> list[str]:
 
 
 def process_start_ticks(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks since boot), to tell it from a later process with its pid."""
+    """When ``pid`` started (ticks since boot), to tell it from a later process with its pid."""
     fields = _stat_fields(Path(f"/proc/{pid}/stat"))
     return int(fields[21]) if len(fields) > 21 else None
 

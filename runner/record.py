@@ -1,7 +1,7 @@
-"""The run record: what ran, with what, where, and how it ended. The product of reprun.
+"""The run record: what ran, with what, where, and how it ended; the product of reprun.
 
-`run.json` in the run's directory is the source of truth; it is written before the command starts and
-replaced atomically at each step.
+`run.json` in the run's directory is the source of truth; it is written before the command starts
+and replaced atomically at each step.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Package(_Model):
 
 
 class EnvironmentInfo(_Model):
-    kind: str = Field(description="What the project asks for: python_env, conda_env, docker_env, none")
+    kind: str = Field(description="What the project asks for: python_env, conda_env, docker_env")
     manager: str = Field(description="What built it: local, uv, virtualenv, conda, docker")
     python_version: str | None = None
     python_executable: str | None = None

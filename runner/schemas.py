@@ -22,7 +22,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
 
 
 def render(kind: str) -> str:
-    model, filename = SCHEMAS[kind]
+    model, _filename = SCHEMAS[kind]
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **model.model_json_schema(mode="validation"),

@@ -1,8 +1,8 @@
 """Where the project comes from, and the git facts of that place.
 
-A local directory is run in place. If it is inside a git repository, its commit, branch, first remote
-(credentials removed) and dirty state are recorded, and the uncommitted changes (staged, unstaged and
-untracked files that git does not ignore) are kept as a binary patch against HEAD.
+A local directory is run in place. If it is inside a git repository, its commit, branch, first
+remote (credentials removed) and dirty state are recorded, and the uncommitted changes (staged,
+unstaged and untracked files that git does not ignore) are kept as a binary patch against HEAD.
 """
 
 from __future__ import annotations

@@ -130,7 +130,11 @@ def _validate_mlproject(doc: YamlDoc, warnings: list[Problem]) -> MLProject:
 
 
 def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return type(value).__name__
 
 
 def _strip_unknown(doc: YamlDoc, warnings: list[Problem]) -> dict[str, Any]:

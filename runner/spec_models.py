@@ -87,7 +87,7 @@ class ParameterSpec(BaseModel):
         default=ParamType.STRING, description="string, float, path, uri, int, bool or choice"
     )
     default: Annotated[str | None, BeforeValidator(yaml_scalar_text)] = Field(
-        default=None, description="Default value; a parameter without one (or with null) is required"
+        default=None, description="The default; a parameter without one (or with null) is required"
     )
     description: str | None = None
     choices: list[Annotated[str, BeforeValidator(yaml_scalar_text)]] | None = Field(

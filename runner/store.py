@@ -1,13 +1,12 @@
 """The run store under REPRUN_HOME: one directory per run, and an SQLite index for fast listing.
 
-``runs/<run_id>/run.json`` is the source of truth, replaced atomically at each step; ``index.sqlite``
-only summarises it and can be rebuilt from the records at any time (``reprun runs reindex``).
+``runs/<run_id>/run.json`` is the source of truth, replaced atomically at each step;
+``index.sqlite`` only summarises it and can be rebuilt from the records (``reprun runs reindex``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -77,13 +76,14 @@ class RunStore:
         except FileNotFoundError:
             raise RunNotFoundError(f"run '{run_id}' has no record in {self.runs_dir}") from None
         except ValidationError as exc:
-            raise RunNotFoundError(f"the record {path} is not valid: {exc.errors()[0]['msg']}") from None
+            reason = exc.errors()[0]["msg"]
+            raise RunNotFoundError(f"the record {path} is not valid: {reason}") from None
 
     def resolve_id(self, prefix: str) -> str:
         """The one run id that starts with ``prefix``."""
         if not prefix:
             raise RunNotFoundError("no run id given", hint="see 'reprun runs list'")
-        names = os.listdir(self.runs_dir) if self.runs_dir.is_dir() else []
+        names = [p.name for p in self.runs_dir.iterdir()] if self.runs_dir.is_dir() else []
         matches = sorted(
             n for n in names if n.startswith(prefix) and (self.runs_dir / n / RECORD).is_file()
         )

@@ -26,7 +26,9 @@ def get_builder(manager: str) -> EnvironmentBuilder:
                 f"--env-manager {manager} is not yet supported",
                 hint=f"use one of: {available}",
             )
-        raise NotSupportedError(f"unknown --env-manager '{manager}'", hint=f"use one of: {available}")
+        raise NotSupportedError(
+            f"unknown --env-manager '{manager}'", hint=f"use one of: {available}"
+        )
     module, _, name = target.partition(":")
     builder: EnvironmentBuilder = getattr(importlib.import_module(module), name)()
     return builder
