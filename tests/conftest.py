@@ -1,0 +1,125 @@
+"""Shared fixtures: every test gets its own REPRUN_HOME and runs the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "example-projects"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("reprun: error:")]
+
+
+class Reprun:
+    """Runs ``python -m runner ...`` with a private REPRUN_HOME."""
+
+    def __init__(self, home: Path, cwd: Path) -> None:
+        self.home = home
+        self.cwd = cwd
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REPRUN_")}
+        env["REPRUN_HOME"] = str(self.home)
+        env.update(extra or {})
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "runner", *args]
+
+    def __call__(
+        self, *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+    ) -> Result:
+        proc = subprocess.run(
+            self.argv(*args), cwd=cwd or self.cwd, env=self.env(env), capture_output=True,
+            text=True, timeout=timeout, check=False,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(self, *args: str, cwd: Path | None = None,
+              env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args), cwd=cwd or self.cwd, env=self.env(env), text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+
+    def record(self, run_id: str) -> dict[str, Any]:
+        result = self("runs", "show", run_id, "--json")
+        assert result.code == 0, result.stderr
+        data: dict[str, Any] = result.json()
+        return data
+
+    def last_record(self) -> dict[str, Any]:
+        listed = self("runs", "list", "--json").json()
+        assert listed, "no run was recorded"
+        return self.record(listed[0]["run_id"])
+
+
+@pytest.fixture
+def reprun(tmp_path: Path) -> Reprun:
+    home = tmp_path / "reprun-home"
+    work = tmp_path / "work"
+    work.mkdir()
+    return Reprun(home, work)
+
+
+MakeProject = Callable[..., Path]
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> MakeProject:
+    """``make_project(mlproject_text, files={"a.py": "..."}, name="proj")`` -> project dir."""
+
+    def make(mlproject: str | None = None, files: Mapping[str, str] | None = None,
+             name: str = "proj") -> Path:
+        directory = tmp_path / name
+        directory.mkdir(parents=True, exist_ok=True)
+        if mlproject is not None:
+            (directory / "MLproject").write_text(textwrap.dedent(mlproject))
+        for rel, text in (files or {}).items():
+            path = directory / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text))
+        return directory
+
+    return make
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` with a fixed identity; returns stdout."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          check=True)
+    return done.stdout.strip()
+
+
+def init_repo(directory: Path) -> str:
+    """Make ``directory`` a git repository with everything committed; returns the commit."""
+    git(directory, "init", "-q", "-b", "main")
+    git(directory, "add", "-A")
+    git(directory, "commit", "-q", "-m", "initial")
+    return git(directory, "rev-parse", "HEAD")
