@@ -50,8 +50,10 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             resolved = _build_environment(plan)
             record = _with_environment(record, plan, resolved, run_dir)
             store.save(record)
-            handle = get_backend(plan.backend).submit(_request(plan, record, resolved, run_dir))
-            forwarder.handle = handle
+            backend, request = get_backend(plan.backend), _request(plan, record, resolved, run_dir)
+            forwarder.defer = True  # a signal from now on must reach the command, not abort us
+            handle = backend.submit(request)
+            forwarder.attach(handle)
             outcome = handle.wait()
     except Interrupted as exc:
         store.save(_ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)}))
@@ -66,15 +68,29 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
 
 
 class _SignalForwarder:
-    """SIGINT/SIGTERM go to the running command (staged stop); before it starts they interrupt."""
+    """SIGINT/SIGTERM go to the running command (staged stop); before it starts they interrupt.
+
+    While the command is being started (``defer``), a signal is held and passed on once the
+    handle exists, so that no command is ever left running untracked.
+    """
 
     def __init__(self) -> None:
         self.handle: RunHandle | None = None
+        self.defer = False
+        self.pending: int | None = None
+
+    def attach(self, handle: RunHandle) -> None:
+        self.handle = handle
+        if self.pending is not None:
+            handle.cancel(self.pending)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self.handle is None:
+        if self.handle is not None:
+            self.handle.cancel(signum)
+        elif self.defer:
+            self.pending = self.pending or signum
+        else:
             raise Interrupted(signum)
-        self.handle.cancel(signum)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:

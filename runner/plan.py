@@ -73,9 +73,9 @@ def make_plan(options: RunOptions) -> Plan:
     checkout = resolve_source(options.uri, options.cwd, options.base_env)
     project = load_project(checkout.directory, strict=options.strict)
     entry = project.entry_point(options.entry_point)
-    params = resolve(entry, options.params, options.cwd)
     backend = _choose_backend(options.backend, project)
     manager = choose_manager(options.env_manager, project)
+    params = resolve(entry, options.params, options.cwd)
     return Plan(options, checkout, project, entry, params, manager, backend)
 
 

@@ -142,6 +142,7 @@ def _strip_unknown(doc: YamlDoc, warnings: list[Problem]) -> dict[str, Any]:
     data = _without_unknown(doc, (), dict(doc.data), KNOWN_KEYS["project"], warnings)
     entry_points = data.get("entry_points")
     if isinstance(entry_points, dict):
+        _require_text_keys(doc, ("entry_points",), entry_points, "entry point")
         data["entry_points"] = {
             name: _clean_entry_point(doc, ("entry_points", name), ep, warnings)
             for name, ep in entry_points.items()
@@ -160,11 +161,20 @@ def _clean_entry_point(doc: YamlDoc, at: KeyPath, ep: Any, warnings: list[Proble
     ep = _without_unknown(doc, at, ep, KNOWN_KEYS["entry_point"], warnings)
     params = ep.get("parameters")
     if isinstance(params, dict):
+        _require_text_keys(doc, (*at, "parameters"), params, "parameter")
         ep["parameters"] = {
             name: _clean_parameter(doc, (*at, "parameters", name), p, warnings)
             for name, p in params.items()
         }
     return ep
+
+
+def _require_text_keys(doc: YamlDoc, at: KeyPath, mapping: dict[Any, Any], what: str) -> None:
+    for key in mapping:
+        if not isinstance(key, str):
+            raise SpecError([doc.problem(at, f"{what} name {key!r} is not text",
+                                         "YAML reads unquoted on/off/yes/no/true/false and numbers "
+                                         "as values: quote the name")])
 
 
 def _clean_parameter(doc: YamlDoc, at: KeyPath, param: Any, warnings: list[Problem]) -> Any:

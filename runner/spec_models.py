@@ -12,7 +12,15 @@ from enum import Enum
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class ParamType(str, Enum):
@@ -135,25 +143,27 @@ class EntryPoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    command: str = Field(description="Run with bash -c; {name} is replaced by the quoted value")
     parameters: dict[str, ParameterDecl] = Field(default_factory=dict)
+    command: str = Field(description="Run with bash -c; {name} is replaced by the quoted value")
 
-    @model_validator(mode="after")
-    def _check_placeholders(self) -> EntryPoint:
+    @field_validator("command")
+    @classmethod
+    def _check_placeholders(cls, command: str, info: ValidationInfo) -> str:
+        declared = info.data.get("parameters", {})
         try:
-            names = placeholders(self.command)
+            names = placeholders(command)
         except ValueError as exc:
             raise ValueError(
                 f"command has unbalanced braces ({exc}); write {{{{ and }}}} for literal braces"
             ) from exc
-        undeclared = [n for n in dict.fromkeys(names) if n not in self.parameters]
+        undeclared = [n for n in dict.fromkeys(names) if n not in declared]
         if undeclared:
             listed = ", ".join(f"{{{n}}}" for n in undeclared)
             raise ValueError(
-                f"command uses {listed} but no such parameter is declared; declare it under "
+                f"uses {listed} but no such parameter is declared; declare it under "
                 "'parameters' or write {{ and }} for literal braces"
             )
-        return self
+        return command
 
 
 EnvItem = Annotated[
