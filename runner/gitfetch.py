@@ -140,7 +140,8 @@ def _sweep(checkouts: Path, env: Mapping[str, str]) -> None:
     if swept:
         for repo in (checkouts.parent / "repos").glob("*"):
             if repo.is_dir():
-                run_git(["worktree", "prune"], env, git_dir=repo)
+                with _locked(repo):
+                    run_git(["worktree", "prune"], env, git_dir=repo)
 
 
 def _prepare(repo: Path, env: Mapping[str, str]) -> bool:
@@ -167,7 +168,7 @@ def _has_commit(repo: Path, sha: str, env: Mapping[str, str]) -> bool:
 
 def _needs_fetch(repo: Path, version: str | None, env: Mapping[str, str]) -> bool:
     """Whether the cache must ask the remote: no for a known tag or commit, yes for branches."""
-    if version is None:
+    if version is None or _names_head(version):
         return True
     if _FULL_SHA.match(version):
         return not _has_commit(repo, version, env)
@@ -185,7 +186,7 @@ def _fetch(url: str, repo: Path, version: str | None, env: Mapping[str, str], *,
     specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
     if local_refs:
         specs.append("+refs/remotes/*:refs/remotes/*")
-    if version is None:
+    if version is None or _names_head(version):
         specs.append(f"+HEAD:{HEAD_REF}")
     _fetch_specs(url, repo, specs, env)
     if version and _FULL_SHA.match(version) and not _has_commit(repo, version, env):
@@ -201,7 +202,14 @@ def _fetch_specs(url: str, repo: Path, specs: list[str], env: Mapping[str, str])
         raise fetch_error(url, done.stderr)
 
 
+def _names_head(version: str) -> bool:
+    """``HEAD``, ``HEAD~2``, ``HEAD^``: relative to the remote's default branch."""
+    return version == "HEAD" or version.startswith(("HEAD~", "HEAD^"))
+
+
 def _resolve_quiet(repo: Path, rev: str, env: Mapping[str, str]) -> str | None:
+    if _names_head(rev):
+        rev = HEAD_REF + rev[len("HEAD"):]
     return _git(repo, env, "rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}")
 
 

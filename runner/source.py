@@ -102,15 +102,22 @@ def _is_repository_root(path: Path, env: Mapping[str, str]) -> bool:
 
 
 def _from_url(parsed: ProjectUri, url: str, version: str | None, env: Mapping[str, str],
-              *, prefix: str | None = None, remote: str | None = None) -> Checkout:
+              *, prefix: str | None = None, remote: str | None = None,
+              requested: str | None = None, branch: str | None = None) -> Checkout:
+    """A clean checkout of ``version`` of the repository at ``url``.
+
+    For a local repository (``prefix`` set: the project's directory in it) ``version`` is the
+    commit already resolved there, ``requested`` what the user gave and ``branch`` its branch.
+    """
     local = prefix is not None
     made = clean_checkout(url, version, env, local_refs=local, submodule_base=remote)
     sub = "/".join(p for p in (prefix, parsed.subdirectory) if p) or None
     directory = _inside(made, sub, url, env)
     facts = SourceInfo(
-        uri=redact_url(url), requested_version=version, resolved_commit=made.commit,
-        subdirectory=sub, checkout="clean", submodules=list(made.submodules),
-        git_commit=made.commit, git_branch=made.branch,
+        uri=redact_url(url), requested_version=requested if local else version,
+        resolved_commit=made.commit, subdirectory=sub, checkout="clean",
+        submodules=list(made.submodules), git_commit=made.commit,
+        git_branch=branch if local else made.branch,
         git_remote=redact_url(remote) if remote else (None if local else redact_url(url)),
         git_dirty=False,
     )
@@ -141,8 +148,19 @@ def _local_revision(parsed: ProjectUri, path: Path, version: str,
                          hint="drop --version to run the directory as it is")
     root = Path(top).resolve()
     prefix = path.relative_to(root).as_posix() if path != root else ""
-    return _from_url(parsed, str(root), version, env, prefix=prefix,
-                     remote=_first_remote_raw(root, env))
+    # Resolved in the user's repository (read only), so HEAD~2 or origin/main mean what they
+    # mean there; the commit is then fetched into the cache and checked out apart.
+    commit = git_output(["rev-parse", "--verify", "-q", "--end-of-options",
+                         f"{version}^{{commit}}"], env, cwd=root)
+    if commit is None:
+        raise ProjectNotFoundError(
+            f"revision '{version}' not found in '{root}'",
+            hint="give a branch, a tag or a commit SHA of that repository",
+        )
+    is_branch = run_git(["show-ref", "--verify", "-q", f"refs/heads/{version}"], env, cwd=root).ok
+    return _from_url(parsed, str(root), commit, env, prefix=prefix,
+                     remote=_first_remote_raw(root, env), requested=version,
+                     branch=version if is_branch else None)
 
 
 def _in_place(parsed: ProjectUri, path: Path, env: Mapping[str, str]) -> Checkout:

@@ -118,6 +118,7 @@ def home_files_containing(reprun: Reprun, needle: str) -> list[Path]:
 
 @pytest.mark.parametrize(("version", "expected"), [
     ("feature", "F"), ("v1.0", "A"), ("FULL_B", "B"), ("SHORT_B", "B"), (None, "C"),
+    ("HEAD~2", "A"),
 ])
 def test_revision_forms_over_file_url(
     reprun: Reprun, upstream: Upstream, version: str | None, expected: str
@@ -343,6 +344,16 @@ def test_local_repository_with_version_leaves_the_users_checkout_alone(
                                      ("rev-parse", "HEAD"), ("stash", "list"))]
     assert after == before
     assert (work / SUB / "VERSION").read_text() == "local edit\n"
+    for version, expected, branch in (("HEAD~1", "B", None), ("feature", "F", "feature")):
+        code, out, err, _ = run(reprun, f"{work}#{SUB}", "--version", version)
+        assert code == 0, err
+        assert f"version={expected} " in out
+        source = reprun.last_record()["source"]
+        assert (source["resolved_commit"], source["git_branch"]) == (
+            upstream.commits[expected], branch)
+    code, _, _, errors = run(reprun, str(work), "--version", "nope")
+    assert errors == [f"reprun: error: revision 'nope' not found in '{work}'; give a branch, "
+                      "a tag or a commit SHA of that repository"]
 
 
 def test_version_on_a_directory_outside_git(reprun: Reprun, tmp_path: Path) -> None:
