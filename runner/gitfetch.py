@@ -151,6 +151,8 @@ def _prepare(repo: Path, env: Mapping[str, str]) -> bool:
     done = run_git(["init", "-q", "--bare", str(repo)], env)
     if not done.ok:
         raise SourceError(f"cannot create the git cache {repo}: {last_line(done.stderr)}")
+    # housekeeping runs in the foreground, under our lock, never behind a finished run
+    run_git(["config", "gc.autoDetach", "false"], env, git_dir=repo)
     return True
 
 
@@ -251,7 +253,9 @@ def _branch(repo: Path, version: str | None, commit: str, env: Mapping[str, str]
 
 
 def _add_worktree(repo: Path, commit: str, dest: Path, env: Mapping[str, str]) -> None:
-    done = run_git(["worktree", "add", "-q", "--detach", str(dest), commit], env, git_dir=repo)
+    # no hooks: a checkout made by reprun runs nothing but the project's own command
+    done = run_git(["-c", f"core.hooksPath={os.devnull}", "worktree", "add", "-q", "--detach",
+                    str(dest), commit], env, git_dir=repo)
     if not done.ok:
         raise SourceError(f"cannot check out commit {commit[:12]}: {last_line(done.stderr)}")
 
