@@ -8,10 +8,11 @@ replaced by ``***`` in anything reprun shows.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from runner.errors import SourceError
 from runner.process import Completed, capture
@@ -56,6 +57,30 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def transport(url: str, env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """The URL to hand git, and its environment: ``user:password`` of an http(s) URL travel in
+    an Authorization header set through the environment, so they are not in git's command line
+    (which other users of the machine can see). Other URLs are handed over as they are."""
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if parts.scheme not in ("http", "https") or not colon:
+        return url, dict(env)
+    plain = urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+    pair = f"{unquote(user)}:{unquote(password)}".encode()
+    try:
+        index = int(env.get("GIT_CONFIG_COUNT") or 0)
+    except ValueError:
+        return url, dict(env)
+    header = dict(env)
+    header.update({
+        f"GIT_CONFIG_KEY_{index}": f"http.{plain}.extraHeader",
+        f"GIT_CONFIG_VALUE_{index}": f"Authorization: Basic {base64.b64encode(pair).decode()}",
+        "GIT_CONFIG_COUNT": str(index + 1),
+    })
+    return plain, header
 
 
 def run_git(

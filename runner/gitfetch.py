@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ProjectNotFoundError, SourceError, UsageError
-from runner.gitcmd import FETCH_TIMEOUT_S, fetch_error, git_output, last_line, run_git
+from runner.gitcmd import (
+    FETCH_TIMEOUT_S,
+    fetch_error,
+    git_output,
+    last_line,
+    run_git,
+    transport,
+)
 from runner.process import process_alive, process_start_ticks
 from runner.record import SubmoduleInfo
 from runner.redact import redact_url
@@ -190,18 +197,15 @@ def _fetch(url: str, repo: Path, version: str | None, env: Mapping[str, str], *,
         specs.append("+refs/remotes/*:refs/remotes/*")
     if version is None or _names_head(version):
         specs.append(f"+HEAD:{HEAD_REF}")
-    _fetch_specs(url, repo, specs, env)
-    if version and _FULL_SHA.match(version) and not _has_commit(repo, version, env):
-        # A commit no branch or tag reaches: servers that allow it send it when asked by SHA.
-        run_git(["fetch", "-q", "--no-write-fetch-head", "--no-tags", url, version], env,
-                git_dir=repo, timeout=FETCH_TIMEOUT_S)
-
-
-def _fetch_specs(url: str, repo: Path, specs: list[str], env: Mapping[str, str]) -> None:
-    done = run_git(["fetch", "-q", "--prune", "--no-write-fetch-head", "--no-tags", url, *specs],
-                   env, git_dir=repo, timeout=FETCH_TIMEOUT_S)
+    where, fetch_env = transport(url, env)
+    done = run_git(["fetch", "-q", "--prune", "--no-write-fetch-head", "--no-tags", where,
+                    *specs], fetch_env, git_dir=repo, timeout=FETCH_TIMEOUT_S)
     if not done.ok:
         raise fetch_error(url, done.stderr)
+    if version and _FULL_SHA.match(version) and not _has_commit(repo, version, env):
+        # A commit no branch or tag reaches: servers that allow it send it when asked by SHA.
+        run_git(["fetch", "-q", "--no-write-fetch-head", "--no-tags", where, version],
+                fetch_env, git_dir=repo, timeout=FETCH_TIMEOUT_S)
 
 
 def _names_head(version: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -230,11 +231,20 @@ def test_wrong_or_missing_credentials(
 
 
 def test_token_in_url_works_and_is_never_written(
-    reprun: Reprun, upstream: Upstream, private: GitHttpServer
+    reprun: Reprun, upstream: Upstream, private: GitHttpServer, tmp_path: Path
 ) -> None:
+    # a git that logs its command lines, to show the token is not among them
+    spy_dir, argv_log = tmp_path / "spy-bin", tmp_path / "git-argv.log"
+    spy_dir.mkdir()
+    (spy_dir / "git").write_text(f'#!/bin/sh\necho "$@" >> {argv_log}\n'
+                                 f'exec {shutil.which("git")} "$@"\n')
+    (spy_dir / "git").chmod(0o755)
     url = private.url("proj.git", "alice", TOKEN) + f"#{SUB}"
-    code, out, err, _ = run(reprun, url, "--version", "feature")
+    code, out, err, _ = run(reprun, url, "--version", "feature",
+                            env={"PATH": f"{spy_dir}:{os.environ['PATH']}"})
     assert code == 0, err
+    assert " fetch " in argv_log.read_text()
+    assert TOKEN not in argv_log.read_text()
     assert "version=F " in out
     assert TOKEN not in out + err
     record = reprun.last_record()

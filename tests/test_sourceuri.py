@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner.errors import UsageError
-from runner.gitcmd import fetch_error, scrub, secrets_of
+from runner.gitcmd import fetch_error, scrub, secrets_of, transport
 from runner.sourceuri import cache_name, clean_subdirectory, is_remote, join_url, parse_uri
 
 
@@ -77,3 +77,13 @@ def test_fetch_error_is_one_line_without_the_token() -> None:
     assert "\n" not in message
     assert "ghp_abcdef" not in message
     assert message.startswith("authentication failed for 'https://h/org/repo.git'")
+
+
+def test_transport_moves_http_credentials_into_a_header() -> None:
+    url, env = transport("https://alice:p%40ss@h/org/repo.git", {"GIT_CONFIG_COUNT": "1"})
+    assert url == "https://h/org/repo.git"
+    assert env["GIT_CONFIG_COUNT"] == "2"
+    assert env["GIT_CONFIG_KEY_1"] == "http.https://h/org/repo.git.extraHeader"
+    assert env["GIT_CONFIG_VALUE_1"] == "Authorization: Basic YWxpY2U6cEBzcw=="  # alice:p@ss
+    for other in ("git@h:org/repo.git", "https://h/org/repo.git", "ssh://a:b@h/r"):
+        assert transport(other, {}) == (other, {})
