@@ -82,8 +82,9 @@ def clean_checkout(
     root = cache_root(env) / "git"
     scratch = _new_scratch(root, env)
     tree = scratch / "tree"
+    repo = root / "repos" / cache_name(url)
+    used = [repo]  # the caches holding a worktree of this checkout
     try:
-        repo = root / "repos" / cache_name(url)
         with _locked(repo):
             created = _prepare(repo, env)
             try:
@@ -96,11 +97,11 @@ def clean_checkout(
             commit = _resolve(repo, version, url, env)
             branch = _branch(repo, version, commit, env)
             _add_worktree(repo, commit, tree, env)
-        subs, repos = _submodules(submodule_base or url, repo, commit, tree, env, "", 0)
+        subs = _submodules(submodule_base or url, repo, commit, tree, env, "", 0, used)
     except BaseException:
-        remove_checkout(scratch, (), env)
+        remove_checkout(scratch, tuple(used), env)
         raise
-    return CleanCheckout(tree, scratch, commit, branch, tuple(subs), (repo, *repos))
+    return CleanCheckout(tree, scratch, commit, branch, tuple(subs), tuple(used))
 
 
 def remove_checkout(scratch: Path, repos: tuple[Path, ...], env: Mapping[str, str]) -> None:
@@ -307,10 +308,13 @@ def _gitlinks(repo: Path, commit: str, url: str, env: Mapping[str, str]) -> list
 
 def _submodules(
     url: str, repo: Path, commit: str, tree: Path, env: Mapping[str, str], prefix: str, depth: int,
-) -> tuple[list[SubmoduleInfo], list[Path]]:
-    """Check out every submodule of ``commit`` into ``tree``, recursively, at recorded commits."""
+    used: list[Path],
+) -> list[SubmoduleInfo]:
+    """Check out every submodule of ``commit`` into ``tree``, recursively, at recorded commits.
+
+    Each cache that gets a worktree is added to ``used``.
+    """
     infos: list[SubmoduleInfo] = []
-    repos: list[Path] = []
     for link in _gitlinks(repo, commit, url, env):
         if depth >= MAX_SUBMODULE_DEPTH:
             raise SourceError(f"submodules of '{redact_url(url)}' nest deeper than "
@@ -318,14 +322,12 @@ def _submodules(
         sub_url = join_url(url, link.url)
         sub_repo = _submodule_checkout(sub_url, link.commit, tree / link.path, env,
                                        prefix + link.path)
+        used.append(sub_repo)
         infos.append(SubmoduleInfo(path=prefix + link.path, commit=link.commit,
                                    url=redact_url(sub_url)))
-        repos.append(sub_repo)
-        more, more_repos = _submodules(sub_url, sub_repo, link.commit, tree / link.path, env,
-                                       f"{prefix}{link.path}/", depth + 1)
-        infos += more
-        repos += more_repos
-    return infos, repos
+        infos += _submodules(sub_url, sub_repo, link.commit, tree / link.path, env,
+                             f"{prefix}{link.path}/", depth + 1, used)
+    return infos
 
 
 def _submodule_checkout(url: str, commit: str, dest: Path, env: Mapping[str, str],

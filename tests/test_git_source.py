@@ -109,6 +109,15 @@ def run(reprun: Reprun, uri: str, *args: str, env: dict[str, str] | None = None)
     return result.code, result.stdout, result.stderr, result.error_lines
 
 
+def assert_no_worktrees_left(reprun: Reprun) -> None:
+    """Every checkout made for a run is gone, and the caches have forgotten its worktrees."""
+    git_cache = reprun.home / "cache" / "git"
+    assert [p.name for p in (git_cache / "checkouts").iterdir()] == []
+    for repo in (git_cache / "repos").iterdir():
+        if repo.is_dir():
+            assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1, repo
+
+
 def home_files_containing(reprun: Reprun, needle: str) -> list[Path]:
     found = []
     for path in reprun.home.rglob("*"):
@@ -152,6 +161,7 @@ def test_https_path_without_dot_git_and_default_branch(
     assert record["project"]["uri"] == server.url("proj") + f"#{SUB}"
     # the checkout made for the run is gone afterwards; the user's repository was never touched
     assert not Path(record["project"]["path"]).exists()
+    assert_no_worktrees_left(reprun)
     assert git(upstream.work, "status", "--porcelain") == ""
 
 
@@ -419,6 +429,7 @@ def test_submodules_recursive_at_recorded_commits(reprun: Reprun, tmp_path: Path
         code, out, err, _ = run(reprun, srv.url("super.git"), "--version", top)
     assert code == 0, err  # every submodule commit came from the cache
     assert out.split() == ["lib-1", "inner-1", "inner-1"]
+    assert_no_worktrees_left(reprun)
 
 
 def test_submodule_commit_missing_upstream(reprun: Reprun, tmp_path: Path) -> None:
@@ -434,6 +445,7 @@ def test_submodule_commit_missing_upstream(reprun: Reprun, tmp_path: Path) -> No
     assert code == 2
     assert errors == [f"reprun: error: submodule 'lib': commit {ghost} not found in "
                       f"'file://{served}/lib.git'; push that commit to the submodule's repository"]
+    assert_no_worktrees_left(reprun)
 
 
 def test_dry_run_of_a_url_leaves_no_checkout(reprun: Reprun, upstream: Upstream) -> None:
