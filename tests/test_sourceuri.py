@@ -33,7 +33,7 @@ def test_dots_inside_names_are_fine() -> None:
 
 @pytest.mark.parametrize(("uri", "remote"), [
     ("https://h/o/r", True), ("http://127.0.0.1:8080/r.git", True), ("ssh://git@h/o/r", True),
-    ("git@h:o/r.git", True), ("file:///tmp/r", False), ("./r", False), ("h.com/o/r", False),
+    ("git@h:o/r.git", True), ("file:///srv/r", False), ("./r", False), ("h.com/o/r", False),
     ("relative/dir", False), ("/abs/dir", False),
 ])
 def test_is_remote(uri: str, remote: bool) -> None:
