@@ -48,6 +48,9 @@ def cli(debug: bool) -> None:
 @click.argument("uri")
 @click.option("-e", "--entry-point", default="main", show_default=True,
               help="Entry point name, or a .py/.sh file of the project.")
+@click.option("-v", "--version", "version", default=None, metavar="REV",
+              help="Git revision to run: branch, tag, full or abbreviated commit SHA. "
+                   "The default: a git URL's default branch; a local directory as it is.")
 @click.option("-P", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A parameter value; repeatable.")
 @click.option("--env-manager", default=None, metavar="MANAGER",
@@ -59,15 +62,17 @@ def cli(debug: bool) -> None:
 @click.option("--grace-period", default=10.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between interrupting the command and killing it.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
-def run(uri: str, entry_point: str, params: tuple[str, ...], env_manager: str | None,
-        backend: str, dry_run: bool, as_json: bool, strict: bool, grace_period: float,
-        quiet: bool) -> int:
-    """Run the project at URI (a directory)."""
+def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...],
+        env_manager: str | None, backend: str, dry_run: bool, as_json: bool, strict: bool,
+        grace_period: float, quiet: bool) -> int:
+    """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
+    file://), optionally followed by #sub/dir to run a subdirectory of the repository."""
     from runner.params import parse_param_args
-    from runner.plan import RunOptions, make_plan
+    from runner.plan import RunOptions, make_plan, release_plan
 
     options = RunOptions(
         uri=uri, cwd=Path.cwd(), base_env=dict(os.environ), entry_point=entry_point,
+        version=version,
         params=parse_param_args(params), env_manager=env_manager, backend=backend,
         strict=strict, grace_period=grace_period, echo=True,
     )
@@ -76,11 +81,15 @@ def run(uri: str, entry_point: str, params: tuple[str, ...], env_manager: str | 
         for warning in plan.project.warnings:
             _say(f"warning: {warning.render()}")
     if dry_run:
+        release_plan(plan)
         _print_plan(plan.describe(), as_json)
         return 0
     from runner.execute import execute
 
-    record = execute(plan, _store(), (lambda _m: None) if quiet else _say)
+    try:
+        record = execute(plan, _store(), (lambda _m: None) if quiet else _say)
+    finally:
+        release_plan(plan)
     if not quiet:
         _say(f"run {record.run_id} {record.status.value} in {record.duration_s:.2f} s "
              f"(reprun runs show {record.run_id[:8]})")
@@ -159,8 +168,12 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("project", f"{record.project.name} ({record.project.uri})"),
         ("entry point", record.entry_point), ("command", record.command),
         ("parameters", ", ".join(f"{k}={v}" for k, v in record.parameters.items()) or "-"),
+        ("source", f"{src.uri}{'#' + src.subdirectory if src.subdirectory else ''}"
+                   f" ({src.checkout})" if src.uri else None),
+        ("version", src.requested_version),
         ("git", f"{src.git_commit or '-'}{' (dirty)' if src.git_dirty else ''}"
                 f"{' on ' + src.git_branch if src.git_branch else ''}"),
+        ("submodules", ", ".join(f"{s.path}@{s.commit[:12]}" for s in src.submodules) or None),
         ("environment", f"{env.kind} via {env.manager}, python {env.python_version or '-'}, "
                         f"{len(env.packages)} packages"),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),

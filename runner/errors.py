@@ -86,6 +86,10 @@ class NotSupportedError(ReprunError):
     """A valid request that this version of reprun cannot carry out yet."""
 
 
+class SourceError(ReprunError):
+    """Fetching or checking out the project's source failed (network, credentials, git)."""
+
+
 class RunNotFoundError(ReprunError):
     """No run in the store matches the id or prefix given."""
 

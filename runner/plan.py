@@ -14,7 +14,7 @@ from backends import BACKENDS
 from runner.envs import BUILDERS, get_builder
 from runner.errors import NotSupportedError
 from runner.params import ResolvedParams, resolve
-from runner.source import Checkout, resolve_source
+from runner.source import Checkout, release, resolve_source
 from runner.spec import Project, load_project
 from runner.spec_models import EntryPoint
 
@@ -27,6 +27,7 @@ class RunOptions:
     cwd: Path
     base_env: Mapping[str, str]
     entry_point: str = "main"
+    version: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
     env_manager: str | None = None
     backend: str = "local"
@@ -70,13 +71,22 @@ def _str(path: Path | None) -> str | None:
 
 def make_plan(options: RunOptions) -> Plan:
     """Resolve everything a run needs, or raise the first user error."""
-    checkout = resolve_source(options.uri, options.cwd, options.base_env)
-    project = load_project(checkout.directory, strict=options.strict)
-    entry = project.entry_point(options.entry_point)
-    backend = _choose_backend(options.backend, project)
-    manager = choose_manager(options.env_manager, project)
-    params = resolve(entry, options.params, options.cwd)
+    checkout = resolve_source(options.uri, options.cwd, options.base_env, options.version)
+    try:
+        project = load_project(checkout.directory, strict=options.strict)
+        entry = project.entry_point(options.entry_point)
+        backend = _choose_backend(options.backend, project)
+        manager = choose_manager(options.env_manager, project)
+        params = resolve(entry, options.params, options.cwd)
+    except BaseException:
+        release(checkout, options.base_env)
+        raise
     return Plan(options, checkout, project, entry, params, manager, backend)
+
+
+def release_plan(plan: Plan) -> None:
+    """Remove what planning made for this run alone (a clean checkout of a git revision)."""
+    release(plan.checkout, plan.options.base_env)
 
 
 def choose_manager(requested: str | None, project: Project) -> str:

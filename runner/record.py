@@ -37,7 +37,30 @@ class ProjectInfo(_Model):
     spec_file: str | None = Field(default=None, description="The MLproject file, if any")
 
 
+class SubmoduleInfo(_Model):
+    path: str = Field(description="Relative to the repository root (nested ones include parents)")
+    commit: str = Field(description="The full SHA checked out, as the superproject records it")
+    url: str | None = Field(default=None, description="Where it was fetched from, no credentials")
+
+
 class SourceInfo(_Model):
+    uri: str | None = Field(
+        default=None,
+        description="The repository URL or local directory, credentials and #subdirectory removed",
+    )
+    requested_version: str | None = Field(
+        default=None, description="--version as given (branch, tag, SHA); null for the default"
+    )
+    resolved_commit: str | None = Field(default=None, description="Full SHA of what ran")
+    subdirectory: str | None = Field(
+        default=None, description="The project directory relative to the repository root"
+    )
+    checkout: str | None = Field(
+        default=None,
+        description="'in-place' (the user's directory) or 'clean' (a fresh checkout of "
+                    "resolved_commit made for this run)",
+    )
+    submodules: list[SubmoduleInfo] = Field(default_factory=list)
     git_commit: str | None = None
     git_branch: str | None = None
     git_remote: str | None = Field(default=None, description="First remote URL, no credentials")

@@ -1,119 +1,237 @@
 """Where the project comes from, and the git facts of that place.
 
-A local directory is run in place. If it is inside a git repository, its commit, branch, first
-remote (credentials removed) and dirty state are recorded, and the uncommitted changes (staged,
-unstaged and untracked files that git does not ignore) are kept as a binary patch against HEAD.
+- A local directory is run in place. If it is inside a git repository, its commit, branch, first
+  remote (credentials removed) and dirty state are recorded, and the uncommitted changes (staged,
+  unstaged and untracked files that git does not ignore) are kept as a binary patch against HEAD.
+- A git URL (https, ssh, ``git@host:org/repo``, or ``file://`` naming a repository), or a local
+  repository with ``--version``, is run from a clean checkout of the exact commit made for this run
+  from the cache of bare clones (:mod:`runner.gitfetch`); the user's own checkout is never touched.
+- ``URI#sub/dir`` selects a subdirectory of the repository (it must stay inside it).
 """
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import NotSupportedError, ProjectNotFoundError
-from runner.process import capture
-from runner.record import SourceInfo
+from runner.errors import ProjectNotFoundError, SourceError, UsageError
+from runner.gitcmd import git_env, git_output, run_git
+from runner.gitfetch import CleanCheckout, check_version, clean_checkout, remove_checkout
+from runner.record import SourceInfo, SubmoduleInfo
 from runner.redact import redact_url
+from runner.sourceuri import ProjectUri, file_url_path, is_remote, is_scp_like, parse_uri
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbc4904"
-_REMOTE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|[^/@:]+@[^/:]+:)")
 
 
 @dataclass(frozen=True)
 class Checkout:
-    """A project directory ready to run, and what is known about its origin."""
+    """A project directory ready to run, and what is known about its origin.
+
+    ``scratch`` is set when reprun made a clean checkout for this run: :func:`release` removes it.
+    """
 
     uri: str
     directory: Path
     facts: SourceInfo
     patch: bytes | None = None
+    scratch: Path | None = None
+    repos: tuple[Path, ...] = ()
 
 
-def resolve_source(uri: str, cwd: Path, env: Mapping[str, str]) -> Checkout:
-    """Find the project named by ``uri`` (a local directory for now) and read its git facts."""
-    if _REMOTE.match(uri) and not uri.startswith("file://"):
-        raise NotSupportedError(
-            f"'{redact_url(uri)}' is a remote URL; running projects from git URLs is not yet "
-            "supported", hint="clone it and pass the local directory",
-        )
-    local = uri.removeprefix("file://") if uri.startswith("file://") else uri
-    path = Path(local).expanduser()
-    if not path.is_absolute():
-        path = cwd / path
+def resolve_source(
+    uri: str, cwd: Path, env: Mapping[str, str], version: str | None = None
+) -> Checkout:
+    """Find (or fetch and check out) the project ``uri`` names at ``version``, with git facts."""
+    parsed = parse_uri(uri)
+    if version is not None:
+        check_version(version)
+    base = parsed.base
+    genv = git_env(env)
+    if is_remote(base) and not (is_scp_like(base) and _local_path(base, cwd).exists()):
+        return _from_url(parsed, base, version, genv)
+    if base.startswith("file://"):
+        path = file_url_path(base)
+        if not path.exists():
+            raise ProjectNotFoundError(f"'{parsed.shown}' names '{path}', which does not exist",
+                                       hint="check the path (a typo?)")
+        if _is_repository_root(path, genv):
+            return _from_url(parsed, base, version, genv)
+    else:
+        path = _local_path(base, cwd)
     if not path.exists():
-        raise ProjectNotFoundError(
-            f"project directory '{uri}' does not exist", hint="check the path (a typo?)"
-        )
+        raise ProjectNotFoundError(f"project directory '{base}' does not exist",
+                                   hint=_missing_hint(base))
     if not path.is_dir():
         raise ProjectNotFoundError(
-            f"'{uri}' is a file, not a project directory",
+            f"'{base}' is a file, not a project directory",
             hint="pass the directory that holds the project (and -e FILE for a script)",
         )
-    directory = path.resolve()
-    facts, patch = git_facts(directory, env)
-    return Checkout(redact_url(uri), directory, facts, patch)
+    if version is not None:
+        return _local_revision(parsed, path.resolve(), version, genv)
+    return _in_place(parsed, path.resolve(), genv)
 
 
-def _git(directory: Path, env: Mapping[str, str], *args: str) -> str | None:
+def release(checkout: Checkout, env: Mapping[str, str]) -> None:
+    """Remove the clean checkout made for a run (nothing to do for a directory run in place)."""
+    if checkout.scratch is not None:
+        remove_checkout(checkout.scratch, checkout.repos, git_env(env))
+
+
+def _local_path(base: str, cwd: Path) -> Path:
+    path = Path(base).expanduser()
+    return path if path.is_absolute() else cwd / path
+
+
+def _missing_hint(base: str) -> str:
+    first = base.split("/", 1)[0]
+    if "." in first.strip(".") and "/" in base and not base.startswith("."):
+        return f"for a git repository, write its URL, e.g. 'https://{base}'"
+    return "check the path (a typo?)"
+
+
+def _is_repository_root(path: Path, env: Mapping[str, str]) -> bool:
+    if not path.is_dir():
+        return False
+    if git_output(["rev-parse", "--is-bare-repository"], env, cwd=path) == "true":
+        return True
+    top = git_output(["rev-parse", "--show-toplevel"], env, cwd=path)
+    return top is not None and Path(top).resolve() == path.resolve()
+
+
+def _from_url(parsed: ProjectUri, url: str, version: str | None, env: Mapping[str, str],
+              *, prefix: str | None = None, remote: str | None = None,
+              requested: str | None = None, branch: str | None = None) -> Checkout:
+    """A clean checkout of ``version`` of the repository at ``url``.
+
+    For a local repository (``prefix`` set: the project's directory in it) ``version`` is the
+    commit already resolved there, ``requested`` what the user gave and ``branch`` its branch.
+    """
+    local = prefix is not None
+    made = clean_checkout(url, version, env, local_refs=local, submodule_base=remote)
+    sub = "/".join(p for p in (prefix, parsed.subdirectory) if p) or None
+    directory = _inside(made, sub, url, env)
+    facts = SourceInfo(
+        uri=redact_url(url), requested_version=requested if local else version,
+        resolved_commit=made.commit, subdirectory=sub, checkout="clean",
+        submodules=list(made.submodules), git_commit=made.commit,
+        git_branch=branch if local else made.branch,
+        git_remote=redact_url(remote) if remote else (None if local else redact_url(url)),
+        git_dirty=False,
+    )
+    return Checkout(parsed.shown, directory, facts, None, made.scratch, made.repos)
+
+
+def _inside(made: CleanCheckout, sub: str | None, url: str, env: Mapping[str, str]) -> Path:
+    """The project directory of a checkout; it must exist and stay inside the repository."""
+    if sub is None:
+        return made.tree
+    directory = (made.tree / sub).resolve()
+    if not directory.is_relative_to(made.tree.resolve()) or not directory.is_dir():
+        why = "does not exist" if not directory.exists() else "leaves the repository"
+        remove_checkout(made.scratch, made.repos, env)
+        raise ProjectNotFoundError(
+            f"subdirectory '{sub}' {why} in '{redact_url(url)}' at commit {made.commit[:12]}",
+            hint="check the part after '#' (and --version)",
+        )
+    return directory
+
+
+def _local_revision(parsed: ProjectUri, path: Path, version: str,
+                    env: Mapping[str, str]) -> Checkout:
+    """``--version`` on a local repository: a clean checkout, the user's branch left alone."""
+    top = git_output(["rev-parse", "--show-toplevel"], env, cwd=path)
+    if top is None:
+        raise UsageError(f"--version needs a git repository, and '{parsed.base}' is not in one",
+                         hint="drop --version to run the directory as it is")
+    root = Path(top).resolve()
+    prefix = path.relative_to(root).as_posix() if path != root else ""
+    # Resolved in the user's repository (read only), so HEAD~2 or origin/main mean what they
+    # mean there; the commit is then fetched into the cache and checked out apart.
+    commit = git_output(["rev-parse", "--verify", "-q", "--end-of-options",
+                         f"{version}^{{commit}}"], env, cwd=root)
+    if commit is None:
+        raise ProjectNotFoundError(
+            f"revision '{version}' not found in '{root}'",
+            hint="give a branch, a tag or a commit SHA of that repository",
+        )
+    is_branch = run_git(["show-ref", "--verify", "-q", f"refs/heads/{version}"], env, cwd=root).ok
+    return _from_url(parsed, str(root), commit, env, prefix=prefix,
+                     remote=_first_remote_raw(root, env), requested=version,
+                     branch=version if is_branch else None)
+
+
+def _in_place(parsed: ProjectUri, path: Path, env: Mapping[str, str]) -> Checkout:
+    directory = path / parsed.subdirectory if parsed.subdirectory else path
+    if not directory.resolve().is_relative_to(path) or not directory.is_dir():
+        raise ProjectNotFoundError(
+            f"subdirectory '{parsed.subdirectory}' does not exist in '{parsed.base}'",
+            hint="check the part after '#'",
+        )
+    directory = directory.resolve()
     try:
-        done = capture(["git", "-C", str(directory), *args], env=env, timeout=120)
-    except FileNotFoundError:
-        return None
-    return done.stdout.strip() if done.ok else None
-
-
-def git_env(base: Mapping[str, str]) -> dict[str, str]:
-    env = dict(base)
-    env.update({"LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"})
-    return env
+        facts, patch = git_facts(directory, env)
+    except SourceError:  # no git on this machine: a plain directory runs all the same
+        facts, patch = SourceInfo(uri=str(directory), checkout="in-place"), None
+    return Checkout(parsed.shown, directory, facts, patch)
 
 
 def git_facts(directory: Path, base_env: Mapping[str, str]) -> tuple[SourceInfo, bytes | None]:
     """Commit, branch, remote and uncommitted patch of the repository holding ``directory``."""
     env = git_env(base_env)
-    top = _git(directory, env, "rev-parse", "--show-toplevel")
+    top = git_output(["rev-parse", "--show-toplevel"], env, cwd=directory)
     if top is None:
-        return SourceInfo(), None
-    commit = _git(directory, env, "rev-parse", "--verify", "-q", "HEAD")
-    branch = _git(directory, env, "symbolic-ref", "--short", "-q", "HEAD")
-    patch = uncommitted_patch(Path(top), env, commit)
+        return SourceInfo(uri=str(directory), checkout="in-place"), None
+    root = Path(top).resolve()
+    commit = git_output(["rev-parse", "--verify", "-q", "HEAD"], env, cwd=directory)
+    branch = git_output(["symbolic-ref", "--short", "-q", "HEAD"], env, cwd=directory)
+    patch = uncommitted_patch(root, env, commit)
+    remote = _first_remote_raw(directory, env)
+    sub = directory.relative_to(root).as_posix() if directory != root else None
     info = SourceInfo(
-        git_commit=commit,
-        git_branch=branch or None,
-        git_remote=_first_remote(directory, env),
-        git_dirty=bool(patch),
+        uri=str(root), resolved_commit=commit, subdirectory=sub, checkout="in-place",
+        submodules=_checked_out_submodules(root, env),
+        git_commit=commit, git_branch=branch or None,
+        git_remote=redact_url(remote) if remote else None, git_dirty=bool(patch),
     )
     return info, patch or None
 
 
-def _first_remote(directory: Path, env: Mapping[str, str]) -> str | None:
-    names = (_git(directory, env, "remote") or "").split()
+def _first_remote_raw(directory: Path, env: Mapping[str, str]) -> str | None:
+    names = (git_output(["remote"], env, cwd=directory) or "").split()
     if not names:
         return None
     name = "origin" if "origin" in names else names[0]
-    url = _git(directory, env, "remote", "get-url", name)
-    return redact_url(url) if url else None
+    return git_output(["remote", "get-url", name], env, cwd=directory) or None
+
+
+def _checked_out_submodules(root: Path, env: Mapping[str, str]) -> list[SubmoduleInfo]:
+    """Path and checked-out commit of each initialised submodule of a working tree."""
+    if not (root / ".gitmodules").is_file():
+        return []
+    done = run_git(["submodule", "status", "--recursive"], env, cwd=root)
+    infos = []
+    for line in done.stdout.splitlines() if done.ok else []:
+        if len(line) < 42 or line[0] == "-":
+            continue
+        sha, _, rest = line[1:].partition(" ")
+        infos.append(SubmoduleInfo(path=rest.rsplit(" (", 1)[0], commit=sha))
+    return infos
 
 
 def uncommitted_patch(top: Path, env: Mapping[str, str], commit: str | None) -> bytes:
     """Every change against HEAD, untracked files included, without touching the user's index."""
-    index = _git(top, env, "rev-parse", "--path-format=absolute", "--git-path", "index")
+    index = git_output(["rev-parse", "--path-format=absolute", "--git-path", "index"], env,
+                       cwd=top)
     with tempfile.TemporaryDirectory(prefix="reprun-index-") as tmp:
         temp_index = Path(tmp) / "index"
         if index and Path(index).is_file():
             temp_index.write_bytes(Path(index).read_bytes())
         scratch = {**env, "GIT_INDEX_FILE": str(temp_index)}
-        if _git(top, scratch, "add", "-A", "--", ".") is None:
+        if not run_git(["add", "-A", "--", "."], scratch, cwd=top).ok:
             return b""
-        try:
-            done = capture(
-                ["git", "-C", str(top), "diff", "--cached", "--binary", "--no-color",
-                 "--no-ext-diff", commit or EMPTY_TREE],
-                env=scratch, timeout=300,
-            )
-        except FileNotFoundError:
-            return b""
+        done = run_git(["diff", "--cached", "--binary", "--no-color", "--no-ext-diff",
+                        commit or EMPTY_TREE], scratch, cwd=top)
     return done.out if done.ok else b""
