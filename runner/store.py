@@ -13,13 +13,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
 from runner.errors import RunNotFoundError
 from runner.fsutil import atomic_write_text
 from runner.process import process_alive
-from runner.record import RunRecord, Status
+
+if TYPE_CHECKING:  # the record models (pydantic) are imported only when a record is read
+    from runner.record import RunRecord
 
 RECORD = "run.json"
 COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code")
@@ -70,6 +71,10 @@ class RunStore:
             _upsert(db, record)
 
     def load(self, run_id: str) -> RunRecord:
+        from pydantic import ValidationError
+
+        from runner.record import RunRecord
+
         path = self.run_dir(run_id) / RECORD
         try:
             return RunRecord.model_validate_json(path.read_bytes())
@@ -83,18 +88,33 @@ class RunStore:
         """The one run id that starts with ``prefix``."""
         if not prefix:
             raise RunNotFoundError("no run id given", hint="see 'reprun runs list'")
-        names = [p.name for p in self.runs_dir.iterdir()] if self.runs_dir.is_dir() else []
-        matches = sorted(
-            n for n in names if n.startswith(prefix) and (self.runs_dir / n / RECORD).is_file()
-        )
+        matches = self._ids_from_index(prefix) or self._ids_from_disk(prefix)
         if not matches:
             raise RunNotFoundError(f"no run matches '{prefix}'", hint="see 'reprun runs list'")
         if len(matches) > 1:
             shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+            many = f"{len(matches)}" if len(matches) <= 5 else "more than 5"
             raise RunNotFoundError(
-                f"'{prefix}' matches {len(matches)} runs ({shown})", hint="give more of the id"
+                f"'{prefix}' matches {many} runs ({shown})", hint="give more of the id"
             )
         return matches[0]
+
+    def _ids_from_index(self, prefix: str) -> list[str]:
+        if not self.index_path.exists():
+            return []
+        with self._index() as db:
+            rows = db.execute(
+                "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT 6",
+                (prefix, prefix + "\uffff"),
+            )
+            found = [row[0] for row in rows]
+        return [n for n in found if (self.run_dir(n) / RECORD).is_file()]
+
+    def _ids_from_disk(self, prefix: str) -> list[str]:
+        names = [p.name for p in self.runs_dir.iterdir()] if self.runs_dir.is_dir() else []
+        return sorted(
+            n for n in names if n.startswith(prefix) and (self.run_dir(n) / RECORD).is_file()
+        )
 
     def get(self, prefix: str) -> RunRecord:
         """The record of the run ``prefix`` names, with a dead RUNNING run marked FAILED."""
@@ -102,6 +122,8 @@ class RunStore:
 
     def reconcile(self, record: RunRecord) -> RunRecord:
         """A RUNNING run whose reprun process is gone becomes FAILED, with the reason."""
+        from runner.record import Status
+
         runner = record.runner
         if record.status is not Status.RUNNING or runner is None:
             return record

@@ -76,3 +76,13 @@ def test_validate_prints_every_problem(reprun: Reprun, make_project: MakeProject
     result = reprun("validate", str(warned))
     assert result.code == 0 and "did you mean 'name'?" in result.stdout
     assert reprun("validate", "--strict", str(warned)).code == 2
+
+
+def test_runs_list_reads_the_index_without_the_record_models(reprun: Reprun,
+                                                              make_project: MakeProject) -> None:
+    project = make_project("entry_points:\n  main:\n    command: 'true'\n")
+    assert reprun("run", str(project), "-q").code == 0
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", "runs", "list"],
+                          env=reprun.env(), capture_output=True, text=True, check=True)
+    assert "proj / main" in proc.stdout
+    assert "pydantic" not in proc.stderr
