@@ -7,6 +7,7 @@ names the interpreter, the platform and the request key it was resolved for.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -62,7 +63,9 @@ def redact_text(text: str) -> str:
 
 
 def log_path(logs: Path, kind: str, key: str) -> Path:
-    return logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{key[:12]}.log"
+    """A new log file name (the directory is created): time, step, key and process id."""
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{key[:12]}-{os.getpid()}.log"
 
 
 def compile_lock(

@@ -29,7 +29,7 @@ LOCAL_METADATA = ("pyproject.toml", "setup.py", "setup.cfg")
 # uv settings that change what a resolution finds.
 INDEX_VARIABLES = (
     "UV_INDEX", "UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS",
-    "UV_NO_INDEX", "UV_INDEX_STRATEGY", "UV_PRERELEASE", "UV_RESOLUTION", "UV_EXCLUDE_NEWER",
+    "UV_INDEX_STRATEGY", "UV_PRERELEASE", "UV_RESOLUTION", "UV_EXCLUDE_NEWER",
     "UV_CONSTRAINT", "UV_OVERRIDE",
 )
 

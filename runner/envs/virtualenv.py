@@ -8,6 +8,7 @@ virtualenv's discovery.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,6 +16,22 @@ from runner.envs.base import EnvSpec
 from runner.envs.pybuild import PythonBuilder, default_interpreter, interpreter_missing
 from runner.envs.pylock import Interpreter, explain, run_logged
 from runner.errors import EnvBuildError
+
+
+def uv_sources_for_pip(env: Mapping[str, str]) -> list[str]:
+    """pip options for the package sources uv was told about, so pip installs from where the
+    lock was resolved (pip's own configuration still applies on top)."""
+    args: list[str] = []
+    index = env.get("UV_DEFAULT_INDEX") or env.get("UV_INDEX_URL")
+    if index:
+        args += ["--index-url", index]
+    for name in ("UV_INDEX", "UV_EXTRA_INDEX_URL"):
+        for url in env.get(name, "").split():
+            args += ["--extra-index-url", url.split("=", 1)[-1] if "=" in url.split("://")[0]
+                     else url]
+    for location in env.get("UV_FIND_LINKS", "").replace(",", " ").split():
+        args += ["--find-links", location]
+    return args
 
 
 class VirtualenvBuilder(PythonBuilder):
@@ -41,7 +58,7 @@ class VirtualenvBuilder(PythonBuilder):
     def install(self, build: Path, requirements: Path, local: list[list[str]], spec: EnvSpec,
                 log: Path) -> None:
         base = [str(build / "bin" / "python"), "-m", "pip", "install", "--no-deps",
-                "--disable-pip-version-check", "--no-input"]
+                "--disable-pip-version-check", "--no-input", *uv_sources_for_pip(spec.base_env)]
         steps = [[*base, "--require-hashes", "-r", str(requirements)]] if requirements.name else []
         steps += [[*base, *args] for args in local]
         for argv in steps:
