@@ -357,3 +357,15 @@ def test_dry_run_imports_no_environment_tooling(reprun: Reprun, pyproj: PyProjec
     for heavy in ("rich", "virtualenv", "uv", "runner.envs.uv"):
         assert heavy not in imported
     assert "python_env" in result.stdout
+
+
+def test_example_project_runs_offline_from_its_wheels(reprun: Reprun, tmp_path: Path) -> None:
+    from conftest import EXAMPLES
+
+    env = {"UV_CACHE_DIR": str(tmp_path / "uv-cache")}
+    result = reprun("run", str(EXAMPLES / "python-env"), "-P", "name=Ada", env=env)
+    assert result.code == 0, result.stderr
+    assert "Hello, Ada! (greeting 1.0" in result.stdout
+    record = reprun.last_record()
+    assert _env(record)["manager"] == "uv"
+    assert {"name": "greeting", "version": "1.0"} in _env(record)["packages"]  # type: ignore[operator]

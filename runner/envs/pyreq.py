@@ -24,7 +24,8 @@ from runner.redact import redact_url
 KEY_VERSION = 1
 FILE_OPTIONS = ("-r", "--requirement", "-c", "--constraint")
 PATH_OPTIONS = ("-e", "--editable")
-URL_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links")
+URL_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-index")
+LINK_OPTIONS = ("-f", "--find-links")
 LOCAL_METADATA = ("pyproject.toml", "setup.py", "setup.cfg")
 # uv settings that change what a resolution finds.
 INDEX_VARIABLES = (
@@ -87,6 +88,8 @@ def _anchor(
         path = _existing(base / value, source, text)
         _collect_file(path, files, local, source)
         return f"{option} {shlex.quote(str(path))}"
+    if option in LINK_OPTIONS and _is_path(value):
+        return f"{option} {shlex.quote(str(_existing(base / value, source, text)))}"
     if option in PATH_OPTIONS and _is_path(value):
         path = _existing(base / value, source, text)
         local.append(path)
