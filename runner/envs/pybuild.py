@@ -135,21 +135,59 @@ class PythonBuilder:
 
 
 def describe(build: Path, manager: str, base: Interpreter, env: Mapping[str, str]) -> Marker:
-    """The completeness marker: what the environment holds, and files that must stay there."""
-    python = build / "bin" / "python"
-    facts = inspect_python(str(python), dict(env), cwd=build)
-    if facts.version is None:
-        raise EnvBuildError(f"the new environment's python ({python}) does not start")
-    files = sorted(p.relative_to(build).as_posix()
-                   for p in build.glob("lib/python*/site-packages/*.dist-info"))
+    """The completeness marker: what the environment holds, and files that must stay there.
+
+    Read from the files (pyvenv.cfg, dist-info folders) rather than by starting the new python.
+    """
+    version = venv_python_version(build)
+    if version is None or not (build / "bin" / "python").exists():
+        facts = inspect_python(str(build / "bin" / "python"), dict(env), cwd=build)
+        if facts.version is None:
+            raise EnvBuildError(f"the new environment in {build} has no working python")
+        version = facts.version
+    dist_infos = sorted(build.glob("lib/python*/site-packages/*.dist-info"))
+    packages = sorted((_dist_name(d), _dist_version(d)) for d in dist_infos)
     return {
         "manager": manager,
         "python": "bin/python",
-        "python_version": facts.version,
+        "python_version": version,
         "base_interpreter": base.path,
-        "packages": [list(p) for p in facts.packages],
-        "files": files,
+        "packages": [list(p) for p in sorted(packages, key=lambda p: p[0].lower())],
+        "files": [d.relative_to(build).as_posix() for d in dist_infos],
     }
+
+
+def venv_python_version(build: Path) -> str | None:
+    """``version_info`` (or ``version``) from pyvenv.cfg, as uv and virtualenv write it."""
+    try:
+        lines = (build / "pyvenv.cfg").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    values = {k.strip(): v.strip() for k, _, v in (ln.partition("=") for ln in lines)}
+    found = values.get("version_info") or values.get("version")
+    return ".".join(found.split(".")[:3]) if found else None
+
+
+def _dist_name(dist_info: Path) -> str:
+    return _metadata(dist_info).get("Name") or dist_info.name.rsplit("-", 1)[0]
+
+
+def _dist_version(dist_info: Path) -> str:
+    return _metadata(dist_info).get("Version") or dist_info.stem.rsplit("-", 1)[-1]
+
+
+def _metadata(dist_info: Path) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    try:
+        with (dist_info / "METADATA").open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
 
 
 def resolved_env(manager: str, lock: Lock, entry: CachedEnv) -> ResolvedEnv:
