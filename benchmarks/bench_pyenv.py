@@ -45,7 +45,8 @@ def run(argv: list[str], env: dict[str, str], cwd: Path | None = None, timeout: 
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}")
+        tail = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()][-1:]
+        raise RuntimeError(f"{Path(argv[0]).name} {argv[1]} failed: {' '.join(tail)}")
     return done.stdout
 
 
@@ -125,7 +126,7 @@ def main() -> None:
         if mlflow is not None:
             for manager in ("uv", "virtualenv"):
                 mlenv = {**base, "MLFLOW_ENV_ROOT": str(root / f"mlflow-envs-{manager}"),
-                         "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
+                         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
                          "PATH": f"{Path(mlflow).parent}{os.pathsep}{base['PATH']}"}
                 try:
                     # A cold MLflow environment first, then its warm reuse.
