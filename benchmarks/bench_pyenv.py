@@ -126,7 +126,8 @@ def main() -> None:
         if mlflow is not None:
             for manager in ("uv", "virtualenv"):
                 mlenv = {**base, "MLFLOW_ENV_ROOT": str(root / f"mlflow-envs-{manager}"),
-                         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+                         "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
+                         "MLFLOW_ALLOW_FILE_STORE": "true",
                          "PATH": f"{Path(mlflow).parent}{os.pathsep}{base['PATH']}"}
                 try:
                     # A cold MLflow environment first, then its warm reuse.
