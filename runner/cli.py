@@ -54,7 +54,9 @@ def cli(debug: bool) -> None:
 @click.option("-P", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A parameter value; repeatable.")
 @click.option("--env-manager", default=None, metavar="MANAGER",
-              help="How to build the environment: local (more to come).")
+              help="How to build the environment: uv (default), virtualenv or local.")
+@click.option("--refresh", is_flag=True,
+              help="Resolve the environment again instead of reusing its cached lock.")
 @click.option("-b", "--backend", default="local", show_default=True, help="Where to run: local.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
@@ -63,8 +65,8 @@ def cli(debug: bool) -> None:
               help="Seconds between interrupting the command and killing it.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...],
-        env_manager: str | None, backend: str, dry_run: bool, as_json: bool, strict: bool,
-        grace_period: float, quiet: bool) -> int:
+        env_manager: str | None, refresh: bool, backend: str, dry_run: bool, as_json: bool,
+        strict: bool, grace_period: float, quiet: bool) -> int:
     """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
     file://), optionally followed by #sub/dir to run a subdirectory of the repository."""
     from runner.params import parse_param_args
@@ -74,7 +76,8 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         uri=uri, cwd=Path.cwd(), base_env=dict(os.environ), entry_point=entry_point,
         version=version,
         params=parse_param_args(params), env_manager=env_manager, backend=backend,
-        strict=strict, grace_period=grace_period, echo=True,
+        strict=strict, grace_period=grace_period, echo=True, refresh=refresh,
+        progress_live=not quiet and sys.stderr.isatty(),
     )
     plan = make_plan(options)
     if not quiet:
@@ -239,6 +242,11 @@ def schema(kind: str) -> int:
 
     click.echo(render(kind), nl=False)
     return 0
+
+
+from runner.cli_env import env as _env_group  # noqa: E402  (only click: cheap)
+
+cli.add_command(_env_group)
 
 
 def main(argv: list[str] | None = None) -> None:

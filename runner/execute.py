@@ -47,7 +47,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     forwarder = _SignalForwarder()
     try:
         with forwarder.installed():
-            resolved = _build_environment(plan)
+            resolved = _build_environment(plan, notify)
             record = _with_environment(record, plan, resolved, run_dir)
             store.save(record)
             backend, request = get_backend(plan.backend), _request(plan, record, resolved, run_dir)
@@ -137,10 +137,12 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
     )
 
 
-def _build_environment(plan: Plan) -> ResolvedEnv:
-    spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, plan.options.base_env)
+def _build_environment(plan: Plan, notify: Notify) -> ResolvedEnv:
+    options = plan.options
+    spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
+                   notify=notify, live=options.progress_live)
     builder = get_builder(plan.manager)
-    return builder.ensure(spec, builder.lock(spec, refresh=False))
+    return builder.ensure(spec, builder.lock(spec, refresh=options.refresh))
 
 
 def _with_environment(

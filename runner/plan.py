@@ -34,6 +34,8 @@ class RunOptions:
     strict: bool = False
     grace_period: float = 10.0
     echo: bool = True
+    refresh: bool = False  # resolve the environment again instead of reusing the cached lock
+    progress_live: bool = False  # environment progress may redraw (stderr is a terminal)
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,15 @@ def release_plan(plan: Plan) -> None:
     release(plan.checkout, plan.options.base_env)
 
 
+# The manager used when --env-manager is not given, by the kind of environment the project asks for.
+# A project without an environment file gets, like in MLflow, a fresh environment with no
+# dependencies for the interpreter running reprun (built by uv in a fraction of a second).
+DEFAULT_MANAGERS = {"python_env": "uv", "none": "uv", "conda_env": "local", "docker_env": "local"}
+
+
 def choose_manager(requested: str | None, project: Project) -> str:
     """The environment manager: the one asked for, else the default for the project's kind."""
-    manager = requested or "local"
+    manager = requested or DEFAULT_MANAGERS.get(project.env.kind, "local")
     if manager not in BUILDERS:
         get_builder(manager)  # raises the right "not supported" error
     return manager

@@ -48,7 +48,8 @@ def test_record_is_complete(reprun: Reprun, make_project: MakeProject) -> None:
               msg: string
             command: 'printf "%s\\n" {msg} > "$REPRUN_OUTPUT_DIR/msg.txt"; echo run=$REPRUN_RUN_ID'
     """)
-    result = reprun("run", str(project), "-P", "msg=a b 'c'", "-P", "extra=1")
+    result = reprun("run", str(project), "-P", "msg=a b 'c'", "-P", "extra=1",
+                    "--env-manager", "local")
     assert result.code == 0, result.stderr
     record = reprun.last_record()
     run_id = record["run_id"]
@@ -227,7 +228,7 @@ def test_dry_run_runs_nothing(reprun: Reprun, make_project: MakeProject, tmp_pat
     result = reprun("run", str(project), "--dry-run", "--json")
     assert result.code == 0, result.stderr
     plan = result.json()
-    assert plan["command"] == f"touch {marker}" and plan["environment"]["manager"] == "local"
+    assert plan["command"] == f"touch {marker}" and plan["environment"]["manager"] == "uv"
     assert not marker.exists()
     assert reprun("runs", "list", "--json").json() == []
     human = reprun("run", str(project), "--dry-run")

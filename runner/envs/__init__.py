@@ -12,8 +12,10 @@ if TYPE_CHECKING:
 
 BUILDERS: dict[str, str] = {
     "local": "runner.envs.local:LocalBuilder",
+    "uv": "runner.envs.uv:UvBuilder",
+    "virtualenv": "runner.envs.virtualenv:VirtualenvBuilder",
 }
-PLANNED = ("uv", "virtualenv", "conda")
+PLANNED = ("conda",)
 
 
 def get_builder(manager: str) -> EnvironmentBuilder:

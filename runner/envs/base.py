@@ -8,7 +8,7 @@ per kind of environment, registered by name in `runner.envs.BUILDERS`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -28,6 +28,8 @@ class EnvSpec:
     project_dir: Path
     manager: str
     base_env: Mapping[str, str]
+    notify: Callable[[str], None] | None = None  # progress lines; None is quiet
+    live: bool = False  # progress may redraw (a terminal)
 
 
 @dataclass(frozen=True)

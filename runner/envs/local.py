@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from typing import ClassVar
 
 from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv
@@ -22,10 +23,10 @@ print(json.dumps({"version": platform.python_version(), "executable": sys.execut
 """
 
 
-def inspect_python(python: str, env: dict[str, str]) -> PythonFacts:
+def inspect_python(python: str, env: dict[str, str], cwd: Path | None = None) -> PythonFacts:
     """Ask ``python`` what it is and what it has installed; empty facts if it cannot answer."""
     try:
-        done = capture([python, "-c", INSPECT], env=env, timeout=60)
+        done = capture([python, "-c", INSPECT], env=env, cwd=cwd, timeout=60)
     except (FileNotFoundError, PermissionError, TimeoutError):
         return PythonFacts()
     if not done.ok:

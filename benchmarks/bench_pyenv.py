@@ -1,0 +1,165 @@
+"""Benchmark Python environments: reprun against running directly, uv by hand and MLflow.
+
+Measures, on one project, the median wall time of:
+  (a) the command run directly in its environment
+  (b) a warm ``reprun run`` (lock and environment cached)
+  (c) a cold ``reprun run`` (empty reprun cache: resolve, build, run)
+  (d) ``uv venv`` + ``uv pip install -r requirements.txt`` + the command, by hand
+  (e) ``mlflow run --env-manager uv`` / ``virtualenv`` (MLflow installed in its own venv), if
+      MLflow installs within --mlflow-timeout seconds; skipped otherwise
+
+uv's own download cache is warm for (c), (d) and (e), so they compare resolution and installation
+work, not the network. Usage::
+
+    python benchmarks/bench_pyenv.py [--deps "requests"] [--repeat 5] [--no-mlflow]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+SCRIPT = "import sys\nprint('ok', sys.prefix)\n"
+
+
+def timed(fn: Callable[[], None], repeat: int, setup: Callable[[], None] | None = None) -> float:
+    times = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(argv: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 900) -> str:
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    if done.returncode != 0:
+        tail = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()][-1:]
+        raise RuntimeError(f"{Path(argv[0]).name} {argv[1]} failed: {' '.join(tail)}")
+    return done.stdout
+
+
+def make_project(root: Path, deps: list[str]) -> Path:
+    project = root / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("".join(f"{d}\n" for d in deps))
+    (project / "python_env.yaml").write_text("dependencies:\n  - -r requirements.txt\n")
+    (project / "MLproject").write_text(
+        "name: bench\npython_env: python_env.yaml\n"
+        "entry_points:\n  main:\n    command: \"python main.py\"\n")
+    (project / "main.py").write_text(SCRIPT + "".join(
+        f"import {d.split('=')[0].split('<')[0].split('>')[0].replace('-', '_')}\n"
+        for d in deps))
+    return project
+
+
+def mlflow_python(root: Path, env: dict[str, str], uv: str, timeout: float) -> str | None:
+    venv = root / "mlflow-venv"
+    try:
+        run([uv, "venv", str(venv), "--python", sys.executable, "-q"], env)
+        run([uv, "pip", "install", "--python", str(venv / "bin" / "python"), "-q",
+             "mlflow-skinny", "virtualenv"], env, timeout=timeout)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"(e) skipped: MLflow did not install: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return None
+    return str(venv / "bin" / "mlflow")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deps", default="requests", help="space-separated requirements")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument("--mlflow-timeout", type=float, default=300)
+    args = parser.parse_args()
+
+    from uv import find_uv_bin
+
+    uv = str(find_uv_bin())
+    reprun = [sys.executable, "-m", "runner"]
+    root = Path(tempfile.mkdtemp(prefix="bench-pyenv-"))
+    try:
+        project = make_project(root, args.deps.split())
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("REPRUN_", "VIRTUAL"))}
+        warm_home = root / "warm-home"
+        warm = {**base, "REPRUN_HOME": str(warm_home)}
+        run([*reprun, "run", str(project), "-q"], warm)  # fill the caches (and uv's)
+        env_dir = next((warm_home / "cache" / "python" / "envs").iterdir()).resolve()
+        results: list[tuple[str, float]] = []
+
+        direct_env = {**base, "PATH": f"{env_dir / 'bin'}{os.pathsep}{base['PATH']}"}
+        results.append(("(a) command run directly in its env", timed(
+            lambda: run(["bash", "-c", "python main.py"], direct_env, cwd=project),
+            args.repeat)))
+        results.append(("(b) reprun run, warm", timed(
+            lambda: run([*reprun, "run", str(project), "-q"], warm), args.repeat)))
+
+        cold_home = root / "cold-home"
+        cold = {**base, "REPRUN_HOME": str(cold_home)}
+        results.append(("(c) reprun run, cold (resolve+build+run)", timed(
+            lambda: run([*reprun, "run", str(project), "-q"], cold), args.repeat,
+            setup=lambda: shutil.rmtree(cold_home, ignore_errors=True))))
+
+        hand = root / "by-hand"
+
+        def by_hand() -> None:
+            run([uv, "venv", str(hand), "-q", "--python", sys.executable], base)
+            run([uv, "pip", "install", "-q", "--python", str(hand / "bin" / "python"), "-r",
+                 str(project / "requirements.txt")], base)
+            run([str(hand / "bin" / "python"), "main.py"], base, cwd=project)
+
+        results.append(("(d) uv venv + uv pip install + run, by hand", timed(
+            by_hand, args.repeat, setup=lambda: shutil.rmtree(hand, ignore_errors=True))))
+
+        mlflow = None if args.no_mlflow else mlflow_python(root, base, uv, args.mlflow_timeout)
+        if mlflow is not None:
+            for manager in ("uv", "virtualenv"):
+                mlenv = {**base, "MLFLOW_ENV_ROOT": str(root / f"mlflow-envs-{manager}"),
+                         "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
+                         "MLFLOW_ALLOW_FILE_STORE": "true",
+                         "PATH": f"{Path(mlflow).parent}{os.pathsep}{base['PATH']}"}
+                try:
+                    # A cold MLflow environment first, then its warm reuse.
+                    cold_s = timed(lambda e=mlenv, m=manager: run(  # type: ignore[misc]
+                        [mlflow, "run", str(project), "--env-manager", m], e), 1)
+                    warm_s = timed(lambda e=mlenv, m=manager: run(  # type: ignore[misc]
+                        [mlflow, "run", str(project), "--env-manager", m], e), args.repeat)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    print(f"(e) mlflow --env-manager {manager} failed: "
+                          f"{str(exc).splitlines()[0]}", file=sys.stderr)
+                    continue
+                results.append((f"(e) mlflow run --env-manager {manager}, cold (1 run)", cold_s))
+                results.append((f"(e) mlflow run --env-manager {manager}, warm", warm_s))
+        report(results, args)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def report(results: list[tuple[str, float]], args: argparse.Namespace) -> None:
+    values = dict(results)
+    a = values["(a) command run directly in its env"]
+    d = values["(d) uv venv + uv pip install + run, by hand"]
+    print(f"\ndeps: {args.deps}   repeat: {args.repeat}   python: {sys.version.split()[0]}\n")
+    print(f"| {'measurement':<46} | {'median s':>8} | {'vs (a)':>7} | {'vs (d)':>7} |")
+    print(f"|{'-' * 48}|{'-' * 10}|{'-' * 9}|{'-' * 9}|")
+    for name, seconds in results:
+        print(f"| {name:<46} | {seconds:>8.3f} | {seconds / a:>6.1f}x | {seconds / d:>6.2f}x |")
+    b = values["(b) reprun run, warm"]
+    c = values["(c) reprun run, cold (resolve+build+run)"]
+    print(f"\n(b) - (a) = {b - a:.3f} s (target < 0.3 s)")
+    print(f"(c) / (d) = {c / d:.2f} (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""The content-addressed cache of Python locks and environments.
+
+Layout under ``REPRUN_CACHE_DIR`` (default ``REPRUN_HOME/cache``)::
+
+    python/locks/<request key>.txt     the lock a request resolved to (written atomically)
+    python/envs/<env key>              symlink to the finished build: the "rename into place"
+    python/builds/<env key>.<random>/  an environment; complete only with its marker inside
+    python/keys/<key>.flock            one file lock per key: one builder at a time
+    python/logs/                       full output of resolutions and builds
+
+An environment never moves after it is built (virtual environments hold absolute paths), so
+publishing it is an atomic rename of a symlink. A build that was killed or failed has no symlink
+pointing at it and is deleted the next time its key is built; an entry whose marker is missing,
+unreadable, or whose files are gone is rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.fsutil import atomic_write_text
+from runner.store import reprun_home
+
+MARKER = "reprun-env.json"
+USED = ".reprun-used"
+PROJECTS = ".reprun-projects"
+
+
+def cache_root(env: Mapping[str, str]) -> Path:
+    configured = env.get("REPRUN_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return reprun_home(env) / "cache"
+
+
+@dataclass(frozen=True)
+class CachedEnv:
+    key: str
+    path: Path
+    marker: dict[str, Any]
+
+
+class PythonCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root / "python"
+        self.locks = self.root / "locks"
+        self.envs = self.root / "envs"
+        self.builds = self.root / "builds"
+        self.keys = self.root / "keys"
+        self.logs = self.root / "logs"
+
+    # --- locks -----------------------------------------------------------------------------
+
+    def read_lock(self, request_key: str) -> str | None:
+        try:
+            text = (self.locks / f"{request_key}.txt").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text if f"# request: {request_key}\n" in text else None
+
+    def write_lock(self, request_key: str, content: str) -> None:
+        self.locks.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.locks / f"{request_key}.txt", content)
+
+    # --- environments ----------------------------------------------------------------------
+
+    def find(self, key: str) -> CachedEnv | None:
+        """The finished, intact environment of ``key``, or None. Spawns nothing."""
+        link = self.envs / key
+        try:
+            target = link.resolve(strict=True)
+            marker = json.loads((target / MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RuntimeError):
+            return None
+        if not isinstance(marker, dict) or marker.get("key") != key:
+            return None
+        required = [marker.get("python", ""), *marker.get("files", [])]
+        if not all(isinstance(rel, str) and rel and (target / rel).exists() for rel in required):
+            return None
+        return CachedEnv(key, target, marker)
+
+    @contextlib.contextmanager
+    def locked(self, key: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the file lock of ``key`` (blocking); ``on_wait`` runs if another process has it."""
+        self.keys.mkdir(parents=True, exist_ok=True)
+        with (self.keys / f"{key}.flock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def new_build_dir(self, key: str) -> Path:
+        """A fresh directory to build ``key`` in; stale builds of the key are removed first.
+
+        Call with the key's lock held: then no other process is building this key.
+        """
+        self.builds.mkdir(parents=True, exist_ok=True)
+        current = self._target(key)
+        for stale in self.builds.glob(f"{key}.*"):
+            if stale != current:
+                shutil.rmtree(stale, ignore_errors=True)
+        return self.builds / f"{key}.{uuid.uuid4().hex[:12]}"
+
+    def publish(self, key: str, build: Path, marker: dict[str, Any]) -> CachedEnv:
+        """Mark ``build`` complete and point the key at it atomically."""
+        marker = {**marker, "key": key, "created": time.time()}
+        atomic_write_text(build / MARKER, json.dumps(marker, indent=2))
+        self.envs.mkdir(parents=True, exist_ok=True)
+        old = self._target(key)
+        tmp = self.envs / f".{key}.{uuid.uuid4().hex[:8]}"
+        tmp.symlink_to(build)
+        tmp.replace(self.envs / key)
+        if old is not None and old != build:
+            shutil.rmtree(old, ignore_errors=True)
+        return CachedEnv(key, build, marker)
+
+    def discard(self, key: str) -> None:
+        """Remove the entry of ``key`` (with its lock held)."""
+        target = self._target(key)
+        (self.envs / key).unlink(missing_ok=True)
+        if target is not None:
+            shutil.rmtree(target, ignore_errors=True)
+
+    def _target(self, key: str) -> Path | None:
+        link = self.envs / key
+        try:
+            return self.builds / link.readlink().name
+        except OSError:
+            return None
+
+    # --- usage -----------------------------------------------------------------------------
+
+    def touch(self, entry: CachedEnv, project: Path) -> None:
+        """Note that ``project`` used the environment now (cheap: no fsync, no rewrite)."""
+        used = entry.path / USED
+        try:
+            used.touch()
+            projects = entry.path / PROJECTS
+            known = projects.read_text(encoding="utf-8").splitlines() if projects.exists() else []
+            if str(project) not in known:
+                with projects.open("a", encoding="utf-8") as handle:
+                    handle.write(f"{project}\n")
+        except OSError:
+            pass
+
+    def entries(self) -> list[EnvEntry]:
+        """Every published environment, intact or not."""
+        if not self.envs.is_dir():
+            return []
+        found = []
+        for link in sorted(self.envs.iterdir()):
+            if link.name.startswith("."):
+                continue
+            entry = self.find(link.name)
+            target = self._target(link.name)
+            found.append(EnvEntry.of(link.name, target, entry))
+        return found
+
+    def orphans(self) -> list[Path]:
+        """Build directories no key points at (killed or failed builds), not being built now."""
+        if not self.builds.is_dir():
+            return []
+        live = {t for t in (self._target(p.name) for p in self._links()) if t is not None}
+        result = []
+        for build in sorted(self.builds.iterdir()):
+            key = build.name.split(".", 1)[0]
+            if build not in live and not self._busy(key):
+                result.append(build)
+        return result
+
+    def _links(self) -> list[Path]:
+        return [p for p in self.envs.iterdir() if not p.name.startswith(".")] \
+            if self.envs.is_dir() else []
+
+    def _busy(self, key: str) -> bool:
+        path = self.keys / f"{key}.flock"
+        if not path.exists():
+            return False
+        with path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+    def remove(self, key: str) -> bool:
+        """Delete the environment of ``key`` unless it is being built; True if removed."""
+        if self._busy(key):
+            return False
+        with self.locked(key):
+            self.discard(key)
+        return True
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    key: str
+    path: Path | None
+    ok: bool
+    manager: str
+    python: str
+    size: int
+    last_used: float
+    projects: tuple[str, ...]
+
+    @classmethod
+    def of(cls, key: str, target: Path | None, entry: CachedEnv | None) -> EnvEntry:
+        marker = entry.marker if entry else {}
+        size, used, projects = 0, 0.0, tuple[str, ...]()
+        if target is not None and target.is_dir():
+            size = dir_size(target)
+            used = _mtime(target / USED) or _mtime(target / MARKER) or _mtime(target)
+            with contextlib.suppress(OSError):
+                projects = tuple((target / PROJECTS).read_text(encoding="utf-8").split())
+        return cls(key, target, entry is not None, str(marker.get("manager", "?")),
+                   str(marker.get("python_version", "?")), size, used, projects)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).lstat().st_size
+    return total

@@ -1,0 +1,222 @@
+"""What the ``uv`` and ``virtualenv`` managers share: lock through the cache, build through it.
+
+``lock``: the request key selects a cached lock; without one (or with ``refresh``) the request is
+resolved under the key's file lock and the lock saved. ``ensure``: the lock's content key selects a
+cached environment; a cache hit reads one small JSON marker and stats a few files, and spawns
+nothing. A miss builds in a fresh directory under the key's file lock and publishes it atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv
+from runner.envs.cache import CachedEnv, PythonCache, cache_root
+from runner.envs.local import inspect_python
+from runner.envs.progress import Progress
+from runner.envs.pylock import (
+    LOCK_FILENAME,
+    Interpreter,
+    compile_lock,
+    lock_interpreter,
+    log_path,
+    split_lock,
+)
+from runner.envs.pyreq import PythonRequest, is_url_option, make_request
+from runner.errors import EnvBuildError
+from runner.fsutil import sha256_bytes
+
+Marker = dict[str, Any]
+WAITING = "waiting for another reprun that is building this environment"
+
+
+class PythonBuilder:
+    """A virtual environment built from a hashed lock; subclasses create and install."""
+
+    kind: ClassVar[str] = ""
+
+    # --- to implement -----------------------------------------------------------------------
+
+    def find_interpreter(self, python: str | None, spec: EnvSpec, logs: Path) -> Interpreter:
+        raise NotImplementedError
+
+    def create(self, build: Path, interpreter: Interpreter, spec: EnvSpec, log: Path) -> None:
+        raise NotImplementedError
+
+    def install(self, build: Path, requirements: Path, local: list[list[str]], spec: EnvSpec,
+                log: Path) -> None:
+        raise NotImplementedError
+
+    # --- the contract ------------------------------------------------------------------------
+
+    def lock(self, spec: EnvSpec, refresh: bool) -> Lock:
+        cache = self.cache(spec)
+        request = self.request(spec)
+        if not refresh and (text := cache.read_lock(request.key)) is not None:
+            return Lock(self.kind, LOCK_FILENAME, text)
+        progress = Progress(spec.notify, spec.live)
+        with cache.locked(f"lock-{request.key}", on_wait=lambda: progress.say(WAITING)):
+            if not refresh and (text := cache.read_lock(request.key)) is not None:
+                return Lock(self.kind, LOCK_FILENAME, text)
+            interpreter = self.find_interpreter(request.python, spec, cache.logs)
+            if not request.lines:
+                text = compile_lock(request, interpreter, self.kind, cache.logs,
+                                    self.tool_env(spec), spec.project_dir)
+                cache.write_lock(request.key, text)
+                return Lock(self.kind, LOCK_FILENAME, text)
+            with progress.phase(f"resolving with uv for python {interpreter.version}") as done:
+                text = compile_lock(request, interpreter, self.kind, cache.logs,
+                                    self.tool_env(spec), spec.project_dir)
+                done(f"{len(split_lock(text)[0])} package(s) pinned with hashes")
+            cache.write_lock(request.key, text)
+        return Lock(self.kind, LOCK_FILENAME, text)
+
+    def ensure(self, spec: EnvSpec, lock: Lock) -> ResolvedEnv:
+        cache = self.cache(spec)
+        key = self.env_key(spec, lock)
+        entry = cache.find(key)
+        if entry is None:
+            progress = Progress(spec.notify, spec.live)
+            with cache.locked(key, on_wait=lambda: progress.say(WAITING)):
+                entry = cache.find(key)
+                if entry is None:
+                    cache.discard(key)  # a partial or corrupt entry is rebuilt, never trusted
+                    entry = self._build(spec, lock, cache, key, progress)
+        cache.touch(entry, spec.project_dir)
+        return resolved_env(self.kind, lock, entry)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def cache(self, spec: EnvSpec) -> PythonCache:
+        return PythonCache(cache_root(spec.base_env))
+
+    def request(self, spec: EnvSpec) -> PythonRequest:
+        env_file = spec.request.python_env
+        python = env_file.python if env_file else None
+        lines = [*env_file.build_dependencies, *env_file.dependencies] if env_file else []
+        return make_request(self.kind, python, lines, spec.project_dir, spec.request.file,
+                            spec.base_env)
+
+    def env_key(self, spec: EnvSpec, lock: Lock) -> str:
+        return sha256_bytes(f"{self.kind}\n{lock.content}".encode())
+
+    def tool_env(self, spec: EnvSpec) -> dict[str, str]:
+        """The caller's environment for uv/pip, without an active virtual environment."""
+        env = {k: v for k, v in spec.base_env.items() if k not in {"VIRTUAL_ENV", "PYTHONHOME"}}
+        env.setdefault("UV_PYTHON_DOWNLOADS", "never")
+        env["UV_NO_PROGRESS"] = "1"
+        return env
+
+    def _build(self, spec: EnvSpec, lock: Lock, cache: PythonCache, key: str,
+               progress: Progress) -> CachedEnv:
+        interpreter = lock_interpreter(lock.content) or self.find_interpreter(
+            self.request(spec).python, spec, cache.logs)
+        build = cache.new_build_dir(key)
+        log = log_path(cache.logs, "build", key)
+        hashed, local = split_lock(lock.content)
+        with progress.phase(f"building the {self.kind} environment {key[:12]}") as done:
+            self.create(build, interpreter, spec, log)
+            if hashed:
+                requirements = log.with_suffix(".txt")
+                options = [ln for ln in self.request(spec).lines if is_url_option(ln)]
+                requirements.write_text("\n".join([*options, *hashed]) + "\n", encoding="utf-8")
+                self.install(build, requirements, [shlex.split(e) for e in local], spec, log)
+            elif local:
+                self.install(build, Path(), [shlex.split(e) for e in local], spec, log)
+            marker = describe(build, self.kind, interpreter, self.tool_env(spec))
+            done(f"{len(marker['packages'])} package(s) installed")
+        return cache.publish(key, build, marker)
+
+
+def describe(build: Path, manager: str, base: Interpreter, env: Mapping[str, str]) -> Marker:
+    """The completeness marker: what the environment holds, and files that must stay there.
+
+    Read from the files (pyvenv.cfg, dist-info folders) rather than by starting the new python.
+    """
+    version = venv_python_version(build)
+    if version is None or not (build / "bin" / "python").exists():
+        facts = inspect_python(str(build / "bin" / "python"), dict(env), cwd=build)
+        if facts.version is None:
+            raise EnvBuildError(f"the new environment in {build} has no working python")
+        version = facts.version
+    dist_infos = sorted(build.glob("lib/python*/site-packages/*.dist-info"))
+    packages = sorted((_dist_name(d), _dist_version(d)) for d in dist_infos)
+    return {
+        "manager": manager,
+        "python": "bin/python",
+        "python_version": version,
+        "base_interpreter": base.path,
+        "packages": [list(p) for p in sorted(packages, key=lambda p: p[0].lower())],
+        "files": [d.relative_to(build).as_posix() for d in dist_infos],
+    }
+
+
+def venv_python_version(build: Path) -> str | None:
+    """``version_info`` (or ``version``) from pyvenv.cfg, as uv and virtualenv write it."""
+    try:
+        lines = (build / "pyvenv.cfg").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    values = {k.strip(): v.strip() for k, _, v in (ln.partition("=") for ln in lines)}
+    found = values.get("version_info") or values.get("version")
+    return ".".join(found.split(".")[:3]) if found else None
+
+
+def _dist_name(dist_info: Path) -> str:
+    return _metadata(dist_info).get("Name") or dist_info.name.rsplit("-", 1)[0]
+
+
+def _dist_version(dist_info: Path) -> str:
+    return _metadata(dist_info).get("Version") or dist_info.stem.rsplit("-", 1)[-1]
+
+
+def _metadata(dist_info: Path) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    try:
+        with (dist_info / "METADATA").open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
+def resolved_env(manager: str, lock: Lock, entry: CachedEnv) -> ResolvedEnv:
+    marker = entry.marker
+    packages = tuple((str(n), str(v)) for n, v in marker.get("packages", []))
+    facts = PythonFacts(str(marker.get("python_version")), str(entry.path / "bin" / "python"),
+                        packages)
+    return ResolvedEnv(
+        manager, lock, entry.key, facts,
+        path_prepend=(str(entry.path / "bin"),),
+        variables={"VIRTUAL_ENV": str(entry.path)},
+    )
+
+
+def default_interpreter() -> Interpreter:
+    """MLflow's default when python_env names no version: the interpreter running reprun."""
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    return Interpreter(str(base), platform.python_version())
+
+
+def interpreter_missing(python: str, where: str, log: Path | None) -> EnvBuildError:
+    full = f"; full log: {log}" if log is not None else ""
+    return EnvBuildError(
+        f"Python {python} (python_env 'python') was not found among the installed interpreters "
+        f"({where})",
+        hint=f"install it, e.g. 'uv python install {python}' where the internet allows, or with "
+             f"your system's packages, or change 'python' in python_env.yaml{full}",
+    )
+
+
+def dumps(data: object) -> str:
+    return json.dumps(data, sort_keys=True)

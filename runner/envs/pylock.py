@@ -1,0 +1,173 @@
+"""Request -> lock: ``uv pip compile --generate-hashes``, and uv failures as one-line errors.
+
+The lock is a requirements file: every distribution pinned ``name==version`` with the sha256 of the
+artifact, annotated with the index it came from (credentials removed), under a short header that
+names the interpreter, the platform and the request key it was resolved for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.envs.pyreq import PythonRequest, is_url_option, platform_tag
+from runner.errors import EnvBuildError
+from runner.process import Completed, capture
+from runner.redact import redact_url
+
+LOCK_FILENAME = "python.lock.txt"
+TIMEOUT_S = 3600.0
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+_NOT_FOUND = re.compile(r"Because (\S+) was not found in the (package registry|provided package"
+                        r" locations)")
+_NO_VERSION = re.compile(r"Because there (?:is|are) no versions? of (\S+)")
+_BUILD = re.compile(r"Failed to (?:build|download and build) `([^`]+)`")
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    path: str
+    version: str
+
+
+def uv_bin() -> str:
+    """The uv executable shipped by the ``uv`` package."""
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+def run_logged(
+    argv: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path | None = None
+) -> Completed:
+    """Run a tool to completion and append its command and output to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        done = capture(argv, env=env, cwd=cwd, timeout=TIMEOUT_S)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise EnvBuildError(f"cannot run '{argv[0]}': {exc}",
+                            hint="reinstall reprun (it depends on uv and virtualenv)") from None
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(f"$ {' '.join(redact_url(a) for a in argv)}\n")
+        handle.write(redact_text(done.stdout + done.stderr))
+        handle.write(f"[exit {done.returncode}]\n\n")
+    return done
+
+
+def redact_text(text: str) -> str:
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def log_path(logs: Path, kind: str, key: str) -> Path:
+    """A new log file name (the directory is created): time, step, key and process id."""
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{key[:12]}-{os.getpid()}.log"
+
+
+def compile_lock(
+    request: PythonRequest, interpreter: Interpreter, manager: str, logs: Path,
+    env: Mapping[str, str], project_dir: Path,
+) -> str:
+    """Resolve ``request`` for ``interpreter`` into the text of a hashed lock."""
+    header = lock_header(request, interpreter, manager)
+    if not request.lines:
+        return header
+    log = log_path(logs, "resolve", request.key)
+    infile = log.with_suffix(".in")
+    infile.write_text("\n".join(request.lines) + "\n", encoding="utf-8")
+    argv = [uv_bin(), "pip", "compile", str(infile), "--generate-hashes", "--no-header",
+            "--emit-index-url", "--emit-index-annotation", "--python", interpreter.path,
+            "--quiet", "--color", "never"]
+    done = run_logged(argv, log, env, cwd=project_dir)
+    if not done.ok:
+        raise EnvBuildError(explain(done.stderr, "resolving the environment failed"),
+                            hint=f"full log: {log}")
+    return header + "\n".join(_clean(line) for line in done.stdout.splitlines()) + "\n"
+
+
+def lock_header(request: PythonRequest, interpreter: Interpreter, manager: str) -> str:
+    return (f"# reprun lock: resolved by uv pip compile --generate-hashes for {manager}\n"
+            f"# python: {interpreter.version} {interpreter.path}\n"
+            f"# platform: {platform_tag()}\n"
+            f"# request: {request.key}\n")
+
+
+def _clean(line: str) -> str:
+    """Remove credentials from index URLs and their annotations."""
+    stripped = line.strip()
+    if is_url_option(stripped) or stripped.startswith("# from "):
+        return redact_text(line)
+    return line
+
+
+def lock_interpreter(lock: str) -> Interpreter | None:
+    for line in lock.splitlines():
+        if line.startswith("# python: "):
+            version, _, path = line.removeprefix("# python: ").partition(" ")
+            return Interpreter(path, version)
+    return None
+
+
+def split_lock(lock: str) -> tuple[list[str], list[str]]:
+    """(hashed requirement text, local paths): local projects cannot carry a hash."""
+    hashed: list[str] = []
+    local: list[str] = []
+    entries = _entries(lock)
+    for entry in entries:
+        if is_url_option(entry):
+            continue  # the index comes from the configuration, with its credentials
+        if "--hash=" in entry:
+            hashed.append(entry)
+        else:
+            local.append(entry)
+    return hashed, local
+
+
+def _entries(lock: str) -> list[str]:
+    """Logical lines of a requirements file, continuations joined, comments dropped."""
+    entries, current = [], ""
+    for raw in lock.splitlines():
+        line = raw.split("#", 1)[0].rstrip() if raw.lstrip().startswith("#") else raw.rstrip()
+        if not line.strip():
+            continue
+        current += " " + line.rstrip("\\").strip()
+        if not line.endswith("\\"):
+            entries.append(current.strip())
+            current = ""
+    if current.strip():
+        entries.append(current.strip())
+    return entries
+
+
+def explain(stderr: str, fallback: str) -> str:
+    """One line a person can act on, from uv's error output."""
+    text = " ".join(line.strip() for line in stderr.splitlines() if line.strip())
+    if match := _NOT_FOUND.search(text):
+        where = "the package index" if match.group(2) == "package registry" else "the find-links"
+        return f"package '{match.group(1)}' not found in {where}"
+    if "No solution found" in text:
+        reason = text.split("cause:", 1)[1] if "cause:" in text else text
+        reason = reason.split("hint:", 1)[0].strip()
+        if match := _NO_VERSION.search(reason):
+            return f"no version of '{match.group(1)}' matches: {reason}"
+        return f"resolution conflict: {reason}"
+    if match := _BUILD.search(text):
+        detail = _after(text, "[stderr]") or _after(text, "cause:")
+        return f"building '{match.group(1)}' from source failed: {detail}"[:400]
+    if "Failed to fetch" in text or "error sending request" in text or "dns error" in text:
+        url = _URL.search(text)
+        shown = redact_url(url.group(0)).rstrip(".:`") if url else "the package index"
+        return f"the package index is unreachable ({shown})"
+    first = next((ln.removeprefix("error:").strip() for ln in stderr.splitlines()
+                  if ln.startswith("error:")), "")
+    return f"{fallback}: {first}" if first else fallback
+
+
+def _after(text: str, marker: str) -> str:
+    if marker not in text:
+        return ""
+    return text.split(marker, 1)[1].split("hint:", 1)[0].strip()
