@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 BUILDERS: dict[str, str] = {
     "local": "runner.envs.local:LocalBuilder",
+    "docker": "runner.envs.image:ImageBuilder",
 }
 PLANNED = ("uv", "virtualenv", "conda")
 
