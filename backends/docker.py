@@ -172,9 +172,14 @@ class DockerHandle:
         self._result: dict[str, Any] = {}
         self.started_at = now()
         self._log = request.log_path.open("ab")
-        self._pump = threading.Thread(target=self._follow_output, name="reprun-docker-logs",
-                                      daemon=True)
-        self._pump.start()
+        self._log_lock = threading.Lock()
+        self._pumps = [
+            threading.Thread(target=self._follow, args=(stream,), name=f"reprun-docker-{stream}",
+                             daemon=True)
+            for stream in ("stdout", "stderr")
+        ]
+        for pump in self._pumps:
+            pump.start()
         self._waiter = threading.Thread(target=self._wait_exit, name="reprun-docker-wait",
                                         daemon=True)
         self._waiter.start()
@@ -182,20 +187,23 @@ class DockerHandle:
     def info(self) -> BackendInfo:
         return BackendInfo(name=DockerBackend.name, docker=self._info)
 
-    def _follow_output(self) -> None:
+    def _follow(self, stream: str) -> None:
+        """Copy one of the container's streams, as it comes, to the log and the terminal."""
+        terminal: BinaryIO = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
         try:
-            stream = self._client.api.attach(str(self._container.id), stdout=True, stderr=True,
-                                             stream=True, logs=True, demux=True)
-            for out, err in stream:
-                for chunk, target in ((out, sys.stdout), (err, sys.stderr)):
-                    if chunk:
-                        self._write(chunk, target.buffer)
+            chunks = self._client.api.logs(
+                str(self._container.id), stdout=stream == "stdout", stderr=stream == "stderr",
+                stream=True, follow=True,
+            )
+            for chunk in chunks:
+                self._write(chunk, terminal)
         except DockerException:
             pass
 
     def _write(self, chunk: bytes, terminal: BinaryIO) -> None:
-        self._log.write(chunk)
-        self._log.flush()
+        with self._log_lock:
+            self._log.write(chunk)
+            self._log.flush()
         if self.request.echo:
             terminal.write(chunk)
             terminal.flush()
@@ -223,7 +231,8 @@ class DockerHandle:
         if self._stop_signal is not None and self._waiter.is_alive():
             self._stop(self._stop_signal)
         self._waiter.join()
-        self._pump.join(5.0)
+        for pump in self._pumps:
+            pump.join(5.0)
         self._log.close()
         self._outcome = self._make_outcome()
         if not self.request.container or not self.request.container.keep:
