@@ -36,12 +36,12 @@ BUILD_LOG = "docker-build.log"
 POLL_S = 0.1
 
 
-def connect(env: Mapping[str, str]) -> docker.DockerClient:
-    """A client for the engine DOCKER_HOST names (or the default socket); an error if none."""
+def connect(env: Mapping[str, str]) -> tuple[docker.DockerClient, str | None]:
+    """A client for the engine DOCKER_HOST names (or the default socket), and its version."""
     host = env.get("DOCKER_HOST") or DEFAULT_SOCKET
     try:
         client = docker.DockerClient.from_env(environment=dict(env))
-        client.ping()
+        version = client.version().get("Version")
     except DockerException as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BackendError(
@@ -49,7 +49,7 @@ def connect(env: Mapping[str, str]) -> docker.DockerClient:
             hint="start one (dockerd), or point DOCKER_HOST at it, e.g. "
                  "DOCKER_HOST=unix:///run/docker.sock or DOCKER_HOST=tcp://127.0.0.1:2375",
         ) from None
-    return client
+    return client, str(version) if version else None
 
 
 class DockerBackend:
@@ -60,11 +60,17 @@ class DockerBackend:
         if spec is None:
             raise BackendError("the docker backend was given no container settings")
         run_dir = request.run_dir or request.log_path.parent
-        client = connect(request.env)
+        client, version = connect(request.env)
         info = _prepare_image(client, request, spec, run_dir)
+        info = info.model_copy(update={"engine_version": version})
         container = _start(client, request, spec, info.image_id or info.image)
-        info = info.model_copy(update={"container_id": container.id})
-        return DockerHandle(request, client, container, info)
+        try:
+            info = info.model_copy(update={"container_id": container.id})
+            return DockerHandle(request, client, container, info)
+        except BaseException:  # e.g. Ctrl-C before the caller holds the handle
+            with contextlib.suppress(DockerException):
+                container.remove(force=True)
+            raise
 
 
 def _prepare_image(
@@ -87,9 +93,8 @@ def _prepare_image(
         built = images.build(client, context, tag, log_path, labels, request.notify)
     finally:
         context.close()
-    version = client.version().get("Version")
     return DockerInfo(
-        engine_version=str(version) if version else None, base_image=spec.base_label,
+        base_image=spec.base_label,
         base_image_id=base_id, image=built.tag, image_id=built.image_id, built=built.built,
         dockerfile=DOCKERFILE_NAME, build_log=BUILD_LOG if log_path.exists() else None,
         container_name=_container_name(request.run_id), command=spec.argv(request.command),

@@ -276,3 +276,23 @@ def test_project_dockerfile_builds_the_base_and_a_build_failure_names_the_step(
     run_id = reprun.last_record()["run_id"]
     assert f"the full build log is {reprun.home / 'runs' / run_id / 'docker-build.log'}" in line
     assert reprun.last_record()["status"] == "FAILED"
+
+
+def test_docker_env_example_runs_on_the_test_base_image(
+    reprun: Reprun, base_image: str, docker_client: Any, tmp_path: Path,
+) -> None:
+    import shutil
+
+    from conftest import EXAMPLES
+
+    project = tmp_path / "docker-env"
+    shutil.copytree(EXAMPLES / "docker-env", project)
+    text = (project / "MLproject").read_text().replace("python:3.11-slim", base_image)
+    (project / "MLproject").write_text(text.replace("Docker Env Example", f"ex {tmp_path.name}"))
+    result = reprun("run", str(project), "-P", "rows=2", env={"GREETING_NAME": "Ada"})
+    assert result.code == 0, result.stderr
+    assert "Hello, Ada (demo run)" in result.stdout
+    assert "mean temperature of 2 cities: 10.75" in result.stdout
+    record = reprun.last_record()
+    assert [o["path"] for o in record["outputs"]] == ["summary.json"]
+    docker_client.images.remove(record["backend"]["docker"]["image"], force=True)
