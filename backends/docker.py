@@ -96,6 +96,7 @@ def _prepare_image(
     return DockerInfo(
         base_image=spec.base_label,
         base_image_id=base_id, image=built.tag, image_id=built.image_id, built=built.built,
+        repo_digest=built.repo_digest,
         dockerfile=DOCKERFILE_NAME, build_log=BUILD_LOG if log_path.exists() else None,
         container_name=_container_name(request.run_id), command=spec.argv(request.command),
         workdir=spec.workdir,

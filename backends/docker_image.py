@@ -243,16 +243,24 @@ class BuiltImage:
     tag: str
     image_id: str
     built: bool
+    repo_digest: str | None = None  # set once the image was pushed to a registry
 
 
 def find_image(client: DockerClient, ref: str) -> str | None:
     """The id of the local image ``ref``, or None."""
+    found = _image(client, ref)
+    return None if found is None else found.image_id
+
+
+def _image(client: DockerClient, ref: str) -> BuiltImage | None:
     from docker.errors import ImageNotFound
 
     try:
-        return str(client.images.get(ref).id)
+        image = client.images.get(ref)
     except ImageNotFound:
         return None
+    digests = image.attrs.get("RepoDigests") or []
+    return BuiltImage(str(image.id), str(image.id), False, str(digests[0]) if digests else None)
 
 
 def ensure_base(client: DockerClient, ref: str) -> str:
@@ -279,9 +287,9 @@ def build(
     labels: dict[str, str], notify: Callable[[str], None], dockerfile: str = DOCKERFILE,
 ) -> BuiltImage:
     """Build ``context`` as ``tag`` unless an image with that tag exists already."""
-    existing = find_image(client, tag)
+    existing = _image(client, tag)
     if existing is not None:
-        return BuiltImage(tag, existing, built=False)
+        return BuiltImage(tag, existing.image_id, built=False, repo_digest=existing.repo_digest)
     notify(f"building image {tag} (log: {log_path})")
     stream = client.api.build(
         fileobj=context.tar, custom_context=True, dockerfile=dockerfile, tag=tag, rm=True,
