@@ -12,8 +12,11 @@ if TYPE_CHECKING:
 
 BACKENDS: dict[str, str] = {
     "local": "backends.local:LocalBackend",
+    "docker": "backends.docker:DockerBackend",
 }
-PLANNED = ("docker", "kubernetes")
+PLANNED = ("kubernetes",)
+# Backends that install the locked environment themselves (into an image): the host only locks.
+BUILDS_OWN_ENVIRONMENT = frozenset({"docker"})
 
 
 def get_backend(name: str) -> Backend:

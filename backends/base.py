@@ -7,15 +7,22 @@ A backend (local, docker, kubernetes) turns a `RunRequest` into a `RunHandle`; `
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from runner.envs.base import ResolvedEnv
-from runner.record import Status
+from runner.record import BackendInfo, Status
+
+if TYPE_CHECKING:
+    from backends.container import ContainerSpec
+
+
+def _quiet(_message: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,9 @@ class RunRequest:
     log_path: Path
     grace_period: float = 10.0
     echo: bool = True
+    run_dir: Path | None = None
+    container: ContainerSpec | None = None
+    notify: Callable[[str], None] = _quiet
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,10 @@ class RunHandle(Protocol):
         ...
 
     def logs(self) -> Iterator[str]: ...
+
+    def info(self) -> BackendInfo:
+        """What the backend knows about this run once it started (images, container...)."""
+        ...
 
 
 class Backend(Protocol):

@@ -11,7 +11,7 @@ from typing import BinaryIO, ClassVar
 
 from backends.base import Outcome, RunRequest
 from runner.process import GroupProcess
-from runner.record import Status, now
+from runner.record import BackendInfo, Status, now
 
 LEFTOVER_WAIT_S = 1.0
 
@@ -88,6 +88,9 @@ class LocalHandle:
             status = Status.FAILED
             reason = f"command exited with code {code}"
         return Outcome(status, code, self.started_at, now(), reason, MappingProxyType(facts))
+
+    def info(self) -> BackendInfo:
+        return BackendInfo(name=LocalBackend.name)
 
     def logs(self) -> Iterator[str]:
         with self.request.log_path.open(encoding="utf-8", errors="replace") as handle:

@@ -57,7 +57,15 @@ def cli(debug: bool) -> None:
               help="How to build the environment: uv (default), virtualenv or local.")
 @click.option("--refresh", is_flag=True,
               help="Resolve the environment again instead of reusing its cached lock.")
-@click.option("-b", "--backend", default="local", show_default=True, help="Where to run: local.")
+@click.option("-b", "--backend", default=None,
+              help="Where to run: local or docker (default: docker for docker_env projects, "
+                   "else local).")
+@click.option("--docker-base-image", default=None, metavar="IMAGE",
+              envvar="REPRUN_DOCKER_BASE_IMAGE",
+              help="With --backend docker: the image to build on for projects without docker_env "
+                   "(default python:<version>-slim; env REPRUN_DOCKER_BASE_IMAGE).")
+@click.option("--keep-container", is_flag=True,
+              help="With --backend docker: keep the container after the run (default: remove).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
 @click.option("--strict", is_flag=True, help="Unknown keys in the MLproject file are errors.")
@@ -65,7 +73,8 @@ def cli(debug: bool) -> None:
               help="Seconds between interrupting the command and killing it.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...],
-        env_manager: str | None, refresh: bool, backend: str, dry_run: bool, as_json: bool,
+        env_manager: str | None, refresh: bool, backend: str | None,
+        docker_base_image: str | None, keep_container: bool, dry_run: bool, as_json: bool,
         strict: bool, grace_period: float, quiet: bool) -> int:
     """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
     file://), optionally followed by #sub/dir to run a subdirectory of the repository."""
@@ -78,6 +87,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         params=parse_param_args(params), env_manager=env_manager, backend=backend,
         strict=strict, grace_period=grace_period, echo=True, refresh=refresh,
         progress_live=not quiet and sys.stderr.isatty(),
+        docker_base_image=docker_base_image, keep_container=keep_container,
     )
     plan = make_plan(options)
     if not quiet:
@@ -125,6 +135,26 @@ def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
     click.echo(f"environment: {env['kind']} via {env['manager']}")
     click.echo(f"backend:     {plan['backend']}")
     click.echo(f"command:     {plan['command']}")
+    if "docker" in plan:
+        _print_container(plan["docker"])
+
+
+def _print_container(docker: dict[str, Any]) -> None:
+    click.echo("container:")
+    click.echo(f"  image:       {docker['image']}")
+    click.echo(f"  workdir:     {docker['workdir']}")
+    click.echo(f"  command:     {json.dumps(docker['command'])}")
+    for mount in docker["mounts"]:
+        click.echo(f"  mount:       {mount}")
+    click.echo(f"  environment: {', '.join(docker['environment'])} (names only)")
+    click.echo(f"  network:     {docker['network']}")
+    for key in ("gpus", "shm_size"):
+        if docker[key] is not None:
+            click.echo(f"  {key + ':':<12} {docker[key]}")
+    click.echo(f"  remove:      {'no (--keep-container)' if docker['keep_container'] else 'yes'}")
+    click.echo("Dockerfile:")
+    for line in docker["dockerfile_text"].splitlines():
+        click.echo(f"  {line}")
 
 
 @cli.group()
@@ -179,6 +209,7 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("submodules", ", ".join(f"{s.path}@{s.commit[:12]}" for s in src.submodules) or None),
         ("environment", f"{env.kind} via {env.manager}, python {env.python_version or '-'}, "
                         f"{len(env.packages)} packages"),
+        ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),
         ("outputs", f"{len(record.outputs)} file(s) in {record.output_dir}"),
         ("record", str(store.run_dir(record.run_id))),
@@ -187,6 +218,14 @@ def runs_show(run_id: str, as_json: bool) -> int:
         if value is not None:
             click.echo(f"{key + ':':<13}{value}")
     return 0
+
+
+def _image_line(record: RunRecord) -> str | None:
+    docker = record.backend.docker
+    if docker is None:
+        return None
+    how = "built" if docker.built else "reused"
+    return f"{docker.image} ({docker.image_id}, {how}) from {docker.base_image}"
 
 
 @runs.command("logs")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType, MappingProxyType
 
-from backends import get_backend
+from backends import BUILDS_OWN_ENVIRONMENT, get_backend
 from backends.base import Outcome, RunHandle, RunRequest
 from runner.envs import get_builder
 from runner.envs.base import EnvSpec, ResolvedEnv
@@ -50,10 +50,13 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             resolved = _build_environment(plan, notify)
             record = _with_environment(record, plan, resolved, run_dir)
             store.save(record)
-            backend, request = get_backend(plan.backend), _request(plan, record, resolved, run_dir)
+            backend = get_backend(plan.backend)
+            request = _request(plan, record, resolved, run_dir, notify)
             forwarder.defer = True  # a signal from now on must reach the command, not abort us
             handle = backend.submit(request)
             forwarder.attach(handle)
+            record = record.model_copy(update={"backend": handle.info()})
+            store.save(record)
             outcome = handle.wait()
     except Interrupted as exc:
         store.save(_ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)}))
@@ -142,7 +145,11 @@ def _build_environment(plan: Plan, notify: Notify) -> ResolvedEnv:
     spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
                    notify=notify, live=options.progress_live)
     builder = get_builder(plan.manager)
-    return builder.ensure(spec, builder.lock(spec, refresh=options.refresh))
+    lock = builder.lock(spec, refresh=plan.options.refresh)
+    if plan.backend in BUILDS_OWN_ENVIRONMENT:
+        # The backend installs the lock where the command runs (an image); nothing to build here.
+        return ResolvedEnv(lock.manager, lock, lock.sha256)
+    return builder.ensure(spec, lock)
 
 
 def _with_environment(
@@ -163,7 +170,9 @@ def _with_environment(
     return record.model_copy(update={"environment": environment})
 
 
-def _request(plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path) -> RunRequest:
+def _request(
+    plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify
+) -> RunRequest:
     env = resolved.child_env(plan.options.base_env)
     env.update({
         "REPRUN_RUN_ID": record.run_id,
@@ -180,6 +189,9 @@ def _request(plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path
         log_path=run_dir / record.log_file,
         grace_period=plan.options.grace_period,
         echo=plan.options.echo,
+        run_dir=run_dir,
+        container=plan.container,
+        notify=notify,
     )
 
 
@@ -190,7 +202,7 @@ def _ended(
     return record.model_copy(update={
         "status": status, "exit_code": code, "reason": reason, "ended_at": ended,
         "duration_s": round((ended - record.started_at).total_seconds(), 3),
-        "backend": BackendInfo(name=record.backend.name, facts={**record.backend.facts, **facts}),
+        "backend": record.backend.model_copy(update={"facts": {**record.backend.facts, **facts}}),
     })
 
 

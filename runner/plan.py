@@ -8,15 +8,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backends import BACKENDS
+from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT
 from runner.envs import BUILDERS, get_builder
 from runner.errors import NotSupportedError
 from runner.params import ResolvedParams, resolve
 from runner.source import Checkout, release, resolve_source
 from runner.spec import Project, load_project
 from runner.spec_models import EntryPoint
+
+if TYPE_CHECKING:
+    from backends.container import ContainerSpec
+
+# What --env-manager local (or no choice) means when the backend builds the environment itself:
+# use the image as it is.
+IMAGE_MANAGER = "docker"
 
 
 @dataclass(frozen=True)
@@ -30,12 +37,14 @@ class RunOptions:
     version: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
     env_manager: str | None = None
-    backend: str = "local"
+    backend: str | None = None
     strict: bool = False
     grace_period: float = 10.0
     echo: bool = True
     refresh: bool = False  # resolve the environment again instead of reusing the cached lock
     progress_live: bool = False  # environment progress may redraw (stderr is a terminal)
+    docker_base_image: str | None = None
+    keep_container: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,11 @@ class Plan:
     params: ResolvedParams
     manager: str
     backend: str
+    container: ContainerSpec | None = None
 
     def describe(self) -> dict[str, Any]:
         """The plan as plain data (for --dry-run)."""
-        return {
+        described = {
             "project": {"uri": self.checkout.uri, "path": str(self.project.directory),
                         "name": self.project.name,
                         "spec_file": _str(self.project.spec_file)},
@@ -65,6 +75,17 @@ class Plan:
             "source": self.checkout.facts.model_dump(mode="json"),
             "warnings": [w.render() for w in self.project.warnings],
         }
+        if self.container is not None:
+            described["docker"] = _describe_container(self.container, self.params.command)
+        return described
+
+
+def _describe_container(spec: ContainerSpec, command: str) -> dict[str, Any]:
+    from backends.docker_image import render_dockerfile
+
+    base = spec.base_image or f"{spec.repository}-base:<hash> (built from {spec.dockerfile})"
+    return {**spec.describe(), "command": spec.argv(command),
+            "dockerfile_text": render_dockerfile(spec, base, None)}
 
 
 def _str(path: Path | None) -> str | None:
@@ -78,12 +99,18 @@ def make_plan(options: RunOptions) -> Plan:
         project = load_project(checkout.directory, strict=options.strict)
         entry = project.entry_point(options.entry_point)
         backend = _choose_backend(options.backend, project)
-        manager = choose_manager(options.env_manager, project)
+        manager = choose_manager(options.env_manager, project, backend)
         params = resolve(entry, options.params, options.cwd)
+        container = None
+        if backend in BUILDS_OWN_ENVIRONMENT:
+            from backends.container import container_spec
+
+            container = container_spec(project, entry, params.values, options.base_env,
+                                       options.docker_base_image, options.keep_container)
     except BaseException:
         release(checkout, options.base_env)
         raise
-    return Plan(options, checkout, project, entry, params, manager, backend)
+    return Plan(options, checkout, project, entry, params, manager, backend, container)
 
 
 def release_plan(plan: Plan) -> None:
@@ -97,23 +124,41 @@ def release_plan(plan: Plan) -> None:
 DEFAULT_MANAGERS = {"python_env": "uv", "none": "uv", "conda_env": "local", "docker_env": "local"}
 
 
-def choose_manager(requested: str | None, project: Project) -> str:
+def choose_manager(requested: str | None, project: Project, backend: str = "local") -> str:
     """The environment manager: the one asked for, else the default for the project's kind."""
     manager = requested or DEFAULT_MANAGERS.get(project.env.kind, "local")
     if manager not in BUILDERS:
         get_builder(manager)  # raises the right "not supported" error
+    if backend in BUILDS_OWN_ENVIRONMENT:
+        no_env = project.env.kind == "none" and requested is None
+        if manager in ("local", IMAGE_MANAGER) or project.env.kind == "docker_env" or no_env:
+            return IMAGE_MANAGER
+        from backends.docker_image import REQUIREMENTS_LOCKS
+
+        if manager not in REQUIREMENTS_LOCKS:
+            raise NotSupportedError(
+                f"--env-manager {manager} cannot yet install its lock into a Docker image",
+                hint="use --env-manager local to run in the base image as it is",
+            )
+    elif manager == IMAGE_MANAGER:
+        raise NotSupportedError(
+            "--env-manager docker runs the project in an image", hint="add --backend docker"
+        )
     return manager
 
 
-def _choose_backend(name: str, project: Project) -> str:
+def _choose_backend(name: str | None, project: Project) -> str:
+    """The backend asked for; by default docker for docker_env projects (as MLflow), else local."""
+    if name is None:
+        return "docker" if project.env.kind == "docker_env" else "local"
     if name not in BACKENDS:
         from backends import get_backend
 
         get_backend(name)  # raises the right "not supported" error
-    if project.env.kind == "docker_env" and name == "local":
+    if project.env.kind == "docker_env" and name not in BUILDS_OWN_ENVIRONMENT:
         raise NotSupportedError(
-            f"project '{project.name}' declares docker_env, which needs the docker backend; "
-            "running in Docker is not yet supported",
-            hint="remove docker_env to run it with the local interpreter",
+            f"project '{project.name}' declares docker_env, which runs in a container, "
+            f"not with --backend {name}",
+            hint="use --backend docker (the default for docker_env projects)",
         )
     return name

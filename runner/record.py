@@ -111,9 +111,34 @@ class OutputFile(_Model):
     sha256: str
 
 
+class DockerInfo(_Model):
+    """How a Docker run ran: images by id, container settings; variable names, never values."""
+
+    engine_version: str | None = None
+    base_image: str = Field(description="The base image asked for, or 'Dockerfile PATH'")
+    base_image_id: str | None = None
+    image: str = Field(description="The derived image: reprun/<project>:<content hash>")
+    image_id: str | None = None
+    repo_digest: str | None = Field(default=None, description="Set once the image is pushed")
+    built: bool = Field(description="False when an image with the same content was reused")
+    dockerfile: str = Field(description="The generated Dockerfile, saved beside the record")
+    build_log: str | None = Field(default=None, description="File beside the record, if built")
+    container_name: str | None = None
+    container_id: str | None = None
+    command: list[str] = Field(default_factory=list, description="The container's command")
+    workdir: str
+    volumes: list[str] = Field(default_factory=list, description="source:target:mode")
+    env_names: list[str] = Field(default_factory=list, description="Names of variables passed")
+    network: str | None = None
+    gpus: str | None = None
+    shm_size: str | None = None
+    kept: bool = Field(default=False, description="Whether the container was kept (not removed)")
+
+
 class BackendInfo(_Model):
     name: str
     facts: dict[str, Any] = Field(default_factory=dict)
+    docker: DockerInfo | None = None
 
 
 class RunRecord(_Model):

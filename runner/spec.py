@@ -247,7 +247,10 @@ def _environment(
 ) -> EnvRequest:
     """MLflow's order: docker_env, python_env, conda_env, python_env.yaml, conda.yaml, none."""
     if spec.docker_env is not None:
-        return EnvRequest("docker_env", docker=spec.docker_env)
+        dockerfile = spec.docker_env.dockerfile
+        path = _env_file(directory, spec_file, "docker_env.dockerfile", dockerfile) if (
+            dockerfile) else None
+        return EnvRequest("docker_env", path, docker=spec.docker_env)
     if spec.python_env is not None:
         path = _env_file(directory, spec_file, "python_env", spec.python_env)
         return EnvRequest("python_env", path, load_python_env(path, warnings, strict))

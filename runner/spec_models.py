@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import string
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -172,20 +172,51 @@ EnvItem = Annotated[
 ]
 
 
+GpuRequest = Annotated[
+    Literal["all"] | Annotated[int, Field(ge=1)],
+    Field(description="GPUs to give the container: all, or how many"),
+]
+
+
 class DockerEnv(BaseModel):
-    """The ``docker_env`` section."""
+    """The ``docker_env`` section: MLflow's keys plus dockerfile, gpus, shm_size and network."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    image: str = Field(description="The image the project runs in")
+    image: str | None = Field(default=None, description="The base image the project runs in")
+    dockerfile: str | None = Field(
+        default=None,
+        description="A Dockerfile of the project (path relative to it) that builds the base image",
+    )
     volumes: list[str] = Field(default_factory=list, description="host:container[:mode] mounts")
     environment: list[EnvItem] = Field(default_factory=list)
+    gpus: GpuRequest | None = None
+    shm_size: str | None = Field(
+        default=None, description="Size of /dev/shm, e.g. 2g", pattern=r"^[0-9]+[bkmgBKMG]?$"
+    )
+    network: str | None = Field(
+        default=None, description="Network mode: none, host, bridge or a network name"
+    )
 
-    @field_validator("image")
+    @model_validator(mode="after")
+    def _image_or_dockerfile(self) -> DockerEnv:
+        image = (self.image or "").strip()
+        dockerfile = (self.dockerfile or "").strip()
+        if image and dockerfile:
+            raise ValueError("give either 'image' or 'dockerfile', not both")
+        if not image and not dockerfile:
+            raise ValueError("'image' or 'dockerfile' is required (the base image to run in)")
+        return self
+
+    @field_validator("volumes")
     @classmethod
-    def _image_not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("image may not be empty")
+    def _volume_syntax(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parts = item.split(":")
+            if len(parts) not in (2, 3) or not all(parts[:2]) or not parts[1].startswith("/"):
+                raise ValueError(
+                    f"volume '{item}' is not host:container[:mode] with an absolute container path"
+                )
         return value
 
 

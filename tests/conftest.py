@@ -10,7 +10,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -123,3 +123,59 @@ def init_repo(directory: Path) -> str:
     git(directory, "add", "-A")
     git(directory, "commit", "-q", "-m", "initial")
     return git(directory, "rev-parse", "HEAD")
+
+
+# --- Docker -------------------------------------------------------------------------------------
+
+DEFAULT_TEST_BASE_IMAGE = "reprun-test/python:3.11-bookworm"
+
+
+def _no_docker(reason: str) -> NoReturn:
+    """Skip, or fail where an engine is required (CI sets REPRUN_REQUIRE_DOCKER=1)."""
+    if os.environ.get("REPRUN_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"REPRUN_REQUIRE_DOCKER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """A client of a live Docker engine (skips, or fails in CI, when none answers)."""
+    try:
+        import docker
+    except ImportError:
+        _no_docker("the docker package is not installed")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # any failure means no usable engine
+        _no_docker(f"no Docker engine answers ({str(exc).splitlines()[0][:120]}); "
+                   "start one with .ci/docker-setup.sh")
+    return client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: Any) -> str:
+    """The Python base image the docker tests build on (made by .ci/docker-setup.sh)."""
+    import docker
+
+    name = os.environ.get("REPRUN_TEST_BASE_IMAGE") or DEFAULT_TEST_BASE_IMAGE
+    try:
+        docker_client.images.get(name)
+    except docker.errors.ImageNotFound:
+        _no_docker(f"the base image {name} is missing; build it with .ci/docker-setup.sh")
+    return name
+
+
+@pytest.fixture
+def image_repo(docker_client: Any) -> Any:
+    """A unique project name; every image of reprun/<name> is removed after the test."""
+    import uuid
+
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    yield name
+    for image in docker_client.images.list(name=f"reprun/{name}"):
+        for tag in image.tags:
+            docker_client.images.remove(tag, force=True)
+    for image in docker_client.images.list(name=f"reprun/{name}-base"):
+        for tag in image.tags:
+            docker_client.images.remove(tag, force=True)

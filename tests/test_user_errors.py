@@ -106,7 +106,7 @@ def test_missing_env_file(reprun: Reprun, make_project: MakeProject) -> None:
 def test_docker_env_without_image(reprun: Reprun, make_project: MakeProject) -> None:
     project = make_project("docker_env:\n  volumes: []\nentry_points:\n  main:\n    command: x\n")
     line = only_error(reprun("run", str(project)))
-    assert "MLproject:1: docker_env.image: is required" in line
+    assert "MLproject:1: docker_env: 'image' or 'dockerfile' is required" in line
 
 
 def test_unquoted_python_version(reprun: Reprun, make_project: MakeProject) -> None:

@@ -14,6 +14,7 @@ BUILDERS: dict[str, str] = {
     "local": "runner.envs.local:LocalBuilder",
     "uv": "runner.envs.uv:UvBuilder",
     "virtualenv": "runner.envs.virtualenv:VirtualenvBuilder",
+    "docker": "runner.envs.image:ImageBuilder",
 }
 PLANNED = ("conda",)
 
