@@ -19,14 +19,14 @@ import os
 import re
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from backends.container import ContainerSpec
 from runner.envs.base import Lock
-from runner.errors import BackendError
+from runner.errors import BackendError, NotSupportedError
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -46,31 +46,54 @@ class EnvLayer:
     needs_network: bool = True
 
 
-def requirements_layer(lock: Lock) -> EnvLayer:
-    """A virtual environment at /opt/reprun/venv, installed with pip from a requirements lock."""
+def requirements_layer(lock: Lock, wheels: tuple[tuple[str, bytes], ...] = ()) -> EnvLayer:
+    """A virtual environment at /opt/reprun/venv, installed with pip from a requirements lock.
+
+    With ``wheels`` (the lock's artifacts, fetched on the host) the install needs no network.
+    """
     target = f"{ENV_ROOT}/{lock.filename}"
     hashes = " --require-hashes" if "--hash=" in lock.content else ""
+    sources = f" --no-index --find-links {ENV_ROOT}/wheels" if wheels else ""
+    copy_wheels = (f"COPY reprun/wheels/ {ENV_ROOT}/wheels/",) if wheels else ()
     return EnvLayer(
         instructions=(
             f"COPY reprun/{lock.filename} {target}",
+            *copy_wheels,
             f"RUN python3 -m venv {ENV_ROOT}/venv && {ENV_ROOT}/venv/bin/python -m pip install "
-            f"--no-cache-dir --disable-pip-version-check --no-deps{hashes} -r {target}",
+            f"--no-cache-dir --disable-pip-version-check --no-deps{hashes}{sources} -r {target}",
             f"ENV VIRTUAL_ENV={ENV_ROOT}/venv PATH={ENV_ROOT}/venv/bin:$PATH",
         ),
-        files=((lock.filename, lock.content.encode("utf-8")),),
+        files=((lock.filename, lock.content.encode("utf-8")), *wheels),
+        needs_network=not wheels and pins_something(lock),
     )
 
 
-# Lock managers whose lock is a pip requirements file, installed by `requirements_layer`.
-# Environment managers that lock on the host (issue 4: uv) register here.
-REQUIREMENTS_LOCKS: frozenset[str] = frozenset({"requirements"})
+def pins_something(lock: Lock) -> bool:
+    """Whether a requirements lock names any distribution (not only comments and options)."""
+    return any(line and not line[0].isspace() and not line.startswith(("#", "-"))
+               for line in lock.content.splitlines())
 
 
-def env_layer_for(lock: Lock | None) -> EnvLayer | None:
+# Lock managers whose lock is a pip requirements file with hashes, installed by
+# `requirements_layer`: the Python environment managers lock on the host, the image installs the
+# very same lock.
+REQUIREMENTS_LOCKS: frozenset[str] = frozenset({"requirements", "uv", "virtualenv"})
+
+
+def env_layer_for(lock: Lock | None, env: Mapping[str, str]) -> EnvLayer | None:
     """The layer that installs ``lock`` in the image, or None when the base image is used as is."""
     if lock is None or lock.manager not in REQUIREMENTS_LOCKS:
         return None
-    return requirements_layer(lock)
+    if lock.filename == "uv.lock":
+        raise NotSupportedError(
+            "a project locked by uv.lock cannot run in Docker yet",
+            hint="list its dependencies in python_env.yaml instead, or run it locally",
+        )
+    from backends.docker_wheels import wheel_files, wheels_for
+
+    if not pins_something(lock):
+        return requirements_layer(lock, ())
+    return requirements_layer(lock, wheel_files(wheels_for(lock, env)))
 
 
 def render_dockerfile(spec: ContainerSpec, base: str, layer: EnvLayer | None) -> str:

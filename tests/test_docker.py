@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeProject, Reprun, init_repo
+from conftest import EXAMPLES, MakeProject, Reprun, init_repo
 
 pytestmark = pytest.mark.docker
 
@@ -147,7 +147,7 @@ def test_environment_layer_comes_before_the_code_layer(
     spec = ContainerSpec(name=image_repo, workdir=f"/workspace/{image_repo}",
                          base_image=base_image)
     lock = Lock("requirements", "requirements.txt", "# nothing to install\n")
-    layer = images.env_layer_for(lock)
+    layer = images.env_layer_for(lock, {})
     assert layer is not None
     base_id = docker_client.images.get(base_image).id
 
@@ -283,8 +283,6 @@ def test_docker_env_example_runs_on_the_test_base_image(
 ) -> None:
     import shutil
 
-    from conftest import EXAMPLES
-
     project = tmp_path / "docker-env"
     shutil.copytree(EXAMPLES / "docker-env", project)
     text = (project / "MLproject").read_text().replace("python:3.11-slim", base_image)
@@ -296,3 +294,38 @@ def test_docker_env_example_runs_on_the_test_base_image(
     record = reprun.last_record()
     assert [o["path"] for o in record["outputs"]] == ["summary.json"]
     docker_client.images.remove(record["backend"]["docker"]["image"], force=True)
+
+
+def test_python_env_project_in_docker_installs_the_local_lock(
+    reprun: Reprun, make_project: MakeProject, base_image: str, image_repo: str,
+    tmp_path: Path,
+) -> None:
+    """A local run and a Docker run of one project share one lock; the image needs no network."""
+    import shutil
+
+    project = make_project(f"""
+        name: {image_repo}
+        python_env: python_env.yaml
+        entry_points:
+          main:
+            command: "python greet.py docker"
+    """, name=image_repo)
+    example = EXAMPLES / "python-env"
+    shutil.copytree(example / "wheels", project / "wheels")
+    for name in ("greet.py", "python_env.yaml", "requirements.txt"):
+        shutil.copy(example / name, project / name)
+    local = reprun("run", str(project), "-q")
+    assert local.code == 0, local.stderr
+    local_record = reprun.last_record()
+
+    in_docker = reprun("run", str(project), "--backend", "docker",
+                       "--docker-base-image", base_image)
+    assert in_docker.code == 0, in_docker.stderr
+    assert "Hello, docker!" in in_docker.stdout
+    record = reprun.last_record()
+    assert record["environment"]["manager"] == "uv"
+    assert record["environment"]["lock_sha256"] == local_record["environment"]["lock_sha256"]
+    dockerfile = (reprun.home / "runs" / record["run_id"] / "Dockerfile").read_text()
+    assert "--no-index --find-links /opt/reprun/wheels" in dockerfile
+    assert "--require-hashes" in dockerfile
+    assert dockerfile.index("pip install") < dockerfile.index("COPY project/")
