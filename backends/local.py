@@ -32,6 +32,7 @@ class LocalHandle:
         self._log_lock = threading.Lock()
         self._stop_signal: int | None = None
         self._hurry = threading.Event()
+        self._stopper: threading.Thread | None = None
         self._outcome: Outcome | None = None
         self.started_at = now()
         self._proc = GroupProcess(
@@ -48,10 +49,16 @@ class LocalHandle:
             out.flush()
 
     def cancel(self, first_signal: int = signal.SIGINT) -> None:
-        if self._stop_signal is None:
-            self._stop_signal = first_signal
-        else:
+        """Start the staged stop of the whole group; a second call kills at once."""
+        if self._stop_signal is not None:
             self._hurry.set()
+            return
+        self._stop_signal = first_signal
+        self._stopper = threading.Thread(
+            target=self._proc.stop, args=(first_signal, self.request.grace_period, self._hurry),
+            name="reprun-stop", daemon=True,
+        )
+        self._stopper.start()
 
     def status(self) -> Status:
         if self._outcome is not None:
@@ -61,12 +68,10 @@ class LocalHandle:
     def wait(self) -> Outcome:
         if self._outcome is not None:
             return self._outcome
-        code = None
-        while code is None and self._stop_signal is None:
-            code = self._proc.wait(timeout=0.1)
+        self._proc.wait(timeout=None)  # a signal handler calling cancel() does not end this wait
         reason = None
-        if self._stop_signal is not None:
-            self._proc.stop(self._stop_signal, self.request.grace_period, self._hurry)
+        if self._stopper is not None and self._stop_signal is not None:
+            self._stopper.join()  # until the whole group is gone
             reason = f"stopped by {signal.Signals(self._stop_signal).name}"
         elif not self._proc.finish_output(LEFTOVER_WAIT_S):
             # The command exited but left processes of its group running: stop them too.

@@ -80,7 +80,7 @@ class GroupProcess:
     def poll(self) -> int | None:
         return self._proc.poll()
 
-    def wait(self, timeout: float) -> int | None:
+    def wait(self, timeout: float | None) -> int | None:
         try:
             return self._proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -181,13 +181,11 @@ def _in_place(parsed: ProjectUri, path: Path, env: Mapping[str, str]) -> Checkou
 def git_facts(directory: Path, base_env: Mapping[str, str]) -> tuple[SourceInfo, bytes | None]:
     """Commit, branch, remote and uncommitted patch of the repository holding ``directory``."""
     env = git_env(base_env)
-    top = git_output(["rev-parse", "--show-toplevel"], env, cwd=directory)
-    if top is None:
+    found = _repository_facts(directory, env)
+    if found is None:
         return SourceInfo(uri=str(directory), checkout="in-place"), None
-    root = Path(top).resolve()
-    commit = git_output(["rev-parse", "--verify", "-q", "HEAD"], env, cwd=directory)
-    branch = git_output(["symbolic-ref", "--short", "-q", "HEAD"], env, cwd=directory)
-    patch = uncommitted_patch(root, env, commit)
+    root, index, commit, branch = found
+    patch = uncommitted_patch(root, env, commit, index)
     remote = _first_remote_raw(directory, env)
     sub = directory.relative_to(root).as_posix() if directory != root else None
     info = SourceInfo(
@@ -199,12 +197,30 @@ def git_facts(directory: Path, base_env: Mapping[str, str]) -> tuple[SourceInfo,
     return info, patch or None
 
 
-def _first_remote_raw(directory: Path, env: Mapping[str, str]) -> str | None:
-    names = (git_output(["remote"], env, cwd=directory) or "").split()
-    if not names:
+def _repository_facts(
+    directory: Path, env: Mapping[str, str]
+) -> tuple[Path, Path | None, str | None, str | None] | None:
+    """Top level, index file, HEAD commit and branch of the repository holding ``directory``,
+    in one git call (two for a repository without commits); None outside a repository."""
+    out = git_output(["rev-parse", "--path-format=absolute", "--show-toplevel", "--git-path",
+                      "index", "HEAD", "--symbolic-full-name", "HEAD"], env, cwd=directory)
+    if out is not None and len(lines := out.splitlines()) == 4:
+        top, index, commit, ref = lines
+        branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+        return Path(top).resolve(), Path(index), commit, branch
+    top = git_output(["rev-parse", "--show-toplevel"], env, cwd=directory)
+    if top is None:
         return None
-    name = "origin" if "origin" in names else names[0]
-    return git_output(["remote", "get-url", name], env, cwd=directory) or None
+    branch = git_output(["symbolic-ref", "--short", "-q", "HEAD"], env, cwd=directory)
+    return Path(top).resolve(), None, None, branch or None
+
+
+def _first_remote_raw(directory: Path, env: Mapping[str, str]) -> str | None:
+    """The URL of ``origin``, else of the first remote configured."""
+    out = git_output(["config", "--get-regexp", r"^remote\..*\.url$"], env, cwd=directory)
+    urls = dict(line.split(" ", 1) for line in (out or "").splitlines() if " " in line)
+    first: str | None = next(iter(urls.values()), None)
+    return urls.get("remote.origin.url") or first
 
 
 def _checked_out_submodules(root: Path, env: Mapping[str, str]) -> list[SubmoduleInfo]:
@@ -221,14 +237,18 @@ def _checked_out_submodules(root: Path, env: Mapping[str, str]) -> list[Submodul
     return infos
 
 
-def uncommitted_patch(top: Path, env: Mapping[str, str], commit: str | None) -> bytes:
+def uncommitted_patch(
+    top: Path, env: Mapping[str, str], commit: str | None, index: Path | None = None
+) -> bytes:
     """Every change against HEAD, untracked files included, without touching the user's index."""
-    index = git_output(["rev-parse", "--path-format=absolute", "--git-path", "index"], env,
-                       cwd=top)
+    if index is None:
+        found = git_output(["rev-parse", "--path-format=absolute", "--git-path", "index"], env,
+                           cwd=top)
+        index = Path(found) if found else None
     with tempfile.TemporaryDirectory(prefix="reprun-index-") as tmp:
         temp_index = Path(tmp) / "index"
-        if index and Path(index).is_file():
-            temp_index.write_bytes(Path(index).read_bytes())
+        if index is not None and index.is_file():
+            temp_index.write_bytes(index.read_bytes())
         scratch = {**env, "GIT_INDEX_FILE": str(temp_index)}
         if not run_git(["add", "-A", "--", "."], scratch, cwd=top).ok:
             return b""

@@ -55,6 +55,7 @@ class RunStore:
         self.home = home
         self.runs_dir = home / "runs"
         self.index_path = home / "index.sqlite"
+        self._schema_ready = False
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
@@ -159,9 +160,11 @@ class RunStore:
     def reindex(self) -> int:
         """Rebuild the index from the JSON records; returns how many runs it holds."""
         self.home.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+        self._schema_ready = False
         count = 0
         with self._index() as db:
-            db.execute("DELETE FROM runs")
             for run_dir in self._run_dirs():
                 with contextlib.suppress(RunNotFoundError):
                     _upsert(db, self.load(run_dir.name))
@@ -177,9 +180,21 @@ class RunStore:
         self.home.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.index_path, timeout=30)
         try:
-            db.executescript(SCHEMA)
+            # The index is rebuildable from the records: WAL without a sync per commit is enough.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            if not self._schema_ready:
+                db.executescript(SCHEMA)
+                self._schema_ready = True
             with db:
                 yield db
+        except sqlite3.DatabaseError as exc:
+            if "malformed" not in str(exc) and "not a database" not in str(exc):
+                raise
+            raise RunNotFoundError(
+                f"the run index {self.index_path} is damaged ({exc})",
+                hint="rebuild it from the records with 'reprun runs reindex'",
+            ) from None
         finally:
             db.close()
 

@@ -42,3 +42,16 @@ def test_unknown_and_ambiguous_run_ids(reprun: Reprun, make_project: MakeProject
         assert ambiguous.code == 2 and "matches 2 runs" in ambiguous.stderr
     empty = reprun("runs", "show", "")
     assert empty.code == 2 and "no run id given" in empty.stderr
+
+
+def test_a_damaged_index_is_reported_and_rebuilt(reprun: Reprun, make_project: MakeProject) -> None:
+    project = make_project("entry_points:\n  main:\n    command: 'true'\n")
+    assert reprun("run", str(project), "-q").code == 0
+    for leftover in reprun.home.glob("index.sqlite-*"):
+        leftover.unlink()
+    (reprun.home / "index.sqlite").write_bytes(b"this is not a database" * 100)
+    broken = reprun("runs", "list")
+    assert broken.code == 2
+    assert broken.error_lines[0].endswith("rebuild it from the records with 'reprun runs reindex'")
+    assert "indexed 1 run(s)" in reprun("runs", "reindex").stderr
+    assert len(reprun("runs", "list", "--json").json()) == 1
