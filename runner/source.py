@@ -208,11 +208,11 @@ def _repository_facts(
         top, index, commit, ref = lines
         branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
         return Path(top).resolve(), Path(index), commit, branch
-    top = git_output(["rev-parse", "--show-toplevel"], env, cwd=directory)
-    if top is None:
+    unborn_top = git_output(["rev-parse", "--show-toplevel"], env, cwd=directory)
+    if unborn_top is None:
         return None
-    branch = git_output(["symbolic-ref", "--short", "-q", "HEAD"], env, cwd=directory)
-    return Path(top).resolve(), None, None, branch or None
+    unborn = git_output(["symbolic-ref", "--short", "-q", "HEAD"], env, cwd=directory)
+    return Path(unborn_top).resolve(), None, None, unborn or None
 
 
 def _first_remote_raw(directory: Path, env: Mapping[str, str]) -> str | None:
