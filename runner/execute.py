@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 import uuid
@@ -14,26 +15,30 @@ from types import FrameType, MappingProxyType
 from backends import get_backend
 from backends.base import Outcome, RunHandle, RunRequest
 from runner.envs import get_builder
-from runner.envs.base import EnvSpec, ResolvedEnv
-from runner.errors import Interrupted
+from runner.envs.base import EnvSpec, ResolvedEnv, restore
+from runner.errors import Drift, Interrupted
 from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from runner.host import host_info
 from runner.plan import Plan
 from runner.process import process_start_ticks
 from runner.record import (
     BackendInfo,
+    DriftEntry,
     EnvironmentInfo,
     OutputFile,
     Package,
     ProjectInfo,
+    Reproduction,
     RunnerProcess,
     RunRecord,
     Status,
     now,
 )
+from runner.snapshot import SNAPSHOT_FILE, make_snapshot
 from runner.store import RunStore
 
 PATCH_FILE = "source.patch"
+SPEC_DIR = "spec"
 Notify = Callable[[str], None]
 
 
@@ -47,8 +52,8 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     forwarder = _SignalForwarder()
     try:
         with forwarder.installed():
-            resolved = _build_environment(plan)
-            record = _with_environment(record, plan, resolved, run_dir)
+            resolved, drift = _build_environment(plan)
+            record = _with_environment(record, plan, resolved, run_dir, drift)
             store.save(record)
             backend, request = get_backend(plan.backend), _request(plan, record, resolved, run_dir)
             forwarder.defer = True  # a signal from now on must reach the command, not abort us
@@ -113,6 +118,13 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
         source = source.model_copy(
             update={"patch_file": PATCH_FILE, "patch_sha256": sha256_bytes(checkout.patch)}
         )
+    if checkout.snapshot is not None:  # a reproduction keeps the archive it ran from
+        shutil.copyfile(checkout.snapshot, run_dir / SNAPSHOT_FILE)
+    elif source.resolved_commit is None and source.checkout == "in-place":
+        snapshot = make_snapshot(plan.project.directory, run_dir / SNAPSHOT_FILE)
+        source = source.model_copy(update={"snapshot": snapshot})
+    _keep_spec(plan, run_dir / SPEC_DIR)
+    replay = plan.replay
     output_dir = run_dir / "outputs"
     output_dir.mkdir()
     pid = os.getpid()
@@ -134,17 +146,32 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
         runner=RunnerProcess(hostname=host.hostname, pid=pid, start_ticks=process_start_ticks(pid)),
         output_dir=str(output_dir),
         started_at=now(),
+        reproduces=replay.run_id if replay else None,
+        reproduction=Reproduction(source=replay.source, missing_paths=dict(replay.missing_paths))
+        if replay else None,
     )
 
 
-def _build_environment(plan: Plan) -> ResolvedEnv:
+def _keep_spec(plan: Plan, directory: Path) -> None:
+    """Copies of the MLproject and environment files, so that an export carries them."""
+    for path in (plan.project.spec_file, plan.project.env.file):
+        if path is not None and path.is_file():
+            directory.mkdir(exist_ok=True)
+            shutil.copyfile(path, directory / path.name)
+
+
+def _build_environment(plan: Plan) -> tuple[ResolvedEnv, tuple[Drift, ...]]:
     spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, plan.options.base_env)
     builder = get_builder(plan.manager)
-    return builder.ensure(spec, builder.lock(spec, refresh=False))
+    replay = plan.replay
+    if replay is None:
+        return builder.ensure(spec, builder.lock(spec, refresh=False)), ()
+    return restore(builder, spec, replay.lock, replay.allow_drift, replay.recorded)
 
 
 def _with_environment(
-    record: RunRecord, plan: Plan, resolved: ResolvedEnv, run_dir: Path
+    record: RunRecord, plan: Plan, resolved: ResolvedEnv, run_dir: Path,
+    drift: tuple[Drift, ...],
 ) -> RunRecord:
     atomic_write_text(run_dir / resolved.lock.filename, resolved.lock.content)
     python = resolved.python
@@ -158,7 +185,11 @@ def _with_environment(
         lock_file=resolved.lock.filename,
         lock_sha256=resolved.lock.sha256,
     )
-    return record.model_copy(update={"environment": environment})
+    update: dict[str, object] = {"environment": environment}
+    if record.reproduction is not None and drift:
+        entries = [DriftEntry(entry=d.entry, recorded=d.recorded, found=d.found) for d in drift]
+        update["reproduction"] = record.reproduction.model_copy(update={"drift": entries})
+    return record.model_copy(update=update)
 
 
 def _request(plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path) -> RunRequest:
