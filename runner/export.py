@@ -66,7 +66,8 @@ def export_run(store: RunStore, run_id: str, out: Path | None) -> Path:
     manifest = {"format": FORMAT, "version": VERSION, "run_id": record.run_id,
                 "files": {n: sha256_file(directory / n) for n in names}}
     data = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
-    with target.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped, \
+    with target.open("wb") as raw, \
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped, \
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, MANIFEST, data)
         for name in names:

@@ -140,7 +140,8 @@ def make_snapshot(directory: Path, archive: Path) -> SnapshotInfo:
     lines = project_rules(directory)
     included, excluded = walk(directory, parse_rules(lines))
     size = 0
-    with archive.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped, \
+    with archive.open("wb") as raw, \
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped, \
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel in included:
             info = tar.gettarinfo(str(directory / rel), arcname=rel)
