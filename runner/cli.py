@@ -153,8 +153,9 @@ def reproduce(target: str, backend: str | None, env_manager: str | None, check: 
     replay = record.reproduction
     if not quiet:
         for drift in replay.drift if replay else []:
+            why = f" ({drift.reason})" if drift.reason else ""
             _say(f"drift: {drift.entry}: locked {drift.recorded or '-'}, "
-                 f"here {drift.found or '-'}")
+                 f"here {drift.found or '-'}{why}")
         _say(f"run {record.run_id} reproduces {original.run_id}: {record.status.value} in "
              f"{record.duration_s:.2f} s (reprun diff {original.run_id[:8]} "
              f"{record.run_id[:8]})")
@@ -241,6 +242,7 @@ def runs_show(run_id: str, as_json: bool) -> int:
     lines = [
         ("run", record.run_id), ("status", record.status.value),
         ("exit code", record.exit_code), ("reason", record.reason),
+        ("reproduces", record.reproduces),
         ("project", f"{record.project.name} ({record.project.uri})"),
         ("entry point", record.entry_point), ("command", record.command),
         ("parameters", ", ".join(f"{k}={v}" for k, v in record.parameters.items()) or "-"),

@@ -105,8 +105,11 @@ class Drift:
     entry: str
     recorded: str | None
     found: str | None
+    reason: str | None = None  # why, when not a plain version difference
 
     def render(self) -> str:
+        if self.reason is not None:
+            return f"{self.entry} {self.recorded or ''}: {self.reason}".replace("  ", " ")
         if self.found is None:
             return f"{self.entry} {self.recorded} is locked but not installed"
         if self.recorded is None:

@@ -187,7 +187,8 @@ def _with_environment(
     )
     update: dict[str, object] = {"environment": environment}
     if record.reproduction is not None and drift:
-        entries = [DriftEntry(entry=d.entry, recorded=d.recorded, found=d.found) for d in drift]
+        entries = [DriftEntry(entry=d.entry, recorded=d.recorded, found=d.found, reason=d.reason)
+                   for d in drift]
         update["reproduction"] = record.reproduction.model_copy(update={"drift": entries})
     return record.model_copy(update=update)
 

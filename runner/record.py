@@ -141,6 +141,9 @@ class DriftEntry(_Model):
     entry: str = Field(description="A package name, or 'python' for the interpreter")
     recorded: str | None = Field(description="The locked version; null if not in the lock")
     found: str | None = Field(description="What this machine has; null if missing")
+    reason: str | None = Field(
+        default=None, description="Why, when not a plain version difference (e.g. no wheel for "
+                                  "this platform)")
 
 
 class OutputsCheck(_Model):

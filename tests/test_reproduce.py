@@ -191,7 +191,7 @@ def test_a_lock_that_cannot_be_honoured_names_the_package(reprun: Reprun, tmp_pa
     assert "reprun: drift: fakepkg: locked 1.0, here 2.0" in result.stderr
     new = reprun.last_record()
     assert new["reproduction"]["drift"] == [{"entry": "fakepkg", "recorded": "1.0",
-                                             "found": "2.0"}]
+                                             "found": "2.0", "reason": None}]
     assert new["environment"]["lock_sha256"] != original["environment"]["lock_sha256"]
 
 
