@@ -157,6 +157,88 @@ def _print_container(docker: dict[str, Any]) -> None:
         click.echo(f"  {line}")
 
 
+@cli.command()
+@click.argument("target", metavar="RUN_ID|FILE")
+@click.option("-b", "--backend", default=None, help="Where to run (default: the recorded backend).")
+@click.option("--env-manager", default=None, metavar="MANAGER",
+              help="How to build the environment (default: the recorded manager).")
+@click.option("--check", is_flag=True,
+              help="Compare the outputs with the original's; exit 0 only when identical.")
+@click.option("--allow-drift", is_flag=True,
+              help="If the recorded lock cannot be honoured, run anyway and record the drift.")
+@click.option("--grace-period", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between interrupting the command and killing it.")
+@click.option("--docker-base-image", default=None, metavar="IMAGE",
+              envvar="REPRUN_DOCKER_BASE_IMAGE",
+              help="With --backend docker: the base image (default: the recorded one, else "
+                   "python:<version>-slim).")
+@click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
+def reproduce(target: str, backend: str | None, env_manager: str | None, check: bool,
+              allow_drift: bool, grace_period: float, docker_base_image: str | None,
+              quiet: bool) -> int:
+    """Run a recorded run again: its commit and patch (or snapshot), parameters, locked
+    environment and backend. RUN_ID is a run of the store (a unique prefix is enough); FILE is
+    a file made by 'reprun export', or a run.json."""
+    from runner.reproduce import ReproduceOptions
+    from runner.reproduce import reproduce as run_again
+
+    options = ReproduceOptions(
+        target=target, cwd=Path.cwd(), base_env=dict(os.environ), backend=backend,
+        env_manager=env_manager, allow_drift=allow_drift, check=check,
+        grace_period=grace_period, echo=True, docker_base_image=docker_base_image,
+    )
+    original, record = run_again(options, _store(), (lambda _m: None) if quiet else _say)
+    replay = record.reproduction
+    if not quiet:
+        for drift in replay.drift if replay else []:
+            why = f" ({drift.reason})" if drift.reason else ""
+            _say(f"drift: {drift.entry}: locked {drift.recorded or '-'}, "
+                 f"here {drift.found or '-'}{why}")
+        _say(f"run {record.run_id} reproduces {original.run_id}: {record.status.value} in "
+             f"{record.duration_s:.2f} s (reprun diff {original.run_id[:8]} "
+             f"{record.run_id[:8]})")
+    code = run_exit_code(record)
+    if not check or replay is None or replay.check is None:
+        return code
+    result = replay.check
+    if result.result == "identical":
+        _say(f"outputs identical: {len(record.outputs)} file(s)")
+        return code
+    for what, paths in (("different", result.different), ("missing", result.missing),
+                        ("extra", result.extra)):
+        if paths:
+            _say(f"outputs {what}: {', '.join(paths)}")
+    return code or EXIT_FAILURE
+
+
+@cli.command("export")
+@click.argument("run_id")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="The file to write (default: reprun-RUNID.tar.gz here).")
+def export_cmd(run_id: str, output: Path | None) -> int:
+    """Write one portable file (tar.gz) holding a run's record, lock, patch, snapshot and
+    MLproject; 'reprun reproduce FILE' runs it again on any machine."""
+    from runner.export import export_run
+
+    path = export_run(_store(), run_id, output)
+    click.echo(str(path))
+    return 0
+
+
+@cli.command("diff")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def diff_cmd(run_a: str, run_b: str, as_json: bool) -> int:
+    """What differs between two runs (run ids, exported files or run.json files): code,
+    parameters, environment, backend, host, outputs, status, exit code, duration."""
+    from runner.diff import diff_runs, render_text
+
+    result = diff_runs(run_a, run_b, _store(), dict(os.environ))
+    click.echo(json.dumps(result, indent=2) if as_json else render_text(result), nl=as_json)
+    return 0
+
+
 @cli.group()
 def runs() -> None:
     """List and inspect recorded runs."""
@@ -198,6 +280,7 @@ def runs_show(run_id: str, as_json: bool) -> int:
     lines = [
         ("run", record.run_id), ("status", record.status.value),
         ("exit code", record.exit_code), ("reason", record.reason),
+        ("reproduces", record.reproduces),
         ("project", f"{record.project.name} ({record.project.uri})"),
         ("entry point", record.entry_point), ("command", record.command),
         ("parameters", ", ".join(f"{k}={v}" for k, v in record.parameters.items()) or "-"),

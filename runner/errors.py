@@ -98,6 +98,39 @@ class EnvBuildError(ReprunError):
     """Building or finding the environment failed."""
 
 
+@dataclass(frozen=True)
+class Drift:
+    """One entry of a recorded lock that this machine does not match."""
+
+    entry: str
+    recorded: str | None
+    found: str | None
+    reason: str | None = None  # why, when not a plain version difference
+
+    def render(self) -> str:
+        if self.reason is not None:
+            return f"{self.entry} {self.recorded or ''}: {self.reason}".replace("  ", " ")
+        if self.found is None:
+            return f"{self.entry} {self.recorded} is locked but not installed"
+        if self.recorded is None:
+            return f"{self.entry} {self.found} is installed but not in the lock"
+        return f"{self.entry} is {self.recorded} in the lock but {self.found} here"
+
+
+class LockNotHonouredError(EnvBuildError):
+    """A recorded lock cannot be rebuilt on this machine; ``drift`` says which entries and why."""
+
+    def __init__(self, lock_file: str, drift: list[Drift]) -> None:
+        shown = "; ".join(d.render() for d in drift[:5])
+        more = f" (and {len(drift) - 5} more)" if len(drift) > 5 else ""
+        super().__init__(
+            f"the recorded lock {lock_file} cannot be honoured here: {shown}{more}",
+            hint="install exactly the locked versions, or pass --allow-drift to run with what is "
+                 "here and record the drift",
+        )
+        self.drift = tuple(drift)
+
+
 class BackendError(ReprunError):
     """The execution backend could not start or follow the run."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 import uuid
@@ -14,26 +15,30 @@ from types import FrameType, MappingProxyType
 from backends import BUILDS_OWN_ENVIRONMENT, get_backend
 from backends.base import Outcome, RunHandle, RunRequest
 from runner.envs import get_builder
-from runner.envs.base import EnvSpec, ResolvedEnv
-from runner.errors import Interrupted
+from runner.envs.base import EnvSpec, ResolvedEnv, restore
+from runner.errors import Drift, Interrupted
 from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from runner.host import host_info
 from runner.plan import Plan
 from runner.process import process_start_ticks
 from runner.record import (
     BackendInfo,
+    DriftEntry,
     EnvironmentInfo,
     OutputFile,
     Package,
     ProjectInfo,
+    Reproduction,
     RunnerProcess,
     RunRecord,
     Status,
     now,
 )
+from runner.snapshot import SNAPSHOT_FILE, make_snapshot
 from runner.store import RunStore
 
 PATCH_FILE = "source.patch"
+SPEC_DIR = "spec"
 Notify = Callable[[str], None]
 
 
@@ -47,8 +52,8 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     forwarder = _SignalForwarder()
     try:
         with forwarder.installed():
-            resolved = _build_environment(plan, notify)
-            record = _with_environment(record, plan, resolved, run_dir)
+            resolved, drift = _build_environment(plan, notify)
+            record = _with_environment(record, plan, resolved, run_dir, drift)
             store.save(record)
             backend = get_backend(plan.backend)
             request = _request(plan, record, resolved, run_dir, notify)
@@ -116,6 +121,13 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
         source = source.model_copy(
             update={"patch_file": PATCH_FILE, "patch_sha256": sha256_bytes(checkout.patch)}
         )
+    if checkout.snapshot is not None:  # a reproduction keeps the archive it ran from
+        shutil.copyfile(checkout.snapshot, run_dir / SNAPSHOT_FILE)
+    elif source.resolved_commit is None and source.checkout == "in-place":
+        snapshot = make_snapshot(plan.project.directory, run_dir / SNAPSHOT_FILE)
+        source = source.model_copy(update={"snapshot": snapshot})
+    _keep_spec(plan, run_dir / SPEC_DIR)
+    replay = plan.replay
     output_dir = run_dir / "outputs"
     output_dir.mkdir()
     pid = os.getpid()
@@ -137,23 +149,39 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
         runner=RunnerProcess(hostname=host.hostname, pid=pid, start_ticks=process_start_ticks(pid)),
         output_dir=str(output_dir),
         started_at=now(),
+        reproduces=replay.run_id if replay else None,
+        reproduction=Reproduction(source=replay.source, missing_paths=dict(replay.missing_paths))
+        if replay else None,
     )
 
 
-def _build_environment(plan: Plan, notify: Notify) -> ResolvedEnv:
+def _keep_spec(plan: Plan, directory: Path) -> None:
+    """Copies of the MLproject and environment files, so that an export carries them."""
+    for path in (plan.project.spec_file, plan.project.env.file):
+        if path is not None and path.is_file():
+            directory.mkdir(exist_ok=True)
+            shutil.copyfile(path, directory / path.name)
+
+
+def _build_environment(plan: Plan, notify: Notify) -> tuple[ResolvedEnv, tuple[Drift, ...]]:
     options = plan.options
     spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
                    notify=notify, live=options.progress_live)
     builder = get_builder(plan.manager)
-    lock = builder.lock(spec, refresh=plan.options.refresh)
+    replay = plan.replay
     if plan.backend in BUILDS_OWN_ENVIRONMENT:
         # The backend installs the lock where the command runs (an image); nothing to build here.
-        return ResolvedEnv(lock.manager, lock, lock.sha256)
-    return builder.ensure(spec, lock)
+        recorded = replay.lock if replay is not None else None
+        lock = recorded or builder.lock(spec, refresh=options.refresh)
+        return ResolvedEnv(lock.manager, lock, lock.sha256), ()
+    if replay is None:
+        return builder.ensure(spec, builder.lock(spec, refresh=options.refresh)), ()
+    return restore(builder, spec, replay.lock, replay.allow_drift, replay.recorded)
 
 
 def _with_environment(
-    record: RunRecord, plan: Plan, resolved: ResolvedEnv, run_dir: Path
+    record: RunRecord, plan: Plan, resolved: ResolvedEnv, run_dir: Path,
+    drift: tuple[Drift, ...],
 ) -> RunRecord:
     atomic_write_text(run_dir / resolved.lock.filename, resolved.lock.content)
     python = resolved.python
@@ -167,7 +195,12 @@ def _with_environment(
         lock_file=resolved.lock.filename,
         lock_sha256=resolved.lock.sha256,
     )
-    return record.model_copy(update={"environment": environment})
+    update: dict[str, object] = {"environment": environment}
+    if record.reproduction is not None and drift:
+        entries = [DriftEntry(entry=d.entry, recorded=d.recorded, found=d.found, reason=d.reason)
+                   for d in drift]
+        update["reproduction"] = record.reproduction.model_copy(update={"drift": entries})
+    return record.model_copy(update=update)
 
 
 def _request(

@@ -123,6 +123,11 @@ def _locked(repo: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def new_scratch(env: Mapping[str, str]) -> Path:
+    """A private directory in the cache, removed by :func:`remove_checkout` (or swept later)."""
+    return _new_scratch(cache_root(env) / "git", env)
+
+
 def _new_scratch(root: Path, env: Mapping[str, str]) -> Path:
     """A private directory for one checkout; leftovers of dead reprun processes are swept."""
     checkouts = root / "checkouts"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT
 from runner.envs import BUILDERS, get_builder
+from runner.envs.base import Lock, PythonFacts
 from runner.errors import NotSupportedError
 from runner.params import ResolvedParams, resolve
 from runner.source import Checkout, release, resolve_source
@@ -48,6 +49,22 @@ class RunOptions:
 
 
 @dataclass(frozen=True)
+class Replay:
+    """What a reproduction takes from the record of run ``run_id`` besides source and command.
+
+    ``lock`` is the recorded lock to build from (None: resolve anew and compare with the
+    ``recorded`` interpreter and packages); ``source`` is 'git' or 'snapshot'.
+    """
+
+    run_id: str
+    lock: Lock | None
+    allow_drift: bool
+    source: str
+    recorded: PythonFacts = field(default_factory=PythonFacts)
+    missing_paths: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Plan:
     """A run that is ready to start: nothing left to decide."""
 
@@ -59,6 +76,7 @@ class Plan:
     manager: str
     backend: str
     container: ContainerSpec | None = None
+    replay: Replay | None = None
 
     def describe(self) -> dict[str, Any]:
         """The plan as plain data (for --dry-run)."""
@@ -98,7 +116,7 @@ def make_plan(options: RunOptions) -> Plan:
     try:
         project = load_project(checkout.directory, strict=options.strict)
         entry = project.entry_point(options.entry_point)
-        backend = _choose_backend(options.backend, project)
+        backend = choose_backend(options.backend, project)
         manager = choose_manager(options.env_manager, project, backend)
         params = resolve(entry, options.params, options.cwd)
         container = None
@@ -147,7 +165,7 @@ def choose_manager(requested: str | None, project: Project, backend: str = "loca
     return manager
 
 
-def _choose_backend(name: str | None, project: Project) -> str:
+def choose_backend(name: str | None, project: Project) -> str:
     """The backend asked for; by default docker for docker_env projects (as MLflow), else local."""
     if name is None:
         return "docker" if project.env.kind == "docker_env" else "local"

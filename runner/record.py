@@ -43,6 +43,21 @@ class SubmoduleInfo(_Model):
     url: str | None = Field(default=None, description="Where it was fetched from, no credentials")
 
 
+class SnapshotInfo(_Model):
+    """A tar.gz of a project directory that is no git repository, to reproduce it from."""
+
+    file: str = Field(description="The archive beside the record")
+    sha256: str
+    files: int = Field(description="How many files it holds")
+    size: int = Field(description="Their total size in bytes, uncompressed")
+    rules: list[str] = Field(description="The exclude rules applied, gitignore syntax")
+    excluded: list[str] = Field(
+        default_factory=list,
+        description="What was left out (a directory ends with '/'); at most 200 entries",
+    )
+    excluded_count: int = Field(default=0, description="How many paths were left out in all")
+
+
 class SourceInfo(_Model):
     uri: str | None = Field(
         default=None,
@@ -69,6 +84,10 @@ class SourceInfo(_Model):
         default=None, description="Uncommitted changes (staged, unstaged, untracked) as a patch"
     )
     patch_sha256: str | None = None
+    snapshot: SnapshotInfo | None = Field(
+        default=None,
+        description="For a project outside git: the content snapshot kept beside the record",
+    )
 
 
 class Package(_Model):
@@ -141,6 +160,39 @@ class BackendInfo(_Model):
     docker: DockerInfo | None = None
 
 
+class DriftEntry(_Model):
+    """One entry of a recorded lock that this machine did not honour."""
+
+    entry: str = Field(description="A package name, or 'python' for the interpreter")
+    recorded: str | None = Field(description="The locked version; null if not in the lock")
+    found: str | None = Field(description="What this machine has; null if missing")
+    reason: str | None = Field(
+        default=None, description="Why, when not a plain version difference (e.g. no wheel for "
+                                  "this platform)")
+
+
+class OutputsCheck(_Model):
+    """The outputs of a reproduction compared with those of the run it reproduces."""
+
+    result: str = Field(description="'identical', 'different' or 'missing'")
+    different: list[str] = Field(default_factory=list, description="Same path, other content")
+    missing: list[str] = Field(default_factory=list, description="In the original only")
+    extra: list[str] = Field(default_factory=list, description="In the reproduction only")
+
+
+class Reproduction(_Model):
+    """How a reproduction was made from the record of ``RunRecord.reproduces``."""
+
+    source: str = Field(description="'git' (the recorded commit and patch) or 'snapshot'")
+    drift: list[DriftEntry] = Field(
+        default_factory=list, description="Lock entries not honoured (only with --allow-drift)"
+    )
+    missing_paths: dict[str, str] = Field(
+        default_factory=dict, description="path parameters whose file is gone: name to path"
+    )
+    check: OutputsCheck | None = None
+
+
 class RunRecord(_Model):
     model_config = ConfigDict(extra="forbid", title="reprun run record")
 
@@ -164,6 +216,8 @@ class RunRecord(_Model):
     started_at: datetime
     ended_at: datetime | None = None
     duration_s: float | None = None
+    reproduces: str | None = Field(default=None, description="The run this run reproduces")
+    reproduction: Reproduction | None = None
 
 
 def now() -> datetime:

@@ -31,6 +31,7 @@ class Checkout:
     """A project directory ready to run, and what is known about its origin.
 
     ``scratch`` is set when reprun made a clean checkout for this run: :func:`release` removes it.
+    ``snapshot`` is the archive a reproduction was unpacked from (kept with the new record too).
     """
 
     uri: str
@@ -39,6 +40,7 @@ class Checkout:
     patch: bytes | None = None
     scratch: Path | None = None
     repos: tuple[Path, ...] = ()
+    snapshot: Path | None = None
 
 
 def resolve_source(
@@ -112,7 +114,7 @@ def _from_url(parsed: ProjectUri, url: str, version: str | None, env: Mapping[st
     local = prefix is not None
     made = clean_checkout(url, version, env, local_refs=local, submodule_base=remote)
     sub = "/".join(p for p in (prefix, parsed.subdirectory) if p) or None
-    directory = _inside(made, sub, url, env)
+    directory = project_dir_in(made, sub, url, env)
     facts = SourceInfo(
         uri=redact_url(url), requested_version=requested if local else version,
         resolved_commit=made.commit, subdirectory=sub, checkout="clean",
@@ -124,7 +126,8 @@ def _from_url(parsed: ProjectUri, url: str, version: str | None, env: Mapping[st
     return Checkout(parsed.shown, directory, facts, None, made.scratch, made.repos)
 
 
-def _inside(made: CleanCheckout, sub: str | None, url: str, env: Mapping[str, str]) -> Path:
+def project_dir_in(made: CleanCheckout, sub: str | None, url: str,
+                   env: Mapping[str, str]) -> Path:
     """The project directory of a checkout; it must exist and stay inside the repository."""
     if sub is None:
         return made.tree
@@ -159,7 +162,7 @@ def _local_revision(parsed: ProjectUri, path: Path, version: str,
         )
     is_branch = run_git(["show-ref", "--verify", "-q", f"refs/heads/{version}"], env, cwd=root).ok
     return _from_url(parsed, str(root), commit, env, prefix=prefix,
-                     remote=_first_remote_raw(root, env), requested=version,
+                     remote=first_remote_raw(root, env), requested=version,
                      branch=version if is_branch else None)
 
 
@@ -186,7 +189,7 @@ def git_facts(directory: Path, base_env: Mapping[str, str]) -> tuple[SourceInfo,
         return SourceInfo(uri=str(directory), checkout="in-place"), None
     root, index, commit, branch = found
     patch = uncommitted_patch(root, env, commit, index)
-    remote = _first_remote_raw(directory, env)
+    remote = first_remote_raw(directory, env)
     sub = directory.relative_to(root).as_posix() if directory != root else None
     info = SourceInfo(
         uri=str(root), resolved_commit=commit, subdirectory=sub, checkout="in-place",
@@ -215,7 +218,7 @@ def _repository_facts(
     return Path(unborn_top).resolve(), None, None, unborn or None
 
 
-def _first_remote_raw(directory: Path, env: Mapping[str, str]) -> str | None:
+def first_remote_raw(directory: Path, env: Mapping[str, str]) -> str | None:
     """The URL of ``origin``, else of the first remote configured."""
     out = git_output(["config", "--get-regexp", r"^remote\..*\.url$"], env, cwd=directory)
     urls = dict(line.split(" ", 1) for line in (out or "").splitlines() if " " in line)

@@ -296,24 +296,29 @@ def test_docker_env_example_runs_on_the_test_base_image(
     docker_client.images.remove(record["backend"]["docker"]["image"], force=True)
 
 
-def test_python_env_project_in_docker_installs_the_local_lock(
-    reprun: Reprun, make_project: MakeProject, base_image: str, image_repo: str,
-    tmp_path: Path,
-) -> None:
-    """A local run and a Docker run of one project share one lock; the image needs no network."""
+def python_env_project(make_project: MakeProject, name: str) -> Path:
+    """The python-env example under another name: one dependency, a wheel shipped with it."""
     import shutil
 
     project = make_project(f"""
-        name: {image_repo}
+        name: {name}
         python_env: python_env.yaml
         entry_points:
           main:
             command: "python greet.py docker"
-    """, name=image_repo)
+    """, name=name)
     example = EXAMPLES / "python-env"
     shutil.copytree(example / "wheels", project / "wheels")
-    for name in ("greet.py", "python_env.yaml", "requirements.txt"):
-        shutil.copy(example / name, project / name)
+    for file in ("greet.py", "python_env.yaml", "requirements.txt"):
+        shutil.copy(example / file, project / file)
+    return project
+
+
+def test_python_env_project_in_docker_installs_the_local_lock(
+    reprun: Reprun, make_project: MakeProject, base_image: str, image_repo: str,
+) -> None:
+    """A local run and a Docker run of one project share one lock; the image needs no network."""
+    project = python_env_project(make_project, image_repo)
     local = reprun("run", str(project), "-q")
     assert local.code == 0, local.stderr
     local_record = reprun.last_record()
@@ -329,3 +334,22 @@ def test_python_env_project_in_docker_installs_the_local_lock(
     assert "--no-index --find-links /opt/reprun/wheels" in dockerfile
     assert "--require-hashes" in dockerfile
     assert dockerfile.index("pip install") < dockerfile.index("COPY project/")
+
+
+def test_a_local_run_reproduces_in_docker_from_its_lock(
+    reprun: Reprun, make_project: MakeProject, base_image: str, image_repo: str,
+) -> None:
+    project = python_env_project(make_project, image_repo)
+    init_repo(project)
+    local = reprun("run", str(project), "-q")
+    assert local.code == 0, local.stderr
+    original = reprun.last_record()
+    again = reprun("reproduce", original["run_id"], "--backend", "docker",
+                   "--docker-base-image", base_image)
+    assert again.code == 0, again.stderr
+    assert "Hello, docker!" in again.stdout
+    record = reprun.last_record()
+    assert record["reproduces"] == original["run_id"]
+    assert record["backend"]["name"] == "docker"
+    assert record["environment"]["lock_sha256"] == original["environment"]["lock_sha256"]
+    assert record["source"]["resolved_commit"] == original["source"]["resolved_commit"]

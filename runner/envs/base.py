@@ -3,6 +3,12 @@
 A builder first *locks* the request (resolves it into exact pins, hashed), then *ensures* an
 environment for that lock exists (building it, or reusing one with the same content key). One module
 per kind of environment, registered by name in `runner.envs.BUILDERS`.
+
+``ensure`` never resolves: it builds exactly the lock it is given, which may be a lock read back
+from an old record (``reprun reproduce``), made on another machine. When it cannot honour an entry
+(another platform, a missing interpreter, a package gone from the index) it raises
+:class:`~runner.errors.LockNotHonouredError` naming each entry; :func:`restore` then stops, or with
+``--allow-drift`` resolves anew and returns the drift for the record.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import ClassVar, Protocol
 
+from runner.errors import Drift, LockNotHonouredError
 from runner.fsutil import sha256_bytes
 from runner.spec import EnvRequest
 
@@ -43,6 +50,11 @@ class Lock:
     @property
     def sha256(self) -> str:
         return sha256_bytes(self.content.encode("utf-8"))
+
+    @classmethod
+    def recorded(cls, manager: str, filename: str, content: str) -> Lock:
+        """A lock read back from a record (the text saved beside it, unchanged)."""
+        return cls(manager, filename, content)
 
 
 @dataclass(frozen=True)
@@ -84,3 +96,42 @@ class EnvironmentBuilder(Protocol):
     def ensure(self, spec: EnvSpec, lock: Lock) -> ResolvedEnv:
         """Build, or reuse by content key, an environment that matches ``lock``."""
         ...
+
+
+def facts_drift(locked: PythonFacts, found: PythonFacts) -> list[Drift]:
+    """How ``found`` differs from ``locked``: the interpreter version, then each package."""
+    drift = []
+    if locked.version and locked.version != found.version:
+        drift.append(Drift("python", locked.version, found.version))
+    want = {n.lower(): (n, v) for n, v in locked.packages}
+    have = {n.lower(): (n, v) for n, v in found.packages}
+    for key in sorted(want.keys() | have.keys()):
+        if key not in have:
+            drift.append(Drift(want[key][0], want[key][1], None))
+        elif key not in want:
+            drift.append(Drift(have[key][0], None, have[key][1]))
+        elif want[key][1] != have[key][1]:
+            drift.append(Drift(want[key][0], want[key][1], have[key][1]))
+    return drift
+
+
+def restore(builder: EnvironmentBuilder, spec: EnvSpec, lock: Lock | None, allow_drift: bool,
+            recorded: PythonFacts) -> tuple[ResolvedEnv, tuple[Drift, ...]]:
+    """The environment of a recorded run: built from its ``lock``, never re-resolved.
+
+    With ``allow_drift`` a lock that cannot be honoured is resolved anew and the drift returned.
+    Without a lock (a record of another manager, or none) the request is resolved anew and the
+    drift is what differs from the ``recorded`` interpreter and packages.
+    """
+    if lock is not None:
+        try:
+            return builder.ensure(spec, lock), ()
+        except LockNotHonouredError as exc:
+            if not allow_drift:
+                raise
+            drift = exc.drift
+        return builder.ensure(spec, builder.lock(spec, refresh=True)), drift
+    resolved = builder.ensure(spec, builder.lock(spec, refresh=True))
+    if not recorded.version and not recorded.packages:
+        return resolved, ()
+    return resolved, tuple(facts_drift(recorded, resolved.python))

@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 from typing import ClassVar
 
-from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv
+from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, facts_drift
+from runner.errors import LockNotHonouredError
 from runner.process import capture
 
 # Runs in the project's python: its version, its path and every installed distribution.
@@ -42,6 +43,20 @@ def freeze(facts: PythonFacts) -> str:
     return "\n".join(lines) + "\n"
 
 
+def thaw(content: str) -> PythonFacts:
+    """The facts a ``local-packages.txt`` written by :func:`freeze` holds."""
+    version = executable = None
+    packages = []
+    for line in content.splitlines():
+        if line.startswith("# python "):
+            version, _, executable = line.removeprefix("# python ").partition(" at ")
+        elif "==" in line and not line.startswith("#"):
+            name, _, pinned = line.partition("==")
+            packages.append((name.strip(), pinned.strip()))
+    return PythonFacts(None if version in (None, "None") else version, executable or None,
+                       tuple(packages))
+
+
 class LocalBuilder:
     """Nothing is built; the lock is what the ``python`` on PATH has installed."""
 
@@ -54,7 +69,13 @@ class LocalBuilder:
         return Lock(self.kind, "local-packages.txt", freeze(self._facts(spec)))
 
     def ensure(self, spec: EnvSpec, lock: Lock) -> ResolvedEnv:
-        return ResolvedEnv(self.kind, lock, lock.sha256, self._facts(spec))
+        """Nothing to build: the interpreter on PATH must have exactly what ``lock`` pins."""
+        facts = self._facts(spec)
+        if lock.content != freeze(facts):
+            drift = facts_drift(thaw(lock.content), facts)
+            if drift:
+                raise LockNotHonouredError(lock.filename, drift)
+        return ResolvedEnv(self.kind, lock, lock.sha256, facts)
 
     def _facts(self, spec: EnvSpec) -> PythonFacts:
         env = dict(spec.base_env)

@@ -1,0 +1,156 @@
+"""``reprun reproduce``: the flow of a run, walked from a record instead of a command line.
+
+Source from the record (:mod:`runner.recorded_source`), the same entry point and command with the
+same parameter values (not re-resolved), the environment rebuilt from the recorded lock (never
+re-resolved unless ``--allow-drift``), the recorded backend; the new record says which run it
+reproduces, and ``--check`` compares its outputs with the original's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from backends import BUILDS_OWN_ENVIRONMENT
+from runner.envs.base import Lock, PythonFacts
+from runner.errors import EnvBuildError
+from runner.execute import execute
+from runner.export import Recorded, open_run
+from runner.params import ResolvedParams
+from runner.plan import Plan, Replay, RunOptions, choose_backend, choose_manager, release_plan
+from runner.record import OutputFile, OutputsCheck, RunRecord
+from runner.recorded_source import checkout_recorded
+from runner.source import release
+from runner.spec import load_project
+from runner.spec_models import EntryPoint, ParamType
+from runner.store import RunStore
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReproduceOptions:
+    target: str
+    cwd: Path
+    base_env: Mapping[str, str]
+    backend: str | None = None
+    env_manager: str | None = None
+    allow_drift: bool = False
+    check: bool = False
+    grace_period: float = 10.0
+    echo: bool = True
+    docker_base_image: str | None = None
+
+
+def reproduce(options: ReproduceOptions, store: RunStore,
+              notify: Notify) -> tuple[RunRecord, RunRecord]:
+    """Run the recorded run again; returns (the original record, the new one)."""
+    with contextlib.ExitStack() as stack:
+        rec = open_run(options.target, store, stack)
+        plan = plan_reproduction(rec, options)
+        try:
+            assert plan.replay is not None
+            for name, path in plan.replay.missing_paths.items():
+                notify(f"warning: path parameter '{name}' names '{path}', which is gone")
+            record = execute(plan, store, notify)
+        finally:
+            release_plan(plan)
+        if options.check and record.reproduction is not None:
+            check = compare_outputs(rec.record.outputs, record.outputs)
+            reproduction = record.reproduction.model_copy(update={"check": check})
+            record = record.model_copy(update={"reproduction": reproduction})
+            store.save(record)
+    return rec.record, record
+
+
+def plan_reproduction(rec: Recorded, options: ReproduceOptions) -> Plan:
+    """A plan that runs what ``rec`` ran; nothing in it is resolved anew."""
+    record = rec.record
+    checkout = checkout_recorded(rec, options.base_env)
+    try:
+        project = load_project(checkout.directory)
+        entry = project.entry_point(record.entry_point)
+        backend = choose_backend(options.backend or record.backend.name, project)
+        manager = choose_manager(options.env_manager or record.environment.manager, project,
+                                 backend)
+        lock = recorded_lock(rec, manager, options.allow_drift)
+        env = record.environment
+        recorded = PythonFacts(env.python_version, env.python_executable,
+                               tuple((p.name, p.version) for p in env.packages))
+        replay = Replay(
+            run_id=record.run_id, lock=lock, allow_drift=options.allow_drift,
+            source="snapshot" if checkout.snapshot else "git",
+            recorded=recorded if lock is None and env.lock_file else PythonFacts(),
+            missing_paths=missing_paths(record, entry),
+        )
+    except BaseException:
+        release(checkout, options.base_env)
+        raise
+    run_options = RunOptions(
+        uri=record.project.uri, cwd=options.cwd, base_env=options.base_env,
+        entry_point=record.entry_point, version=record.source.requested_version,
+        params=dict(record.parameters), env_manager=manager, backend=backend,
+        grace_period=options.grace_period, echo=options.echo,
+    )
+    params = ResolvedParams(
+        MappingProxyType(dict(record.parameters)),
+        tuple(n for n in record.parameters if n not in entry.parameters), record.command,
+    )
+    container = None
+    if backend in BUILDS_OWN_ENVIRONMENT:
+        from backends.container import container_spec
+
+        recorded_base = record.backend.docker.base_image if record.backend.docker else None
+        container = container_spec(project, entry, params.values, options.base_env,
+                                   options.docker_base_image or recorded_base, False)
+    return Plan(run_options, checkout, project, entry, params, manager, backend,
+                container=container, replay=replay)
+
+
+def recorded_lock(rec: Recorded, manager: str, allow_drift: bool) -> Lock | None:
+    """The lock saved with the record, checked against its sha256; None when not usable."""
+    record, env = rec.record, rec.record.environment
+    if env.lock_file is None:
+        return None  # the run ended before its environment was built
+    path = rec.directory / env.lock_file
+    if not path.is_file():
+        raise EnvBuildError(f"the lock file '{path}' of run {record.run_id[:12]} is missing",
+                            hint="reproduce from the run's store or from its exported file")
+    lock = Lock.recorded(env.manager, env.lock_file, path.read_bytes().decode("utf-8"))
+    if env.lock_sha256 and lock.sha256 != env.lock_sha256:
+        raise EnvBuildError(f"the lock file '{path}' does not match its sha256 in the record",
+                            hint="the file was changed; reproduce from an untouched export")
+    if manager == env.manager:
+        return lock
+    if not allow_drift:
+        raise EnvBuildError(
+            f"run {record.run_id[:12]} was locked by --env-manager {env.manager} "
+            f"({env.lock_file}); --env-manager {manager} cannot build from that lock",
+            hint="drop --env-manager to rebuild from the lock, or add --allow-drift to resolve "
+                 "anew and record the drift",
+        )
+    return None
+
+
+def missing_paths(record: RunRecord, entry: EntryPoint) -> dict[str, str]:
+    """The ``path`` parameters whose recorded file or directory no longer exists."""
+    return {
+        name: record.parameters[name]
+        for name, decl in entry.parameters.items()
+        if decl.type is ParamType.PATH and name in record.parameters
+        and not Path(record.parameters[name]).exists()
+    }
+
+
+def compare_outputs(original: list[OutputFile], new: list[OutputFile]) -> OutputsCheck:
+    """identical, different (which files, extra ones included) or missing (which files)."""
+    before = {o.path: (o.size, o.sha256) for o in original}
+    after = {o.path: (o.size, o.sha256) for o in new}
+    different = sorted(p for p in before.keys() & after.keys() if before[p] != after[p])
+    missing = sorted(before.keys() - after.keys())
+    extra = sorted(after.keys() - before.keys())
+    result = "different" if different or extra else "missing" if missing else "identical"
+    return OutputsCheck(result=result, different=different, missing=missing, extra=extra)
