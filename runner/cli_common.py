@@ -1,0 +1,39 @@
+"""Small helpers shared by the command modules (click only: cheap to import)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from runner.record import RunRecord
+    from runner.store import RunStore
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def say(message: str) -> None:
+    click.echo(f"reprun: {message}", err=True)
+
+
+def store() -> RunStore:
+    from runner.store import RunStore, reprun_home
+
+    return RunStore(reprun_home(os.environ))
+
+
+def run_exit_code(record: RunRecord) -> int:
+    """0 when the run finished, the command's code when it failed, 128+signal when stopped."""
+    import signal
+
+    from runner.record import Status
+
+    if record.status is Status.FINISHED:
+        return 0
+    if record.status is Status.KILLED:
+        name = record.backend.facts.get("signal", "SIGINT")
+        return 128 + int(getattr(signal, str(name), signal.SIGINT))
+    return record.exit_code if record.exit_code else EXIT_FAILURE
