@@ -22,6 +22,7 @@ from runner.plan import Plan
 from runner.process import process_start_ticks
 from runner.record import (
     BackendInfo,
+    CondaInfo,
     EnvironmentInfo,
     OutputFile,
     Package,
@@ -143,7 +144,8 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
 def _build_environment(plan: Plan, notify: Notify) -> ResolvedEnv:
     options = plan.options
     spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
-                   notify=notify, live=options.progress_live)
+                   notify=notify, live=options.progress_live,
+                   conda_channels=options.conda_channels)
     builder = get_builder(plan.manager)
     lock = builder.lock(spec, refresh=plan.options.refresh)
     if plan.backend in BUILDS_OWN_ENVIRONMENT:
@@ -166,8 +168,17 @@ def _with_environment(
         cache_key=resolved.cache_key,
         lock_file=resolved.lock.filename,
         lock_sha256=resolved.lock.sha256,
+        conda=_conda_info(resolved),
     )
     return record.model_copy(update={"environment": environment})
+
+
+def _conda_info(resolved: ResolvedEnv) -> CondaInfo | None:
+    conda = resolved.conda
+    if conda is None:
+        return None
+    return CondaInfo(solver=conda.solver, channels=list(conda.channels), platform=conda.platform,
+                     virtual_packages=list(conda.virtual_packages), prefix=conda.prefix)
 
 
 def _request(
