@@ -9,6 +9,7 @@ prefix's site-packages on its path: enough for ``noarch: python`` packages and f
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import io
 import json
@@ -16,6 +17,7 @@ import os
 import platform
 import sys
 import tarfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -122,6 +124,7 @@ def index(channel: Path) -> str:
     """Write the channel's repodata.json files; returns its ``file://`` URL."""
     from rattler.index import index_fs
 
+    atexit.register(time.sleep, 0.2)  # rattler can crash at exit right after an awaited call
     (channel / "noarch").mkdir(parents=True, exist_ok=True)
     # Without target_platform: with one, index_fs skips noarch.
     asyncio.run(index_fs(channel, write_zst=False, write_shards=False))
