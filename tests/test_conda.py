@@ -341,3 +341,16 @@ def test_conda_example_is_valid() -> None:
 
     project = load_project(EXAMPLES / "conda-env", strict=True)
     assert project.env.kind == "conda_env" and project.env.conda_env is not None
+
+
+def test_conda_example_runs_from_its_local_channel(reprun: Reprun, tmp_path: Path) -> None:
+    script = EXAMPLES / "conda-env" / "make_local_channel.py"
+    made = subprocess.run([sys.executable, str(script), str(tmp_path / "channel")],
+                          capture_output=True, text=True, check=True)
+    url = made.stdout.strip()
+    assert url == (tmp_path / "channel").as_uri()
+    result = reprun("run", str(EXAMPLES / "conda-env"), "--conda-channel", url, "-P", "name=t")
+    assert result.code == 0, result.stderr
+    assert f"hello, t, from python {sys.version.split()[0]}" in result.stdout
+    prefix = env_of(reprun.last_record())["conda"]["prefix"]
+    assert f"conda prefix: {prefix}" in result.stdout
