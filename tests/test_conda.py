@@ -354,3 +354,19 @@ def test_conda_example_runs_from_its_local_channel(reprun: Reprun, tmp_path: Pat
     assert f"hello, t, from python {sys.version.split()[0]}" in result.stdout
     prefix = env_of(reprun.last_record())["conda"]["prefix"]
     assert f"conda prefix: {prefix}" in result.stdout
+
+
+def test_env_commands_know_conda_prefixes(reprun: Reprun, make_project: MakeProject,
+                                          channel: str) -> None:
+    project = conda_project(make_project, [channel], ["hello-tool"])
+    assert reprun("run", str(project)).code == 0
+    record = reprun.last_record()
+    listed = reprun("env", "list", "--json").json()
+    assert [(e["manager"], e["ok"]) for e in listed] == [("conda", True)]
+    path = reprun("env", "path", record["run_id"])
+    assert path.code == 0, path.stderr
+    assert path.stdout.strip() == env_of(record)["conda"]["prefix"]
+    refreshed = reprun("env", "refresh", str(project))
+    assert refreshed.code == 0, refreshed.stderr
+    assert "solving 1 conda spec(s)" in refreshed.stderr
+    assert refreshed.stdout.split()[0] == env_of(record)["cache_key"]  # same lock, same prefix
