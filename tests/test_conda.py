@@ -105,9 +105,11 @@ def test_second_run_reuses_lock_and_prefix(reprun: Reprun, make_project: MakePro
     # The channel's index is gone: a second run must neither solve nor download.
     for repodata in Path(channel.removeprefix("file://")).rglob("repodata.json"):
         repodata.unlink()
-    second = reprun("run", str(project))
+    second = reprun("run", str(project), env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert second.code == 0, second.stderr
     assert "solving" not in second.stderr and "installing" not in second.stderr
+    assert "import time:" in second.stderr
+    assert "rattler" not in second.stderr and "conda_lock" not in second.stderr
     assert env_of(reprun.last_record())["cache_key"] == key
 
 

@@ -124,7 +124,8 @@ def _solver_message(text: str, request: CondaRequest, urls: Sequence[str], gatew
         return (f"no version of conda package '{name}' matches '{spec}' in {shown} "
                 f"(available: {', '.join(versions[-8:])})")
     body = text.split("because of:", 1)[-1]
-    lines = [ln.strip(" └─│├\t") for ln in body.splitlines() if ln.strip(" └─│├\t")]
+    lines = [ln.strip(" └─│├\t").rstrip(":.") for ln in body.splitlines()
+             if ln.strip(" └─│├\t")]
     return f"the conda dependencies cannot be solved: {'; '.join(lines)}"
 
 
