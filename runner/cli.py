@@ -38,7 +38,11 @@ def cli(debug: bool) -> None:
 @click.option("-P", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A parameter value; repeatable.")
 @click.option("--env-manager", default=None, metavar="MANAGER",
-              help="How to build the environment: uv (default), virtualenv or local.")
+              help="How to build the environment: uv (default), virtualenv, conda (default for "
+                   "conda_env projects) or local.")
+@click.option("--conda-channel", "conda_channels", multiple=True, metavar="URL",
+              help="A conda channel (name or URL) used instead of conda.yaml's channels; "
+                   "repeatable, by priority (mirrors, air-gapped sites).")
 @click.option("--refresh", is_flag=True,
               help="Resolve the environment again instead of reusing its cached lock.")
 @click.option("-b", "--backend", default=None,
@@ -57,7 +61,8 @@ def cli(debug: bool) -> None:
               help="Seconds between interrupting the command and killing it.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...],
-        env_manager: str | None, refresh: bool, backend: str | None,
+        env_manager: str | None, conda_channels: tuple[str, ...], refresh: bool,
+        backend: str | None,
         docker_base_image: str | None, keep_container: bool, dry_run: bool, as_json: bool,
         strict: bool, grace_period: float, quiet: bool) -> int:
     """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
@@ -72,6 +77,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         strict=strict, grace_period=grace_period, echo=True, refresh=refresh,
         progress_live=not quiet and sys.stderr.isatty(),
         docker_base_image=docker_base_image, keep_container=keep_container,
+        conda_channels=conda_channels,
     )
     plan = make_plan(options)
     if not quiet:
@@ -149,10 +155,10 @@ def validate(path: Path, strict: bool) -> int:
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["mlproject", "python_env", "run-record"]),
+@click.argument("kind", type=click.Choice(["mlproject", "python_env", "conda_env", "run-record"]),
                 default="mlproject")
 def schema(kind: str) -> int:
-    """Print the JSON Schema of the MLproject format (or python_env, run-record)."""
+    """Print the JSON Schema of the MLproject format (or python_env, conda_env, run-record)."""
     from runner.schemas import render
 
     click.echo(render(kind), nl=False)

@@ -1,4 +1,5 @@
-"""``reprun env ...``: the cached Python environments (list, prune, path, refresh)."""
+"""``reprun env ...``: the cached Python environments and conda prefixes (list, prune, path,
+refresh)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from runner.errors import UsageError
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 PYTHON_MANAGERS = ("uv", "virtualenv")
+CACHED_MANAGERS = (*PYTHON_MANAGERS, "conda")
 
 
 def parse_duration(text: str) -> float:
@@ -30,10 +32,14 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _cache() -> PythonCache:
+def _cache(manager: str = "uv") -> PythonCache:
     from runner.envs.cache import PythonCache, cache_root
 
-    return PythonCache(cache_root(os.environ))
+    return PythonCache(cache_root(os.environ), "conda" if manager == "conda" else "python")
+
+
+def _caches() -> list[PythonCache]:
+    return [_cache("uv"), _cache("conda")]
 
 
 def _size(n: int) -> str:
@@ -52,14 +58,15 @@ def _ago(stamp: float) -> str:
 
 @click.group()
 def env() -> None:
-    """Cached Python environments (REPRUN_CACHE_DIR, default REPRUN_HOME/cache)."""
+    """Cached Python environments and conda prefixes (REPRUN_CACHE_DIR, default
+    REPRUN_HOME/cache)."""
 
 
 @env.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def env_list(as_json: bool) -> int:
     """Cached environments: key, manager, python, size, last used, projects."""
-    entries = _cache().entries()
+    entries = [e for cache in _caches() for e in cache.entries()]
     if as_json:
         click.echo(json.dumps([
             {"key": e.key, "path": str(e.path) if e.path else None, "ok": e.ok,
@@ -84,22 +91,22 @@ def env_prune(older_than: str, dry_run: bool) -> int:
     import shutil
 
     age = parse_duration(older_than)
-    cache = _cache()
     cutoff = time.time() - age
     verb = "would remove" if dry_run else "removed"
     count = 0
-    for entry in cache.entries():
-        if entry.ok and entry.last_used >= cutoff:
-            continue
-        if dry_run or cache.remove(entry.key):
+    for cache in _caches():
+        for entry in cache.entries():
+            if entry.ok and entry.last_used >= cutoff:
+                continue
+            if dry_run or cache.remove(entry.key):
+                count += 1
+                click.echo(f"{verb} {entry.key[:12]} ({entry.manager}, python {entry.python}, "
+                           f"{_size(entry.size)})")
+        for orphan in cache.orphans():
             count += 1
-            click.echo(f"{verb} {entry.key[:12]} ({entry.manager}, python {entry.python}, "
-                       f"{_size(entry.size)})")
-    for orphan in cache.orphans():
-        count += 1
-        if not dry_run:
-            shutil.rmtree(orphan, ignore_errors=True)
-        click.echo(f"{verb} unfinished build {orphan.name}")
+            if not dry_run:
+                shutil.rmtree(orphan, ignore_errors=True)
+            click.echo(f"{verb} unfinished build {orphan.name}")
     click.echo(f"{count} {'would be removed' if dry_run else 'removed'}", err=True)
     return 0
 
@@ -113,10 +120,10 @@ def env_path(run_id: str) -> int:
 
     record = RunStore(reprun_home(os.environ)).get(run_id)
     environment = record.environment
-    if environment.manager not in PYTHON_MANAGERS or not environment.cache_key:
+    if environment.manager not in CACHED_MANAGERS or not environment.cache_key:
         raise RunNotFoundError(f"run {record.run_id[:12]} used the '{environment.manager}' "
                                "manager, which keeps no environment of its own")
-    entry = _cache().find(environment.cache_key)
+    entry = _cache(environment.manager).find(environment.cache_key)
     if entry is None:
         raise RunNotFoundError(
             f"the environment {environment.cache_key[:12]} of run {record.run_id[:12]} is no "
@@ -127,7 +134,8 @@ def env_path(run_id: str) -> int:
 
 @env.command("refresh")
 @click.argument("uri", default=".")
-@click.option("--env-manager", default=None, metavar="MANAGER", help="uv (default) or virtualenv.")
+@click.option("--env-manager", default=None, metavar="MANAGER",
+              help="uv (default), virtualenv, or conda (the default for conda projects).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def env_refresh(uri: str, env_manager: str | None, quiet: bool) -> int:
     """Resolve the environment of the project at URI again and build it if the lock changed."""
@@ -135,13 +143,15 @@ def env_refresh(uri: str, env_manager: str | None, quiet: bool) -> int:
 
     from runner.envs import get_builder
     from runner.envs.base import EnvSpec
-    from runner.plan import choose_manager
+    from runner.plan import choose_manager, converted
     from runner.spec import load_project
 
     project = load_project(Path(uri))
     manager = choose_manager(env_manager, project)
-    if manager not in PYTHON_MANAGERS:
-        raise UsageError(f"'reprun env refresh' works with uv or virtualenv, not '{manager}'")
+    if manager not in CACHED_MANAGERS:
+        raise UsageError(f"'reprun env refresh' works with uv, virtualenv or conda, "
+                         f"not '{manager}'")
+    project = converted(project, manager)
 
     def say(message: str) -> None:
         click.echo(f"reprun: {message}", err=True)

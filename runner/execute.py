@@ -23,6 +23,7 @@ from runner.plan import Plan
 from runner.process import process_start_ticks
 from runner.record import (
     BackendInfo,
+    CondaInfo,
     DriftEntry,
     EnvironmentInfo,
     OutputFile,
@@ -166,7 +167,8 @@ def _keep_spec(plan: Plan, directory: Path) -> None:
 def _build_environment(plan: Plan, notify: Notify) -> tuple[ResolvedEnv, tuple[Drift, ...]]:
     options = plan.options
     spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
-                   notify=notify, live=options.progress_live)
+                   notify=notify, live=options.progress_live,
+                   conda_channels=options.conda_channels)
     builder = get_builder(plan.manager)
     replay = plan.replay
     if plan.backend in BUILDS_OWN_ENVIRONMENT:
@@ -194,6 +196,7 @@ def _with_environment(
         cache_key=resolved.cache_key,
         lock_file=resolved.lock.filename,
         lock_sha256=resolved.lock.sha256,
+        conda=_conda_info(resolved),
     )
     update: dict[str, object] = {"environment": environment}
     if record.reproduction is not None and drift:
@@ -201,6 +204,14 @@ def _with_environment(
                    for d in drift]
         update["reproduction"] = record.reproduction.model_copy(update={"drift": entries})
     return record.model_copy(update=update)
+
+
+def _conda_info(resolved: ResolvedEnv) -> CondaInfo | None:
+    conda = resolved.conda
+    if conda is None:
+        return None
+    return CondaInfo(solver=conda.solver, channels=list(conda.channels), platform=conda.platform,
+                     virtual_packages=list(conda.virtual_packages), prefix=conda.prefix)
 
 
 def _request(

@@ -5,6 +5,7 @@ Planning has no side effects beyond reading files (and git); ``--dry-run`` print
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ class RunOptions:
     progress_live: bool = False  # environment progress may redraw (stderr is a terminal)
     docker_base_image: str | None = None
     keep_container: bool = False
+    conda_channels: tuple[str, ...] = ()  # replace conda.yaml's channels (mirrors, air-gapped)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def make_plan(options: RunOptions) -> Plan:
         entry = project.entry_point(options.entry_point)
         backend = choose_backend(options.backend, project)
         manager = choose_manager(options.env_manager, project, backend)
+        project = converted(project, manager)
         params = resolve(entry, options.params, options.cwd)
         container = None
         if backend in BUILDS_OWN_ENVIRONMENT:
@@ -131,6 +134,17 @@ def make_plan(options: RunOptions) -> Plan:
     return Plan(options, checkout, project, entry, params, manager, backend, container)
 
 
+def converted(project: Project, manager: str) -> Project:
+    """A conda project for uv or virtualenv: its conda.yaml read as a python_env (or refused)."""
+    env = project.env
+    if env.kind != "conda_env" or env.conda_env is None or manager not in CONVERTING_MANAGERS:
+        return project
+    from runner.envs.condareq import to_python_env
+
+    python_env = to_python_env(env.conda_env, env.file, manager)
+    return dataclasses.replace(project, env=dataclasses.replace(env, python_env=python_env))
+
+
 def release_plan(plan: Plan) -> None:
     """Remove what planning made for this run alone (a clean checkout of a git revision)."""
     release(plan.checkout, plan.options.base_env)
@@ -139,7 +153,9 @@ def release_plan(plan: Plan) -> None:
 # The manager used when --env-manager is not given, by the kind of environment the project asks for.
 # A project without an environment file gets, like in MLflow, a fresh environment with no
 # dependencies for the interpreter running reprun (built by uv in a fraction of a second).
-DEFAULT_MANAGERS = {"python_env": "uv", "none": "uv", "conda_env": "local", "docker_env": "local"}
+DEFAULT_MANAGERS = {"python_env": "uv", "none": "uv", "conda_env": "conda", "docker_env": "local"}
+# Managers that can build a conda project's python/pip part as a Python environment (as MLflow).
+CONVERTING_MANAGERS = ("uv", "virtualenv")
 
 
 def choose_manager(requested: str | None, project: Project, backend: str = "local") -> str:

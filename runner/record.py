@@ -95,6 +95,17 @@ class Package(_Model):
     version: str
 
 
+class CondaInfo(_Model):
+    """How a conda environment was solved; its conda-lock.yml is saved beside the record."""
+
+    solver: str = Field(description="The solver and its version, e.g. rattler 0.28.0")
+    channels: list[str] = Field(description="Channel URLs, by priority, credentials removed")
+    platform: str = Field(description="The conda platform solved for, e.g. linux-64")
+    virtual_packages: list[str] = Field(default_factory=list,
+                                        description="Detected on the machine that solved")
+    prefix: str | None = Field(default=None, description="Where the prefix was installed")
+
+
 class EnvironmentInfo(_Model):
     kind: str = Field(description="What the project asks for: python_env, conda_env, docker_env")
     manager: str = Field(description="What built it: local, uv, virtualenv, conda, docker")
@@ -104,6 +115,7 @@ class EnvironmentInfo(_Model):
     cache_key: str | None = None
     lock_file: str | None = None
     lock_sha256: str | None = None
+    conda: CondaInfo | None = None
 
 
 class HostInfo(_Model):

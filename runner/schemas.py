@@ -12,11 +12,12 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from runner.record import RunRecord
-from runner.spec_models import MLProject, PythonEnvFile
+from runner.spec_models import CondaEnvFile, MLProject, PythonEnvFile
 
 SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "mlproject": (MLProject, "mlproject.schema.json"),
     "python_env": (PythonEnvFile, "python_env.schema.json"),
+    "conda_env": (CondaEnvFile, "conda_env.schema.json"),
     "run-record": (RunRecord, "run-record.schema.json"),
 }
 

@@ -18,6 +18,7 @@ from runner.errors import Problem, ProjectNotFoundError, SpecError
 from runner.spec_models import (
     KNOWN_KEYS,
     TYPE_ALIASES,
+    CondaEnvFile,
     DockerEnv,
     EntryPoint,
     MLProject,
@@ -39,6 +40,7 @@ class EnvRequest:
     file: Path | None = None
     python_env: PythonEnvFile | None = None
     docker: DockerEnv | None = None
+    conda_env: CondaEnvFile | None = None
 
 
 @dataclass(frozen=True)
@@ -255,12 +257,14 @@ def _environment(
         path = _env_file(directory, spec_file, "python_env", spec.python_env)
         return EnvRequest("python_env", path, load_python_env(path, warnings, strict))
     if spec.conda_env is not None:
-        return EnvRequest("conda_env", _env_file(directory, spec_file, "conda_env", spec.conda_env))
+        path = _env_file(directory, spec_file, "conda_env", spec.conda_env)
+        return EnvRequest("conda_env", path, conda_env=load_conda_env(path, warnings, strict))
     if (directory / "python_env.yaml").is_file():
         path = directory / "python_env.yaml"
         return EnvRequest("python_env", path, load_python_env(path, warnings, strict))
     if (directory / "conda.yaml").is_file():
-        return EnvRequest("conda_env", directory / "conda.yaml")
+        path = directory / "conda.yaml"
+        return EnvRequest("conda_env", path, conda_env=load_conda_env(path, warnings, strict))
     return EnvRequest("none")
 
 
@@ -274,6 +278,39 @@ def _env_file(directory: Path, spec_file: Path | None, key: str, value: str) -> 
 
 def load_python_env(path: Path, warnings: list[Problem], strict: bool = False) -> PythonEnvFile:
     """Validate a python_env.yaml file."""
+    data, doc = _env_mapping(path, "python_env_file", warnings, strict)
+    try:
+        return PythonEnvFile.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(problems_from(exc, doc)) from None
+
+
+def load_conda_env(path: Path, warnings: list[Problem], strict: bool = False) -> CondaEnvFile:
+    """Validate a conda.yaml file (channels, dependencies with an optional pip: list)."""
+    data, doc = _env_mapping(path, "conda_env_file", warnings, strict)
+    deps = data.get("dependencies")
+    if isinstance(deps, list):
+        for index, item in enumerate(deps):
+            if isinstance(item, dict) and set(item) != {"pip"}:
+                keys = ", ".join(map(str, item))
+                raise SpecError([doc.problem(("dependencies", index),
+                                             f"a mapping here may only hold 'pip', not {keys}",
+                                             "write conda packages as plain list items")])
+            if isinstance(item, dict) and not isinstance(item["pip"], list):
+                raise SpecError([doc.problem(("dependencies", index, "pip"),
+                                             "must be a list of pip requirements",
+                                             "write each requirement as a list item: - pip: "
+                                             "[requests==2.32.3]")])
+    try:
+        return CondaEnvFile.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(problems_from(exc, doc)) from None
+
+
+def _env_mapping(
+    path: Path, kind: str, warnings: list[Problem], strict: bool
+) -> tuple[dict[str, Any], YamlDoc]:
+    """The top-level mapping of an environment file, without its unknown keys (warned about)."""
     doc = load_yaml(path)
     if doc.data is None:
         raise SpecError([doc.problem((), "the file is empty",
@@ -281,14 +318,11 @@ def load_python_env(path: Path, warnings: list[Problem], strict: bool = False) -
     if not isinstance(doc.data, dict):
         raise SpecError([doc.problem((), f"must be a mapping of keys, not {_kind(doc.data)}")])
     local: list[Problem] = []
-    data = _without_unknown(doc, (), dict(doc.data), KNOWN_KEYS["python_env_file"], local)
+    data = _without_unknown(doc, (), dict(doc.data), KNOWN_KEYS[kind], local)
     if strict and local:
         raise SpecError([_as_error(w) for w in local])
     warnings.extend(local)
-    try:
-        return PythonEnvFile.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(problems_from(exc, doc)) from None
+    return data, doc
 
 
 __all__ = ["EnvRequest", "Project", "dotted", "load_project"]

@@ -1,4 +1,4 @@
-"""Pydantic models of the MLproject format and of python_env.yaml: the single source of truth.
+"""Pydantic models of the MLproject format, python_env.yaml and conda.yaml: the source of truth.
 
 The models validate the *shape and values* of the files; `runner.spec` finds the files, warns about
 unknown keys and turns validation errors into messages that name the file, the line and the key.
@@ -261,10 +261,64 @@ class PythonEnvFile(BaseModel):
         return value
 
 
+class PipSection(BaseModel):
+    """The ``- pip: [...]`` item of a conda.yaml dependency list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pip: list[Annotated[str, BeforeValidator(yaml_scalar_text)]] = Field(
+        description="Requirements installed with pip into the conda environment"
+    )
+
+
+CondaDependency = Annotated[
+    Annotated[str, BeforeValidator(yaml_scalar_text)] | PipSection,
+    Field(description="A conda match spec (numpy >=1.26, python=3.11) or {pip: [...]}"),
+]
+
+
+class CondaEnvFile(BaseModel):
+    """conda.yaml (conda's environment.yml format), as MLflow projects use it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="conda_env")
+
+    name: str | None = Field(default=None, description="Ignored: environments are keyed by content")
+    channels: list[str] = Field(
+        default_factory=list, description="Channel names or URLs, by priority (default conda-forge)"
+    )
+    dependencies: list[CondaDependency] = Field(default_factory=list)
+    variables: dict[str, Annotated[str, BeforeValidator(yaml_scalar_text)]] = Field(
+        default_factory=dict, description="Environment variables set when the environment is used"
+    )
+
+    @field_validator("channels", "dependencies")
+    @classmethod
+    def _no_empty(cls, value: list[Any]) -> list[Any]:
+        for item in value:
+            if isinstance(item, str) and not item.strip():
+                raise ValueError("an empty entry is not allowed")
+        return value
+
+    @model_validator(mode="after")
+    def _one_pip_section(self) -> CondaEnvFile:
+        if sum(isinstance(d, PipSection) for d in self.dependencies) > 1:
+            raise ValueError("'dependencies' has more than one 'pip:' list; merge them into one")
+        return self
+
+    @property
+    def conda_specs(self) -> list[str]:
+        return [d.strip() for d in self.dependencies if isinstance(d, str)]
+
+    @property
+    def pip(self) -> list[str]:
+        return next((list(d.pip) for d in self.dependencies if isinstance(d, PipSection)), [])
+
+
 KNOWN_KEYS: dict[str, frozenset[str]] = {
     "project": frozenset(MLProject.model_fields),
     "entry_point": frozenset(EntryPoint.model_fields),
     "parameter": frozenset(ParameterSpec.model_fields),
     "docker_env": frozenset(DockerEnv.model_fields),
     "python_env_file": frozenset(PythonEnvFile.model_fields),
+    "conda_env_file": frozenset(CondaEnvFile.model_fields),
 }

@@ -15,8 +15,9 @@ BUILDERS: dict[str, str] = {
     "uv": "runner.envs.uv:UvBuilder",
     "virtualenv": "runner.envs.virtualenv:VirtualenvBuilder",
     "docker": "runner.envs.image:ImageBuilder",
+    "conda": "runner.envs.conda:CondaBuilder",
 }
-PLANNED = ("conda",)
+PLANNED: tuple[str, ...] = ()
 
 
 def get_builder(manager: str) -> EnvironmentBuilder:

@@ -37,6 +37,7 @@ class EnvSpec:
     base_env: Mapping[str, str]
     notify: Callable[[str], None] | None = None  # progress lines; None is quiet
     live: bool = False  # progress may redraw (a terminal)
+    conda_channels: tuple[str, ...] = ()  # --conda-channel: replaces conda.yaml's channels
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,17 @@ class PythonFacts:
 
 
 @dataclass(frozen=True)
+class CondaFacts:
+    """How a conda prefix was solved: solver, channel URLs (no credentials), platform."""
+
+    solver: str
+    channels: tuple[str, ...]
+    platform: str
+    virtual_packages: tuple[str, ...] = ()
+    prefix: str | None = None
+
+
+@dataclass(frozen=True)
 class ResolvedEnv:
     """How to run a command in a built environment, its lock and its content key."""
 
@@ -76,6 +88,7 @@ class ResolvedEnv:
     python: PythonFacts = PythonFacts()
     path_prepend: tuple[str, ...] = ()
     variables: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    conda: CondaFacts | None = None
 
     def child_env(self, base: Mapping[str, str]) -> dict[str, str]:
         """A new environment dict for a child process: ``base`` plus this environment's settings."""

@@ -1,6 +1,7 @@
-"""The content-addressed cache of Python locks and environments.
+"""The content-addressed cache of locks and environments (Python ones, and conda prefixes).
 
-Layout under ``REPRUN_CACHE_DIR`` (default ``REPRUN_HOME/cache``)::
+Layout under ``REPRUN_CACHE_DIR`` (default ``REPRUN_HOME/cache``), for Python environments (conda
+prefixes have the same layout under ``conda/``, see ``runner.envs.conda``)::
 
     python/locks/<request key>.txt     the lock a request resolved to (written atomically)
     python/envs/<env key>              symlink to the finished build: the "rename into place"
@@ -51,8 +52,8 @@ class CachedEnv:
 
 
 class PythonCache:
-    def __init__(self, root: Path) -> None:
-        self.root = root / "python"
+    def __init__(self, root: Path, kind: str = "python") -> None:
+        self.root = root / kind
         self.locks = self.root / "locks"
         self.envs = self.root / "envs"
         self.builds = self.root / "builds"
@@ -84,7 +85,8 @@ class PythonCache:
             return None
         if not isinstance(marker, dict) or marker.get("key") != key:
             return None
-        required = [marker.get("python", ""), *marker.get("files", [])]
+        python = marker.get("python")  # a conda prefix may hold no python
+        required = [*([python] if python is not None else []), *marker.get("files", [])]
         if not all(isinstance(rel, str) and rel and (target / rel).exists() for rel in required):
             return None
         return CachedEnv(key, target, marker)
