@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 from runner.errors import NotSupportedError
 
 if TYPE_CHECKING:
-    from backends.base import Backend
+    from backends.base import Backend, RemoteBackend
 
 BACKENDS: dict[str, str] = {
     "local": "backends.local:LocalBackend",
+    "kubernetes": "backends.kubernetes:KubernetesBackend",
 }
-PLANNED = ("docker", "kubernetes")
+PLANNED = ("docker",)
 
 
 def get_backend(name: str) -> Backend:
@@ -26,3 +27,13 @@ def get_backend(name: str) -> Backend:
     module, _, attr = target.partition(":")
     backend: Backend = getattr(importlib.import_module(module), attr)()
     return backend
+
+
+def remote_backend(name: str) -> RemoteBackend | None:
+    """The backend ``name`` if its runs live elsewhere (and can be refreshed or cancelled)."""
+    from backends.base import RemoteBackend
+
+    if name not in BACKENDS:
+        return None
+    backend = get_backend(name)
+    return backend if isinstance(backend, RemoteBackend) else None

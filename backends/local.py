@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from backends.base import Outcome, RunRequest
 from runner.process import GroupProcess
@@ -52,6 +52,9 @@ class LocalHandle:
             self._stop_signal = first_signal
         else:
             self._hurry.set()
+
+    def facts(self) -> Mapping[str, Any]:
+        return MappingProxyType({})
 
     def status(self) -> Status:
         if self._outcome is not None:

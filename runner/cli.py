@@ -55,7 +55,13 @@ def cli(debug: bool) -> None:
               help="A parameter value; repeatable.")
 @click.option("--env-manager", default=None, metavar="MANAGER",
               help="How to build the environment: local (more to come).")
-@click.option("-b", "--backend", default="local", show_default=True, help="Where to run: local.")
+@click.option("-b", "--backend", default="local", show_default=True,
+              help="Where to run: local or kubernetes.")
+@click.option("--backend-config", default=None, metavar="CONFIG",
+              help="Backend settings: a JSON/YAML file or inline JSON (see README).")
+@click.option("--detach", is_flag=True,
+              help="Return once the run is submitted (remote backends); "
+                   "'reprun runs show/logs' follow it later.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
 @click.option("--strict", is_flag=True, help="Unknown keys in the MLproject file are errors.")
@@ -63,8 +69,8 @@ def cli(debug: bool) -> None:
               help="Seconds between interrupting the command and killing it.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...],
-        env_manager: str | None, backend: str, dry_run: bool, as_json: bool, strict: bool,
-        grace_period: float, quiet: bool) -> int:
+        env_manager: str | None, backend: str, backend_config: str | None, detach: bool,
+        dry_run: bool, as_json: bool, strict: bool, grace_period: float, quiet: bool) -> int:
     """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
     file://), optionally followed by #sub/dir to run a subdirectory of the repository."""
     from runner.params import parse_param_args
@@ -75,14 +81,22 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         version=version,
         params=parse_param_args(params), env_manager=env_manager, backend=backend,
         strict=strict, grace_period=grace_period, echo=True,
+        backend_config=backend_config, detach=detach,
     )
     plan = make_plan(options)
     if not quiet:
         for warning in plan.project.warnings:
             _say(f"warning: {warning.render()}")
     if dry_run:
-        release_plan(plan)
-        _print_plan(plan.describe(), as_json)
+        try:
+            described = plan.describe()
+            if plan.backend != "local":
+                from runner.execute import preview
+
+                described["submission"] = preview(plan)
+        finally:
+            release_plan(plan)
+        _print_plan(described, as_json)
         return 0
     from runner.execute import execute
 
@@ -90,7 +104,10 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         record = execute(plan, _store(), (lambda _m: None) if quiet else _say)
     finally:
         release_plan(plan)
-    if not quiet:
+    if not quiet and detach:
+        _say(f"run {record.run_id} submitted; follow it with 'reprun runs show "
+             f"{record.run_id[:8]}' and 'reprun runs logs {record.run_id[:8]}'")
+    elif not quiet:
         _say(f"run {record.run_id} {record.status.value} in {record.duration_s:.2f} s "
              f"(reprun runs show {record.run_id[:8]})")
     return run_exit_code(record)
@@ -102,7 +119,7 @@ def run_exit_code(record: RunRecord) -> int:
 
     from runner.record import Status
 
-    if record.status is Status.FINISHED:
+    if record.status in (Status.FINISHED, Status.RUNNING):
         return 0
     if record.status is Status.KILLED:
         name = record.backend.facts.get("signal", "SIGINT")
@@ -112,6 +129,10 @@ def run_exit_code(record: RunRecord) -> int:
 
 def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
     if as_json:
+        if "submission" in plan:
+            import yaml
+
+            plan["submission"] = yaml.safe_load(plan["submission"])
         click.echo(json.dumps(plan, indent=2))
         return
     env = plan["environment"]
@@ -122,6 +143,9 @@ def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
     click.echo(f"environment: {env['kind']} via {env['manager']}")
     click.echo(f"backend:     {plan['backend']}")
     click.echo(f"command:     {plan['command']}")
+    if "submission" in plan:
+        click.echo("---")
+        click.echo(plan["submission"], nl=False)
 
 
 @cli.group()
@@ -157,7 +181,7 @@ def runs_list(as_json: bool, limit: int | None) -> int:
 def runs_show(run_id: str, as_json: bool) -> int:
     """The record of one run (a unique prefix of its id is enough)."""
     store = _store()
-    record = store.get(run_id)
+    record = _current(store, run_id)
     if as_json:
         click.echo(record.model_dump_json(indent=2))
         return 0
@@ -191,13 +215,62 @@ def runs_show(run_id: str, as_json: bool) -> int:
 def runs_logs(run_id: str) -> int:
     """The captured output of a run."""
     store = _store()
-    record = store.get(run_id)
+    record = _current(store, run_id)
     log = store.run_dir(record.run_id) / record.log_file
     if log.is_file():
         with log.open("rb") as handle:
             while chunk := handle.read(65536):
                 sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
+    return 0
+
+
+def _current(store: RunStore, run_id: str) -> RunRecord:
+    """The record; a detached run on a remote backend is first brought up to date from there."""
+    from backends import remote_backend
+    from runner.errors import ReprunError
+    from runner.record import Status
+
+    record = store.get(run_id)
+    if record.status is not Status.RUNNING or record.runner is not None:
+        return record
+    backend = remote_backend(record.backend.name)
+    if backend is None:
+        return record
+    try:
+        record = backend.refresh(record, store.run_dir(record.run_id))
+    except ReprunError as exc:
+        _say(f"warning: cannot ask {record.backend.name} about run {record.run_id[:8]}: "
+             f"{exc.render()}")
+        return record
+    store.save(record)
+    return record
+
+
+@cli.command()
+@click.argument("run_id")
+def cancel(run_id: str) -> int:
+    """Stop a running run: a remote run is deleted where it runs; a local one is interrupted."""
+    import signal
+
+    from backends import remote_backend
+    from runner.process import process_alive
+
+    store = _store()
+    record = _current(store, run_id)
+    if record.status.done:
+        _say(f"run {record.run_id} has already ended: {record.status.value}")
+        return 0
+    backend = remote_backend(record.backend.name)
+    if backend is not None:
+        record = backend.cancel_recorded(record, store.run_dir(record.run_id))
+        store.save(record)
+        _say(f"run {record.run_id} {record.status.value}: {record.reason}")
+        return 0
+    runner = record.runner
+    if runner is not None and process_alive(runner.pid, runner.start_ticks):
+        os.kill(runner.pid, signal.SIGTERM)
+        _say(f"run {record.run_id}: asked reprun (pid {runner.pid}) to stop it")
     return 0
 
 

@@ -7,15 +7,16 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType, MappingProxyType
+from typing import Any
 
 from backends import get_backend
-from backends.base import Outcome, RunHandle, RunRequest
+from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
 from runner.envs import get_builder
-from runner.envs.base import EnvSpec, ResolvedEnv
-from runner.errors import Interrupted
+from runner.envs.base import EnvSpec, Lock, ResolvedEnv
+from runner.errors import Interrupted, NotSupportedError
 from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from runner.host import host_info
 from runner.plan import Plan
@@ -34,6 +35,7 @@ from runner.record import (
 from runner.store import RunStore
 
 PATCH_FILE = "source.patch"
+DRY_RUN_ID = "dryrun00" + "0" * 24
 Notify = Callable[[str], None]
 
 
@@ -54,6 +56,11 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             forwarder.defer = True  # a signal from now on must reach the command, not abort us
             handle = backend.submit(request)
             forwarder.attach(handle)
+            record = _with_facts(record, handle.facts(), detached=plan.options.detach)
+            store.save(record)
+            if plan.options.detach:
+                notify(f"run {run_id} submitted to {plan.backend}; it goes on without reprun")
+                return record
             outcome = handle.wait()
     except Interrupted as exc:
         store.save(_ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)}))
@@ -161,6 +168,40 @@ def _with_environment(
     return record.model_copy(update={"environment": environment})
 
 
+def _with_facts(record: RunRecord, facts: Mapping[str, Any], detached: bool) -> RunRecord:
+    """The backend's submission facts in the record; a detached run has no owning process."""
+    merged = {**record.backend.facts, **facts}
+    update: dict[str, Any] = {"backend": BackendInfo(name=record.backend.name, facts=merged)}
+    if detached:
+        merged["detached"] = True
+        update["runner"] = None
+    return record.model_copy(update=update)
+
+
+def preview(plan: Plan) -> str:
+    """What a remote backend would submit for ``plan`` (``--dry-run``); nothing is contacted."""
+    backend = get_backend(plan.backend)
+    if not isinstance(backend, RemoteBackend):
+        raise NotSupportedError(f"--backend {plan.backend} has nothing to preview")
+    lock = Lock(plan.manager, "", "")
+    resolved = ResolvedEnv(plan.manager, lock, "")
+    request = RunRequest(
+        run_id=DRY_RUN_ID, command=plan.params.command,
+        workdir=plan.project.directory, env=MappingProxyType(dict(plan.options.base_env)),
+        resolved_env=resolved, output_dir=Path(), log_path=Path(os.devnull),
+        **_project_fields(plan),
+    )
+    return backend.preview(request)
+
+
+def _project_fields(plan: Plan) -> dict[str, Any]:
+    return {
+        "project_name": plan.project.name, "entry_point": plan.options.entry_point,
+        "env_kind": plan.project.env.kind, "docker_env": plan.project.env.docker,
+        "backend_config": plan.options.backend_config, "config_dir": plan.options.cwd,
+    }
+
+
 def _request(plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path) -> RunRequest:
     env = resolved.child_env(plan.options.base_env)
     env.update({
@@ -178,11 +219,13 @@ def _request(plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path
         log_path=run_dir / record.log_file,
         grace_period=plan.options.grace_period,
         echo=plan.options.echo,
+        run_dir=run_dir,
+        **_project_fields(plan),
     )
 
 
 def _ended(
-    record: RunRecord, status: Status, code: int | None, reason: str | None, facts: dict[str, str]
+    record: RunRecord, status: Status, code: int | None, reason: str | None, facts: dict[str, Any]
 ) -> RunRecord:
     ended = now()
     return record.model_copy(update={
@@ -193,7 +236,7 @@ def _ended(
 
 
 def _finished(record: RunRecord, outcome: Outcome, output_dir: Path) -> RunRecord:
-    facts = {k: str(v) for k, v in outcome.facts.items()}
+    facts = dict(outcome.facts)
     ended = _ended(record, outcome.status, outcome.exit_code, outcome.reason, facts)
     return ended.model_copy(update={"outputs": list_outputs(output_dir)})
 

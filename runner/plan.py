@@ -12,7 +12,7 @@ from typing import Any
 
 from backends import BACKENDS
 from runner.envs import BUILDERS, get_builder
-from runner.errors import NotSupportedError
+from runner.errors import NotSupportedError, UsageError
 from runner.params import ResolvedParams, resolve
 from runner.source import Checkout, release, resolve_source
 from runner.spec import Project, load_project
@@ -34,6 +34,8 @@ class RunOptions:
     strict: bool = False
     grace_period: float = 10.0
     echo: bool = True
+    backend_config: str | None = None
+    detach: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Plan:
             "environment": {"kind": self.project.env.kind, "manager": self.manager,
                             "file": _str(self.project.env.file)},
             "backend": self.backend,
+            "backend_config": self.options.backend_config,
             "source": self.checkout.facts.model_dump(mode="json"),
             "warnings": [w.render() for w in self.project.warnings],
         }
@@ -75,7 +78,7 @@ def make_plan(options: RunOptions) -> Plan:
     try:
         project = load_project(checkout.directory, strict=options.strict)
         entry = project.entry_point(options.entry_point)
-        backend = _choose_backend(options.backend, project)
+        backend = _choose_backend(options.backend, project, options)
         manager = choose_manager(options.env_manager, project)
         params = resolve(entry, options.params, options.cwd)
     except BaseException:
@@ -97,11 +100,15 @@ def choose_manager(requested: str | None, project: Project) -> str:
     return manager
 
 
-def _choose_backend(name: str, project: Project) -> str:
+def _choose_backend(name: str, project: Project, options: RunOptions) -> str:
     if name not in BACKENDS:
         from backends import get_backend
 
         get_backend(name)  # raises the right "not supported" error
+    if name == "local" and (options.detach or options.backend_config):
+        given = "--detach" if options.detach else "--backend-config"
+        raise UsageError(f"{given} applies to remote backends, not to --backend local",
+                         hint="add --backend kubernetes, or leave it out")
     if project.env.kind == "docker_env" and name == "local":
         raise NotSupportedError(
             f"project '{project.name}' declares docker_env, which needs the docker backend; "
