@@ -128,6 +128,10 @@ class NotFound(BackendError):
     """The API answered 404: the object (or namespace) does not exist."""
 
 
+class Conflict(BackendError):
+    """The API answered 409: an object of that name exists already."""
+
+
 def api_error(what: str, exc: ApiException) -> BackendError:
     """A one-line error naming what was tried, the HTTP status and the server's message."""
     hints = {
@@ -138,7 +142,7 @@ def api_error(what: str, exc: ApiException) -> BackendError:
         422: "the backend config or the Job template produces an invalid Job; fix the field named",
     }
     message = server_message(exc)
-    kind = NotFound if exc.status == 404 else BackendError
+    kind = {404: NotFound, 409: Conflict}.get(exc.status or 0, BackendError)
     return kind(f"Kubernetes API refused to {what} ({exc.status} {exc.reason}): {message}",
                         hint=hints.get(exc.status or 0, ""))
 

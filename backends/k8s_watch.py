@@ -7,6 +7,7 @@ pure and works on the JSON the API returns, so the same code completes detached 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import urllib3
-from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from backends.k8s_api import TRANSIENT, Cluster, NotFound, api_error, request
@@ -167,21 +167,28 @@ class LogStreamer(threading.Thread):
         self.reconnects = 0
 
     def run(self) -> None:
+        follow = True
         while not self.stop.is_set():
             try:
-                self._follow()
+                self._follow(follow)
             except ApiException as exc:
                 if exc.status == 404:
                     return
             except (urllib3.exceptions.HTTPError, OSError):
                 pass
-            if self._container_ended() or self.stop.wait(self.poll_s):
+            if not follow:
+                return
+            if self._container_ended():
+                follow = False  # one last read for what a dropped stream did not deliver
+                continue
+            if self.stop.wait(self.poll_s):
                 return
             self.reconnects += 1
 
-    def _follow(self) -> None:
+    def _follow(self, follow: bool) -> None:
+        self.in_connection = 0
         resp: Any = self.cluster.core.read_namespaced_pod_log(
-            self.pod, self.namespace, follow=True, timestamps=True, _preload_content=False,
+            self.pod, self.namespace, follow=follow, timestamps=True, _preload_content=False,
             _request_timeout=(10, 600),
         )
         try:
@@ -216,7 +223,6 @@ class LogStreamer(threading.Thread):
         self.sink(text + b"\n")
 
     def _container_ended(self) -> bool:
-        self.in_connection = 0
         try:
             pod = request("read the pod", self.cluster.core.read_namespaced_pod, self.pod,
                           self.namespace)
@@ -247,6 +253,8 @@ class Follower:
             self._stream_logs(pods)
             verdict = interpret(job, pods, self._unschedulable_for(pods), self.timeout_s)
             if verdict is not None:
+                if verdict.cleanup:
+                    self._log_stop.set()  # the container never ran: nothing more will come
                 self.finish_logs()
                 return verdict
             self._pause(version)
@@ -292,27 +300,44 @@ class Follower:
                 streamer.start()
 
     def _pause(self, version: str | None) -> None:
-        """Wait for a change of the pods (a watch), at most about one poll interval."""
+        """Wait for a change of the pods (a watch), at most about one poll interval.
+
+        A watch that ends with 410 Gone (or drops) only means the next round lists afresh.
+        """
         seconds = max(1, round(self.poll_s))
-        events = watch.Watch()
         try:
-            for _event in events.stream(self.cluster.core.list_namespaced_pod, self.namespace,
-                                        label_selector=self.selector, resource_version=version,
-                                        timeout_seconds=seconds,
-                                        _request_timeout=(10, seconds + 10)):
-                events.stop()
-                break
+            resp: Any = self.cluster.core.list_namespaced_pod(
+                self.namespace, label_selector=self.selector, watch=True,
+                resource_version=version, timeout_seconds=seconds, _preload_content=False,
+                _request_timeout=(10, seconds + 10))
+            try:
+                if resp.status != 200:
+                    raise ApiException(http_resp=resp)
+                line = resp.readline()
+            finally:
+                resp.release_conn()
         except ApiException as exc:
             if exc.status not in TRANSIENT:
                 raise api_error("watch the Job's pods", exc) from None
-            self.progress.watch_restarts += 1
-            self.stop.wait(self.poll_s)
+            line = b""
         except (urllib3.exceptions.HTTPError, OSError):
+            line = b""
+        if _watch_expired(line):
             self.progress.watch_restarts += 1
-            self.stop.wait(self.poll_s)
+        elif not line:
+            self.stop.wait(self.poll_s / 2)
 
     def reconnects(self) -> int:
         return sum(s.reconnects for s in self.streamers.values())
+
+
+def _watch_expired(line: bytes) -> bool:
+    """Whether a watch's first event is an ERROR (410 Gone: the resourceVersion is too old)."""
+    try:
+        event = json.loads(line) if line.strip() else {}
+    except ValueError:
+        return True
+    return bool(event.get("type") == "ERROR")
 
 
 def read_log(cluster: Cluster, namespace: str, pod: str) -> bytes | None:

@@ -24,7 +24,7 @@ import yaml
 from backends.base import Outcome, RunRequest
 from backends.k8s_config import LoadedConfig, load_config
 from backends.k8s_image import ImageRequest, PinnedImage, pinned_image
-from backends.k8s_manifest import JobInputs, Rendered, job_name, render_job
+from backends.k8s_manifest import RUN_LABEL, JobInputs, Rendered, job_name, render_job
 from runner.fsutil import atomic_write_bytes, atomic_write_text
 from runner.record import BackendInfo, RunRecord, Status, now
 
@@ -80,7 +80,6 @@ class KubernetesBackend:
 
     def submit(self, request: RunRequest) -> KubernetesHandle:
         from backends.k8s_api import connect
-        from backends.k8s_api import request as api_request
 
         loaded = load_config(request.backend_config, request.config_dir or Path.cwd())
         cluster = connect(loaded.config.kube_context)
@@ -90,8 +89,7 @@ class KubernetesBackend:
                               _inputs(request, loaded, image, namespace))
         if request.run_dir is not None:
             atomic_write_text(request.run_dir / MANIFEST_FILE, manifest_yaml(rendered.saved))
-        created = api_request(f"create the Job in namespace '{namespace}'",
-                              cluster.batch.create_namespaced_job, namespace, rendered.manifest)
+        created = _create(cluster, namespace, rendered, request.run_id)
         facts = _submit_facts(cluster, namespace, created, image, rendered, loaded)
         return KubernetesHandle(request, cluster, loaded, facts)
 
@@ -100,6 +98,22 @@ class KubernetesBackend:
 
     def cancel_recorded(self, record: RunRecord, run_dir: Path) -> RunRecord:
         return cancel_record(record, run_dir)
+
+
+def _create(cluster: Cluster, namespace: str, rendered: Rendered, run_id: str) -> dict[str, Any]:
+    """Create the Job; a 409 for our own Job (a retried create that had gone through) is fine."""
+    from backends.k8s_api import Conflict
+    from backends.k8s_api import request as api_request
+
+    name = rendered.manifest["metadata"]["name"]
+    try:
+        return api_request(f"create the Job in namespace '{namespace}'",
+                           cluster.batch.create_namespaced_job, namespace, rendered.manifest)
+    except Conflict:
+        existing = api_request("read the Job", cluster.batch.read_namespaced_job, name, namespace)
+        if existing.get("metadata", {}).get("labels", {}).get(RUN_LABEL) != run_id:
+            raise
+        return existing
 
 
 def _submit_facts(cluster: Cluster, namespace: str, created: Mapping[str, Any],

@@ -171,9 +171,10 @@ def _with_environment(
 def _with_facts(record: RunRecord, facts: Mapping[str, Any], detached: bool) -> RunRecord:
     """The backend's submission facts in the record; a detached run has no owning process."""
     merged = {**record.backend.facts, **facts}
-    update: dict[str, Any] = {"backend": BackendInfo(name=record.backend.name, facts=merged)}
     if detached:
         merged["detached"] = True
+    update: dict[str, Any] = {"backend": BackendInfo(name=record.backend.name, facts=merged)}
+    if detached:
         update["runner"] = None
     return record.model_copy(update=update)
 
