@@ -304,10 +304,12 @@ def validate(path: Path, strict: bool) -> int:
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["mlproject", "python_env", "run-record"]),
+@click.argument("kind", type=click.Choice(["mlproject", "python_env", "run-record",
+                                          "kubernetes-config"]),
                 default="mlproject")
 def schema(kind: str) -> int:
-    """Print the JSON Schema of the MLproject format (or python_env, run-record)."""
+    """Print the JSON Schema of the MLproject format (or python_env, run-record,
+    kubernetes-config)."""
     from runner.schemas import render
 
     click.echo(render(kind), nl=False)

@@ -25,6 +25,8 @@ entry_points:
     parameters:
       name: {type: string, default: world}
     command: "echo hello {name} && echo second line | tr a-z A-Z"
+  slow:
+    command: "echo hello world && sleep 2 && echo second line | tr a-z A-Z"
   fail:
     command: "echo about to fail; exit 3"
   sleep:
@@ -221,7 +223,7 @@ def test_transient_errors_dropped_watches_and_logs_are_retried(
                         Fault("GET", "/jobs/", 500, count=2)]
     fake_kube.expire_watches = 2
     fake_kube.script = PodScript(drop_log_after_lines=1, creating_s=2.0)
-    result = run(reprun, fake_kube, project)
+    result = run(reprun, fake_kube, project, "-e", "slow")
     assert result.code == 0, result.stderr
     assert result.stdout.count("hello world\n") == 1
     assert "SECOND LINE\n" in result.stdout

@@ -225,3 +225,11 @@ def test_mlflow_keys_and_yaml_config_file(tmp_path: Path) -> None:
     assert loaded.template is not None and loaded.template["metadata"]["namespace"] == "team-ns"
     job = validated(loaded.config, loaded.template)
     assert job["spec"]["backoffLimit"] == 2  # set in the config: it wins over the template
+
+
+def test_example_backend_config_renders_a_valid_job() -> None:
+    examples = Path(__file__).resolve().parent.parent / "example-projects"
+    loaded = load_config("hello/kubernetes.yaml", examples)
+    assert loaded.config.resources.gpu == 1
+    job = validated(loaded.config, loaded.template, image=str(loaded.config.image))
+    assert pod_of(job)["containers"][0]["workingDir"] == "/app"
