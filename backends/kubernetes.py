@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from backends.k8s_api import Cluster
 
 MANIFEST_FILE = "job.yaml"
-POD_OUTPUT_DIR = "/tmp/reprun-outputs"
+POD_OUTPUT_DIR = "/var/tmp/reprun-outputs"
 GONE_WAIT_S = 60.0
 
 
