@@ -8,15 +8,18 @@ from typing import TYPE_CHECKING
 from runner.errors import NotSupportedError
 
 if TYPE_CHECKING:
-    from backends.base import Backend
+    from backends.base import Backend, RemoteBackend
 
 BACKENDS: dict[str, str] = {
     "local": "backends.local:LocalBackend",
     "docker": "backends.docker:DockerBackend",
+    "kubernetes": "backends.kubernetes:KubernetesBackend",
 }
-PLANNED = ("kubernetes",)
+PLANNED: tuple[str, ...] = ()
 # Backends that install the locked environment themselves (into an image): the host only locks.
-BUILDS_OWN_ENVIRONMENT = frozenset({"docker"})
+BUILDS_OWN_ENVIRONMENT = frozenset({"docker", "kubernetes"})
+# Backends whose runs live elsewhere: they can be previewed, refreshed, detached and cancelled.
+REMOTE_BACKENDS = frozenset({"kubernetes"})
 
 
 def get_backend(name: str) -> Backend:
@@ -29,3 +32,13 @@ def get_backend(name: str) -> Backend:
     module, _, attr = target.partition(":")
     backend: Backend = getattr(importlib.import_module(module), attr)()
     return backend
+
+
+def remote_backend(name: str) -> RemoteBackend | None:
+    """The backend ``name`` if its runs live elsewhere (and can be refreshed or cancelled)."""
+    from backends.base import RemoteBackend
+
+    if name not in REMOTE_BACKENDS:
+        return None
+    backend = get_backend(name)
+    return backend if isinstance(backend, RemoteBackend) else None

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from runner.envs.base import ResolvedEnv
-from runner.record import BackendInfo, Status
+from runner.record import BackendInfo, RunRecord, Status
+from runner.spec_models import DockerEnv
 
 if TYPE_CHECKING:
     from backends.container import ContainerSpec
@@ -38,7 +39,13 @@ class RunRequest:
     log_path: Path
     grace_period: float = 10.0
     echo: bool = True
-    run_dir: Path | None = None
+    project_name: str = ""
+    entry_point: str = "main"
+    env_kind: str = "none"
+    docker_env: DockerEnv | None = None
+    backend_config: str | None = None  # --backend-config as given: inline JSON or a file
+    config_dir: Path | None = None  # what a relative --backend-config path is relative to
+    run_dir: Path | None = None  # the record's directory, for files the backend saves
     container: ContainerSpec | None = None
     notify: Callable[[str], None] = _quiet
 
@@ -72,8 +79,34 @@ class RunHandle(Protocol):
         """What the backend knows about this run once it started (images, container...)."""
         ...
 
+    def facts(self) -> Mapping[str, Any]:
+        """What the backend knows right after submission (ids, addresses), for the record."""
+        ...
+
 
 class Backend(Protocol):
     name: ClassVar[str]
 
     def submit(self, request: RunRequest) -> RunHandle: ...
+
+
+@runtime_checkable
+class RemoteBackend(Protocol):
+    """A backend whose runs live elsewhere (a cluster): they can be previewed, detached from,
+    completed later from their record, and cancelled from another process."""
+
+    name: ClassVar[str]
+
+    def submit(self, request: RunRequest) -> RunHandle: ...
+
+    def preview(self, request: RunRequest) -> str:
+        """What would be submitted (``--dry-run``), without contacting anything."""
+        ...
+
+    def refresh(self, record: RunRecord, run_dir: Path) -> RunRecord:
+        """The record brought up to date from where the run lives (its log file too)."""
+        ...
+
+    def cancel_recorded(self, record: RunRecord, run_dir: Path) -> RunRecord:
+        """Stop the run the record describes; the record marked KILLED."""
+        ...

@@ -24,7 +24,7 @@ from docker.types import DeviceRequest
 from docker.types import Mount as SdkMount
 
 from backends import docker_image as images
-from backends.base import Outcome, RunRequest
+from backends.base import Outcome, RunHandle, RunRequest
 from backends.container import OUTPUT_TARGET, ContainerSpec
 from runner.errors import BackendError
 from runner.fsutil import atomic_write_text
@@ -55,7 +55,7 @@ def connect(env: Mapping[str, str]) -> tuple[docker.DockerClient, str | None]:
 class DockerBackend:
     name: ClassVar[str] = "docker"
 
-    def submit(self, request: RunRequest) -> DockerHandle:
+    def submit(self, request: RunRequest) -> RunHandle:
         spec = request.container
         if spec is None:
             raise BackendError("the docker backend was given no container settings")
@@ -192,6 +192,9 @@ class DockerHandle:
 
     def info(self) -> BackendInfo:
         return BackendInfo(name=DockerBackend.name, docker=self._info)
+
+    def facts(self) -> Mapping[str, Any]:
+        return {}  # everything is in info().docker
 
     def _follow(self, stream: str) -> None:
         """Copy one of the container's streams, as it comes, to the log and the terminal."""

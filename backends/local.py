@@ -5,11 +5,11 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
-from backends.base import Outcome, RunRequest
+from backends.base import Outcome, RunHandle, RunRequest
 from runner.process import GroupProcess
 from runner.record import BackendInfo, Status, now
 
@@ -19,7 +19,7 @@ LEFTOVER_WAIT_S = 1.0
 class LocalBackend:
     name: ClassVar[str] = "local"
 
-    def submit(self, request: RunRequest) -> LocalHandle:
+    def submit(self, request: RunRequest) -> RunHandle:
         return LocalHandle(request)
 
 
@@ -59,6 +59,9 @@ class LocalHandle:
             name="reprun-stop", daemon=True,
         )
         self._stopper.start()
+
+    def facts(self) -> Mapping[str, Any]:
+        return MappingProxyType({})
 
     def status(self) -> Status:
         if self._outcome is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from backends import REMOTE_BACKENDS
 from runner import __version__
 from runner.cli_common import EXIT_FAILURE, EXIT_USAGE, run_exit_code, say, store
 
@@ -46,8 +47,13 @@ def cli(debug: bool) -> None:
 @click.option("--refresh", is_flag=True,
               help="Resolve the environment again instead of reusing its cached lock.")
 @click.option("-b", "--backend", default=None,
-              help="Where to run: local or docker (default: docker for docker_env projects, "
-                   "else local).")
+              help="Where to run: local, docker or kubernetes (default: docker for docker_env "
+                   "projects, else local).")
+@click.option("--backend-config", default=None, metavar="CONFIG",
+              help="Backend settings: a JSON/YAML file or inline JSON (see README).")
+@click.option("--detach", is_flag=True,
+              help="Return once the run is submitted (remote backends); "
+                   "'reprun runs show/logs' follow it later.")
 @click.option("--docker-base-image", default=None, metavar="IMAGE",
               envvar="REPRUN_DOCKER_BASE_IMAGE",
               help="With --backend docker: the image to build on for projects without docker_env "
@@ -62,7 +68,7 @@ def cli(debug: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...],
         env_manager: str | None, conda_channels: tuple[str, ...], refresh: bool,
-        backend: str | None,
+        backend: str | None, backend_config: str | None, detach: bool,
         docker_base_image: str | None, keep_container: bool, dry_run: bool, as_json: bool,
         strict: bool, grace_period: float, quiet: bool) -> int:
     """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
@@ -77,15 +83,22 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         strict=strict, grace_period=grace_period, echo=True, refresh=refresh,
         progress_live=not quiet and sys.stderr.isatty(),
         docker_base_image=docker_base_image, keep_container=keep_container,
-        conda_channels=conda_channels,
+        conda_channels=conda_channels, backend_config=backend_config, detach=detach,
     )
     plan = make_plan(options)
     if not quiet:
         for warning in plan.project.warnings:
             say(f"warning: {warning.render()}")
     if dry_run:
-        release_plan(plan)
-        _print_plan(plan.describe(), as_json)
+        try:
+            described = plan.describe()
+            if plan.backend in REMOTE_BACKENDS:
+                from runner.execute import preview
+
+                described["submission"] = preview(plan)
+        finally:
+            release_plan(plan)
+        _print_plan(described, as_json)
         return 0
     from runner.execute import execute
 
@@ -93,7 +106,10 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         record = execute(plan, store(), (lambda _m: None) if quiet else say)
     finally:
         release_plan(plan)
-    if not quiet:
+    if not quiet and detach:
+        say(f"run {record.run_id} submitted; follow it with 'reprun runs show "
+            f"{record.run_id[:8]}' and 'reprun runs logs {record.run_id[:8]}'")
+    elif not quiet:
         say(f"run {record.run_id} {record.status.value} in {record.duration_s:.2f} s "
              f"(reprun runs show {record.run_id[:8]})")
     return run_exit_code(record)
@@ -101,6 +117,10 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
 
 def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
     if as_json:
+        if "submission" in plan:
+            import yaml
+
+            plan["submission"] = yaml.safe_load(plan["submission"])
         click.echo(json.dumps(plan, indent=2))
         return
     env = plan["environment"]
@@ -113,6 +133,9 @@ def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
     click.echo(f"command:     {plan['command']}")
     if "docker" in plan:
         _print_container(plan["docker"])
+    if "submission" in plan:
+        click.echo("---")
+        click.echo(plan["submission"], nl=False)
 
 
 def _print_container(docker: dict[str, Any]) -> None:
@@ -155,10 +178,12 @@ def validate(path: Path, strict: bool) -> int:
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(["mlproject", "python_env", "conda_env", "run-record"]),
+@click.argument("kind", type=click.Choice(["mlproject", "python_env", "conda_env", "run-record",
+                                          "kubernetes-config"]),
                 default="mlproject")
 def schema(kind: str) -> int:
-    """Print the JSON Schema of the MLproject format (or python_env, conda_env, run-record)."""
+    """Print the JSON Schema of the MLproject format (or python_env, conda_env, run-record,
+    kubernetes-config)."""
     from runner.schemas import render
 
     click.echo(render(kind), nl=False)
@@ -169,7 +194,7 @@ from runner import cli_runs  # noqa: E402  (only click: cheap)
 from runner.cli_env import env as _env_group  # noqa: E402
 
 for _command in (cli_runs.reproduce, cli_runs.export_cmd, cli_runs.diff_cmd, cli_runs.runs,
-                 _env_group):
+                 cli_runs.cancel, _env_group):
     cli.add_command(_command)
 
 

@@ -26,12 +26,13 @@ def store() -> RunStore:
 
 
 def run_exit_code(record: RunRecord) -> int:
-    """0 when the run finished, the command's code when it failed, 128+signal when stopped."""
+    """0 when the run finished (or goes on detached), the command's code when it failed,
+    128+signal when stopped."""
     import signal
 
     from runner.record import Status
 
-    if record.status is Status.FINISHED:
+    if record.status in (Status.FINISHED, Status.RUNNING):  # RUNNING: a detached run
         return 0
     if record.status is Status.KILLED:
         name = record.backend.facts.get("signal", "SIGINT")

@@ -16,6 +16,7 @@ from runner.cli_common import store as open_store
 
 if TYPE_CHECKING:
     from runner.record import RunRecord
+    from runner.store import RunStore
 
 
 @click.command()
@@ -133,7 +134,7 @@ def runs_list(as_json: bool, limit: int | None) -> int:
 def runs_show(run_id: str, as_json: bool) -> int:
     """The record of one run (a unique prefix of its id is enough)."""
     runs_store = open_store()
-    record = runs_store.get(run_id)
+    record = _current(runs_store, run_id)
     if as_json:
         click.echo(record.model_dump_json(indent=2))
         return 0
@@ -177,7 +178,7 @@ def _image_line(record: RunRecord) -> str | None:
 def runs_logs(run_id: str) -> int:
     """The captured output of a run."""
     runs_store = open_store()
-    record = runs_store.get(run_id)
+    record = _current(runs_store, run_id)
     log = runs_store.run_dir(record.run_id) / record.log_file
     if log.is_file():
         with log.open("rb") as handle:
@@ -192,4 +193,53 @@ def runs_reindex() -> int:
     """Rebuild the run index from the records."""
     count = open_store().reindex()
     say(f"indexed {count} run(s)")
+    return 0
+
+
+def _current(runs_store: RunStore, run_id: str) -> RunRecord:
+    """The record; a detached run on a remote backend is first brought up to date from there."""
+    from backends import remote_backend
+    from runner.errors import ReprunError
+    from runner.record import Status
+
+    record = runs_store.get(run_id)
+    if record.status is not Status.RUNNING or record.runner is not None:
+        return record
+    backend = remote_backend(record.backend.name)
+    if backend is None:
+        return record
+    try:
+        record = backend.refresh(record, runs_store.run_dir(record.run_id))
+    except ReprunError as exc:
+        say(f"warning: cannot ask {record.backend.name} about run {record.run_id[:8]}: "
+            f"{exc.render()}")
+        return record
+    runs_store.save(record)
+    return record
+
+
+@click.command()
+@click.argument("run_id")
+def cancel(run_id: str) -> int:
+    """Stop a running run: a remote run is deleted where it runs; a local one is interrupted."""
+    import signal
+
+    from backends import remote_backend
+    from runner.process import process_alive
+
+    runs_store = open_store()
+    record = _current(runs_store, run_id)
+    if record.status.done:
+        say(f"run {record.run_id} has already ended: {record.status.value}")
+        return 0
+    backend = remote_backend(record.backend.name)
+    if backend is not None:
+        record = backend.cancel_recorded(record, runs_store.run_dir(record.run_id))
+        runs_store.save(record)
+        say(f"run {record.run_id} {record.status.value}: {record.reason}")
+        return 0
+    runner = record.runner
+    if runner is not None and process_alive(runner.pid, runner.start_ticks):
+        os.kill(runner.pid, signal.SIGTERM)
+        say(f"run {record.run_id}: asked reprun (pid {runner.pid}) to stop it")
     return 0

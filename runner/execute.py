@@ -8,15 +8,16 @@ import shutil
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType, MappingProxyType
+from typing import Any
 
 from backends import BUILDS_OWN_ENVIRONMENT, get_backend
-from backends.base import Outcome, RunHandle, RunRequest
+from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
 from runner.envs import get_builder
-from runner.envs.base import EnvSpec, ResolvedEnv, restore
-from runner.errors import Drift, Interrupted
+from runner.envs.base import EnvSpec, Lock, ResolvedEnv, restore
+from runner.errors import Drift, Interrupted, NotSupportedError
 from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from runner.host import host_info
 from runner.plan import Plan
@@ -40,6 +41,7 @@ from runner.store import RunStore
 
 PATCH_FILE = "source.patch"
 SPEC_DIR = "spec"
+DRY_RUN_ID = "dryrun00" + "0" * 24
 Notify = Callable[[str], None]
 
 
@@ -62,7 +64,11 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             handle = backend.submit(request)
             forwarder.attach(handle)
             record = record.model_copy(update={"backend": handle.info()})
+            record = _with_facts(record, handle.facts(), detached=plan.options.detach)
             store.save(record)
+            if plan.options.detach:
+                notify(f"run {run_id} submitted to {plan.backend}; it goes on without reprun")
+                return record
             outcome = handle.wait()
     except Interrupted as exc:
         store.save(_ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)}))
@@ -214,6 +220,41 @@ def _conda_info(resolved: ResolvedEnv) -> CondaInfo | None:
                      virtual_packages=list(conda.virtual_packages), prefix=conda.prefix)
 
 
+def _with_facts(record: RunRecord, facts: Mapping[str, Any], detached: bool) -> RunRecord:
+    """The backend's submission facts in the record; a detached run has no owning process."""
+    merged = {**record.backend.facts, **facts}
+    if detached:
+        merged["detached"] = True
+    update: dict[str, Any] = {"backend": record.backend.model_copy(update={"facts": merged})}
+    if detached:
+        update["runner"] = None
+    return record.model_copy(update=update)
+
+
+def preview(plan: Plan) -> str:
+    """What a remote backend would submit for ``plan`` (``--dry-run``); nothing is contacted."""
+    backend = get_backend(plan.backend)
+    if not isinstance(backend, RemoteBackend):
+        raise NotSupportedError(f"--backend {plan.backend} has nothing to preview")
+    lock = Lock(plan.manager, "", "")
+    resolved = ResolvedEnv(plan.manager, lock, "")
+    request = RunRequest(
+        run_id=DRY_RUN_ID, command=plan.params.command,
+        workdir=plan.project.directory, env=MappingProxyType(dict(plan.options.base_env)),
+        resolved_env=resolved, output_dir=Path(), log_path=Path(os.devnull),
+        **_project_fields(plan),
+    )
+    return backend.preview(request)
+
+
+def _project_fields(plan: Plan) -> dict[str, Any]:
+    return {
+        "project_name": plan.project.name, "entry_point": plan.options.entry_point,
+        "env_kind": plan.project.env.kind, "docker_env": plan.project.env.docker,
+        "backend_config": plan.options.backend_config, "config_dir": plan.options.cwd,
+    }
+
+
 def _request(
     plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify
 ) -> RunRequest:
@@ -236,11 +277,12 @@ def _request(
         run_dir=run_dir,
         container=plan.container,
         notify=notify,
+        **_project_fields(plan),
     )
 
 
 def _ended(
-    record: RunRecord, status: Status, code: int | None, reason: str | None, facts: dict[str, str]
+    record: RunRecord, status: Status, code: int | None, reason: str | None, facts: dict[str, Any]
 ) -> RunRecord:
     ended = now()
     return record.model_copy(update={
@@ -251,7 +293,7 @@ def _ended(
 
 
 def _finished(record: RunRecord, outcome: Outcome, output_dir: Path) -> RunRecord:
-    facts = {k: str(v) for k, v in outcome.facts.items()}
+    facts = dict(outcome.facts)
     ended = _ended(record, outcome.status, outcome.exit_code, outcome.reason, facts)
     return ended.model_copy(update={"outputs": list_outputs(output_dir)})
 

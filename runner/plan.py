@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT
 from runner.envs import BUILDERS, get_builder
 from runner.envs.base import Lock, PythonFacts
-from runner.errors import NotSupportedError
+from runner.errors import NotSupportedError, UsageError
 from runner.params import ResolvedParams, resolve
 from runner.source import Checkout, release, resolve_source
 from runner.spec import Project, load_project
@@ -48,6 +48,8 @@ class RunOptions:
     docker_base_image: str | None = None
     keep_container: bool = False
     conda_channels: tuple[str, ...] = ()  # replace conda.yaml's channels (mirrors, air-gapped)
+    backend_config: str | None = None
+    detach: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class Plan:
             "environment": {"kind": self.project.env.kind, "manager": self.manager,
                             "file": _str(self.project.env.file)},
             "backend": self.backend,
+            "backend_config": self.options.backend_config,
             "source": self.checkout.facts.model_dump(mode="json"),
             "warnings": [w.render() for w in self.project.warnings],
         }
@@ -118,12 +121,13 @@ def make_plan(options: RunOptions) -> Plan:
     try:
         project = load_project(checkout.directory, strict=options.strict)
         entry = project.entry_point(options.entry_point)
-        backend = choose_backend(options.backend, project)
+        backend = choose_backend(options.backend, project, options.detach,
+                                 options.backend_config)
         manager = choose_manager(options.env_manager, project, backend)
         project = converted(project, manager)
         params = resolve(entry, options.params, options.cwd)
         container = None
-        if backend in BUILDS_OWN_ENVIRONMENT:
+        if backend == "docker":
             from backends.container import container_spec
 
             container = container_spec(project, entry, params.values, options.base_env,
@@ -181,14 +185,19 @@ def choose_manager(requested: str | None, project: Project, backend: str = "loca
     return manager
 
 
-def choose_backend(name: str | None, project: Project) -> str:
+def choose_backend(name: str | None, project: Project, detach: bool = False,
+                   backend_config: str | None = None) -> str:
     """The backend asked for; by default docker for docker_env projects (as MLflow), else local."""
     if name is None:
-        return "docker" if project.env.kind == "docker_env" else "local"
+        name = "docker" if project.env.kind == "docker_env" else "local"
     if name not in BACKENDS:
         from backends import get_backend
 
         get_backend(name)  # raises the right "not supported" error
+    if name == "local" and (detach or backend_config):
+        given = "--detach" if detach else "--backend-config"
+        raise UsageError(f"{given} applies to remote backends, not to --backend local",
+                         hint="add --backend kubernetes, or leave it out")
     if project.env.kind == "docker_env" and name not in BUILDS_OWN_ENVIRONMENT:
         raise NotSupportedError(
             f"project '{project.name}' declares docker_env, which runs in a container, "

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from backends import BUILDS_OWN_ENVIRONMENT
 from runner.envs.base import Lock, PythonFacts
 from runner.errors import EnvBuildError
 from runner.execute import execute
@@ -100,7 +99,7 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions) -> Plan:
         tuple(n for n in record.parameters if n not in entry.parameters), record.command,
     )
     container = None
-    if backend in BUILDS_OWN_ENVIRONMENT:
+    if backend == "docker":
         from backends.container import container_spec
 
         recorded_base = record.backend.docker.base_image if record.backend.docker else None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from backends.k8s_config import KubernetesConfig
 from runner.record import RunRecord
 from runner.spec_models import CondaEnvFile, MLProject, PythonEnvFile
 
@@ -19,6 +20,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "python_env": (PythonEnvFile, "python_env.schema.json"),
     "conda_env": (CondaEnvFile, "conda_env.schema.json"),
     "run-record": (RunRecord, "run-record.schema.json"),
+    "kubernetes-config": (KubernetesConfig, "kubernetes-config.schema.json"),
 }
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Mapping
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -179,3 +184,50 @@ def image_repo(docker_client: Any) -> Any:
     for image in docker_client.images.list(name=f"reprun/{name}-base"):
         for tag in image.tags:
             docker_client.images.remove(tag, force=True)
+
+
+@pytest.fixture
+def fake_kube(tmp_path: Path) -> Iterator[Any]:
+    """A fake Kubernetes API server (tests/fakekube.py) and a kubeconfig that points at it."""
+    from fakekube import running
+
+    node = tmp_path / "node"
+    node.mkdir()
+    with running(node) as fake:
+        fake.kubeconfig_path = fake.kubeconfig(tmp_path / "kubeconfig.json")
+        yield fake
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    """Debian's docker-registry on 127.0.0.1 (a free port); yields its host:port."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
+        pytest.skip("docker-registry is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(textwrap.dedent(f"""\
+        version: 0.1
+        log: {{level: warn}}
+        storage:
+          filesystem: {{rootdirectory: {tmp_path / 'registry-data'}}}
+          delete: {{enabled: true}}
+        http:
+          addr: 127.0.0.1:{port}
+        """))
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/v2/", timeout=1):
+                break
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

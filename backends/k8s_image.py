@@ -1,0 +1,80 @@
+"""Which image a Kubernetes Job runs: always a reference pinned by digest (``name@sha256:...``).
+
+Two ways to get one:
+
+- *existing image*: the backend config's ``image`` (a tag or a digest). Nothing is built or pushed;
+  a tag is resolved to its digest by asking the registry (HTTP API v2).
+- *built image*: an `ImageBuilder` turns the run's plan (project directory, resolved environment,
+  ``docker_env`` base image) into an image pushed to ``repository-uri`` and returns it pinned. The
+  Docker backend provides it; it is found by the dotted name in `IMAGE_BUILDER`, imported lazily.
+  A builder should use `backends.registry.push_if_missing` (or check the registry for the
+  content-addressed tag by digest) so that an unchanged image is never pushed twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from backends.k8s_config import KubernetesConfig
+from backends.registry import parse_reference, resolve_digest
+from runner.envs.base import ResolvedEnv
+from runner.errors import NotSupportedError, UsageError
+
+# "module:function" of the ImageBuilder; None until the Docker backend provides one.
+IMAGE_BUILDER: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """What to put in an image for one run."""
+
+    run_id: str
+    project_name: str
+    project_dir: Path
+    env_kind: str
+    resolved_env: ResolvedEnv
+    base_image: str | None
+    repository_uri: str | None
+
+
+@dataclass(frozen=True)
+class PinnedImage:
+    """An image the cluster can pull, by digest."""
+
+    reference: str
+    digest: str | None
+    source: str  # "existing" or "built"
+    pushed: bool = False
+
+
+class ImageBuilder(Protocol):
+    def __call__(self, request: ImageRequest) -> PinnedImage:
+        """Build (or reuse by content) the run's image, push it if the registry lacks it."""
+        ...
+
+
+def pinned_image(config: KubernetesConfig, request: ImageRequest, resolve: bool) -> PinnedImage:
+    """The image of the run; ``resolve=False`` (``--dry-run``) contacts no registry."""
+    if config.image:
+        if not resolve:
+            parsed = parse_reference(config.image)
+            return PinnedImage(config.image, parsed.digest, "existing")
+        ref = resolve_digest(config.image)
+        return PinnedImage(ref.pinned, ref.digest, "existing")
+    if IMAGE_BUILDER is None:
+        raise NotSupportedError(
+            f"no image for project '{request.project_name}': building project images for "
+            "Kubernetes needs the docker backend, which this version does not have",
+            hint="set 'image' in the backend config to an image that holds the project",
+        )
+    if not request.repository_uri:
+        raise UsageError("'repository-uri' is missing from the backend config",
+                         hint="name the registry repository built images are pushed to")
+    if not resolve:
+        return PinnedImage(f"{request.repository_uri}@sha256:<built at submit>", None, "built")
+    module, _, attr = IMAGE_BUILDER.partition(":")
+    builder: ImageBuilder = getattr(importlib.import_module(module), attr)
+    return builder(request)

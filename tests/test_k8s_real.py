@@ -1,0 +1,132 @@
+"""Layer 3: the same scenarios against a real cluster, when REPRUN_TEST_KUBECONFIG names one.
+
+Needs a Kubernetes 1.24+ cluster whose nodes can pull REPRUN_TEST_IMAGE (default
+``busybox:1.36``; any image with /bin/sh, echo, tr, sleep and exit works). Each test makes its own
+namespace and deletes it at the end. Skipped when REPRUN_TEST_KUBECONFIG is not set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MakeProject, Reprun
+
+KUBECONFIG = os.environ.get("REPRUN_TEST_KUBECONFIG")
+IMAGE = os.environ.get("REPRUN_TEST_IMAGE", "busybox:1.36")
+pytestmark = [
+    pytest.mark.k8s_real,
+    pytest.mark.skipif(not KUBECONFIG, reason="REPRUN_TEST_KUBECONFIG is not set"),
+]
+MLPROJECT = """
+name: reprun-real
+entry_points:
+  main:
+    command: "echo hello {who} && echo second line | tr a-z A-Z"
+    parameters: {who: {default: world}}
+  fail: {command: "echo failing; exit 3"}
+  sleep: {command: "echo sleeping; sleep 300"}
+  secret: {command: "echo token=$API_TOKEN"}
+"""
+
+
+@pytest.fixture
+def namespace() -> Iterator[tuple[str, Any]]:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=KUBECONFIG)
+    core = client.CoreV1Api(api)
+    name = f"reprun-test-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    try:
+        yield name, core
+    finally:
+        core.delete_namespace(name, propagation_policy="Foreground")
+
+
+def run(reprun: Reprun, project: Path, ns: str, *args: str, **cfg: Any) -> Any:
+    config = json.dumps({"image": IMAGE, "namespace": ns, "poll_seconds": 1, **cfg})
+    return reprun("run", str(project), "--backend", "kubernetes", "--backend-config", config,
+                  *args, env={"KUBECONFIG": str(KUBECONFIG)}, timeout=600)
+
+
+def pods(core: Any, ns: str) -> list[Any]:
+    return list(core.list_namespaced_pod(ns).items)
+
+
+def test_real_success_with_logs(reprun: Reprun, make_project: MakeProject,
+                                namespace: tuple[str, Any]) -> None:
+    ns, _ = namespace
+    result = run(reprun, make_project(MLPROJECT), ns, "-P", "who=a b; c")
+    assert result.code == 0, result.stderr
+    assert "hello a b; c\nSECOND LINE\n" in result.stdout
+    facts = reprun.last_record()["backend"]["facts"]
+    assert facts["job_uid"] and facts["node_name"] and facts["image_digest"]
+
+
+def test_real_failure_exit_code(reprun: Reprun, make_project: MakeProject,
+                                namespace: tuple[str, Any]) -> None:
+    ns, _ = namespace
+    result = run(reprun, make_project(MLPROJECT), ns, "-e", "fail")
+    assert result.code == 3
+    assert "BackoffLimitExceeded" in reprun.last_record()["reason"]
+
+
+def test_real_deadline(reprun: Reprun, make_project: MakeProject,
+                       namespace: tuple[str, Any]) -> None:
+    ns, _ = namespace
+    result = run(reprun, make_project(MLPROJECT), ns, "-e", "sleep", active_deadline_seconds=5)
+    assert result.code == 1
+    assert reprun.last_record()["reason"].startswith("DeadlineExceeded")
+
+
+def test_real_secret_env(reprun: Reprun, make_project: MakeProject,
+                         namespace: tuple[str, Any]) -> None:
+    ns, core = namespace
+    core.create_namespaced_secret(ns, {"metadata": {"name": "creds"},
+                                       "stringData": {"token": "s3cr3t"}})
+    result = run(reprun, make_project(MLPROJECT), ns, "-e", "secret",
+                 secret_env={"API_TOKEN": {"secret": "creds", "key": "token"}})
+    assert result.code == 0, result.stderr
+    assert "token=s3cr3t" in result.stdout
+
+
+def test_real_ctrl_c_leaves_no_pod(reprun: Reprun, make_project: MakeProject,
+                                   namespace: tuple[str, Any]) -> None:
+    ns, core = namespace
+    config = json.dumps({"image": IMAGE, "namespace": ns, "poll_seconds": 1})
+    proc = reprun.popen("run", str(make_project(MLPROJECT)), "-e", "sleep", "--backend",
+                        "kubernetes", "--backend-config", config,
+                        env={"KUBECONFIG": str(KUBECONFIG)})
+    deadline = time.monotonic() + 300
+    while not any(p.status.phase == "Running" for p in pods(core, ns)):
+        assert time.monotonic() < deadline, "no pod started"
+        time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=300)
+    assert proc.returncode == 130
+    assert pods(core, ns) == []
+    assert reprun.last_record()["status"] == "KILLED"
+
+
+def test_real_detach_then_complete(reprun: Reprun, make_project: MakeProject,
+                                   namespace: tuple[str, Any]) -> None:
+    ns, _ = namespace
+    assert run(reprun, make_project(MLPROJECT), ns, "--detach").code == 0
+    run_id = reprun.last_record()["run_id"]
+    deadline = time.monotonic() + 300
+    while True:
+        shown = reprun("runs", "show", run_id, "--json", env={"KUBECONFIG": str(KUBECONFIG)})
+        if shown.json()["status"] != "RUNNING":
+            break
+        assert time.monotonic() < deadline, "the detached run did not end"
+        time.sleep(2)
+    assert shown.json()["status"] == "FINISHED"
+    assert "SECOND LINE" in reprun("runs", "logs", run_id).stdout
