@@ -170,7 +170,8 @@ def rattler_wheel(subdir: str, env: Mapping[str, str]) -> Path:
     return sorted(folder.glob("py_rattler-*.whl"))[0]
 
 
-def conda_instructions(lock: Lock, subdir: str, wheel_name: str) -> tuple[str, ...]:
+def conda_instructions(lock: Lock, subdir: str, wheel_name: str,
+                       variables: Mapping[str, str]) -> tuple[str, ...]:
     lock_path = f"/opt/reprun/{lock.filename}"
     install = " ".join([f"python3 {INSTALLER}/install.py {INSTALLER}/{wheel_name}", lock_path,
                         ARCHIVES, PREFIX, subdir])
@@ -181,8 +182,18 @@ def conda_instructions(lock: Lock, subdir: str, wheel_name: str) -> tuple[str, .
         f"RUN {install} && rm -rf {ARCHIVES} && chmod 755 {INSTALLER}/entry.sh "
         f"&& cp {INSTALLER}/entry.sh {ENTRY}",
         f"ENV PATH={PREFIX}/bin:$PATH CONDA_PREFIX={PREFIX} CONDA_SHLVL=1",
+        *(f"ENV {name}={_quoted(value)}" for name, value in sorted(variables.items())),
         f"ENTRYPOINT {json.dumps([ENTRY])}",
     )
+
+
+def _quoted(value: str) -> str:
+    """A Dockerfile ENV value: double-quoted, with backslash, quote and $ escaped."""
+    if "\n" in value or "\r" in value:
+        raise NotSupportedError("a conda.yaml variable with a line break cannot be set in a "
+                                "Docker image", hint="put it on one line")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
 
 
 def conda_files(lock: Lock, env: Mapping[str, str]) -> tuple[str, tuple[tuple[str, bytes], ...]]:

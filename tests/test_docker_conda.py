@@ -17,7 +17,9 @@ from conftest import MakeProject, Reprun
 
 pytestmark = pytest.mark.docker
 
-COMMAND = "hello-tool && echo prefix=$CONDA_PREFIX activated=$ACT_VARS_ON && cat code.txt"
+COMMAND = ("hello-tool && echo prefix=$CONDA_PREFIX activated=$ACT_VARS_ON && cat code.txt"
+           " && echo \"greeting=$GREETING.\"")
+GREETING = """a b 'c' "d" $HOME \\x"""
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def channel(tmp_path: Path) -> str:
 
 def conda_project(make_project: MakeProject, name: str, channel: str, deps: list[Any],
                   command: str = COMMAND) -> Path:
-    conda = {"channels": [channel], "dependencies": deps}
+    conda = {"channels": [channel], "dependencies": deps, "variables": {"GREETING": GREETING}}
     mlproject = f"name: {name}\nconda_env: conda.yaml\nentry_points:\n  main:\n" \
                 f"    command: {command!r}\n"
     project: Path = make_project(mlproject, {"conda.yaml": yaml.safe_dump(conda),
@@ -45,7 +47,7 @@ def test_conda_project_runs_in_docker_from_the_local_lock(
     docker_client: Any,
 ) -> None:
     project = conda_project(make_project, image_repo, channel, ["hello-tool", "act-vars"])
-    local = reprun("run", str(project), "-q")
+    local = reprun("run", str(project))
     assert local.code == 0, local.stderr
     local_record = reprun.last_record()
     args = ("run", str(project), "--backend", "docker", "--docker-base-image", base_image)
@@ -56,6 +58,7 @@ def test_conda_project_runs_in_docker_from_the_local_lock(
     assert "hello-tool 2.0 (prefix /opt/reprun/conda)" in first.stdout
     assert "prefix=/opt/reprun/conda activated=yes" in first.stdout
     assert "code v1" in first.stdout
+    assert f"greeting={GREETING}." in first.stdout and f"greeting={GREETING}." in local.stdout
     record = reprun.last_record()
     assert record["environment"]["manager"] == "conda"
     assert record["environment"]["lock_sha256"] == local_record["environment"]["lock_sha256"]
