@@ -84,7 +84,8 @@ def _prepare_image(
     else:
         base_ref = spec.base_image or ""
         base_id = images.ensure_base(client, base_ref)
-    layer = images.env_layer_for(request.resolved_env.lock, request.env)
+    layer = images.env_layer_for(request.resolved_env.lock, request.env,
+                                 request.resolved_env.variables)
     dockerfile = images.render_dockerfile(spec, base_ref, layer)
     atomic_write_text(run_dir / DOCKERFILE_NAME, dockerfile)
     context = images.make_context(request.workdir, dockerfile, layer)

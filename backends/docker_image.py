@@ -80,8 +80,30 @@ def pins_something(lock: Lock) -> bool:
 REQUIREMENTS_LOCKS: frozenset[str] = frozenset({"requirements", "uv", "virtualenv"})
 
 
-def env_layer_for(lock: Lock | None, env: Mapping[str, str]) -> EnvLayer | None:
+# Lock managers whose lock the image can install: requirements locks, and conda-lock.yml
+# (`conda_layer`, installed with py-rattler from archives fetched on the host).
+IMAGE_LOCKS: frozenset[str] = REQUIREMENTS_LOCKS | {"conda"}
+
+
+def conda_layer(lock: Lock, env: Mapping[str, str],
+                variables: Mapping[str, str] | None = None) -> EnvLayer:
+    """A conda prefix at /opt/reprun/conda, installed from ``lock`` with no network.
+
+    ``variables`` (conda.yaml's ``variables:``) are set in the image like the activation's.
+    """
+    from backends.docker_conda import conda_files, conda_instructions
+
+    subdir, files = conda_files(lock, env)
+    wheel = next(name for name, _ in files if name.endswith(".whl")).rsplit("/", 1)[-1]
+    instructions = conda_instructions(lock, subdir, wheel, variables or {})
+    return EnvLayer(instructions, files, needs_network=False)
+
+
+def env_layer_for(lock: Lock | None, env: Mapping[str, str],
+                  variables: Mapping[str, str] | None = None) -> EnvLayer | None:
     """The layer that installs ``lock`` in the image, or None when the base image is used as is."""
+    if lock is not None and lock.manager == "conda":
+        return conda_layer(lock, env, variables)
     if lock is None or lock.manager not in REQUIREMENTS_LOCKS:
         return None
     if lock.filename == "uv.lock":

@@ -181,7 +181,9 @@ def _build_environment(plan: Plan, notify: Notify) -> tuple[ResolvedEnv, tuple[D
         # The backend installs the lock where the command runs (an image); nothing to build here.
         recorded = replay.lock if replay is not None else None
         lock = recorded or builder.lock(spec, refresh=options.refresh)
-        return ResolvedEnv(lock.manager, lock, lock.sha256), ()
+        conda_env = plan.project.env.conda_env
+        variables = dict(conda_env.variables) if conda_env and lock.manager == "conda" else {}
+        return ResolvedEnv(lock.manager, lock, lock.sha256, variables=variables), ()
     if replay is None:
         return builder.ensure(spec, builder.lock(spec, refresh=options.refresh)), ()
     return restore(builder, spec, replay.lock, replay.allow_drift, replay.recorded)

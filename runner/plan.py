@@ -171,9 +171,9 @@ def choose_manager(requested: str | None, project: Project, backend: str = "loca
         no_env = project.env.kind == "none" and requested is None
         if manager in ("local", IMAGE_MANAGER) or project.env.kind == "docker_env" or no_env:
             return IMAGE_MANAGER
-        from backends.docker_image import REQUIREMENTS_LOCKS
+        from backends.docker_image import IMAGE_LOCKS
 
-        if manager not in REQUIREMENTS_LOCKS:
+        if manager not in IMAGE_LOCKS:
             raise NotSupportedError(
                 f"--env-manager {manager} cannot yet install its lock into a Docker image",
                 hint="use --env-manager local to run in the base image as it is",
