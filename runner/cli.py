@@ -6,11 +6,12 @@ so that ``reprun --help`` starts fast.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -19,7 +20,28 @@ from runner import __version__
 from runner.cli_common import EXIT_FAILURE, EXIT_USAGE, run_exit_code, say, store
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose other commands live in other modules, imported only when used."""
+
+    lazy: ClassVar[dict[str, str]] = {
+        "reproduce": "runner.cli_runs:reproduce", "export": "runner.cli_runs:export_cmd",
+        "diff": "runner.cli_runs:diff_cmd", "runs": "runner.cli_runs:runs",
+        "cancel": "runner.cli_runs:cancel", "env": "runner.cli_env:env",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reprun")
 @click.option("--debug", is_flag=True, help="Show a traceback for errors.")
 def cli(debug: bool) -> None:
@@ -190,12 +212,6 @@ def schema(kind: str) -> int:
     return 0
 
 
-from runner import cli_runs  # noqa: E402  (only click: cheap)
-from runner.cli_env import env as _env_group  # noqa: E402
-
-for _command in (cli_runs.reproduce, cli_runs.export_cmd, cli_runs.diff_cmd, cli_runs.runs,
-                 cli_runs.cancel, _env_group):
-    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

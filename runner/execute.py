@@ -33,10 +33,10 @@ from runner.record import (
     Reproduction,
     RunnerProcess,
     RunRecord,
+    SourceInfo,
     Status,
     now,
 )
-from runner.snapshot import SNAPSHOT_FILE, make_snapshot
 from runner.store import RunStore
 
 PATCH_FILE = "source.patch"
@@ -120,6 +120,17 @@ class _SignalForwarder:
                 signal.signal(signum, handler)
 
 
+def _with_snapshot(plan: Plan, source: SourceInfo, run_dir: Path) -> SourceInfo:
+    """A project outside git keeps a snapshot of its files; a reproduction, the one it ran from."""
+    from runner.snapshot import SNAPSHOT_FILE, make_snapshot  # tarfile: only on this path
+
+    if plan.checkout.snapshot is not None:
+        shutil.copyfile(plan.checkout.snapshot, run_dir / SNAPSHOT_FILE)
+        return source
+    snapshot = make_snapshot(plan.project.directory, run_dir / SNAPSHOT_FILE)
+    return source.model_copy(update={"snapshot": snapshot})
+
+
 def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
     checkout = plan.checkout
     source = checkout.facts
@@ -128,11 +139,10 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
         source = source.model_copy(
             update={"patch_file": PATCH_FILE, "patch_sha256": sha256_bytes(checkout.patch)}
         )
-    if checkout.snapshot is not None:  # a reproduction keeps the archive it ran from
-        shutil.copyfile(checkout.snapshot, run_dir / SNAPSHOT_FILE)
-    elif source.resolved_commit is None and source.checkout == "in-place":
-        snapshot = make_snapshot(plan.project.directory, run_dir / SNAPSHOT_FILE)
-        source = source.model_copy(update={"snapshot": snapshot})
+    if checkout.snapshot is not None or (
+        source.resolved_commit is None and source.checkout == "in-place"
+    ):
+        source = _with_snapshot(plan, source, run_dir)
     _keep_spec(plan, run_dir / SPEC_DIR)
     replay = plan.replay
     output_dir = run_dir / "outputs"

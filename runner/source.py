@@ -15,13 +15,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.errors import ProjectNotFoundError, SourceError, UsageError
 from runner.gitcmd import git_env, git_output, run_git
-from runner.gitfetch import CleanCheckout, check_version, clean_checkout, remove_checkout
 from runner.record import SourceInfo, SubmoduleInfo
 from runner.redact import redact_url
 from runner.sourceuri import ProjectUri, file_url_path, is_remote, is_scp_like, parse_uri
+
+if TYPE_CHECKING:  # the clone cache is imported only for URLs and --version
+    from runner.gitfetch import CleanCheckout
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbc4904"
 
@@ -49,6 +52,8 @@ def resolve_source(
     """Find (or fetch and check out) the project ``uri`` names at ``version``, with git facts."""
     parsed = parse_uri(uri)
     if version is not None:
+        from runner.gitfetch import check_version
+
         check_version(version)
     base = parsed.base
     genv = git_env(env)
@@ -79,6 +84,8 @@ def resolve_source(
 def release(checkout: Checkout, env: Mapping[str, str]) -> None:
     """Remove the clean checkout made for a run (nothing to do for a directory run in place)."""
     if checkout.scratch is not None:
+        from runner.gitfetch import remove_checkout
+
         remove_checkout(checkout.scratch, checkout.repos, git_env(env))
 
 
@@ -112,6 +119,8 @@ def _from_url(parsed: ProjectUri, url: str, version: str | None, env: Mapping[st
     commit already resolved there, ``requested`` what the user gave and ``branch`` its branch.
     """
     local = prefix is not None
+    from runner.gitfetch import clean_checkout
+
     made = clean_checkout(url, version, env, local_refs=local, submodule_base=remote)
     sub = "/".join(p for p in (prefix, parsed.subdirectory) if p) or None
     directory = project_dir_in(made, sub, url, env)
@@ -134,6 +143,8 @@ def project_dir_in(made: CleanCheckout, sub: str | None, url: str,
     directory = (made.tree / sub).resolve()
     if not directory.is_relative_to(made.tree.resolve()) or not directory.is_dir():
         why = "does not exist" if not directory.exists() else "leaves the repository"
+        from runner.gitfetch import remove_checkout
+
         remove_checkout(made.scratch, made.repos, env)
         raise ProjectNotFoundError(
             f"subdirectory '{sub}' {why} in '{redact_url(url)}' at commit {made.commit[:12]}",
