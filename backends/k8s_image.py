@@ -88,7 +88,8 @@ def pinned_image(config: KubernetesConfig, request: ImageRequest, resolve: bool)
         )
     if not request.repository_uri:
         raise UsageError("'repository-uri' is missing from the backend config",
-                         hint="name the registry repository built images are pushed to")
+                         hint="name the registry repository the project's image is pushed "
+                              "to, or set 'image' to run an existing image")
     if not resolve:
         return PinnedImage(f"{request.repository_uri}@sha256:<built at submit>", None, "built")
     module, _, attr = IMAGE_BUILDER.partition(":")
