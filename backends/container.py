@@ -74,6 +74,7 @@ class ContainerSpec:
     shm_size: str | None = None
     network: str | None = None
     keep: bool = False
+    default_base: bool = False  # base_image is the default (neither docker_env nor asked for)
 
     @property
     def repository(self) -> str:
@@ -114,9 +115,10 @@ class ContainerSpec:
 
 def container_spec(
     project: Project, entry: EntryPoint, values: Mapping[str, str], host_env: Mapping[str, str],
-    base_image: str | None, keep: bool,
+    base_image: str | None, keep: bool, check_host_vars: bool = True,
 ) -> ContainerSpec:
-    """The container settings of a run; raises UsageError listing every missing host variable."""
+    """The container settings of a run; raises UsageError listing every missing host variable
+    (unless ``check_host_vars`` is False: a backend that maps them itself checks them)."""
     name = sanitise_name(project.name)
     docker = project.env.docker
     mounts: list[Mount] = []
@@ -129,7 +131,8 @@ def container_spec(
                 copy_env.append(item)
             else:
                 set_env.append((item[0], item[1]))
-        _check_host_vars(copy_env, host_env, project)
+        if check_host_vars:
+            _check_host_vars(copy_env, host_env, project)
     mounts += _path_mounts(entry, values)
     base = None if docker is not None else (base_image or default_base_image(project))
     if docker is not None:
@@ -141,6 +144,7 @@ def container_spec(
         copy_env=tuple(copy_env), set_env=tuple(set_env), mounts=tuple(mounts), gpus=gpus,
         shm_size=docker.shm_size if docker is not None else None,
         network=docker.network if docker is not None else None, keep=keep,
+        default_base=docker is None and base_image is None,
     )
 
 

@@ -23,21 +23,24 @@ from docker.models.containers import Container
 from docker.types import DeviceRequest
 from docker.types import Mount as SdkMount
 
-from backends import docker_image as images
+from backends import run_image
 from backends.base import Outcome, RunHandle, RunRequest
 from backends.container import OUTPUT_TARGET, ContainerSpec
 from runner.errors import BackendError
-from runner.fsutil import atomic_write_text
 from runner.record import BackendInfo, DockerInfo, Status, now
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
-DOCKERFILE_NAME = "Dockerfile"
-BUILD_LOG = "docker-build.log"
+DOCKERFILE_NAME = run_image.SAVED_DOCKERFILE
+BUILD_LOG = run_image.BUILD_LOG
 POLL_S = 0.1
 
 
-def connect(env: Mapping[str, str]) -> tuple[docker.DockerClient, str | None]:
-    """A client for the engine DOCKER_HOST names (or the default socket), and its version."""
+def connect(env: Mapping[str, str],
+            also: str = "") -> tuple[docker.DockerClient, str | None]:
+    """A client for the engine DOCKER_HOST names (or the default socket), and its version.
+
+    ``also`` ends the hint of the error when no engine answers (another way out).
+    """
     host = env.get("DOCKER_HOST") or DEFAULT_SOCKET
     try:
         client = docker.DockerClient.from_env(environment=dict(env))
@@ -47,7 +50,8 @@ def connect(env: Mapping[str, str]) -> tuple[docker.DockerClient, str | None]:
         raise BackendError(
             f"no Docker engine answers at {host} ({reason[:200]})",
             hint="start one (dockerd), or point DOCKER_HOST at it, e.g. "
-                 "DOCKER_HOST=unix:///run/docker.sock or DOCKER_HOST=tcp://127.0.0.1:2375",
+                 "DOCKER_HOST=unix:///run/docker.sock or DOCKER_HOST=tcp://127.0.0.1:2375"
+                 + also,
         ) from None
     return client, str(version) if version else None
 
@@ -77,51 +81,23 @@ def _prepare_image(
     client: docker.DockerClient, request: RunRequest, spec: ContainerSpec, run_dir: Path
 ) -> DockerInfo:
     """Find or build the base and the derived image; the Dockerfile is saved beside the record."""
-    log_path = run_dir / BUILD_LOG
-    labels = {"reprun.project": spec.name}
-    if spec.dockerfile is not None:
-        base_ref, base_id = _project_base(client, request, spec, log_path, labels)
-    else:
-        base_ref = spec.base_image or ""
-        base_id = images.ensure_base(client, base_ref)
-    layer = images.env_layer_for(request.resolved_env.lock, request.env,
-                                 request.resolved_env.variables)
-    dockerfile = images.render_dockerfile(spec, base_ref, layer)
-    atomic_write_text(run_dir / DOCKERFILE_NAME, dockerfile)
-    context = images.make_context(request.workdir, dockerfile, layer)
+    image = run_image.prepare_run_image(client, spec, request.workdir, request.resolved_env,
+                                        request.env, run_dir, request.notify)
     try:
-        tag = images.content_tag(spec.repository, base_id, context.sha256)
-        built = images.build(client, context, tag, log_path, labels, request.notify)
+        built = run_image.build_run_image(client, image, spec, run_dir, request.notify)
     finally:
-        context.close()
+        image.close()
     return DockerInfo(
         base_image=spec.base_label,
-        base_image_id=base_id, image=built.tag, image_id=built.image_id, built=built.built,
-        repo_digest=built.repo_digest,
-        dockerfile=DOCKERFILE_NAME, build_log=BUILD_LOG if log_path.exists() else None,
+        base_image_id=image.base_id, image=built.tag, image_id=built.image_id,
+        built=built.built, repo_digest=built.repo_digest, dockerfile=DOCKERFILE_NAME,
+        build_log=BUILD_LOG if (run_dir / BUILD_LOG).exists() else None,
         container_name=_container_name(request.run_id), command=spec.argv(request.command),
         workdir=spec.workdir,
         volumes=[*(m.render() for m in spec.mounts), f"{request.output_dir}:{OUTPUT_TARGET}:rw"],
         env_names=spec.env_names(), network=spec.network, gpus=spec.gpus,
         shm_size=spec.shm_size, kept=spec.keep,
     )
-
-
-def _project_base(
-    client: docker.DockerClient, request: RunRequest, spec: ContainerSpec, log_path: Path,
-    labels: dict[str, str],
-) -> tuple[str, str]:
-    """Build the base image from the project's own Dockerfile (reused by content, like the rest)."""
-    dockerfile = spec.dockerfile or "Dockerfile"
-    context = images.make_context(request.workdir, None, None, prefix="")
-    try:
-        tag = images.content_tag(f"{spec.repository}-base", dockerfile, context.sha256)
-        context.needs_network = True  # a project's Dockerfile may install from a package index
-        built = images.build(client, context, tag, log_path, labels, request.notify,
-                             dockerfile=dockerfile)
-    finally:
-        context.close()
-    return built.tag, built.image_id
 
 
 def _container_name(run_id: str) -> str:

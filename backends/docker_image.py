@@ -365,3 +365,4 @@ def _follow_build(stream: Iterator[dict[str, Any]], log_path: Path) -> str | Non
                     hint=f"the full build log is {log_path}",
                 )
     return image_id
+

@@ -86,6 +86,10 @@ class KubernetesConfig(_Model):
     image: str | None = Field(
         default=None, description="Run this existing image (tag or @sha256 digest); no build"
     )
+    base_image: str | None = Field(
+        default=None, description="Base of the built image for projects without docker_env "
+                                  "(--docker-base-image wins); default python:<version>-slim",
+    )
     working_dir: str | None = Field(default=None, description="The container's working directory")
     resources: Resources = Field(default_factory=Resources)
     node_selector: dict[str, str] = Field(default_factory=dict)

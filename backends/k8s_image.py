@@ -5,26 +5,35 @@ Two ways to get one:
 - *existing image*: the backend config's ``image`` (a tag or a digest). Nothing is built or pushed;
   a tag is resolved to its digest by asking the registry (HTTP API v2).
 - *built image*: an `ImageBuilder` turns the run's plan (project directory, resolved environment,
-  ``docker_env`` base image) into an image pushed to ``repository-uri`` and returns it pinned. The
-  Docker backend provides it; it is found by the dotted name in `IMAGE_BUILDER`, imported lazily.
-  A builder should use `backends.registry.push_if_missing` (or check the registry for the
-  content-addressed tag by digest) so that an unchanged image is never pushed twice.
+  ``docker_env`` base image) into an image pushed to ``repository-uri`` and returns it pinned.
+  `backends.k8s_build.build_and_push` builds it with the Docker backend's machinery and pushes
+  only what the registry lacks (by content tag and digest); it is found by the dotted name in
+  `IMAGE_BUILDER` and imported lazily.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from backends.k8s_config import KubernetesConfig
 from backends.registry import parse_reference, resolve_digest
 from runner.envs.base import ResolvedEnv
 from runner.errors import NotSupportedError, UsageError
 
-# "module:function" of the ImageBuilder; None until the Docker backend provides one.
-IMAGE_BUILDER: str | None = None
+if TYPE_CHECKING:
+    from backends.container import ContainerSpec
+
+# "module:function" of the ImageBuilder (the Docker machinery: backends/k8s_build.py).
+IMAGE_BUILDER: str | None = "backends.k8s_build:build_and_push"
+
+
+def _quiet(_message: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,11 @@ class ImageRequest:
     resolved_env: ResolvedEnv
     base_image: str | None
     repository_uri: str | None
+    container: ContainerSpec | None = None  # how the docker backend would build it
+    config_base_image: str | None = None  # the backend config's base_image
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    run_dir: Path | None = None  # where the Dockerfile and the build log are saved
+    notify: Callable[[str], None] = _quiet
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,8 @@ class PinnedImage:
     digest: str | None
     source: str  # "existing" or "built"
     pushed: bool = False
+    built: bool = False  # an image was built for this run (not found by its content tag)
+    facts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class ImageBuilder(Protocol):
@@ -72,7 +88,8 @@ def pinned_image(config: KubernetesConfig, request: ImageRequest, resolve: bool)
         )
     if not request.repository_uri:
         raise UsageError("'repository-uri' is missing from the backend config",
-                         hint="name the registry repository built images are pushed to")
+                         hint="name the registry repository the project's image is pushed "
+                              "to, or set 'image' to run an existing image")
     if not resolve:
         return PinnedImage(f"{request.repository_uri}@sha256:<built at submit>", None, "built")
     module, _, attr = IMAGE_BUILDER.partition(":")

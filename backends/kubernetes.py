@@ -53,7 +53,9 @@ def _image_request(request: RunRequest, loaded: LoadedConfig) -> ImageRequest:
         run_id=request.run_id, project_name=request.project_name, project_dir=request.workdir,
         env_kind=request.env_kind, resolved_env=request.resolved_env,
         base_image=docker.image if docker else None,
-        repository_uri=loaded.config.repository_uri,
+        repository_uri=loaded.config.repository_uri, container=request.container,
+        config_base_image=loaded.config.base_image, env=request.env,
+        run_dir=request.run_dir, notify=request.notify,
     )
 
 
@@ -129,6 +131,8 @@ def _submit_facts(cluster: Cluster, namespace: str, created: Mapping[str, Any],
         "image_digest": image.digest,
         "image_source": image.source,
         "image_pushed": image.pushed,
+        "image_built": image.built,
+        **image.facts,
         "manifest_file": MANIFEST_FILE,
         "job_template": str(loaded.template_path) if loaded.template_path else None,
         "poll_seconds": loaded.config.poll_seconds,

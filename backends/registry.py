@@ -30,6 +30,10 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 TIMEOUT_S = 30.0
 
 
+class RegistryDenied(BackendError):
+    """The registry wants credentials this client does not have (401), or refuses them (403)."""
+
+
 @dataclass(frozen=True)
 class ImageRef:
     """``registry/repository[:tag][@digest]``, split; ``name`` is how the user wrote the base."""
@@ -142,14 +146,17 @@ class Registry:
                     continue
                 if exc.code in ok:
                     return exc.code, dict(exc.headers), exc.read()
+                if exc.code in (401, 403):
+                    raise RegistryDenied(f"registry {self.host}: {method} {path} answered "
+                                         f"{exc.code} {_registry_message(exc.read())}") from None
                 raise BackendError(f"registry {self.host}: {method} {path} answered {exc.code} "
                                    f"{_registry_message(exc.read())}") from None
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise BackendError(f"cannot reach registry {self.base} ({reason})",
                                    hint="check the image reference and the network") from None
-        raise BackendError(f"registry {self.host}: {method} {path} needs credentials",
-                           hint="give the image by digest (name@sha256:...) to skip the lookup")
+        raise RegistryDenied(f"registry {self.host}: {method} {path} needs credentials",
+                             hint="give the image by digest (name@sha256:...) to skip the lookup")
 
     def _authenticate(self, headers: Any) -> bool:
         challenge = str(headers.get("WWW-Authenticate", ""))

@@ -78,8 +78,9 @@ def cli(debug: bool) -> None:
                    "'reprun runs show/logs' follow it later.")
 @click.option("--docker-base-image", default=None, metavar="IMAGE",
               envvar="REPRUN_DOCKER_BASE_IMAGE",
-              help="With --backend docker: the image to build on for projects without docker_env "
-                   "(default python:<version>-slim; env REPRUN_DOCKER_BASE_IMAGE).")
+              help="With --backend docker or kubernetes: the image to build on for projects "
+                   "without docker_env (default python:<version>-slim; env "
+                   "REPRUN_DOCKER_BASE_IMAGE).")
 @click.option("--keep-container", is_flag=True,
               help="With --backend docker: keep the container after the run (default: remove).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")

@@ -98,7 +98,7 @@ class Plan:
             "source": self.checkout.facts.model_dump(mode="json"),
             "warnings": [w.render() for w in self.project.warnings],
         }
-        if self.container is not None:
+        if self.container is not None and self.backend == "docker":
             described["docker"] = _describe_container(self.container, self.params.command)
         return described
 
@@ -127,11 +127,13 @@ def make_plan(options: RunOptions) -> Plan:
         project = converted(project, manager)
         params = resolve(entry, options.params, options.cwd)
         container = None
-        if backend == "docker":
+        if backend in BUILDS_OWN_ENVIRONMENT:
             from backends.container import container_spec
 
+            # kubernetes maps docker_env.environment itself (names may come from Secrets).
             container = container_spec(project, entry, params.values, options.base_env,
-                                       options.docker_base_image, options.keep_container)
+                                       options.docker_base_image, options.keep_container,
+                                       check_host_vars=backend == "docker")
     except BaseException:
         release(checkout, options.base_env)
         raise

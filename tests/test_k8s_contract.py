@@ -298,7 +298,7 @@ def test_dry_run_prints_the_manifest_and_contacts_nothing(
     ('{"image": ', "--backend-config is not valid JSON"),
     ('{"imag": "x"}', "--backend-config imag: unknown key"),
     ('{"backoff_limit": -1}', "--backend-config backoff_limit: Input should be greater than"),
-    ("{}", "no image for project 'Kube Demo'"),
+    ("{}", "'repository-uri' is missing from the backend config"),
     ("missing.yaml", "--backend-config 'missing.yaml' is neither inline JSON nor an existing"),
 ])
 def test_bad_backend_config_is_one_line(reprun: Reprun, fake_kube: FakeKube, project: Path,

@@ -22,7 +22,7 @@ class ImageBuilder:
         elif docker is not None and docker.image:
             text = f"image: {docker.image}\n"
         else:
-            text = "image: the base image of the run (see the record's docker section)\n"
+            text = "image: the base image of the run (see the record's backend section)\n"
         return Lock(self.kind, "docker-image.txt", text)
 
     def ensure(self, spec: EnvSpec, lock: Lock) -> ResolvedEnv:
