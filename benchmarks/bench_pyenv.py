@@ -128,7 +128,8 @@ def main() -> None:
                 mlenv = {**base, "MLFLOW_ENV_ROOT": str(root / f"mlflow-envs-{manager}"),
                          "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
                          "MLFLOW_ALLOW_FILE_STORE": "true",
-                         "PATH": f"{Path(mlflow).parent}{os.pathsep}{base['PATH']}"}
+                         "PATH": os.pathsep.join([str(Path(mlflow).parent), str(Path(uv).parent),
+                                                  base["PATH"]])}
                 try:
                     # A cold MLflow environment first, then its warm reuse.
                     cold_s = timed(lambda e=mlenv, m=manager: run(  # type: ignore[misc]
