@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.errors import NotSupportedError
@@ -32,6 +33,15 @@ def get_backend(name: str) -> Backend:
     module, _, attr = target.partition(":")
     backend: Backend = getattr(importlib.import_module(module), attr)()
     return backend
+
+
+def fixed_image(name: str, backend_config: str | None, cwd: Path) -> str | None:
+    """The existing image a remote backend's config names (its runs then build nothing)."""
+    if name != "kubernetes" or not backend_config:
+        return None
+    from backends.k8s_config import load_config
+
+    return load_config(backend_config, cwd).config.image or None
 
 
 def remote_backend(name: str) -> RemoteBackend | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT
+from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT, fixed_image
 from runner.envs import BUILDERS, get_builder
 from runner.envs.base import Lock, PythonFacts
 from runner.errors import NotSupportedError, UsageError
@@ -123,7 +123,8 @@ def make_plan(options: RunOptions) -> Plan:
         entry = project.entry_point(options.entry_point)
         backend = choose_backend(options.backend, project, options.detach,
                                  options.backend_config)
-        manager = choose_manager(options.env_manager, project, backend)
+        image = fixed_image(backend, options.backend_config, options.cwd)
+        manager = choose_manager(options.env_manager, project, backend, image is not None)
         project = converted(project, manager)
         params = resolve(entry, options.params, options.cwd)
         container = None
@@ -164,14 +165,20 @@ DEFAULT_MANAGERS = {"python_env": "uv", "none": "uv", "conda_env": "conda", "doc
 CONVERTING_MANAGERS = ("uv", "virtualenv")
 
 
-def choose_manager(requested: str | None, project: Project, backend: str = "local") -> str:
-    """The environment manager: the one asked for, else the default for the project's kind."""
+def choose_manager(requested: str | None, project: Project, backend: str = "local",
+                   existing_image: bool = False) -> str:
+    """The environment manager: the one asked for, else the default for the project's kind.
+
+    With a backend that runs images, the image is the environment unless a Python lock is to be
+    installed into it; an existing image given in the backend config is used as it is.
+    """
     manager = requested or DEFAULT_MANAGERS.get(project.env.kind, "local")
     if manager not in BUILDERS:
         get_builder(manager)  # raises the right "not supported" error
     if backend in BUILDS_OWN_ENVIRONMENT:
         no_env = project.env.kind == "none" and requested is None
-        if manager in ("local", IMAGE_MANAGER) or project.env.kind == "docker_env" or no_env:
+        as_is = manager in ("local", IMAGE_MANAGER) or project.env.kind == "docker_env"
+        if as_is or no_env or existing_image:
             return IMAGE_MANAGER
         from backends.docker_image import IMAGE_LOCKS
 

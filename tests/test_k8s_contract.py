@@ -321,3 +321,23 @@ def test_local_backend_refuses_detach(reprun: Reprun, project: Path) -> None:
     result = reprun("run", str(project), "--detach")
     assert result.code == 2
     assert "--detach applies to remote backends" in result.error_lines[0]
+
+
+def test_an_existing_image_is_the_environment_of_a_python_env_project(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject) -> None:
+    """With 'image' in the config nothing is resolved on the submitting machine."""
+    project = make_project(MLPROJECT.replace("name: Kube Demo", "name: py\npython_env: env.yaml"),
+                           files={"env.yaml": "dependencies: [does-not-exist-anywhere==1.0]\n"},
+                           name="py")
+    planned = reprun("run", str(project), "--backend", "kubernetes", "--backend-config",
+                     config(project), "--dry-run", "--json",
+                     env={"KUBECONFIG": str(fake_kube.kubeconfig_path)})
+    assert planned.code == 0, planned.stderr
+    assert planned.json()["environment"]["manager"] == "docker"
+    local = reprun("run", str(project), "--dry-run", "--json")
+    assert local.json()["environment"]["manager"] == "uv"
+    ran = run(reprun, fake_kube, project)
+    assert ran.code == 0, ran.stderr  # uv would have failed to resolve does-not-exist-anywhere
+    record = reprun.last_record()
+    assert record["environment"]["manager"] == "docker"
+    assert record["environment"]["packages"] == []
