@@ -75,6 +75,19 @@ class PythonCache:
 
     # --- environments ----------------------------------------------------------------------
 
+    def find_or_build(self, key: str, build: Callable[[], CachedEnv],
+                      on_wait: Callable[[], None]) -> CachedEnv:
+        """The complete entry ``key``; when missing it is built once, under the key's file lock
+        (a second process waits, then finds it). A partial or corrupt entry is never trusted."""
+        entry = self.find(key)
+        if entry is None:
+            with self.locked(key, on_wait=on_wait):
+                entry = self.find(key)
+                if entry is None:
+                    self.discard(key)
+                    entry = build()
+        return entry
+
     def find(self, key: str) -> CachedEnv | None:
         """The finished, intact environment of ``key``, or None. Spawns nothing."""
         link = self.envs / key

@@ -68,14 +68,9 @@ class CondaBuilder:
     def ensure(self, spec: EnvSpec, lock: Lock) -> ResolvedEnv:
         cache = self.cache(spec)
         key = self.env_key(lock)
-        entry = cache.find(key)
-        if entry is None:
-            progress = Progress(spec.notify, spec.live)
-            with cache.locked(key, on_wait=lambda: progress.say(WAITING)):
-                entry = cache.find(key)
-                if entry is None:
-                    cache.discard(key)  # a partial or corrupt prefix is rebuilt, never trusted
-                    entry = self._build(spec, lock, cache, key, progress)
+        progress = Progress(spec.notify, spec.live)
+        entry = cache.find_or_build(key, lambda: self._build(spec, lock, cache, key, progress),
+                                    on_wait=lambda: progress.say(WAITING))
         cache.touch(entry, spec.project_dir)
         return self.resolved(spec, lock, entry)
 
