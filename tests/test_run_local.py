@@ -243,3 +243,19 @@ def test_project_without_mlproject(reprun: Reprun, make_project: MakeProject,
     result = reprun("run", str(project), "-e", script, "-P", "lr=0.1")
     assert result.code == 0, result.stderr
     assert "--lr" in result.stdout and "0.1" in result.stdout
+
+
+def test_cancel_stops_a_local_run_from_another_shell(reprun: Reprun,
+                                                     make_project: MakeProject) -> None:
+    project = make_project("entry_points:\n  main:\n    command: 'echo started; sleep 300'\n")
+    proc = reprun.popen("run", str(project), "--env-manager", "local")
+    assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+    run_id = running_records(reprun)[0].parent.name
+    cancelled = reprun("cancel", run_id[:10])
+    assert cancelled.code == 0, cancelled.stderr
+    assert "asked reprun" in cancelled.stderr
+    assert proc.wait(30) == 143
+    record = reprun.record(run_id)
+    assert record["status"] == "KILLED" and record["backend"]["facts"]["signal"] == "SIGTERM"
+    again = reprun("cancel", run_id)
+    assert again.code == 0 and "has already ended: KILLED" in again.stderr
