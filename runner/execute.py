@@ -49,7 +49,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     """Run ``plan`` to the end and return its final record."""
     run_id = uuid.uuid4().hex
     run_dir = store.create_run_dir(run_id)
-    record = _initial_record(plan, run_id, run_dir)
+    record = _initial_record(plan, run_id, run_dir, notify)
     store.save(record)
     notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
@@ -120,18 +120,22 @@ class _SignalForwarder:
                 signal.signal(signum, handler)
 
 
-def _with_snapshot(plan: Plan, source: SourceInfo, run_dir: Path) -> SourceInfo:
+def _with_snapshot(plan: Plan, source: SourceInfo, run_dir: Path, notify: Notify) -> SourceInfo:
     """A project outside git keeps a snapshot of its files; a reproduction, the one it ran from."""
-    from runner.snapshot import SNAPSHOT_FILE, make_snapshot  # tarfile: only on this path
+    from runner.snapshot import SNAPSHOT_FILE, SnapshotTooLarge, make_snapshot  # tarfile
 
     if plan.checkout.snapshot is not None:
         shutil.copyfile(plan.checkout.snapshot, run_dir / SNAPSHOT_FILE)
         return source
-    snapshot = make_snapshot(plan.project.directory, run_dir / SNAPSHOT_FILE)
+    try:
+        snapshot = make_snapshot(plan.project.directory, run_dir / SNAPSHOT_FILE)
+    except SnapshotTooLarge as exc:
+        notify(f"warning: no snapshot: {exc}; this run cannot be reproduced from its record")
+        return source.model_copy(update={"snapshot_skipped": str(exc)})
     return source.model_copy(update={"snapshot": snapshot})
 
 
-def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
+def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> RunRecord:
     checkout = plan.checkout
     source = checkout.facts
     if checkout.patch:
@@ -142,7 +146,7 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path) -> RunRecord:
     if checkout.snapshot is not None or (
         source.resolved_commit is None and source.checkout == "in-place"
     ):
-        source = _with_snapshot(plan, source, run_dir)
+        source = _with_snapshot(plan, source, run_dir, notify)
     _keep_spec(plan, run_dir / SPEC_DIR)
     replay = plan.replay
     output_dir = run_dir / "outputs"

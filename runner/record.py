@@ -88,6 +88,9 @@ class SourceInfo(_Model):
         default=None,
         description="For a project outside git: the content snapshot kept beside the record",
     )
+    snapshot_skipped: str | None = Field(
+        default=None, description="Why a project outside git has no snapshot (too large)"
+    )
 
 
 class Package(_Model):

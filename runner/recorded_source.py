@@ -29,6 +29,9 @@ def checkout_recorded(rec: Recorded, base_env: Mapping[str, str]) -> Checkout:
     src = record.source
     if src.snapshot is not None:
         return _from_snapshot(rec, base_env)
+    if src.resolved_commit is None and src.snapshot_skipped:
+        raise SourceError(f"run {record.run_id[:12]} kept no snapshot: {src.snapshot_skipped}",
+                          hint="such a run cannot be reproduced from its record")
     if src.resolved_commit is None:
         raise SourceError(
             f"run {record.run_id[:12]} recorded neither a git commit nor a snapshot of "

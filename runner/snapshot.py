@@ -24,6 +24,7 @@ from runner.record import SnapshotInfo
 
 SNAPSHOT_FILE = "source.tar.gz"
 MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_TOTAL_BYTES = 256 * 1024 * 1024  # more is data, not code: it should not be copied every run
 MAX_LISTED = 200
 IGNORE_FILES = (".gitignore", ".reprunignore")
 DEFAULT_RULES = (
@@ -135,10 +136,29 @@ def walk(directory: Path, rules: list[Rule]) -> tuple[list[str], list[str]]:
     return sorted(included), sorted(excluded)
 
 
+class SnapshotTooLarge(Exception):
+    """The files to keep add up to more than MAX_TOTAL_BYTES."""
+
+    def __init__(self, size: int, files: int) -> None:
+        super().__init__(
+            f"the project holds {size / 2**20:.0f} MiB in {files} files outside git, more than "
+            f"the {MAX_TOTAL_BYTES // 2**20} MiB a snapshot keeps with every run; list data "
+            "folders in .reprunignore (and pass them as path parameters), or make the project "
+            "a git repository"
+        )
+
+
 def make_snapshot(directory: Path, archive: Path) -> SnapshotInfo:
-    """Write the snapshot of ``directory`` to ``archive`` and describe it."""
+    """Write the snapshot of ``directory`` to ``archive`` and describe it.
+
+    Raises SnapshotTooLarge, before writing anything, when the files add up to too much.
+    """
     lines = project_rules(directory)
     included, excluded = walk(directory, parse_rules(lines))
+    total = sum(p.stat().st_size for rel in included
+                if (p := directory / rel).is_file() and not p.is_symlink())
+    if total > MAX_TOTAL_BYTES:
+        raise SnapshotTooLarge(total, len(included))
     size = 0
     with archive.open("wb") as raw, \
             gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped, \

@@ -230,3 +230,25 @@ def test_source_errors_are_one_line(reprun: Reprun, tmp_path: Path) -> None:
     assert result.code == 2
     assert result.error_lines[0].startswith(
         f"reprun: error: '{not_record}' is not a reprun run record")
+
+
+def test_a_project_too_large_to_snapshot_runs_and_says_it_cannot_be_reproduced(
+        reprun: Reprun, make_project: MakeProject) -> None:
+    project = make_project("entry_points:\n  main:\n    command: 'echo ran'\n")
+    data = project / "data"
+    data.mkdir()
+    for index in range(17):  # 17 sparse files of 16 MiB: 272 MiB, no disk used
+        with (data / f"part-{index:02d}.bin").open("wb") as handle:
+            handle.truncate(16 * 1024 * 1024)
+    result = reprun("run", str(project), "--env-manager", "local")
+    assert result.code == 0, result.stderr
+    assert "warning: no snapshot: the project holds 272 MiB in 18 files outside git" in (
+        result.stderr)
+    record = reprun.last_record()
+    assert record["source"]["snapshot"] is None
+    assert ".reprunignore" in record["source"]["snapshot_skipped"]
+    assert not (reprun.home / "runs" / record["run_id"] / "source.tar.gz").exists()
+    again = reprun("reproduce", record["run_id"])
+    assert again.code == 1
+    assert again.error_lines[0].startswith(
+        f"reprun: error: run {record['run_id'][:12]} kept no snapshot: the project holds 272 MiB")
