@@ -75,6 +75,19 @@ class PythonCache:
 
     # --- environments ----------------------------------------------------------------------
 
+    def lock_text(self, request_key: str, resolve: Callable[[], str], refresh: bool,
+                  on_wait: Callable[[], None]) -> str:
+        """The cached lock of ``request_key``, else ``resolve()``'s, resolved once under the
+        key's file lock and cached; ``refresh`` always resolves anew."""
+        if not refresh and (text := self.read_lock(request_key)) is not None:
+            return text
+        with self.locked(f"lock-{request_key}", on_wait=on_wait):
+            if not refresh and (text := self.read_lock(request_key)) is not None:
+                return text
+            text = resolve()
+            self.write_lock(request_key, text)
+        return text
+
     def find_or_build(self, key: str, build: Callable[[], CachedEnv],
                       on_wait: Callable[[], None]) -> CachedEnv:
         """The complete entry ``key``; when missing it is built once, under the key's file lock

@@ -52,17 +52,16 @@ class CondaBuilder:
             return Lock(self.kind, LOCK_FILENAME, shipped.read_text(encoding="utf-8"))
         cache = self.cache(spec)
         request = self.request(spec)
-        if not refresh and (text := cache.read_lock(request.key)) is not None:
-            return Lock(self.kind, LOCK_FILENAME, text)
         progress = Progress(spec.notify, spec.live)
-        with cache.locked(f"lock-{request.key}", on_wait=lambda: progress.say(WAITING)):
-            if not refresh and (text := cache.read_lock(request.key)) is not None:
-                return Lock(self.kind, LOCK_FILENAME, text)
+
+        def solve() -> str:
             with progress.phase(f"solving {len(request.specs)} conda spec(s) with rattler") as done:
                 text = self._solve(spec, request, cache)
                 facts = read_facts(text)
                 done(f"{len(facts.conda)} conda and {len(facts.pip)} pip package(s) locked")
-            cache.write_lock(request.key, text)
+            return text
+
+        text = cache.lock_text(request.key, solve, refresh, on_wait=lambda: progress.say(WAITING))
         return Lock(self.kind, LOCK_FILENAME, text)
 
     def ensure(self, spec: EnvSpec, lock: Lock) -> ResolvedEnv:

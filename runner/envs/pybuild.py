@@ -58,23 +58,21 @@ class PythonBuilder:
     def lock(self, spec: EnvSpec, refresh: bool) -> Lock:
         cache = self.cache(spec)
         request = self.request(spec)
-        if not refresh and (text := cache.read_lock(request.key)) is not None:
-            return Lock(self.kind, LOCK_FILENAME, text)
         progress = Progress(spec.notify, spec.live)
-        with cache.locked(f"lock-{request.key}", on_wait=lambda: progress.say(WAITING)):
-            if not refresh and (text := cache.read_lock(request.key)) is not None:
-                return Lock(self.kind, LOCK_FILENAME, text)
+
+        def resolve() -> str:
             interpreter = self.find_interpreter(request.python, spec, cache.logs)
-            if not request.lines:
-                text = compile_lock(request, interpreter, self.kind, cache.logs,
+            if not request.lines:  # nothing to resolve: the header alone
+                return compile_lock(request, interpreter, self.kind, cache.logs,
                                     self.tool_env(spec), spec.project_dir)
-                cache.write_lock(request.key, text)
-                return Lock(self.kind, LOCK_FILENAME, text)
             with progress.phase(f"resolving with uv for python {interpreter.version}") as done:
                 text = compile_lock(request, interpreter, self.kind, cache.logs,
                                     self.tool_env(spec), spec.project_dir)
                 done(f"{len(split_lock(text)[0])} package(s) pinned with hashes")
-            cache.write_lock(request.key, text)
+            return text
+
+        text = cache.lock_text(request.key, resolve, refresh,
+                               on_wait=lambda: progress.say(WAITING))
         return Lock(self.kind, LOCK_FILENAME, text)
 
     def ensure(self, spec: EnvSpec, lock: Lock) -> ResolvedEnv:
