@@ -2,15 +2,22 @@
 
 `run.json` in the run's directory is the source of truth; it is written before the command starts
 and replaced atomically at each step.
+
+The types are frozen standard-library dataclasses, so that a run writes its record without
+importing pydantic (0.2 s of start-up). Pydantic validates them all the same: reading a record
+(``model_validate_json``) and the JSON Schema in ``schemas/`` go through a pydantic ``TypeAdapter``
+built from these very classes; a field's docstring is its description. `runner.model` gives them the
+few model methods the code uses (``model_copy``, ``model_dump``, ``model_dump_json``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from runner.model import MODEL_CONFIG, Model
 
 SCHEMA_VERSION = 1
 
@@ -26,112 +33,125 @@ class Status(str, Enum):
         return self is not Status.RUNNING
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProjectInfo(_Model):
-    uri: str = Field(description="The project as given, credentials removed")
-    path: str = Field(description="The directory the command ran in")
+@dataclass(frozen=True, kw_only=True)
+class ProjectInfo(Model):
+    uri: str
+    """The project as given, credentials removed"""
+    path: str
+    """The directory the command ran in"""
     name: str
-    spec_file: str | None = Field(default=None, description="The MLproject file, if any")
+    spec_file: str | None = None
+    """The MLproject file, if any"""
 
 
-class SubmoduleInfo(_Model):
-    path: str = Field(description="Relative to the repository root (nested ones include parents)")
-    commit: str = Field(description="The full SHA checked out, as the superproject records it")
-    url: str | None = Field(default=None, description="Where it was fetched from, no credentials")
+@dataclass(frozen=True, kw_only=True)
+class SubmoduleInfo(Model):
+    path: str
+    """Relative to the repository root (nested ones include parents)"""
+    commit: str
+    """The full SHA checked out, as the superproject records it"""
+    url: str | None = None
+    """Where it was fetched from, no credentials"""
 
 
-class SnapshotInfo(_Model):
+@dataclass(frozen=True, kw_only=True)
+class SnapshotInfo(Model):
     """A tar.gz of a project directory that is no git repository, to reproduce it from."""
 
-    file: str = Field(description="The archive beside the record")
+    file: str
+    """The archive beside the record"""
     sha256: str
-    files: int = Field(description="How many files it holds")
-    size: int = Field(description="Their total size in bytes, uncompressed")
-    rules: list[str] = Field(description="The exclude rules applied, gitignore syntax")
-    excluded: list[str] = Field(
-        default_factory=list,
-        description="What was left out (a directory ends with '/'); at most 200 entries",
-    )
-    excluded_count: int = Field(default=0, description="How many paths were left out in all")
+    files: int
+    """How many files it holds"""
+    size: int
+    """Their total size in bytes, uncompressed"""
+    rules: list[str]
+    """The exclude rules applied, gitignore syntax"""
+    excluded: list[str] = field(default_factory=list)
+    """What was left out (a directory ends with '/'); at most 200 entries"""
+    excluded_count: int = 0
+    """How many paths were left out in all"""
 
 
-class SourceInfo(_Model):
-    uri: str | None = Field(
-        default=None,
-        description="The repository URL or local directory, credentials and #subdirectory removed",
-    )
-    requested_version: str | None = Field(
-        default=None, description="--version as given (branch, tag, SHA); null for the default"
-    )
-    resolved_commit: str | None = Field(default=None, description="Full SHA of what ran")
-    subdirectory: str | None = Field(
-        default=None, description="The project directory relative to the repository root"
-    )
-    checkout: str | None = Field(
-        default=None,
-        description="'in-place' (the user's directory) or 'clean' (a fresh checkout of "
-                    "resolved_commit made for this run)",
-    )
-    submodules: list[SubmoduleInfo] = Field(default_factory=list)
+@dataclass(frozen=True, kw_only=True)
+class SourceInfo(Model):
+    uri: str | None = None
+    """The repository URL or local directory, credentials and #subdirectory removed"""
+    requested_version: str | None = None
+    """--version as given (branch, tag, SHA); null for the default"""
+    resolved_commit: str | None = None
+    """Full SHA of what ran"""
+    subdirectory: str | None = None
+    """The project directory relative to the repository root"""
+    checkout: str | None = None
+    ("'in-place' (the user's directory) or 'clean' (a fresh checkout of resolved_commit made "
+     "for this run)")
+    submodules: list[SubmoduleInfo] = field(default_factory=list)
     git_commit: str | None = None
     git_branch: str | None = None
-    git_remote: str | None = Field(default=None, description="First remote URL, no credentials")
+    git_remote: str | None = None
+    """First remote URL, no credentials"""
     git_dirty: bool | None = None
-    patch_file: str | None = Field(
-        default=None, description="Uncommitted changes (staged, unstaged, untracked) as a patch"
-    )
+    patch_file: str | None = None
+    """Uncommitted changes (staged, unstaged, untracked) as a patch"""
     patch_sha256: str | None = None
-    snapshot: SnapshotInfo | None = Field(
-        default=None,
-        description="For a project outside git: the content snapshot kept beside the record",
-    )
-    snapshot_skipped: str | None = Field(
-        default=None, description="Why a project outside git has no snapshot (too large)"
-    )
+    snapshot: SnapshotInfo | None = None
+    """For a project outside git: the content snapshot kept beside the record"""
+    snapshot_skipped: str | None = None
+    """Why a project outside git has no snapshot (too large)"""
 
 
-class Package(_Model):
+@dataclass(frozen=True, kw_only=True)
+class Package(Model):
     name: str
     version: str
 
 
-class CondaInfo(_Model):
+@dataclass(frozen=True, kw_only=True)
+class CondaInfo(Model):
     """How a conda environment was solved; its conda-lock.yml is saved beside the record."""
 
-    solver: str = Field(description="The solver and its version, e.g. rattler 0.28.0")
-    channels: list[str] = Field(description="Channel URLs, by priority, credentials removed")
-    platform: str = Field(description="The conda platform solved for, e.g. linux-64")
-    virtual_packages: list[str] = Field(default_factory=list,
-                                        description="Detected on the machine that solved")
-    prefix: str | None = Field(default=None, description="Where the prefix was installed")
+    solver: str
+    """The solver and its version, e.g. rattler 0.28.0"""
+    channels: list[str]
+    """Channel URLs, by priority, credentials removed"""
+    platform: str
+    """The conda platform solved for, e.g. linux-64"""
+    virtual_packages: list[str] = field(default_factory=list)
+    """Detected on the machine that solved"""
+    prefix: str | None = None
+    """Where the prefix was installed"""
 
 
-class EnvironmentInfo(_Model):
-    kind: str = Field(description="What the project asks for: python_env, conda_env, docker_env")
-    manager: str = Field(description="What built it: local, uv, virtualenv, conda, docker")
+@dataclass(frozen=True, kw_only=True)
+class EnvironmentInfo(Model):
+    kind: str
+    """What the project asks for: python_env, conda_env, docker_env"""
+    manager: str
+    """What built it: local, uv, virtualenv, conda, docker"""
     python_version: str | None = None
     python_executable: str | None = None
-    packages: list[Package] = Field(default_factory=list)
+    packages: list[Package] = field(default_factory=list)
     cache_key: str | None = None
     lock_file: str | None = None
     lock_sha256: str | None = None
     conda: CondaInfo | None = None
 
 
-class HostInfo(_Model):
+@dataclass(frozen=True, kw_only=True)
+class HostInfo(Model):
     hostname: str
     os: str
     os_release: str
     architecture: str
     cpu_count: int | None
-    python_version: str = Field(description="The interpreter running reprun")
+    python_version: str
+    """The interpreter running reprun"""
     reprun_version: str
 
 
-class RunnerProcess(_Model):
+@dataclass(frozen=True, kw_only=True)
+class RunnerProcess(Model):
     """The reprun process that owns a RUNNING run, to tell a live run from a dead one."""
 
     hostname: str
@@ -139,86 +159,112 @@ class RunnerProcess(_Model):
     start_ticks: int | None = None
 
 
-class OutputFile(_Model):
-    path: str = Field(description="Relative to the run's output directory")
+@dataclass(frozen=True, kw_only=True)
+class OutputFile(Model):
+    path: str
+    """Relative to the run's output directory"""
     size: int
     sha256: str
 
 
-class DockerInfo(_Model):
+@dataclass(frozen=True, kw_only=True)
+class DockerInfo(Model):
     """How a Docker run ran: images by id, container settings; variable names, never values."""
 
     engine_version: str | None = None
-    base_image: str = Field(description="The base image asked for, or 'Dockerfile PATH'")
+    base_image: str
+    """The base image asked for, or 'Dockerfile PATH'"""
     base_image_id: str | None = None
-    image: str = Field(description="The derived image: reprun/<project>:<content hash>")
+    image: str
+    """The derived image: reprun/<project>:<content hash>"""
     image_id: str | None = None
-    repo_digest: str | None = Field(default=None, description="Set once the image is pushed")
-    built: bool = Field(description="False when an image with the same content was reused")
-    dockerfile: str = Field(description="The generated Dockerfile, saved beside the record")
-    build_log: str | None = Field(default=None, description="File beside the record, if built")
+    repo_digest: str | None = None
+    """Set once the image is pushed"""
+    built: bool
+    """False when an image with the same content was reused"""
+    dockerfile: str
+    """The generated Dockerfile, saved beside the record"""
+    build_log: str | None = None
+    """File beside the record, if built"""
     container_name: str | None = None
     container_id: str | None = None
-    command: list[str] = Field(default_factory=list, description="The container's command")
+    command: list[str] = field(default_factory=list)
+    """The container's command"""
     workdir: str
-    volumes: list[str] = Field(default_factory=list, description="source:target:mode")
-    env_names: list[str] = Field(default_factory=list, description="Names of variables passed")
+    volumes: list[str] = field(default_factory=list)
+    """source:target:mode"""
+    env_names: list[str] = field(default_factory=list)
+    """Names of variables passed"""
     network: str | None = None
     gpus: str | None = None
     shm_size: str | None = None
-    kept: bool = Field(default=False, description="Whether the container was kept (not removed)")
+    kept: bool = False
+    """Whether the container was kept (not removed)"""
 
 
-class BackendInfo(_Model):
+@dataclass(frozen=True, kw_only=True)
+class BackendInfo(Model):
     name: str
-    facts: dict[str, Any] = Field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
     docker: DockerInfo | None = None
 
 
-class DriftEntry(_Model):
+@dataclass(frozen=True, kw_only=True)
+class DriftEntry(Model):
     """One entry of a recorded lock that this machine did not honour."""
 
-    entry: str = Field(description="A package name, or 'python' for the interpreter")
-    recorded: str | None = Field(description="The locked version; null if not in the lock")
-    found: str | None = Field(description="What this machine has; null if missing")
-    reason: str | None = Field(
-        default=None, description="Why, when not a plain version difference (e.g. no wheel for "
-                                  "this platform)")
+    entry: str
+    """A package name, or 'python' for the interpreter"""
+    recorded: str | None
+    """The locked version; null if not in the lock"""
+    found: str | None
+    """What this machine has; null if missing"""
+    reason: str | None = None
+    """Why, when not a plain version difference (e.g. no wheel for this platform)"""
 
 
-class OutputsCheck(_Model):
+@dataclass(frozen=True, kw_only=True)
+class OutputsCheck(Model):
     """The outputs of a reproduction compared with those of the run it reproduces."""
 
-    result: str = Field(description="'identical', 'different' or 'missing'")
-    different: list[str] = Field(default_factory=list, description="Same path, other content")
-    missing: list[str] = Field(default_factory=list, description="In the original only")
-    extra: list[str] = Field(default_factory=list, description="In the reproduction only")
+    result: str
+    """'identical', 'different' or 'missing'"""
+    different: list[str] = field(default_factory=list)
+    """Same path, other content"""
+    missing: list[str] = field(default_factory=list)
+    """In the original only"""
+    extra: list[str] = field(default_factory=list)
+    """In the reproduction only"""
 
 
-class Reproduction(_Model):
+@dataclass(frozen=True, kw_only=True)
+class Reproduction(Model):
     """How a reproduction was made from the record of ``RunRecord.reproduces``."""
 
-    source: str = Field(description="'git' (the recorded commit and patch) or 'snapshot'")
-    drift: list[DriftEntry] = Field(
-        default_factory=list, description="Lock entries not honoured (only with --allow-drift)"
-    )
-    missing_paths: dict[str, str] = Field(
-        default_factory=dict, description="path parameters whose file is gone: name to path"
-    )
+    source: str
+    """'git' (the recorded commit and patch) or 'snapshot'"""
+    drift: list[DriftEntry] = field(default_factory=list)
+    """Lock entries not honoured (only with --allow-drift)"""
+    missing_paths: dict[str, str] = field(default_factory=dict)
+    """path parameters whose file is gone: name to path"""
     check: OutputsCheck | None = None
 
 
-class RunRecord(_Model):
-    model_config = ConfigDict(extra="forbid", title="reprun run record")
+@dataclass(frozen=True, kw_only=True)
+class RunRecord(Model):
+    __pydantic_config__: ClassVar[dict[str, Any]] = {**MODEL_CONFIG, "title": "reprun run record"}
 
     schema_version: int = SCHEMA_VERSION
     run_id: str
     status: Status
     exit_code: int | None = None
-    reason: str | None = Field(default=None, description="Why the run failed or was killed")
+    reason: str | None = None
+    """Why the run failed or was killed"""
     entry_point: str
-    parameters: dict[str, str] = Field(description="Name to the value as text, as used")
-    command: str = Field(description="The exact command string run with bash -c")
+    parameters: dict[str, str]
+    """Name to the value as text, as used"""
+    command: str
+    """The exact command string run with bash -c"""
     project: ProjectInfo
     source: SourceInfo
     environment: EnvironmentInfo
@@ -226,12 +272,13 @@ class RunRecord(_Model):
     host: HostInfo
     runner: RunnerProcess | None = None
     output_dir: str
-    outputs: list[OutputFile] = Field(default_factory=list)
+    outputs: list[OutputFile] = field(default_factory=list)
     log_file: str = "output.log"
     started_at: datetime
     ended_at: datetime | None = None
     duration_s: float | None = None
-    reproduces: str | None = Field(default=None, description="The run this run reproduces")
+    reproduces: str | None = None
+    """The run this run reproduces"""
     reproduction: Reproduction | None = None
 
 
