@@ -19,7 +19,7 @@ from runner.errors import RunNotFoundError
 from runner.fsutil import atomic_write_text
 from runner.process import process_alive
 
-if TYPE_CHECKING:  # the record models (pydantic) are imported only when a record is read
+if TYPE_CHECKING:  # the record types are imported only when a record is used
     from runner.record import RunRecord
 
 RECORD = "run.json"
@@ -55,7 +55,7 @@ class RunStore:
         self.home = home
         self.runs_dir = home / "runs"
         self.index_path = home / "index.sqlite"
-        self._schema_ready = False
+        self._db: sqlite3.Connection | None = None
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
@@ -67,7 +67,9 @@ class RunStore:
 
     def save(self, record: RunRecord) -> None:
         """Replace the record atomically, then update its index row."""
-        atomic_write_text(self.run_dir(record.run_id) / RECORD, record.model_dump_json(indent=2))
+        # Synced to disk once the run has ended; a RUNNING state is replaced moments later.
+        atomic_write_text(self.run_dir(record.run_id) / RECORD, record.model_dump_json(indent=2),
+                          durable=record.status.done)
         with self._index() as db:
             _upsert(db, record)
 
@@ -160,9 +162,9 @@ class RunStore:
     def reindex(self) -> int:
         """Rebuild the index from the JSON records; returns how many runs it holds."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
-        self._schema_ready = False
         count = 0
         with self._index() as db:
             for run_dir in self._run_dirs():
@@ -177,26 +179,40 @@ class RunStore:
 
     @contextlib.contextmanager
     def _index(self) -> Iterator[sqlite3.Connection]:
-        self.home.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.index_path, timeout=30)
+        """The index in a transaction. The connection stays open for the store's life: closing
+        the last connection of a WAL database checkpoints it, which costs a sync each time."""
         try:
-            # The index is rebuildable from the records: WAL without a sync per commit is enough.
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            if not self._schema_ready:
-                db.executescript(SCHEMA)
-                self._schema_ready = True
+            db = self._connection()
             with db:
                 yield db
         except sqlite3.DatabaseError as exc:
             if "malformed" not in str(exc) and "not a database" not in str(exc):
                 raise
+            self.close()
             raise RunNotFoundError(
                 f"the run index {self.index_path} is damaged ({exc})",
                 hint="rebuild it from the records with 'reprun runs reindex'",
             ) from None
-        finally:
-            db.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.home.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.index_path, timeout=30)
+            try:
+                # The index is rebuildable from the records: WAL without a sync per commit.
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
