@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from runner.envs.base import ResolvedEnv
 from runner.record import BackendInfo, RunRecord, Status
-from runner.spec_models import DockerEnv
+from runner.spec_types import DockerEnv
 
 if TYPE_CHECKING:
     from backends.container import ContainerSpec

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from runner.errors import UsageError
 from runner.spec import Project
-from runner.spec_models import EntryPoint, ParamType
+from runner.spec_types import EntryPoint, ParamType
 
 WORKSPACE = "/workspace"
 OUTPUT_TARGET = "/reprun/outputs"

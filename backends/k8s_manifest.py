@@ -22,7 +22,7 @@ from typing import Any
 
 from backends.k8s_config import KubernetesConfig
 from runner.errors import Problem, SpecError
-from runner.spec_models import DockerEnv
+from runner.spec_types import DockerEnv
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from urllib.parse import unquote, urlparse
 
 from runner.errors import ParameterError, UsageError
-from runner.spec_models import EntryPoint, ParameterSpec, ParamType, check_value
+from runner.spec_types import EntryPoint, ParameterSpec, ParamType, check_value
 
 
 def parse_param_args(items: Sequence[str]) -> dict[str, str]:

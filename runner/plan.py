@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT, fixed_image
 from runner.envs import BUILDERS, get_builder
 from runner.envs.base import Lock, PythonFacts
+from runner.envs.cache import cache_root
 from runner.errors import NotSupportedError, UsageError
 from runner.params import ResolvedParams, resolve
 from runner.source import Checkout, release, resolve_source
 from runner.spec import Project, load_project
-from runner.spec_models import EntryPoint
+from runner.spec_types import EntryPoint
 
 if TYPE_CHECKING:
     from backends.container import ContainerSpec
@@ -115,11 +116,15 @@ def _str(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
 
+SPEC_CACHE = "spec"  # validated MLproject and environment files, under the cache root
+
+
 def make_plan(options: RunOptions) -> Plan:
     """Resolve everything a run needs, or raise the first user error."""
     checkout = resolve_source(options.uri, options.cwd, options.base_env, options.version)
     try:
-        project = load_project(checkout.directory, strict=options.strict)
+        project = load_project(checkout.directory, strict=options.strict,
+                               cache_dir=cache_root(options.base_env) / SPEC_CACHE)
         entry = project.entry_point(options.entry_point)
         backend = choose_backend(options.backend, project, options.detach,
                                  options.backend_config)

@@ -24,7 +24,7 @@ from runner.record import OutputFile, OutputsCheck, RunRecord
 from runner.recorded_source import checkout_recorded
 from runner.source import release
 from runner.spec import load_project
-from runner.spec_models import EntryPoint, ParamType
+from runner.spec_types import EntryPoint, ParamType
 from runner.store import RunStore
 
 Notify = Callable[[str], None]

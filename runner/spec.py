@@ -1,31 +1,26 @@
 """Load a project directory: find its MLproject, validate it eagerly, pick its environment.
 
 Every problem becomes a `Problem` naming the file, the line and the key; unknown keys are warnings
-(errors with ``strict``) that suggest the nearest valid key.
+(errors with ``strict``) that suggest the nearest valid key. A file that validated once is kept,
+as its validated dump and warnings, in a cache keyed by its bytes (``cache_dir``); loading the same
+bytes again reads that instead of importing YAML and pydantic (`runner.spec_validate`).
 """
 
 from __future__ import annotations
 
-import difflib
+import contextlib
+import hashlib
+import json
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import ValidationError
-
+from runner import __version__
 from runner.errors import Problem, ProjectNotFoundError, SpecError
-from runner.spec_models import (
-    KNOWN_KEYS,
-    TYPE_ALIASES,
-    CondaEnvFile,
-    DockerEnv,
-    EntryPoint,
-    MLProject,
-    ParamType,
-    PythonEnvFile,
-)
-from runner.yamlfile import KeyPath, YamlDoc, dotted, load_yaml
+from runner.fsutil import atomic_write_text
+from runner.spec_types import CondaEnvFile, DockerEnv, EntryPoint, MLProject, PythonEnvFile
 
 EnvKind = Literal["python_env", "conda_env", "docker_env", "none"]
 SCRIPT_RUNNERS = {".py": "python", ".sh": "bash"}
@@ -92,8 +87,8 @@ def find_spec_file(directory: Path) -> Path | None:
     return found[0] if found else None
 
 
-def load_project(directory: Path, strict: bool = False) -> Project:
-    """Load and validate the project in ``directory``."""
+def load_project(directory: Path, strict: bool = False, cache_dir: Path | None = None) -> Project:
+    """Load and validate the project in ``directory``; ``cache_dir`` keeps validated files."""
     if not directory.is_dir():
         raise ProjectNotFoundError(
             f"project directory '{directory}' does not exist",
@@ -101,151 +96,87 @@ def load_project(directory: Path, strict: bool = False) -> Project:
         )
     directory = directory.resolve()
     spec_file = find_spec_file(directory)
-    warnings: list[Problem] = []
-    if spec_file is None:
-        spec = MLProject()
-    else:
-        doc = load_yaml(spec_file)
-        spec = _validate_mlproject(doc, warnings)
-    if strict and warnings:
-        raise SpecError([_as_error(w) for w in warnings])
-    env = _environment(directory, spec, spec_file, warnings, strict)
-    return Project(directory, spec_file, spec, env, tuple(warnings))
+    files = _Files(strict, cache_dir)
+    spec = MLProject() if spec_file is None else files.load(
+        spec_file, "mlproject", MLProject.from_dump)
+    env = _environment(directory, spec, spec_file, files)
+    return Project(directory, spec_file, spec, env, tuple(files.warnings))
 
 
-def _as_error(warning: Problem) -> Problem:
-    return Problem(warning.file, warning.key, warning.message, warning.line,
-                   (warning.hint + "; " if warning.hint else "") + "--strict makes this an error")
+PY_ENV, CONDA_ENV = "python_env_file", "conda_env_file"
+T = TypeVar("T")
+VALIDATOR_SOURCES = ("spec_models.py", "spec_validate.py", "spec_types.py")
 
 
-def _validate_mlproject(doc: YamlDoc, warnings: list[Problem]) -> MLProject:
-    if doc.data is None:
-        raise SpecError([doc.problem((), "the file is empty",
-                                     "declare at least 'name' and 'entry_points', or delete it")])
-    if not isinstance(doc.data, dict):
-        raise SpecError([doc.problem((), f"must be a mapping of keys, not {_kind(doc.data)}")])
-    data = _strip_unknown(doc, warnings)
+class _Files:
+    """Validates the files of one project, through the cache of validated files."""
+
+    def __init__(self, strict: bool, cache_dir: Path | None) -> None:
+        self.strict = strict
+        self.cache_dir = cache_dir
+        self.warnings: list[Problem] = []
+
+    def load(self, path: Path, kind: str, make: Callable[[dict[str, Any]], T]) -> T:
+        """``path`` validated as ``kind`` and made into its type by ``make``; its warnings are
+        added (raised with ``strict``). A cache entry that ``make`` refuses is validated again.
+        """
+        raw = path.read_bytes()
+        entry = self.cache_dir / f"{_cache_key(kind, raw)}.json" if self.cache_dir else None
+        cached = _read_entry(entry) if entry is not None else None
+        try:
+            made = make(cached["dump"]) if cached is not None else None
+            found = [Problem(path, w["key"], w["message"], w["line"], w["hint"])
+                     for w in cached["warnings"]] if cached is not None else []
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            made = None
+        if made is None:
+            from runner.spec_validate import validate_file
+
+            dump, found = validate_file(path, kind, self.strict)
+            made = make(dump)
+            if entry is not None:
+                _write_entry(entry, dump, found)
+        if self.strict and found:
+            from runner.spec_validate import as_error
+
+            raise SpecError([as_error(w) for w in found])
+        self.warnings.extend(found)
+        return made
+
+
+def _cache_key(kind: str, raw: bytes) -> str:
+    """The file's bytes, its kind and the validating code (version, and its files' mtimes)."""
+    here = Path(__file__).parent
+    code = [f"{__version__}", kind]
+    for name in VALIDATOR_SOURCES:
+        with contextlib.suppress(OSError):
+            stat = (here / name).stat()
+            code.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\0".join(code).encode() + b"\0" + raw).hexdigest()
+
+
+def _read_entry(entry: Path) -> dict[str, Any] | None:
+    """A cache entry, or None when it is missing or not one (it is then written again)."""
     try:
-        return MLProject.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(problems_from(exc, doc)) from None
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"the text {value!r}"
-    return type(value).__name__
-
-
-def _strip_unknown(doc: YamlDoc, warnings: list[Problem]) -> dict[str, Any]:
-    """A copy of the data without unknown keys, each reported as a warning."""
-    data = _without_unknown(doc, (), dict(doc.data), KNOWN_KEYS["project"], warnings)
-    entry_points = data.get("entry_points")
-    if isinstance(entry_points, dict):
-        _require_text_keys(doc, ("entry_points",), entry_points, "entry point")
-        data["entry_points"] = {
-            name: _clean_entry_point(doc, ("entry_points", name), ep, warnings)
-            for name, ep in entry_points.items()
-        }
-    docker = data.get("docker_env")
-    if isinstance(docker, dict):
-        data["docker_env"] = _without_unknown(
-            doc, ("docker_env",), docker, KNOWN_KEYS["docker_env"], warnings
-        )
+        data = json.loads(entry.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("dump"), dict) or not isinstance(
+            data.get("warnings"), list):
+        return None
     return data
 
 
-def _clean_entry_point(doc: YamlDoc, at: KeyPath, ep: Any, warnings: list[Problem]) -> Any:
-    if not isinstance(ep, dict):
-        return ep
-    ep = _without_unknown(doc, at, ep, KNOWN_KEYS["entry_point"], warnings)
-    params = ep.get("parameters")
-    if isinstance(params, dict):
-        _require_text_keys(doc, (*at, "parameters"), params, "parameter")
-        ep["parameters"] = {
-            name: _clean_parameter(doc, (*at, "parameters", name), p, warnings)
-            for name, p in params.items()
-        }
-    return ep
-
-
-def _require_text_keys(doc: YamlDoc, at: KeyPath, mapping: dict[Any, Any], what: str) -> None:
-    for key in mapping:
-        if not isinstance(key, str):
-            raise SpecError([doc.problem(at, f"{what} name {key!r} is not text",
-                                         "YAML reads unquoted on/off/yes/no/true/false and numbers "
-                                         "as values: quote the name")])
-
-
-def _clean_parameter(doc: YamlDoc, at: KeyPath, param: Any, warnings: list[Problem]) -> Any:
-    if isinstance(param, str):
-        return _known_type(doc, at, param, warnings)
-    if isinstance(param, dict):
-        param = _without_unknown(doc, at, param, KNOWN_KEYS["parameter"], warnings)
-        if isinstance(param.get("type"), str):
-            param["type"] = _known_type(doc, (*at, "type"), param["type"], warnings)
-    return param
-
-
-def _known_type(doc: YamlDoc, at: KeyPath, name: str, warnings: list[Problem]) -> str:
-    """MLflow accepts any type name; an unknown one is a warning and means string."""
-    valid = [t.value for t in ParamType]
-    if name in valid or name in TYPE_ALIASES:
-        return name
-    warnings.append(doc.problem(at, f"unknown parameter type '{name}', treated as string",
-                                _suggest(name, valid) or f"use one of {', '.join(valid)}"))
-    return "string"
-
-
-def _without_unknown(
-    doc: YamlDoc, at: KeyPath, mapping: dict[Any, Any], known: frozenset[str],
-    warnings: list[Problem],
-) -> dict[Any, Any]:
-    kept = {}
-    for key, value in mapping.items():
-        if key in known:
-            kept[key] = value
-        else:
-            hint = _suggest(str(key), sorted(known)) or f"valid keys: {', '.join(sorted(known))}"
-            warnings.append(doc.problem((*at, str(key)), f"unknown key '{key}' is ignored", hint))
-    return kept
-
-
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else ""
-
-
-def problems_from(exc: ValidationError, doc: YamlDoc) -> list[Problem]:
-    """Pydantic errors as Problems that point at the file, line and key."""
-    problems = []
-    for error in exc.errors():
-        keypath = _clean_loc(error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "missing":
-            message = "is required"
-        elif "input" in error and not isinstance(error["input"], dict | list):
-            message = f"{message} (got {error['input']!r})"
-        problems.append(doc.problem(keypath, message))
-    return _dedupe(problems)
-
-
-def _clean_loc(loc: tuple[int | str, ...]) -> KeyPath:
-    """Drop pydantic's union branch names (``str``, ``tuple[str, str]``) from a location."""
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"str"})))
-
-
-def _dedupe(problems: list[Problem]) -> list[Problem]:
-    seen: dict[tuple[str, str], Problem] = {}
-    for problem in problems:
-        seen.setdefault((problem.key, problem.message), problem)
-    return list(seen.values())
+def _write_entry(entry: Path, dump: dict[str, Any], warnings: list[Problem]) -> None:
+    listed = [{"key": w.key, "message": w.message, "line": w.line, "hint": w.hint}
+              for w in warnings]
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(entry, json.dumps({"dump": dump, "warnings": listed}), durable=False)
 
 
 def _environment(
-    directory: Path, spec: MLProject, spec_file: Path | None, warnings: list[Problem], strict: bool
+    directory: Path, spec: MLProject, spec_file: Path | None, files: _Files
 ) -> EnvRequest:
     """MLflow's order: docker_env, python_env, conda_env, python_env.yaml, conda.yaml, none."""
     if spec.docker_env is not None:
@@ -255,16 +186,18 @@ def _environment(
         return EnvRequest("docker_env", path, docker=spec.docker_env)
     if spec.python_env is not None:
         path = _env_file(directory, spec_file, "python_env", spec.python_env)
-        return EnvRequest("python_env", path, load_python_env(path, warnings, strict))
+        return EnvRequest("python_env", path, files.load(path, PY_ENV, PythonEnvFile.from_dump))
     if spec.conda_env is not None:
         path = _env_file(directory, spec_file, "conda_env", spec.conda_env)
-        return EnvRequest("conda_env", path, conda_env=load_conda_env(path, warnings, strict))
+        return EnvRequest("conda_env", path,
+                          conda_env=files.load(path, CONDA_ENV, CondaEnvFile.from_dump))
     if (directory / "python_env.yaml").is_file():
         path = directory / "python_env.yaml"
-        return EnvRequest("python_env", path, load_python_env(path, warnings, strict))
+        return EnvRequest("python_env", path, files.load(path, PY_ENV, PythonEnvFile.from_dump))
     if (directory / "conda.yaml").is_file():
         path = directory / "conda.yaml"
-        return EnvRequest("conda_env", path, conda_env=load_conda_env(path, warnings, strict))
+        return EnvRequest("conda_env", path,
+                          conda_env=files.load(path, CONDA_ENV, CondaEnvFile.from_dump))
     return EnvRequest("none")
 
 
@@ -276,53 +209,4 @@ def _env_file(directory: Path, spec_file: Path | None, key: str, value: str) -> 
     return path
 
 
-def load_python_env(path: Path, warnings: list[Problem], strict: bool = False) -> PythonEnvFile:
-    """Validate a python_env.yaml file."""
-    data, doc = _env_mapping(path, "python_env_file", warnings, strict)
-    try:
-        return PythonEnvFile.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(problems_from(exc, doc)) from None
-
-
-def load_conda_env(path: Path, warnings: list[Problem], strict: bool = False) -> CondaEnvFile:
-    """Validate a conda.yaml file (channels, dependencies with an optional pip: list)."""
-    data, doc = _env_mapping(path, "conda_env_file", warnings, strict)
-    deps = data.get("dependencies")
-    if isinstance(deps, list):
-        for index, item in enumerate(deps):
-            if isinstance(item, dict) and set(item) != {"pip"}:
-                keys = ", ".join(map(str, item))
-                raise SpecError([doc.problem(("dependencies", index),
-                                             f"a mapping here may only hold 'pip', not {keys}",
-                                             "write conda packages as plain list items")])
-            if isinstance(item, dict) and not isinstance(item["pip"], list):
-                raise SpecError([doc.problem(("dependencies", index, "pip"),
-                                             "must be a list of pip requirements",
-                                             "write each requirement as a list item: - pip: "
-                                             "[requests==2.32.3]")])
-    try:
-        return CondaEnvFile.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(problems_from(exc, doc)) from None
-
-
-def _env_mapping(
-    path: Path, kind: str, warnings: list[Problem], strict: bool
-) -> tuple[dict[str, Any], YamlDoc]:
-    """The top-level mapping of an environment file, without its unknown keys (warned about)."""
-    doc = load_yaml(path)
-    if doc.data is None:
-        raise SpecError([doc.problem((), "the file is empty",
-                                     "give at least 'dependencies' (a list of requirements)")])
-    if not isinstance(doc.data, dict):
-        raise SpecError([doc.problem((), f"must be a mapping of keys, not {_kind(doc.data)}")])
-    local: list[Problem] = []
-    data = _without_unknown(doc, (), dict(doc.data), KNOWN_KEYS[kind], local)
-    if strict and local:
-        raise SpecError([_as_error(w) for w in local])
-    warnings.extend(local)
-    return data, doc
-
-
-__all__ = ["EnvRequest", "Project", "dotted", "load_project"]
+__all__ = ["EnvRequest", "Project", "load_project"]

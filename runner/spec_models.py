@@ -1,16 +1,14 @@
 """Pydantic models of the MLproject format, python_env.yaml and conda.yaml: the source of truth.
 
-The models validate the *shape and values* of the files; `runner.spec` finds the files, warns about
-unknown keys and turns validation errors into messages that name the file, the line and the key.
+The models validate the *shape and values* of the files and make their JSON Schemas;
+`runner.spec_validate` finds the files, warns about unknown keys and turns validation errors into
+messages that name the file, the line and the key. A file that passes is used as the frozen
+dataclasses of `runner.spec_types`, made from the model's dump.
 """
 
 from __future__ import annotations
 
-import math
-import string
-from enum import Enum
 from typing import Annotated, Any, Literal
-from urllib.parse import urlparse
 
 from pydantic import (
     BaseModel,
@@ -22,53 +20,16 @@ from pydantic import (
     model_validator,
 )
 
+from runner.spec_types import (
+    TYPE_ALIASES,
+    ParamType,
+    check_value,
+    placeholders,
+    yaml_scalar_text,
+)
 
-class ParamType(str, Enum):
-    STRING = "string"
-    FLOAT = "float"
-    PATH = "path"
-    URI = "uri"
-    INT = "int"
-    BOOL = "bool"
-    CHOICE = "choice"
-
-
-# Spellings MLflow projects use in the wild that mean one of our types exactly.
-TYPE_ALIASES = {"str": "string"}
-TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
-FALSE_WORDS = frozenset({"false", "no", "off", "0"})
-
-
-def yaml_scalar_text(value: Any) -> Any:
-    """Turn a YAML scalar into text exactly as MLflow does (``str()``: 0.00001 -> '1e-05')."""
-    if isinstance(value, bool | int | float):
-        return str(value)
-    return value
-
-
-def check_value(ptype: ParamType, value: str, choices: list[str] | None = None) -> str | None:
-    """Why ``value`` is not a valid ``ptype``, or None when it is. Paths are checked at run time."""
-    if ptype is ParamType.FLOAT:
-        try:
-            number = float(value)
-        except ValueError:
-            return f"'{value}' is not a number"
-        if math.isnan(number):
-            return f"'{value}' is not a number"
-    elif ptype is ParamType.INT:
-        try:
-            int(value)
-        except ValueError:
-            return f"'{value}' is not a whole number"
-    elif ptype is ParamType.BOOL:
-        if value.lower() not in TRUE_WORDS | FALSE_WORDS:
-            return f"'{value}' is not a boolean (use true or false)"
-    elif ptype is ParamType.CHOICE:
-        if value not in (choices or []):
-            return f"'{value}' is not one of the choices {', '.join(choices or [])}"
-    elif ptype is ParamType.URI and not urlparse(value).scheme:
-        return f"'{value}' is not a URI: it needs a scheme such as file://, s3:// or https://"
-    return None
+__all__ = ["TYPE_ALIASES", "CondaEnvFile", "DockerEnv", "EntryPoint", "MLProject", "ParamType",
+           "ParameterSpec", "PythonEnvFile", "check_value", "placeholders", "yaml_scalar_text"]
 
 
 def _normalise_type(value: Any) -> Any:
@@ -122,20 +83,6 @@ class ParameterSpec(BaseModel):
 ParameterDecl = Annotated[
     ParameterSpec, BeforeValidator(_param_short_form, json_schema_input_type=str | ParameterSpec)
 ]
-
-
-def placeholders(command: str) -> list[str]:
-    """The ``{name}`` fields of a command; raises ValueError for malformed braces."""
-    names: list[str] = []
-    for _literal, field, spec, conversion in string.Formatter().parse(command):
-        if field is None:
-            continue
-        if field == "":
-            raise ValueError("'{}' is an empty placeholder; write {{}} for literal braces")
-        if spec or conversion:
-            raise ValueError(f"placeholder '{{{field}...}}' may not carry a format or conversion")
-        names.append(field)
-    return names
 
 
 class EntryPoint(BaseModel):

@@ -12,7 +12,7 @@ import yaml
 from backends.k8s_config import KubernetesConfig, load_config
 from backends.k8s_manifest import COPIED_MARK, JobInputs, check_rules, job_name, render_job
 from runner.errors import SpecError
-from runner.spec_models import DockerEnv
+from runner.spec_types import DockerEnv
 
 K8S_VERSION = "1.30.0"
 DIGEST = "sha256:" + "ab" * 32

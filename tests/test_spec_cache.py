@@ -1,0 +1,112 @@
+"""Validated project files are cached by their bytes; a cached run imports no pydantic or YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MakeProject, Reprun
+
+from runner import spec_models, spec_types
+from runner.errors import SpecError
+from runner.record import RunRecord
+from runner.spec import load_project
+
+PAIRS = ["ParameterSpec", "EntryPoint", "DockerEnv", "MLProject", "PythonEnvFile", "PipSection",
+         "CondaEnvFile"]
+MLPROJECT = """\
+name: cached
+python_env: python_env.yaml
+entry_points:
+  main:
+    parameters:
+      alpha: {type: float, default: 0.00001}
+      kind: {type: choice, choices: [a, b], default: a}
+    command: "python -c 'print(1)' {alpha} {kind}"
+"""
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_runtime_types_have_the_fields_of_the_models(name: str) -> None:
+    model = getattr(spec_models, name)
+    runtime = getattr(spec_types, name)
+    assert {f.name for f in dataclasses.fields(runtime)} == set(model.model_fields)
+
+
+def entries(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*.json"))
+
+
+def test_loading_twice_gives_the_same_project_from_the_cache(make_project: MakeProject,
+                                                            tmp_path: Path) -> None:
+    project = make_project(MLPROJECT, files={"python_env.yaml": "dependencies: [six]\n"})
+    cache = tmp_path / "cache"
+    first = load_project(project, cache_dir=cache)
+    assert len(entries(cache)) == 2  # the MLproject and python_env.yaml
+    assert load_project(project, cache_dir=cache) == first == load_project(project)
+    assert first.spec.entry_points["main"].parameters["alpha"].default == "1e-05"
+    assert first.env.python_env == spec_types.PythonEnvFile(dependencies=["six"])
+
+    # Proof that the second load reads the cache: an entry edited by hand is what comes back.
+    for entry in entries(cache):
+        data = json.loads(entry.read_text())
+        if data["dump"].get("name") == "cached":
+            entry.write_text(json.dumps({**data, "dump": {**data["dump"], "name": "edited"}}))
+    assert load_project(project, cache_dir=cache).name == "edited"
+
+
+def test_a_changed_file_is_validated_again(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project(MLPROJECT, files={"python_env.yaml": "dependencies: []\n"})
+    cache = tmp_path / "cache"
+    load_project(project, cache_dir=cache)
+    (project / "MLproject").write_text(MLPROJECT.replace("default: 0.00001", "default: abc"))
+    with pytest.raises(SpecError) as caught:
+        load_project(project, cache_dir=cache)
+    assert "entry_points.main.parameters.alpha: default 'abc' is not a number" in str(caught.value)
+
+
+@pytest.mark.parametrize("garbage", ["{not json", '{"dump": 3, "warnings": []}',
+                                     '{"dump": {"entry_points": 5}, "warnings": []}'])
+def test_a_damaged_entry_is_validated_again_and_rewritten(make_project: MakeProject,
+                                                          tmp_path: Path, garbage: str) -> None:
+    project = make_project(MLPROJECT, files={"python_env.yaml": "dependencies: []\n"})
+    cache = tmp_path / "cache"
+    expected = load_project(project, cache_dir=cache)
+    for entry in entries(cache):
+        entry.write_text(garbage)
+    assert load_project(project, cache_dir=cache) == expected
+    for entry in entries(cache):
+        assert isinstance(json.loads(entry.read_text())["dump"], dict)
+
+
+def test_cached_warnings_are_given_again_and_strict_refuses_them(make_project: MakeProject,
+                                                                 tmp_path: Path) -> None:
+    project = make_project("nmae: x\nentry_points:\n  main:\n    command: 'true'\n")
+    cache = tmp_path / "cache"
+    first = [w.render() for w in load_project(project, cache_dir=cache).warnings]
+    assert len(first) == 1 and "did you mean 'name'?" in first[0]
+    assert [w.render() for w in load_project(project, cache_dir=cache).warnings] == first
+    with pytest.raises(SpecError, match="--strict makes this an error"):
+        load_project(project, strict=True, cache_dir=cache)
+
+
+def test_a_cached_run_imports_neither_pydantic_nor_yaml(reprun: Reprun,
+                                                        make_project: MakeProject) -> None:
+    project = make_project(MLPROJECT, files={"python_env.yaml": "dependencies: []\n"})
+    first = reprun("run", str(project), "-P", "kind=b", "-q")
+    assert first.code == 0, first.stderr
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "runner", "run", str(project), "-q"],
+        env=reprun.env(), cwd=reprun.cwd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0]
+                for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "runner" in imported
+    assert not imported & {"pydantic", "pydantic_core", "yaml"}, imported
+    record = reprun.last_record()
+    assert record["parameters"] == {"alpha": "1e-05", "kind": "a"}
+    RunRecord.model_validate(record)  # what the fast path wrote is a valid record
