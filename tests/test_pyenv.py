@@ -6,12 +6,18 @@ everything runs for real without the internet.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import os
 import platform
+import re
+import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -369,3 +375,44 @@ def test_example_project_runs_offline_from_its_wheels(reprun: Reprun, tmp_path: 
     record = reprun.last_record()
     assert _env(record)["manager"] == "uv"
     assert {"name": "greeting", "version": "1.0"} in _env(record)["packages"]  # type: ignore[operator]
+
+
+@pytest.fixture
+def http_wheels(pyproj: PyProject) -> Iterator[str]:
+    """The test's wheels served over HTTP (a find-links page), as a package index would be."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(pyproj.wheels))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_install_goes_online_when_uv_cache_lacks_the_locked_artifacts(
+        pyproj: PyProject, http_wheels: str, tmp_path: Path) -> None:
+    env = {"UV_FIND_LINKS": http_wheels, "UV_CACHE_DIR": str(tmp_path / "uv-cache-http")}
+    first = pyproj.run(env=env)
+    assert first.returncode == 0, first.stderr
+    # Same lock, but no environment and an empty uv cache: --offline cannot install it.
+    shutil.rmtree(pyproj.cache / "envs")
+    shutil.rmtree(tmp_path / "uv-cache-http")
+    second = pyproj.run(env=env)
+    assert second.returncode == 0, second.stderr
+    assert "alpha 1.0 beta 1.0" in second.stdout
+    assert not list((pyproj.cache / "logs").glob("*-resolve-*-*.log"))[1:], "resolved twice"
+    build_logs = sorted((pyproj.cache / "logs").glob("*-build-*.log"), key=os.path.getmtime)
+    # The first build installed offline from what the resolution had just cached; the second
+    # tried offline, failed, and installed online.
+    assert install_attempts(build_logs[0]) == [(True, 0)]
+    assert [(offline, code == 0) for offline, code in install_attempts(build_logs[-1])] == [
+        (True, False), (False, True)]
+
+
+def install_attempts(log: Path) -> list[tuple[bool, int]]:
+    """(offline?, exit code) of each ``uv pip install`` in a build log."""
+    found = re.findall(r"^\$ (.* pip install .*)$\n(?:.*\n)*?\[exit (\d+)\]", log.read_text(),
+                       flags=re.M)
+    return [("--offline" in argv, int(code)) for argv, code in found]

@@ -48,12 +48,17 @@ class UvBuilder(PythonBuilder):
 
     def install(self, build: Path, requirements: Path, local: list[list[str]], spec: EnvSpec,
                 log: Path) -> None:
+        """Each step first with ``--offline``: the lock pins every artifact by hash and uv's cache
+        usually holds them with their index pages (the resolution just read them), so nothing
+        needs the network; when the cache lacks something the step runs again online."""
         python = str(build / "bin" / "python")
         base = [uv_bin(), "pip", "install", "--python", python, "--no-deps", "--color", "never"]
         steps = [[*base, "--require-hashes", "-r", str(requirements)]] if requirements.name else []
         steps += [[*base, *args] for args in local]
         for argv in steps:
-            done = run_logged(argv, log, self.tool_env(spec))
+            done = run_logged([*argv, "--offline"], log, self.tool_env(spec))
+            if not done.ok:
+                done = run_logged(argv, log, self.tool_env(spec))
             if not done.ok:
                 from runner.envs.pylock import explain
 
