@@ -13,7 +13,6 @@ period).
 from __future__ import annotations
 
 import contextlib
-import http.client
 import signal
 import sys
 import threading
@@ -24,7 +23,7 @@ from typing import Any, BinaryIO, ClassVar
 from backends import run_image
 from backends.base import Outcome, RunHandle, RunRequest
 from backends.container import OUTPUT_TARGET, ContainerSpec
-from backends.engine import STDOUT, Engine, EngineError, connect, frames, wait_result
+from backends.engine import STDOUT, Engine, EngineError, Response, connect, frames, wait_result
 from runner.errors import BackendError
 from runner.record import BackendInfo, DockerInfo, Status, now
 
@@ -53,7 +52,7 @@ class DockerBackend:
             info = info.model_copy(update={"container_id": container})
             return DockerHandle(request, engine, container, info, output, waiting)
         except BaseException:  # e.g. Ctrl-C before the caller holds the handle
-            with contextlib.suppress(BackendError, OSError, http.client.HTTPException):
+            with contextlib.suppress(BackendError, OSError):
                 engine.remove(container, force=True)
             raise
 
@@ -125,10 +124,10 @@ def _create(engine: Engine, request: RunRequest, spec: ContainerSpec, image: str
 
 
 def _start(engine: Engine, container: str, keep: bool
-           ) -> tuple[http.client.HTTPResponse, http.client.HTTPResponse]:
+           ) -> tuple[Response, Response]:
     """Attach to the output, wait (for the removal unless kept), start: no output is missed."""
     output = engine.attach(container)
-    waiting: http.client.HTTPResponse | None = None
+    waiting: Response | None = None
     try:
         waiting = engine.wait(container, "next-exit" if keep else "removed")
         engine.start(container)
@@ -146,7 +145,7 @@ class DockerHandle:
     """A running container; its output goes to the log file and, if asked, the terminal."""
 
     def __init__(self, request: RunRequest, engine: Engine, container: str, info: DockerInfo,
-                 output: http.client.HTTPResponse, waiting: http.client.HTTPResponse) -> None:
+                 output: Response, waiting: Response) -> None:
         self.request = request
         self._engine = engine
         self._container = container
@@ -170,13 +169,13 @@ class DockerHandle:
     def facts(self) -> Mapping[str, Any]:
         return {}  # everything is in info().docker
 
-    def _follow(self, output: http.client.HTTPResponse) -> None:
+    def _follow(self, output: Response) -> None:
         """Copy the container's output, as it comes, to the log and the terminal."""
         try:
             for stream, chunk in frames(output):
                 terminal = sys.stdout.buffer if stream == STDOUT else sys.stderr.buffer
                 self._write(chunk, terminal)
-        except (OSError, http.client.HTTPException):
+        except (OSError):
             pass
 
     def _write(self, chunk: bytes, terminal: BinaryIO) -> None:
@@ -186,10 +185,10 @@ class DockerHandle:
             terminal.write(chunk)
             terminal.flush()
 
-    def _wait_exit(self, waiting: http.client.HTTPResponse) -> None:
+    def _wait_exit(self, waiting: Response) -> None:
         try:
             self._result = wait_result(waiting)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             self._result = {"StatusCode": None, "Error": {"Message": str(exc)}}
 
     def cancel(self, first_signal: int = signal.SIGINT) -> None:
@@ -215,13 +214,13 @@ class DockerHandle:
         kept = self.request.container is not None and self.request.container.keep
         if not kept and self._result.get("StatusCode") is None:
             # the engine removes it on exit (AutoRemove); make sure when the wait went wrong
-            with contextlib.suppress(BackendError, OSError, http.client.HTTPException):
+            with contextlib.suppress(BackendError, OSError):
                 self._engine.remove(self._container, force=True)
         self._engine.close()
         return self._outcome
 
     def _kill(self, sig: str | int) -> None:
-        with contextlib.suppress(BackendError, OSError, http.client.HTTPException):
+        with contextlib.suppress(BackendError, OSError):
             self._engine.kill(self._container, sig)
 
     def _stop(self, first: int) -> None:

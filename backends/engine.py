@@ -1,14 +1,15 @@
 """A light Docker Engine client: the HTTP API over a unix socket or TCP (TLS), stdlib only.
 
 The cached docker run talks to the engine through this module alone, so that it imports neither
-the docker SDK nor requests/urllib3. It speaks to the engine DOCKER_HOST names in the run's
-environment mapping (default ``unix:///var/run/docker.sock``); ``tcp://`` uses TLS when
-DOCKER_TLS_VERIFY, DOCKER_TLS or DOCKER_CERT_PATH say so, with ca.pem, cert.pem and key.pem from
-DOCKER_CERT_PATH (default ``~/.docker``), as the docker CLI does.
+the docker SDK nor requests/urllib3 (nor http.client and ssl: `backends.engine_http` speaks the
+little HTTP/1.1 needed). It speaks to the engine DOCKER_HOST names in the run's environment
+mapping (default ``unix:///var/run/docker.sock``); ``tcp://`` uses TLS as the docker CLI does
+(see `backends.engine_http.address`).
 
 Requests use API version `API_VERSION`, or the engine's own when it is older (learned from
-``/version``, the first request, which also proves the engine answers). Short requests share one
-kept-alive connection; a container's output (attach) and its wait each get their own.
+``/version``, the first request, which also proves the engine answers: no separate ping). Short
+requests share one kept-alive connection; a container's output (attach) and its wait each get
+their own.
 
 `Engine.sdk` gives a docker SDK client for the same engine, made lazily, for what this module does
 not do (build, pull, push).
@@ -17,29 +18,26 @@ not do (build, pull, push).
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
-import socket
 import struct
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
+from backends.engine_http import Address, Connection, Response, address
 from runner.errors import BackendError
 
 if TYPE_CHECKING:
-    import ssl
-
     from docker import DockerClient
 
-DEFAULT_HOST = "unix:///var/run/docker.sock"
 API_VERSION = "1.41"  # Docker 20.10; older engines are spoken to in their own version
 MIN_API_VERSION = (1, 30)  # wait?condition=, AutoRemove and mounts
 CONNECT_TIMEOUT_S = 10.0
 STDOUT, STDERR = 1, 2
+
+__all__ = ["STDERR", "STDOUT", "Address", "Engine", "EngineError", "Response", "address",
+           "connect", "frames", "wait_result"]
 
 
 class EngineError(BackendError):
@@ -48,88 +46,6 @@ class EngineError(BackendError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass(frozen=True)
-class Address:
-    """Where the engine listens: a unix socket path, or a TCP host and port (maybe TLS)."""
-
-    host_url: str
-    socket_path: str | None = None
-    host: str = "localhost"
-    port: int = 0
-    tls: bool = False
-    verify: bool = False
-    cert_dir: str | None = None
-
-
-def address(env: Mapping[str, str]) -> Address:
-    """The engine DOCKER_HOST names in ``env`` (never os.environ), with its TLS settings."""
-    url = env.get("DOCKER_HOST") or DEFAULT_HOST
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return Address(url, socket_path=parts.path or "/var/run/docker.sock")
-    if parts.scheme in ("tcp", "http", "https"):
-        verify = bool(env.get("DOCKER_TLS_VERIFY"))
-        cert_path = env.get("DOCKER_CERT_PATH")
-        tls = parts.scheme == "https" or verify or bool(env.get("DOCKER_TLS")) or bool(cert_path)
-        home = env.get("HOME") or str(Path.home())
-        try:
-            port = parts.port or (2376 if tls else 2375)
-        except ValueError:
-            port = -1
-        if not parts.hostname or port < 0:
-            raise BackendError(f"DOCKER_HOST '{url}' names no host and port",
-                               hint="give it as tcp://HOST:PORT or unix:///PATH")
-        return Address(url, host=parts.hostname, port=port, tls=tls, verify=verify,
-                       cert_dir=cert_path or str(Path(home) / ".docker"))
-    raise BackendError(
-        f"DOCKER_HOST '{url}' uses the scheme '{parts.scheme}', which reprun cannot speak",
-        hint="use unix:///PATH or tcp://HOST:PORT (for ssh://, forward the engine's socket "
-             "with ssh -L and point DOCKER_HOST at it)",
-    )
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-def _tls_context(where: Address) -> ssl.SSLContext:
-    import ssl
-
-    cert_dir = Path(where.cert_dir or ".")
-    ca = cert_dir / "ca.pem"
-    if where.verify:
-        context = ssl.create_default_context(cafile=str(ca) if ca.is_file() else None)
-    else:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    cert, key = cert_dir / "cert.pem", cert_dir / "key.pem"
-    if cert.is_file() and key.is_file():
-        context.load_cert_chain(str(cert), str(key))
-    return context
-
-
-def _connection(where: Address, timeout: float | None) -> http.client.HTTPConnection:
-    if where.socket_path is not None:
-        return _UnixConnection(where.socket_path, timeout)
-    if where.tls:
-        return http.client.HTTPSConnection(where.host, where.port, timeout=timeout,
-                                           context=_tls_context(where))
-    return http.client.HTTPConnection(where.host, where.port, timeout=timeout)
 
 
 def _message(body: bytes, status: int) -> str:
@@ -148,7 +64,7 @@ class Engine:
         self.env = dict(env)
         self.where = address(env)
         self.api_version = API_VERSION
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: Connection | None = None
         self._lock = threading.Lock()
         self._sdk: DockerClient | None = None
 
@@ -168,18 +84,21 @@ class Engine:
             for attempt in (1, 2):
                 fresh = self._conn is None
                 if self._conn is None:
-                    self._conn = _connection(self.where, CONNECT_TIMEOUT_S)
+                    self._conn = Connection(self.where, CONNECT_TIMEOUT_S)
                 try:
-                    self._conn.request(method, url, body=data, headers=headers)
-                    response = self._conn.getresponse()
-                    return response.status, response.read()
-                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                    response = self._conn.request(method, url, data, headers)
+                    content = response.read()
+                except ConnectionError:  # a kept-alive connection the engine has closed
                     self._drop()
                     if fresh or attempt == 2:
                         raise
+                    continue
                 except BaseException:
                     self._drop()
                     raise
+                if not response.reusable:
+                    self._drop()
+                return response.status, content
         raise AssertionError("unreachable")
 
     def call(self, method: str, path: str, query: Mapping[str, Any] | None = None,
@@ -199,18 +118,18 @@ class Engine:
         with self._lock:
             self._drop()
 
-    def _stream(self, method: str, path: str, query: Mapping[str, Any],
-                timeout: float | None) -> http.client.HTTPResponse:
-        """A request on a connection of its own, for a response read as it comes."""
-        conn = _connection(self.where, CONNECT_TIMEOUT_S)
-        conn.request(method, self._path(path, query))
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        response = conn.getresponse()
-        if response.status >= 300:
-            message = _message(response.read(), response.status)
+    def _stream(self, method: str, path: str, query: Mapping[str, Any]) -> Response:
+        """A request on a connection of its own, for an answer read as it comes (no timeout)."""
+        conn = Connection(self.where, CONNECT_TIMEOUT_S)
+        try:
+            response = conn.request(method, self._path(path, query))
+            if response.status >= 300:
+                raise EngineError(response.status, _message(response.read(), response.status))
+        except BaseException:
             conn.close()
-            raise EngineError(response.status, message)
+            raise
+        conn.set_timeout(None)
+        response.on_close = conn.close
         return response
 
     # --- the engine ----------------------------------------------------------------------------
@@ -268,15 +187,14 @@ class Engine:
             raise EngineError(status, _message(data, status))
         return True
 
-    def wait(self, container: str, condition: str = "next-exit") -> http.client.HTTPResponse:
+    def wait(self, container: str, condition: str = "next-exit") -> Response:
         """Start waiting (call before start, as the CLI does); `wait_result` reads the answer."""
-        return self._stream("POST", f"/containers/{container}/wait", {"condition": condition},
-                            None)
+        return self._stream("POST", f"/containers/{container}/wait", {"condition": condition})
 
-    def attach(self, container: str) -> http.client.HTTPResponse:
+    def attach(self, container: str) -> Response:
         """The container's stdout and stderr from now on (attach before start to miss none)."""
         query = {"stream": "1", "stdout": "1", "stderr": "1"}
-        return self._stream("POST", f"/containers/{container}/attach", query, None)
+        return self._stream("POST", f"/containers/{container}/attach", query)
 
     def sdk(self) -> DockerClient:
         """A docker SDK client for the same engine (imports the SDK: build, pull, push only)."""
@@ -288,7 +206,7 @@ class Engine:
         return self._sdk
 
 
-def wait_result(response: http.client.HTTPResponse) -> dict[str, Any]:
+def wait_result(response: Response) -> dict[str, Any]:
     """The answer of `Engine.wait`: ``{"StatusCode": N, "Error": ...}``."""
     try:
         result: dict[str, Any] = json.loads(response.read() or b"{}")
@@ -297,7 +215,7 @@ def wait_result(response: http.client.HTTPResponse) -> dict[str, Any]:
     return result
 
 
-def frames(response: http.client.HTTPResponse) -> Iterator[tuple[int, bytes]]:
+def frames(response: Response) -> Iterator[tuple[int, bytes]]:
     """(stream, bytes) of a multiplexed stream (tty off): 8-byte headers, stream 1 or 2, size."""
     try:
         while True:
@@ -314,7 +232,7 @@ def frames(response: http.client.HTTPResponse) -> Iterator[tuple[int, bytes]]:
         response.close()
 
 
-def _read_exactly(response: http.client.HTTPResponse, size: int) -> bytes:
+def _read_exactly(response: Response, size: int) -> bytes:
     chunks, left = [], size
     while left > 0:
         chunk = response.read(left)
@@ -345,7 +263,7 @@ def connect(env: Mapping[str, str], also: str = "") -> tuple[Engine, str | None]
     engine = Engine(env)
     try:
         version = engine.version().get("Version")
-    except (OSError, http.client.HTTPException, ValueError, EngineError) as exc:
+    except (OSError, ValueError, EngineError) as exc:
         engine.close()
         raise unreachable(engine.where.host_url, exc, also) from None
     return engine, str(version) if version else None

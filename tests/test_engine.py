@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -216,6 +217,8 @@ def test_tcp_docker_host(base_image: str) -> None:
 def test_tls_docker_host_verifies_the_engine_and_shows_the_client_certificate(
     base_image: str, tmp_path: Path,
 ) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (.ci/run installs it)")
     make_certs(tmp_path)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(tmp_path / "server.pem", tmp_path / "server-key.pem")
@@ -263,4 +266,4 @@ def test_a_cached_docker_run_imports_neither_the_sdk_nor_requests(
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "backends.engine" in imported
-    assert not imported & {"docker", "requests", "urllib3"}
+    assert not imported & {"docker", "requests", "urllib3", "http.client", "ssl"}
