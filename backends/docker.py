@@ -1,10 +1,13 @@
 """The docker backend: bake the project into a derived image, run its command in a container.
 
-Everything goes through the Docker SDK (no shell strings): the image is built or reused by content
-(`backends.docker_image`), the container gets the run's mounts and variables, its output is streamed
-into the terminal and the run's log, its exit code is passed through. Cancelling interrupts the
-command, then stops the container (SIGTERM, SIGKILL after the grace period); the container is
-removed afterwards unless it is to be kept.
+The engine is spoken to through the light client `backends.engine` (HTTP API, no shell strings);
+the docker SDK is loaded only when an image must be built or pulled. The image is built or reused
+by content (`backends.docker_image`). The container gets the run's mounts and variables; as the
+docker CLI does for ``docker run --rm``, reprun creates it, attaches to its output, waits for it,
+then starts it: its output is streamed into the terminal and the run's log, its exit code is
+passed through, and the engine removes it when it exits (``AutoRemove``) unless it is to be kept.
+Cancelling interrupts the command, then stops the container (SIGTERM, SIGKILL after the grace
+period).
 """
 
 from __future__ import annotations
@@ -17,43 +20,19 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
-import docker
-from docker.errors import APIError, DockerException, NotFound
-from docker.models.containers import Container
-from docker.types import DeviceRequest
-from docker.types import Mount as SdkMount
-
 from backends import run_image
 from backends.base import Outcome, RunHandle, RunRequest
 from backends.container import OUTPUT_TARGET, ContainerSpec
+from backends.engine import STDOUT, Engine, EngineError, Response, connect, frames, wait_result
 from runner.errors import BackendError
 from runner.record import BackendInfo, DockerInfo, Status, now
 
-DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 DOCKERFILE_NAME = run_image.SAVED_DOCKERFILE
 BUILD_LOG = run_image.BUILD_LOG
 POLL_S = 0.1
+_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
-
-def connect(env: Mapping[str, str],
-            also: str = "") -> tuple[docker.DockerClient, str | None]:
-    """A client for the engine DOCKER_HOST names (or the default socket), and its version.
-
-    ``also`` ends the hint of the error when no engine answers (another way out).
-    """
-    host = env.get("DOCKER_HOST") or DEFAULT_SOCKET
-    try:
-        client = docker.DockerClient.from_env(environment=dict(env))
-        version = client.version().get("Version")
-    except DockerException as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BackendError(
-            f"no Docker engine answers at {host} ({reason[:200]})",
-            hint="start one (dockerd), or point DOCKER_HOST at it, e.g. "
-                 "DOCKER_HOST=unix:///run/docker.sock or DOCKER_HOST=tcp://127.0.0.1:2375"
-                 + also,
-        ) from None
-    return client, str(version) if version else None
+__all__ = ["DockerBackend", "DockerHandle", "connect"]
 
 
 class DockerBackend:
@@ -64,27 +43,28 @@ class DockerBackend:
         if spec is None:
             raise BackendError("the docker backend was given no container settings")
         run_dir = request.run_dir or request.log_path.parent
-        client, version = connect(request.env)
-        info = _prepare_image(client, request, spec, run_dir)
+        engine, version = connect(request.env)
+        info = _prepare_image(engine, request, spec, run_dir)
         info = info.model_copy(update={"engine_version": version})
-        container = _start(client, request, spec, info.image_id or info.image)
+        container = _create(engine, request, spec, info.image_id or info.image)
         try:
-            info = info.model_copy(update={"container_id": container.id})
-            return DockerHandle(request, client, container, info)
+            output, waiting = _start(engine, container, spec.keep)
+            info = info.model_copy(update={"container_id": container})
+            return DockerHandle(request, engine, container, info, output, waiting)
         except BaseException:  # e.g. Ctrl-C before the caller holds the handle
-            with contextlib.suppress(DockerException):
-                container.remove(force=True)
+            with contextlib.suppress(BackendError, OSError):
+                engine.remove(container, force=True)
             raise
 
 
 def _prepare_image(
-    client: docker.DockerClient, request: RunRequest, spec: ContainerSpec, run_dir: Path
+    engine: Engine, request: RunRequest, spec: ContainerSpec, run_dir: Path
 ) -> DockerInfo:
     """Find or build the base and the derived image; the Dockerfile is saved beside the record."""
-    image = run_image.prepare_run_image(client, spec, request.workdir, request.resolved_env,
+    image = run_image.prepare_run_image(engine, spec, request.workdir, request.resolved_env,
                                         request.env, run_dir, request.notify)
     try:
-        built = run_image.build_run_image(client, image, spec, run_dir, request.notify)
+        built = run_image.build_run_image(engine, image, spec, run_dir, request.notify)
     finally:
         image.close()
     return DockerInfo(
@@ -104,49 +84,70 @@ def _container_name(run_id: str) -> str:
     return f"reprun-{run_id[:12]}"
 
 
-def _start(
-    client: docker.DockerClient, request: RunRequest, spec: ContainerSpec, image: str
-) -> Container:
-    mounts = [SdkMount(m.target, m.source, type=m.kind, read_only=m.read_only)
+def shm_bytes(size: str) -> int:
+    """``2g`` -> bytes (docker's units: b, k, m, g, powers of 1024; none means bytes)."""
+    unit = size[-1].lower() if size and size[-1].isalpha() else "b"
+    number = size[:-1] if size and size[-1].isalpha() else size
+    return int(number) * _UNITS[unit]
+
+
+def container_config(request: RunRequest, spec: ContainerSpec, image: str) -> dict[str, Any]:
+    """The body of the engine's container create: command, variables, mounts and limits."""
+    mounts = [{"Type": m.kind, "Source": m.source, "Target": m.target, "ReadOnly": m.read_only}
               for m in spec.mounts]
-    mounts.append(SdkMount(OUTPUT_TARGET, str(request.output_dir), type="bind"))
-    options: dict[str, Any] = {}
+    mounts.append({"Type": "bind", "Source": str(request.output_dir), "Target": OUTPUT_TARGET,
+                   "ReadOnly": False})
+    host: dict[str, Any] = {"Mounts": mounts, "AutoRemove": not spec.keep}
     if spec.gpus is not None:
         count = -1 if spec.gpus == "all" else int(spec.gpus)
-        options["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+        host["DeviceRequests"] = [{"Driver": "", "Count": count, "Capabilities": [["gpu"]]}]
     if spec.shm_size is not None:
-        options["shm_size"] = spec.shm_size
+        host["ShmSize"] = shm_bytes(spec.shm_size)
     if spec.network is not None:
-        options["network_mode"] = spec.network
+        host["NetworkMode"] = spec.network
+    env = spec.container_env(request.run_id, request.env)
+    return {
+        "Image": image, "Cmd": spec.argv(request.command), "WorkingDir": spec.workdir,
+        "Env": [f"{name}={value}" for name, value in env.items()],
+        "Labels": {"reprun.run_id": request.run_id},
+        "AttachStdin": False, "AttachStdout": True, "AttachStderr": True, "Tty": False,
+        "OpenStdin": False, "HostConfig": host,
+    }
+
+
+def _create(engine: Engine, request: RunRequest, spec: ContainerSpec, image: str) -> str:
     try:
-        container = client.containers.create(
-            image, command=spec.argv(request.command), working_dir=spec.workdir,
-            environment=spec.container_env(request.run_id, request.env), mounts=mounts,
-            name=_container_name(request.run_id), labels={"reprun.run_id": request.run_id},
-            detach=True, **options,
-        )
-    except APIError as exc:
-        raise BackendError(f"could not create the container: {exc.explanation or exc}") from None
+        return engine.create_container(container_config(request, spec, image),
+                                       name=_container_name(request.run_id))
+    except EngineError as exc:
+        raise BackendError(f"could not create the container: {exc.message}") from None
+
+
+def _start(engine: Engine, container: str, keep: bool
+           ) -> tuple[Response, Response]:
+    """Attach to the output, wait (for the removal unless kept), start: no output is missed."""
+    output = engine.attach(container)
+    waiting: Response | None = None
     try:
-        container.start()
+        waiting = engine.wait(container, "next-exit" if keep else "removed")
+        engine.start(container)
     except BaseException as exc:
-        with contextlib.suppress(DockerException):
-            container.remove(force=True)
-        if isinstance(exc, APIError):
-            raise BackendError(
-                f"could not start the container: {exc.explanation or exc}"
-            ) from None
+        output.close()
+        if waiting is not None:
+            waiting.close()
+        if isinstance(exc, EngineError):
+            raise BackendError(f"could not start the container: {exc.message}") from None
         raise
-    return container
+    return output, waiting
 
 
 class DockerHandle:
     """A running container; its output goes to the log file and, if asked, the terminal."""
 
-    def __init__(self, request: RunRequest, client: docker.DockerClient, container: Container,
-                 info: DockerInfo) -> None:
+    def __init__(self, request: RunRequest, engine: Engine, container: str, info: DockerInfo,
+                 output: Response, waiting: Response) -> None:
         self.request = request
-        self._client = client
+        self._engine = engine
         self._container = container
         self._info = info
         self._stop_signal: int | None = None
@@ -155,16 +156,11 @@ class DockerHandle:
         self._result: dict[str, Any] = {}
         self.started_at = now()
         self._log = request.log_path.open("ab")
-        self._log_lock = threading.Lock()
-        self._pumps = [
-            threading.Thread(target=self._follow, args=(stream,), name=f"reprun-docker-{stream}",
-                             daemon=True)
-            for stream in ("stdout", "stderr")
-        ]
-        for pump in self._pumps:
-            pump.start()
-        self._waiter = threading.Thread(target=self._wait_exit, name="reprun-docker-wait",
-                                        daemon=True)
+        self._pump = threading.Thread(target=self._follow, args=(output,),
+                                      name="reprun-docker-output", daemon=True)
+        self._pump.start()
+        self._waiter = threading.Thread(target=self._wait_exit, args=(waiting,),
+                                        name="reprun-docker-wait", daemon=True)
         self._waiter.start()
 
     def info(self) -> BackendInfo:
@@ -173,31 +169,26 @@ class DockerHandle:
     def facts(self) -> Mapping[str, Any]:
         return {}  # everything is in info().docker
 
-    def _follow(self, stream: str) -> None:
-        """Copy one of the container's streams, as it comes, to the log and the terminal."""
-        terminal: BinaryIO = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+    def _follow(self, output: Response) -> None:
+        """Copy the container's output, as it comes, to the log and the terminal."""
         try:
-            chunks = self._client.api.logs(
-                str(self._container.id), stdout=stream == "stdout", stderr=stream == "stderr",
-                stream=True, follow=True,
-            )
-            for chunk in chunks:
+            for stream, chunk in frames(output):
+                terminal = sys.stdout.buffer if stream == STDOUT else sys.stderr.buffer
                 self._write(chunk, terminal)
-        except DockerException:
+        except (OSError):
             pass
 
     def _write(self, chunk: bytes, terminal: BinaryIO) -> None:
-        with self._log_lock:
-            self._log.write(chunk)
-            self._log.flush()
+        self._log.write(chunk)
+        self._log.flush()
         if self.request.echo:
             terminal.write(chunk)
             terminal.flush()
 
-    def _wait_exit(self) -> None:
+    def _wait_exit(self, waiting: Response) -> None:
         try:
-            self._result = dict(self._container.wait())
-        except DockerException as exc:
+            self._result = wait_result(waiting)
+        except (OSError, ValueError) as exc:
             self._result = {"StatusCode": None, "Error": {"Message": str(exc)}}
 
     def cancel(self, first_signal: int = signal.SIGINT) -> None:
@@ -217,29 +208,33 @@ class DockerHandle:
         if self._stop_signal is not None and self._waiter.is_alive():
             self._stop(self._stop_signal)
         self._waiter.join()
-        for pump in self._pumps:
-            pump.join(5.0)
+        self._pump.join(5.0)
         self._log.close()
         self._outcome = self._make_outcome()
-        if not self.request.container or not self.request.container.keep:
-            with contextlib.suppress(NotFound):
-                self._container.remove(force=True)
+        kept = self.request.container is not None and self.request.container.keep
+        if not kept and self._result.get("StatusCode") is None:
+            # the engine removes it on exit (AutoRemove); make sure when the wait went wrong
+            with contextlib.suppress(BackendError, OSError):
+                self._engine.remove(self._container, force=True)
+        self._engine.close()
         return self._outcome
+
+    def _kill(self, sig: str | int) -> None:
+        with contextlib.suppress(BackendError, OSError):
+            self._engine.kill(self._container, sig)
 
     def _stop(self, first: int) -> None:
         """``first`` to the command, SIGTERM half-way through the grace period, then SIGKILL."""
         grace = self.request.grace_period
         for sig, until in ((first, grace / 2), (signal.SIGTERM, grace / 2)):
-            with contextlib.suppress(DockerException):
-                self._container.kill(signal=int(sig))
+            self._kill(int(sig))
             waited = 0.0
             while self._waiter.is_alive() and waited < until and not self._hurry.is_set():
                 self._waiter.join(POLL_S)
                 waited += POLL_S
             if not self._waiter.is_alive():
                 return
-        with contextlib.suppress(DockerException):
-            self._container.kill(signal="SIGKILL")
+        self._kill("SIGKILL")
 
     def _make_outcome(self) -> Outcome:
         raw = self._result.get("StatusCode")

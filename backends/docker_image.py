@@ -29,7 +29,7 @@ from runner.envs.base import Lock
 from runner.errors import BackendError, NotSupportedError
 
 if TYPE_CHECKING:
-    from docker import DockerClient
+    from backends.engine import Engine
 
 DOCKERFILE = "reprun/Dockerfile"
 ENV_ROOT = "/opt/reprun"
@@ -291,32 +291,30 @@ class BuiltImage:
     repo_digest: str | None = None  # set once the image was pushed to a registry
 
 
-def find_image(client: DockerClient, ref: str) -> str | None:
+def find_image(engine: Engine, ref: str) -> str | None:
     """The id of the local image ``ref``, or None."""
-    found = _image(client, ref)
+    found = _image(engine, ref)
     return None if found is None else found.image_id
 
 
-def _image(client: DockerClient, ref: str) -> BuiltImage | None:
-    from docker.errors import ImageNotFound
-
-    try:
-        image = client.images.get(ref)
-    except ImageNotFound:
+def _image(engine: Engine, ref: str) -> BuiltImage | None:
+    found = engine.inspect_image(ref)
+    if found is None:
         return None
-    digests = image.attrs.get("RepoDigests") or []
-    return BuiltImage(str(image.id), str(image.id), False, str(digests[0]) if digests else None)
+    image_id = str(found["Id"])
+    digests = found.get("RepoDigests") or []
+    return BuiltImage(image_id, image_id, False, str(digests[0]) if digests else None)
 
 
-def ensure_base(client: DockerClient, ref: str) -> str:
+def ensure_base(engine: Engine, ref: str) -> str:
     """The id of base image ``ref``, pulled if it is not present; one clear error otherwise."""
-    from docker.errors import APIError
-
-    found = find_image(client, ref)
+    found = find_image(engine, ref)
     if found is not None:
         return found
+    from docker.errors import APIError
+
     try:
-        return str(client.images.pull(ref).id)
+        return str(engine.sdk().images.pull(ref).id)
     except APIError as exc:
         reason = str(exc.explanation or exc).splitlines()[0]
         raise BackendError(
@@ -328,21 +326,27 @@ def ensure_base(client: DockerClient, ref: str) -> str:
 
 
 def build(
-    client: DockerClient, context: BuildContext, tag: str, log_path: Path,
+    engine: Engine, context: BuildContext, tag: str, log_path: Path,
     labels: dict[str, str], notify: Callable[[str], None], dockerfile: str = DOCKERFILE,
 ) -> BuiltImage:
-    """Build ``context`` as ``tag`` unless an image with that tag exists already."""
-    existing = _image(client, tag)
+    """Build ``context`` as ``tag`` unless an image with that tag exists already.
+
+    Finding it is one inspect through the light client; only a build loads the docker SDK.
+    """
+    existing = _image(engine, tag)
     if existing is not None:
         return BuiltImage(tag, existing.image_id, built=False, repo_digest=existing.repo_digest)
     notify(f"building image {tag} (log: {log_path})")
-    stream = client.api.build(
+    stream = engine.sdk().api.build(
         fileobj=context.tar, custom_context=True, dockerfile=dockerfile, tag=tag, rm=True,
         forcerm=True, decode=True, labels=labels,
         network_mode="host" if context.needs_network else "none",
     )
-    image_id = _follow_build(stream, log_path)
-    return BuiltImage(tag, image_id or str(client.images.get(tag).id), built=True)
+    image_id = _follow_build(stream, log_path) or find_image(engine, tag)
+    if image_id is None:
+        raise BackendError(f"docker build of {tag} reported success, but the engine lacks it",
+                           hint=f"the full build log is {log_path}")
+    return BuiltImage(tag, image_id, built=True)
 
 
 def _follow_build(stream: Iterator[dict[str, Any]], log_path: Path) -> str | None:

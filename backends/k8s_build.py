@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from backends.docker import connect
+from backends.engine import connect
 from backends.k8s_image import ImageRequest, PinnedImage
 from backends.registry import ImageRef, Registry, RegistryDenied, parse_reference
 from backends.run_image import SAVED_DOCKERFILE, RunImage, build_run_image, prepare_run_image
@@ -26,7 +26,7 @@ from runner.errors import BackendError, UsageError
 from runner.redact import redact_url
 
 if TYPE_CHECKING:
-    from docker import DockerClient
+    from backends.engine import Engine
 
 NO_ENGINE = "; or set 'image' in the backend config to run an existing image without building"
 
@@ -41,22 +41,22 @@ def build_and_push(request: ImageRequest) -> PinnedImage:
 
         spec = replace(spec, base_image=request.config_base_image, default_base=False)
     target = _target(request.repository_uri)
-    client, _version = connect(request.env, also=NO_ENGINE)
-    image = prepare_run_image(client, spec, request.project_dir, request.resolved_env,
+    engine, _version = connect(request.env, also=NO_ENGINE)
+    image = prepare_run_image(engine, spec, request.project_dir, request.resolved_env,
                               request.env, request.run_dir, request.notify)
     facts = {"image_tag": f"{target.name}:{image.content_hash}", "base_image": image.base_ref,
              "base_image_id": image.base_id, "dockerfile": SAVED_DOCKERFILE}
     try:
-        local = _local_id(client, image.tag)
+        local = _local_id(engine, image.tag)
         if local is None:
             remote = _lookup(target, image.content_hash)
             if remote is not None:
                 return PinnedImage(f"{target.name}@{remote}", remote, "built", facts=facts)
-        built = build_run_image(client, image, spec, request.run_dir, request.notify)
+        built = build_run_image(engine, image, spec, request.run_dir, request.notify)
     finally:
         image.close()
     facts["image_id"] = built.image_id
-    digest, pushed = _push_if_missing(client, built.image_id, target, image, request)
+    digest, pushed = _push_if_missing(engine, built.image_id, target, image, request)
     return PinnedImage(f"{target.name}@{digest}", digest, "built", pushed=pushed,
                        built=built.built, facts=facts)
 
@@ -69,10 +69,10 @@ def _target(repository_uri: str) -> ImageRef:
     return target
 
 
-def _local_id(client: DockerClient, tag: str) -> str | None:
+def _local_id(engine: Engine, tag: str) -> str | None:
     from backends.docker_image import find_image
 
-    return find_image(client, tag)
+    return find_image(engine, tag)
 
 
 def _lookup(target: ImageRef, reference: str) -> str | None:
@@ -91,12 +91,12 @@ def _lookup(target: ImageRef, reference: str) -> str | None:
                                 "from here") from None
 
 
-def _push_if_missing(client: DockerClient, image_id: str, target: ImageRef, image: RunImage,
+def _push_if_missing(engine: Engine, image_id: str, target: ImageRef, image: RunImage,
                      request: ImageRequest) -> tuple[str, bool]:
     """The digest of the image in the registry and whether it was pushed now."""
-    local = client.images.get(image_id)
+    local = engine.inspect_image(image_id) or {}
     prefix = f"{target.name}@"
-    for repo_digest in local.attrs.get("RepoDigests") or []:
+    for repo_digest in local.get("RepoDigests") or []:
         known = str(repo_digest)
         if known.startswith(prefix):
             digest = known.removeprefix(prefix)
@@ -105,17 +105,17 @@ def _push_if_missing(client: DockerClient, image_id: str, target: ImageRef, imag
     remote = _lookup(target, image.content_hash)
     if remote is not None:
         return remote, False
-    local.tag(target.name, image.content_hash)
+    engine.tag_image(image_id, target.name, image.content_hash)
     request.notify(f"pushing {target.name}:{image.content_hash}")
-    return _push(client, target, image.content_hash), True
+    return _push(engine, target, image.content_hash), True
 
 
-def _push(client: DockerClient, target: ImageRef, tag: str) -> str:
+def _push(engine: Engine, target: ImageRef, tag: str) -> str:
     from docker.errors import DockerException
 
     digest: str | None = None
     try:
-        for item in client.api.push(target.name, tag=tag, stream=True, decode=True):
+        for item in engine.sdk().api.push(target.name, tag=tag, stream=True, decode=True):
             if "error" in item:
                 _push_failed(target, str(item["error"]))
             aux: Any = item.get("aux")

@@ -28,7 +28,7 @@ from runner.envs.base import ResolvedEnv
 from runner.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
-    from docker import DockerClient
+    from backends.engine import Engine
 
 SAVED_DOCKERFILE = "Dockerfile"  # the generated Dockerfile, beside the run's record
 BUILD_LOG = "docker-build.log"
@@ -53,7 +53,7 @@ class RunImage:
 
 
 def prepare_run_image(
-    client: DockerClient, spec: ContainerSpec, workdir: Path, resolved: ResolvedEnv,
+    engine: Engine, spec: ContainerSpec, workdir: Path, resolved: ResolvedEnv,
     env: Mapping[str, str], run_dir: Path, notify: Callable[[str], None],
 ) -> RunImage:
     """The base (pulled, or built from the project's Dockerfile), the environment layer from the
@@ -62,10 +62,10 @@ def prepare_run_image(
     """
     log_path = run_dir / BUILD_LOG
     if spec.dockerfile is not None:
-        base_ref, base_id = _project_base(client, spec, workdir, log_path, notify)
+        base_ref, base_id = _project_base(engine, spec, workdir, log_path, notify)
     else:
         base_ref = spec.base_image or ""
-        base_id = ensure_base(client, base_ref)
+        base_id = ensure_base(engine, base_ref)
     layer = env_layer_for(resolved.lock, env, resolved.variables)
     dockerfile = render_dockerfile(spec, base_ref, layer)
     atomic_write_text(run_dir / SAVED_DOCKERFILE, dockerfile)
@@ -74,17 +74,17 @@ def prepare_run_image(
                     content_tag(spec.repository, base_id, context.sha256))
 
 
-def build_run_image(client: DockerClient, image: RunImage, spec: ContainerSpec, run_dir: Path,
+def build_run_image(engine: Engine, image: RunImage, spec: ContainerSpec, run_dir: Path,
                     notify: Callable[[str], None]) -> BuiltImage:
     """Build ``image`` (or find it by its content tag)."""
-    return build(client, image.context, image.tag, run_dir / BUILD_LOG, labels(spec), notify)
+    return build(engine, image.context, image.tag, run_dir / BUILD_LOG, labels(spec), notify)
 
 
 def labels(spec: ContainerSpec) -> dict[str, str]:
     return {"reprun.project": spec.name}
 
 
-def _project_base(client: DockerClient, spec: ContainerSpec, workdir: Path, log_path: Path,
+def _project_base(engine: Engine, spec: ContainerSpec, workdir: Path, log_path: Path,
                   notify: Callable[[str], None]) -> tuple[str, str]:
     """Build the base image from the project's own Dockerfile (reused by content, like the rest)."""
     dockerfile = spec.dockerfile or "Dockerfile"
@@ -92,7 +92,7 @@ def _project_base(client: DockerClient, spec: ContainerSpec, workdir: Path, log_
     try:
         tag = content_tag(f"{spec.repository}-base", dockerfile, context.sha256)
         context.needs_network = True  # a project's Dockerfile may install from a package index
-        built = build(client, context, tag, log_path, labels(spec), notify,
+        built = build(engine, context, tag, log_path, labels(spec), notify,
                       dockerfile=dockerfile)
     finally:
         context.close()

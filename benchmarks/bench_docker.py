@@ -7,7 +7,8 @@ reprun-test/python:3.11-bookworm; .ci/docker-setup.sh makes both). Makes a tiny 
 temporary folder, runs it once with reprun to build its image, then times, alternating:
 
   reprun   `reprun run DIR -e main.py --backend docker --docker-base-image BASE` (image reused:
-           it hashes the context, finds the tag, starts the container, records the run)
+           it hashes the context, finds the tag, starts the container, records the run; all
+           through its own Engine API client, the docker SDK is not loaded)
   by hand  `docker run --rm --network none -v OUT:/reprun/outputs IMAGE python main.py` of the
            image reprun built
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import textwrap
 from pathlib import Path
@@ -141,6 +142,7 @@ def test_environment_layer_comes_before_the_code_layer(
 ) -> None:
     from backends import docker_image as images
     from backends.container import ContainerSpec
+    from backends.engine import Engine
     from runner.envs.base import Lock
 
     project = make_project(None, {"main.py": "print(1)\n"}, name=image_repo)
@@ -156,7 +158,7 @@ def test_environment_layer_comes_before_the_code_layer(
         context = images.make_context(project, dockerfile, layer)
         try:
             tag = images.content_tag(spec.repository, base_id, context.sha256)
-            return images.build(docker_client, context, tag, tmp_path / "build.log", {},
+            return images.build(Engine(os.environ), context, tag, tmp_path / "build.log", {},
                                 lambda _m: None)
         finally:
             context.close()
