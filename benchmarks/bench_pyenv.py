@@ -41,6 +41,22 @@ def timed(fn: Callable[[], None], repeat: int, setup: Callable[[], None] | None 
     return statistics.median(times)
 
 
+Timed = tuple[str, Callable[[], None], Callable[[], None] | None]
+
+
+def interleaved(measurements: list[Timed], repeat: int) -> list[tuple[str, float]]:
+    """Median time of each measurement, timed in turn within each repetition."""
+    times: dict[str, list[float]] = {name: [] for name, _fn, _setup in measurements}
+    for _ in range(repeat):
+        for name, fn, setup in measurements:
+            if setup is not None:
+                setup()
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return [(name, statistics.median(values)) for name, values in times.items()]
+
+
 def run(argv: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 900) -> str:
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           check=False)
@@ -96,21 +112,10 @@ def main() -> None:
         warm = {**base, "REPRUN_HOME": str(warm_home)}
         run([*reprun, "run", str(project), "-q"], warm)  # fill the caches (and uv's)
         env_dir = next((warm_home / "cache" / "python" / "envs").iterdir()).resolve()
-        results: list[tuple[str, float]] = []
 
         direct_env = {**base, "PATH": f"{env_dir / 'bin'}{os.pathsep}{base['PATH']}"}
-        results.append(("(a) command run directly in its env", timed(
-            lambda: run(["bash", "-c", "python main.py"], direct_env, cwd=project),
-            args.repeat)))
-        results.append(("(b) reprun run, warm", timed(
-            lambda: run([*reprun, "run", str(project), "-q"], warm), args.repeat)))
-
         cold_home = root / "cold-home"
         cold = {**base, "REPRUN_HOME": str(cold_home)}
-        results.append(("(c) reprun run, cold (resolve+build+run)", timed(
-            lambda: run([*reprun, "run", str(project), "-q"], cold), args.repeat,
-            setup=lambda: shutil.rmtree(cold_home, ignore_errors=True))))
-
         hand = root / "by-hand"
 
         def by_hand() -> None:
@@ -119,8 +124,19 @@ def main() -> None:
                  str(project / "requirements.txt")], base)
             run([str(hand / "bin" / "python"), "main.py"], base, cwd=project)
 
-        results.append(("(d) uv venv + uv pip install + run, by hand", timed(
-            by_hand, args.repeat, setup=lambda: shutil.rmtree(hand, ignore_errors=True))))
+        # Round-robin: each repetition times every measurement once, so that a slower moment
+        # of a shared machine weighs on all of them alike.
+        results = interleaved([
+            ("(a) command run directly in its env",
+             lambda: run(["bash", "-c", "python main.py"], direct_env, cwd=project), None),
+            ("(b) reprun run, warm",
+             lambda: run([*reprun, "run", str(project), "-q"], warm), None),
+            ("(c) reprun run, cold (resolve+build+run)",
+             lambda: run([*reprun, "run", str(project), "-q"], cold),
+             lambda: shutil.rmtree(cold_home, ignore_errors=True)),
+            ("(d) uv venv + uv pip install + run, by hand", by_hand,
+             lambda: shutil.rmtree(hand, ignore_errors=True)),
+        ], args.repeat)
 
         mlflow = None if args.no_mlflow else mlflow_python(root, base, uv, args.mlflow_timeout)
         if mlflow is not None:

@@ -107,6 +107,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         progress_live=not quiet and sys.stderr.isatty(),
         docker_base_image=docker_base_image, keep_container=keep_container,
         conda_channels=conda_channels, backend_config=backend_config, detach=detach,
+        resolve_early=not dry_run,
     )
     plan = make_plan(options)
     if not quiet:

@@ -188,7 +188,7 @@ def _build_environment(plan: Plan, notify: Notify) -> tuple[ResolvedEnv, tuple[D
     options = plan.options
     spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
                    notify=notify, live=options.progress_live,
-                   conda_channels=options.conda_channels)
+                   conda_channels=options.conda_channels, resolving=plan.resolving)
     builder = get_builder(plan.manager)
     replay = plan.replay
     if plan.backend in BUILDS_OWN_ENVIRONMENT:

@@ -23,6 +23,7 @@ from runner.spec_types import EntryPoint
 
 if TYPE_CHECKING:
     from backends.container import ContainerSpec
+    from runner.envs.pylock import Compiling
 
 # What --env-manager local (or no choice) means when the backend builds the environment itself:
 # use the image as it is.
@@ -51,6 +52,7 @@ class RunOptions:
     conda_channels: tuple[str, ...] = ()  # replace conda.yaml's channels (mirrors, air-gapped)
     backend_config: str | None = None
     detach: bool = False
+    resolve_early: bool = False  # start resolving python_env while validating (a real run)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Plan:
     backend: str
     container: ContainerSpec | None = None
     replay: Replay | None = None
+    resolving: Compiling | None = None  # see runner.envs.early
 
     def describe(self) -> dict[str, Any]:
         """The plan as plain data (for --dry-run)."""
@@ -122,9 +125,10 @@ SPEC_CACHE = "spec"  # validated MLproject and environment files, under the cach
 def make_plan(options: RunOptions) -> Plan:
     """Resolve everything a run needs, or raise the first user error."""
     checkout = resolve_source(options.uri, options.cwd, options.base_env, options.version)
+    spec_cache = cache_root(options.base_env) / SPEC_CACHE
+    resolving = _resolve_early(options, checkout.directory, spec_cache)
     try:
-        project = load_project(checkout.directory, strict=options.strict,
-                               cache_dir=cache_root(options.base_env) / SPEC_CACHE)
+        project = load_project(checkout.directory, strict=options.strict, cache_dir=spec_cache)
         entry = project.entry_point(options.entry_point)
         backend = choose_backend(options.backend, project, options.detach,
                                  options.backend_config)
@@ -141,9 +145,21 @@ def make_plan(options: RunOptions) -> Plan:
                                        options.docker_base_image, options.keep_container,
                                        check_host_vars=backend == "docker")
     except BaseException:
+        if resolving is not None:
+            resolving.cancel()
         release(checkout, options.base_env)
         raise
-    return Plan(options, checkout, project, entry, params, manager, backend, container)
+    return Plan(options, checkout, project, entry, params, manager, backend, container,
+                resolving=resolving)
+
+
+def _resolve_early(options: RunOptions, directory: Path, spec_cache: Path) -> Compiling | None:
+    if not options.resolve_early:
+        return None
+    from runner.envs.early import resolve_early
+
+    return resolve_early(directory, options.env_manager, options.base_env, spec_cache,
+                         options.refresh)
 
 
 def converted(project: Project, manager: str) -> Project:
@@ -158,7 +174,10 @@ def converted(project: Project, manager: str) -> Project:
 
 
 def release_plan(plan: Plan) -> None:
-    """Remove what planning made for this run alone (a clean checkout of a git revision)."""
+    """Remove what planning made for this run alone (a clean checkout of a git revision) and
+    stop an early resolution that was not used."""
+    if plan.resolving is not None:
+        plan.resolving.cancel()
     release(plan.checkout, plan.options.base_env)
 
 

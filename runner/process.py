@@ -1,6 +1,7 @@
 """The one subprocess seam of reprun.
 
-`capture` runs a short helper command (git, python -c ...) and returns its output.
+`capture` runs a short helper command (git, python -c ...) and returns its output; `Pending` is
+one started in the background (its own process group), to collect later or cancel.
 `GroupProcess` starts a long command in its own process group, pumps its output to a sink as it is
 produced, and stops the whole group in stages: interrupt, terminate, kill.
 """
@@ -60,6 +61,40 @@ def capture(
     except subprocess.TimeoutExpired as exc:
         raise TimeoutError(f"'{argv[0]}' did not finish within {timeout:g} s") from exc
     return Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+
+class Pending:
+    """A short helper command started in the background, in its own process group."""
+
+    def __init__(self, argv: Sequence[str], cwd: Path | None, env: Mapping[str, str]) -> None:
+        self.argv = tuple(argv)
+        self._proc = subprocess.Popen(
+            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
+        )
+
+    def result(self, timeout: float = 120.0) -> Completed:
+        """Wait for it and capture its output, as `capture` would; TimeoutError after
+        ``timeout`` (the command is then stopped)."""
+        try:
+            out, err = self._proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.cancel()
+            raise TimeoutError(f"'{self.argv[0]}' did not finish within {timeout:g} s") from exc
+        return Completed(self.argv, self._proc.returncode, out, err)
+
+    def cancel(self) -> None:
+        """Stop its whole group if it still runs (SIGTERM, SIGKILL after a second)."""
+        if self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGTERM)
+            try:
+                self._proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError, ValueError):
+            self._proc.communicate(timeout=1.0)
 
 
 class GroupProcess:

@@ -144,6 +144,11 @@ class _Files:
         return made
 
 
+def is_validated(cache_dir: Path, kind: str, raw: bytes) -> bool:
+    """Whether ``raw`` (a file's bytes) is in the validated-file cache as ``kind``."""
+    return (cache_dir / f"{_cache_key(kind, raw)}.json").is_file()
+
+
 def _cache_key(kind: str, raw: bytes) -> str:
     """The file's bytes, its kind and the validating code (version, and its files' mtimes)."""
     here = Path(__file__).parent

@@ -6,6 +6,7 @@ everything runs for real without the internet.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -14,6 +15,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -416,3 +418,63 @@ def install_attempts(log: Path) -> list[tuple[bool, int]]:
     found = re.findall(r"^\$ (.* pip install .*)$\n(?:.*\n)*?\[exit (\d+)\]", log.read_text(),
                        flags=re.M)
     return [("--offline" in argv, int(code)) for argv, code in found]
+
+
+def test_a_first_run_resolves_while_the_project_is_validated(pyproj: PyProject) -> None:
+    result = pyproj.run()
+    assert result.returncode == 0, result.stderr
+    assert "alpha 1.0 beta 1.0" in result.stdout
+    inputs = list((pyproj.cache / "logs").glob("*-resolve-*.in"))
+    assert len(inputs) == 1  # resolved once: the early resolution was the one used
+    run_dir = pyproj.reprun.home / "runs" / str(pyproj.record()["run_id"])
+    # The resolution's input was written before the run existed, i.e. while planning.
+    assert inputs[0].stat().st_mtime_ns <= run_dir.stat().st_mtime_ns
+
+
+@pytest.fixture
+def silent_index() -> Iterator[str]:
+    """A package index that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/simple"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_an_invalid_project_stops_its_early_resolution(pyproj: PyProject,
+                                                      silent_index: str) -> None:
+    (pyproj.dir / "MLproject").write_text(MLPROJECT.replace(
+        'command: "python show.py"',
+        'parameters:\n      n: {type: int, default: ten}\n    command: "python show.py {n}"'))
+    env = {"UV_FIND_LINKS": "", "UV_INDEX_URL": silent_index, "UV_HTTP_TIMEOUT": "300"}
+    result = pyproj.run(env=env)
+    assert result.returncode == 2
+    assert "default 'ten' is not a whole number" in result.stderr
+    assert list((pyproj.cache / "logs").glob("*-resolve-*.in")), "no early resolution started"
+    home = str(pyproj.reprun.home).encode()
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, home)]
+    assert not left, "the early resolution outlived reprun"
+
+
+def _cmdline_has(proc: Path, text: bytes) -> bool:
+    try:
+        return text in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False

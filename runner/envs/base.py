@@ -18,11 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from runner.errors import Drift, LockNotHonouredError
 from runner.fsutil import sha256_bytes
 from runner.spec import EnvRequest
+
+if TYPE_CHECKING:
+    from runner.envs.pylock import Compiling
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -38,6 +41,7 @@ class EnvSpec:
     notify: Callable[[str], None] | None = None  # progress lines; None is quiet
     live: bool = False  # progress may redraw (a terminal)
     conda_channels: tuple[str, ...] = ()  # --conda-channel: replaces conda.yaml's channels
+    resolving: Compiling | None = None  # a resolution started while the project was validated
 
 
 @dataclass(frozen=True)

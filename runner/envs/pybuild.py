@@ -23,10 +23,10 @@ from runner.envs.progress import Progress
 from runner.envs.pylock import (
     LOCK_FILENAME,
     Interpreter,
-    compile_lock,
     lock_interpreter,
     log_path,
     split_lock,
+    start_compile,
 )
 from runner.envs.pyreq import PythonRequest, is_url_option, make_request
 from runner.errors import EnvBuildError
@@ -62,12 +62,16 @@ class PythonBuilder:
 
         def resolve() -> str:
             interpreter = self.find_interpreter(request.python, spec, cache.logs)
+            early = spec.resolving
+            if early is not None and (early.key, early.interpreter) == (request.key, interpreter):
+                compiling = early  # started while the project was validated: same request
+            else:
+                compiling = start_compile(request, interpreter, self.kind, cache.logs,
+                                          self.tool_env(spec), spec.project_dir)
             if not request.lines:  # nothing to resolve: the header alone
-                return compile_lock(request, interpreter, self.kind, cache.logs,
-                                    self.tool_env(spec), spec.project_dir)
+                return compiling.text()
             with progress.phase(f"resolving with uv for python {interpreter.version}") as done:
-                text = compile_lock(request, interpreter, self.kind, cache.logs,
-                                    self.tool_env(spec), spec.project_dir)
+                text = compiling.text()
                 done(f"{len(split_lock(text)[0])} package(s) pinned with hashes")
             return text
 
@@ -100,11 +104,7 @@ class PythonBuilder:
         return sha256_bytes(f"{self.kind}\n{lock.content}".encode())
 
     def tool_env(self, spec: EnvSpec) -> dict[str, str]:
-        """The caller's environment for uv/pip, without an active virtual environment."""
-        env = {k: v for k, v in spec.base_env.items() if k not in {"VIRTUAL_ENV", "PYTHONHOME"}}
-        env.setdefault("UV_PYTHON_DOWNLOADS", "never")
-        env["UV_NO_PROGRESS"] = "1"
-        return env
+        return tool_env(spec.base_env)
 
     def _build(self, spec: EnvSpec, lock: Lock, cache: PythonCache, key: str,
                progress: Progress) -> CachedEnv:
@@ -125,6 +125,14 @@ class PythonBuilder:
             marker = describe(build, self.kind, interpreter, self.tool_env(spec))
             done(f"{len(marker['packages'])} package(s) installed")
         return cache.publish(key, build, marker)
+
+
+def tool_env(base_env: Mapping[str, str]) -> dict[str, str]:
+    """The caller's environment for uv/pip, without an active virtual environment."""
+    env = {k: v for k, v in base_env.items() if k not in {"VIRTUAL_ENV", "PYTHONHOME"}}
+    env.setdefault("UV_PYTHON_DOWNLOADS", "never")
+    env["UV_NO_PROGRESS"] = "1"
+    return env
 
 
 def describe(build: Path, manager: str, base: Interpreter, env: Mapping[str, str]) -> Marker:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from runner.envs.pyreq import PythonRequest, is_url_option, platform_tag
 from runner.errors import EnvBuildError
-from runner.process import Completed, capture
+from runner.process import Completed, Pending, capture
 from runner.redact import redact_url
 
 LOCK_FILENAME = "python.lock.txt"
@@ -51,11 +51,16 @@ def run_logged(
     except (FileNotFoundError, PermissionError) as exc:
         raise EnvBuildError(f"cannot run '{argv[0]}': {exc}",
                             hint="reinstall reprun (it depends on uv and virtualenv)") from None
+    append_log(log, done)
+    return done
+
+
+def append_log(log: Path, done: Completed) -> None:
+    """Append a finished command and its output to ``log``, credentials removed."""
     with log.open("a", encoding="utf-8") as handle:
-        handle.write(f"$ {' '.join(redact_url(a) for a in argv)}\n")
+        handle.write(f"$ {' '.join(redact_url(a) for a in done.argv)}\n")
         handle.write(redact_text(done.stdout + done.stderr))
         handle.write(f"[exit {done.returncode}]\n\n")
-    return done
 
 
 def redact_text(text: str) -> str:
@@ -73,20 +78,55 @@ def compile_lock(
     env: Mapping[str, str], project_dir: Path,
 ) -> str:
     """Resolve ``request`` for ``interpreter`` into the text of a hashed lock."""
+    return start_compile(request, interpreter, manager, logs, env, project_dir).text()
+
+
+@dataclass
+class Compiling:
+    """A resolution running in the background (``pending`` is None when there is nothing to
+    resolve); ``text`` waits for the lock, ``cancel`` stops it."""
+
+    key: str
+    interpreter: Interpreter
+    header: str
+    log: Path | None = None
+    pending: Pending | None = None
+
+    def text(self) -> str:
+        if self.pending is None or self.log is None:
+            return self.header
+        done = self.pending.result(TIMEOUT_S)
+        append_log(self.log, done)
+        if not done.ok:
+            raise EnvBuildError(explain(done.stderr, "resolving the environment failed"),
+                                hint=f"full log: {self.log}")
+        return self.header + "\n".join(_clean(line) for line in done.stdout.splitlines()) + "\n"
+
+    def cancel(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
+
+
+def start_compile(
+    request: PythonRequest, interpreter: Interpreter, manager: str, logs: Path,
+    env: Mapping[str, str], project_dir: Path,
+) -> Compiling:
+    """Start resolving ``request`` (``uv pip compile --generate-hashes``) in the background."""
     header = lock_header(request, interpreter, manager)
     if not request.lines:
-        return header
+        return Compiling(request.key, interpreter, header)
     log = log_path(logs, "resolve", request.key)
     infile = log.with_suffix(".in")
     infile.write_text("\n".join(request.lines) + "\n", encoding="utf-8")
     argv = [uv_bin(), "pip", "compile", str(infile), "--generate-hashes", "--no-header",
             "--emit-index-url", "--emit-index-annotation", "--python", interpreter.path,
             "--quiet", "--color", "never"]
-    done = run_logged(argv, log, env, cwd=project_dir)
-    if not done.ok:
-        raise EnvBuildError(explain(done.stderr, "resolving the environment failed"),
-                            hint=f"full log: {log}")
-    return header + "\n".join(_clean(line) for line in done.stdout.splitlines()) + "\n"
+    try:
+        pending = Pending(argv, project_dir, env)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise EnvBuildError(f"cannot run '{argv[0]}': {exc}",
+                            hint="reinstall reprun (it depends on uv and virtualenv)") from None
+    return Compiling(request.key, interpreter, header, log, pending)
 
 
 def lock_header(request: PythonRequest, interpreter: Interpreter, manager: str) -> str:

@@ -1,0 +1,89 @@
+"""Start resolving a project's python_env while the project is still being validated.
+
+On a project's first run, validating its MLproject and python_env.yaml imports YAML and pydantic
+(~0.2 s) before the environment's request is known, and resolving it (``uv pip compile``) then
+waits on the package index. Both can overlap: the request is read from the raw files at once and
+its resolution started in the background. The builder uses that resolution only if the request it
+computes from the *validated* files has the same key and interpreter; otherwise it is cancelled.
+Nothing is started when the files are in the validated-file cache (validation costs nothing
+then), when the lock is cached, or when anything about the raw files looks unusual: the normal
+path then validates and reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from runner.envs.cache import PythonCache, cache_root
+from runner.envs.pybuild import default_interpreter, tool_env
+from runner.envs.pylock import Compiling, start_compile
+from runner.envs.pyreq import make_request
+from runner.spec import find_spec_file, is_validated
+
+EARLY_MANAGERS = ("uv", "virtualenv")
+
+
+def resolve_early(directory: Path, manager: str | None, base_env: Mapping[str, str],
+                  spec_cache: Path, refresh: bool) -> Compiling | None:
+    """A background resolution of the project's python_env, or None (see the module)."""
+    manager = manager or "uv"
+    if manager not in EARLY_MANAGERS:
+        return None
+    try:
+        return _start(directory.resolve(), manager, base_env, spec_cache, refresh)
+    except Exception:
+        return None
+
+
+def _start(directory: Path, manager: str, base_env: Mapping[str, str], spec_cache: Path,
+           refresh: bool) -> Compiling | None:
+    env_file = _python_env_file(directory, spec_cache)
+    if env_file is None:
+        return None
+    import yaml
+
+    raw = yaml.safe_load(env_file.read_bytes())
+    python, lines = _python_and_lines(raw)
+    if python is not None or lines is None:  # a named version is found by the builder
+        return None
+    request = make_request(manager, python, lines, directory, env_file, base_env)
+    cache = PythonCache(cache_root(base_env))
+    if not request.lines or (not refresh and cache.read_lock(request.key) is not None):
+        return None
+    return start_compile(request, default_interpreter(), manager, cache.logs, tool_env(base_env),
+                         directory)
+
+
+def _python_env_file(directory: Path, spec_cache: Path) -> Path | None:
+    """The python_env file the raw MLproject names (or python_env.yaml beside it), unless the
+    MLproject is already validated or asks for another kind of environment."""
+    spec_file = find_spec_file(directory)
+    if spec_file is not None:
+        raw_spec = spec_file.read_bytes()
+        if is_validated(spec_cache, "mlproject", raw_spec):
+            return None
+        import yaml
+
+        data = yaml.safe_load(raw_spec)
+        if not isinstance(data, dict) or data.get("docker_env") or data.get("conda_env"):
+            return None
+        named = data.get("python_env")
+        if named is not None:
+            return directory / named if isinstance(named, str) else None
+    default = directory / "python_env.yaml"
+    return default if default.is_file() else None
+
+
+def _python_and_lines(raw: Any) -> tuple[str | None, list[str] | None]:
+    """``python`` and the requirement lines of a raw python_env.yaml; (None, None) if odd."""
+    if not isinstance(raw, dict) or set(raw) - {"python", "build_dependencies", "dependencies"}:
+        return None, None
+    lists = [raw.get("build_dependencies") or [], raw.get("dependencies") or []]
+    if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists):
+        return None, None
+    python = raw.get("python")
+    if python is not None and not isinstance(python, str):
+        return None, None
+    return python, [*lists[0], *lists[1]]
