@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 
 from runner import __version__
+from runner.process import hostname
 from runner.record import HostInfo
 
 
 def host_info() -> HostInfo:
     uname = platform.uname()
     return HostInfo(
-        hostname=socket.gethostname(),
+        hostname=hostname(),
         os=uname.system,
         os_release=uname.release,
         architecture=uname.machine,

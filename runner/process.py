@@ -207,6 +207,11 @@ def _stat_fields(path: Path) -> list[str]:
     return [pid, comm, *tail.split()]
 
 
+def hostname() -> str:
+    """This machine's name, as socket.gethostname() gives it (without importing socket)."""
+    return os.uname().nodename
+
+
 def process_start_ticks(pid: int) -> int | None:
     """When ``pid`` started (ticks since boot), to tell it from a later process with its pid."""
     fields = _stat_fields(Path(f"/proc/{pid}/stat"))

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from runner.errors import RunNotFoundError
 from runner.fsutil import atomic_write_text
-from runner.process import process_alive
+from runner.process import hostname, process_alive
 
 if TYPE_CHECKING:  # the record types are imported only when a record is used
     from runner.record import RunRecord
@@ -130,7 +129,7 @@ class RunStore:
         runner = record.runner
         if record.status is not Status.RUNNING or runner is None:
             return record
-        if runner.hostname != socket.gethostname() or process_alive(runner.pid, runner.start_ticks):
+        if runner.hostname != hostname() or process_alive(runner.pid, runner.start_ticks):
             return record
         run_dir = self.run_dir(record.run_id)
         last = max((p.stat().st_mtime for p in run_dir.iterdir()), default=None)
