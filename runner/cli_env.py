@@ -98,10 +98,13 @@ def env_prune(older_than: str, dry_run: bool) -> int:
         for entry in cache.entries():
             if entry.ok and entry.last_used >= cutoff:
                 continue
-            if dry_run or cache.remove(entry.key):
+            removable = not cache.in_use(entry.key) if dry_run else cache.remove(entry.key)
+            if removable:
                 count += 1
                 click.echo(f"{verb} {entry.key[:12]} ({entry.manager}, python {entry.python}, "
                            f"{_size(entry.size)})")
+            else:
+                click.echo(f"kept {entry.key[:12]}: a running reprun is using or building it")
         for orphan in cache.orphans():
             count += 1
             if not dry_run:

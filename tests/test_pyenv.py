@@ -478,3 +478,27 @@ def _cmdline_has(proc: Path, text: bytes) -> bool:
         return text in (proc / "cmdline").read_bytes()
     except OSError:
         return False
+
+
+def test_prune_keeps_an_environment_a_running_reprun_uses(pyproj: PyProject) -> None:
+    (pyproj.dir / "MLproject").write_text(MLPROJECT.replace(
+        'command: "python show.py"',
+        'command: "python show.py && python -c \'import time; time.sleep(120)\'"'))
+    proc = subprocess.Popen(pyproj.reprun.argv("run", str(pyproj.dir), "-q"),
+                            env=pyproj.reprun.env(pyproj.offline), cwd=pyproj.reprun.cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert "alpha 1.0 beta 1.0" in proc.stdout.readline()  # it runs in the environment
+        key = pyproj.reprun("env", "list", "--json").json()[0]["key"]
+        for args in (("--dry-run",), ()):
+            kept = pyproj.reprun("env", "prune", "--older-than", "0s", *args)
+            assert kept.code == 0
+            assert f"kept {key[:12]}: a running reprun is using or building it" in kept.stdout
+        assert (pyproj.cache / "envs" / key / "bin" / "python").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=60)
+    gone = pyproj.reprun("env", "prune", "--older-than", "0s")
+    assert f"removed {key[:12]}" in gone.stdout

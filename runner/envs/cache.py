@@ -27,12 +27,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from runner.fsutil import atomic_write_text
 from runner.store import reprun_home
 
 MARKER = "reprun-env.json"
+_HELD: list[IO[str]] = []  # use locks of the environments this process runs in
 USED = ".reprun-used"
 PROJECTS = ".reprun-projects"
 
@@ -92,6 +93,7 @@ class PythonCache:
                       on_wait: Callable[[], None]) -> CachedEnv:
         """The complete entry ``key``; when missing it is built once, under the key's file lock
         (a second process waits, then finds it). A partial or corrupt entry is never trusted."""
+        self.hold(key)
         entry = self.find(key)
         if entry is None:
             with self.locked(key, on_wait=on_wait):
@@ -228,12 +230,42 @@ class PythonCache:
             fcntl.flock(handle, fcntl.LOCK_UN)
         return False
 
+    def hold(self, key: str) -> None:
+        """Mark the environment of ``key`` as in use by this process until it exits (a shared
+        lock on ``keys/<key>.use``): `remove` then leaves it alone. Waits while it is being
+        removed (the caller then finds it gone and builds it again)."""
+        self.keys.mkdir(parents=True, exist_ok=True)
+        handle = (self.keys / f"{key}.use").open("a")
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        _HELD.append(handle)  # released when the process ends: a run lasts as long as reprun
+
+    def in_use(self, key: str) -> bool:
+        """Whether a running reprun uses or builds the environment of ``key``."""
+        if self._busy(key):
+            return True
+        path = self.keys / f"{key}.use"
+        if not path.exists():
+            return False
+        with path.open("a") as use:
+            try:
+                fcntl.flock(use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
+
     def remove(self, key: str) -> bool:
-        """Delete the environment of ``key`` unless it is being built; True if removed."""
+        """Delete the environment of ``key`` unless it is being built or used by a running
+        reprun; True if removed."""
         if self._busy(key):
             return False
-        with self.locked(key):
-            self.discard(key)
+        self.keys.mkdir(parents=True, exist_ok=True)
+        with (self.keys / f"{key}.use").open("a") as use:
+            try:
+                fcntl.flock(use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            with self.locked(key):
+                self.discard(key)
         return True
 
 

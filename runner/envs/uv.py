@@ -12,7 +12,13 @@ from typing import ClassVar
 from runner.envs.base import EnvSpec, Lock, ResolvedEnv
 from runner.envs.cache import CachedEnv, PythonCache
 from runner.envs.progress import Progress
-from runner.envs.pybuild import PythonBuilder, default_interpreter, describe, interpreter_missing
+from runner.envs.pybuild import (
+    WAITING,
+    PythonBuilder,
+    default_interpreter,
+    describe,
+    interpreter_missing,
+)
 from runner.envs.pylock import Interpreter, log_path, run_logged, uv_bin
 from runner.errors import EnvBuildError
 from runner.fsutil import sha256_bytes, sha256_file
@@ -87,14 +93,9 @@ class UvBuilder(PythonBuilder):
             return super().ensure(spec, lock)
         cache = self.cache(spec)
         key = self.env_key(spec, lock)
-        entry = cache.find(key)
-        if entry is None:
-            progress = Progress(spec.notify, spec.live)
-            with cache.locked(key):
-                entry = cache.find(key)
-                if entry is None:
-                    cache.discard(key)
-                    entry = self._sync(spec, cache, key, progress)
+        progress = Progress(spec.notify, spec.live)
+        entry = cache.find_or_build(key, lambda: self._sync(spec, cache, key, progress),
+                                    on_wait=lambda: progress.say(WAITING))
         cache.touch(entry, spec.project_dir)
         from runner.envs.pybuild import resolved_env
 
