@@ -80,14 +80,17 @@ def make_project(root: Path, deps: list[str]) -> Path:
     return project
 
 
-def mlflow_python(root: Path, env: dict[str, str], uv: str, timeout: float) -> str | None:
+def mlflow_python(root: Path, env: dict[str, str], uv: str, timeout: float,
+                  extra: list[str] | None = None) -> str | None:
+    """The ``mlflow`` executable of MLflow installed in its own virtual environment, or None."""
     venv = root / "mlflow-venv"
     try:
         run([uv, "venv", str(venv), "--python", sys.executable, "-q"], env)
         run([uv, "pip", "install", "--python", str(venv / "bin" / "python"), "-q",
-             "mlflow-skinny", "virtualenv"], env, timeout=timeout)
+             "mlflow-skinny", "virtualenv", *(extra or [])], env, timeout=timeout)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        print(f"(e) skipped: MLflow did not install: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"mlflow skipped: MLflow did not install: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
         return None
     return str(venv / "bin" / "mlflow")
 
