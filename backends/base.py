@@ -8,13 +8,14 @@ A backend (local, docker, kubernetes) turns a `RunRequest` into a `RunHandle`; `
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from runner.envs.base import ResolvedEnv
+from runner.frozen import frozen
 from runner.record import BackendInfo, RunRecord, Status
 from runner.spec_types import DockerEnv
 
@@ -26,7 +27,7 @@ def _quiet(_message: str) -> None:
     return None
 
 
-@dataclass(frozen=True)
+@frozen
 class RunRequest:
     """Everything a backend needs to run one command; built once, never changed."""
 
@@ -50,7 +51,7 @@ class RunRequest:
     notify: Callable[[str], None] = _quiet
 
 
-@dataclass(frozen=True)
+@frozen
 class Outcome:
     """How a run ended."""
 

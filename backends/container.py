@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from runner.errors import UsageError
+from runner.frozen import frozen
 from runner.spec import Project
 from runner.spec_types import EntryPoint, ParamType
 
@@ -46,7 +46,7 @@ def default_base_image(project: Project) -> str:
     return f"python:{version}-slim"
 
 
-@dataclass(frozen=True)
+@frozen
 class Mount:
     """A bind mount (``source`` is an absolute host path) or a named volume."""
 
@@ -59,7 +59,7 @@ class Mount:
         return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerSpec:
     """How to build the image and start the container of one run."""
 

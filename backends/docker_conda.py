@@ -25,7 +25,6 @@ import sys
 import tempfile
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from runner.envs.base import Lock
 from runner.envs.cache import cache_root
 from runner.envs.condareq import redact_channel
 from runner.errors import EnvBuildError, NotSupportedError
+from runner.frozen import frozen
 from runner.process import capture
 
 PREFIX = "/opt/reprun/conda"
@@ -52,7 +52,7 @@ exec "$@"
 WHEEL_PLATFORMS = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le"}
 
 
-@dataclass(frozen=True)
+@frozen
 class LockedArchive:
     url: str
     file_name: str

@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 from backends.container import ContainerSpec
 from runner.envs.base import Lock
 from runner.errors import BackendError, NotSupportedError
+from runner.frozen import frozen
 
 if TYPE_CHECKING:
     from backends.engine import Engine
@@ -37,7 +38,7 @@ ALWAYS_EXCLUDED = (".git",)
 HASH_CHARS = 20
 
 
-@dataclass(frozen=True)
+@frozen
 class EnvLayer:
     """Dockerfile lines that install an environment from a lock, and the files they need."""
 
@@ -132,7 +133,7 @@ def render_dockerfile(spec: ContainerSpec, base: str, layer: EnvLayer | None) ->
 # --- .dockerignore -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class IgnoreRules:
     """The patterns of a .dockerignore file, applied as Docker does (last match wins)."""
 
@@ -283,7 +284,7 @@ def content_tag(repository: str, base_id: str, context_sha256: str) -> str:
 # --- building with the engine ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class BuiltImage:
     tag: str
     image_id: str

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
 from runner.errors import BackendError
+from runner.frozen import frozen
 
 if TYPE_CHECKING:
     import ssl
@@ -28,7 +28,7 @@ class ProtocolError(ConnectionError):
     """The engine's answer is not HTTP as expected, or the connection ended early."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Address:
     """Where the engine listens: a unix socket path, or a TCP host and port (maybe TLS)."""
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from runner.errors import Problem, SpecError, UsageError
+from runner.frozen import frozen
 from runner.yamlfile import YamlDoc, load_yaml
 
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
@@ -124,7 +124,7 @@ class KubernetesConfig(_Model):
         return name in self.model_fields_set
 
 
-@dataclass(frozen=True)
+@frozen
 class LoadedConfig:
     """The configuration, where it came from, and the Job template it names (if any)."""
 

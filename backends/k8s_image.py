@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,6 +24,7 @@ from backends.k8s_config import KubernetesConfig
 from backends.registry import parse_reference, resolve_digest
 from runner.envs.base import ResolvedEnv
 from runner.errors import NotSupportedError, UsageError
+from runner.frozen import frozen
 
 if TYPE_CHECKING:
     from backends.container import ContainerSpec
@@ -36,7 +37,7 @@ def _quiet(_message: str) -> None:
     return None
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageRequest:
     """What to put in an image for one run."""
 
@@ -54,7 +55,7 @@ class ImageRequest:
     notify: Callable[[str], None] = _quiet
 
 
-@dataclass(frozen=True)
+@frozen
 class PinnedImage:
     """An image the cluster can pull, by digest."""
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from backends.k8s_config import KubernetesConfig
 from runner.errors import Problem, SpecError
+from runner.frozen import frozen
 from runner.spec_types import DockerEnv
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -33,7 +34,7 @@ MAX_NAME = 63
 COPIED_MARK = "<copied from the submitting environment; not saved>"
 
 
-@dataclass(frozen=True)
+@frozen
 class JobInputs:
     """What the Job runs: the run, the command, the pinned image and the environment."""
 
@@ -48,7 +49,7 @@ class JobInputs:
     host_env: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@frozen
 class Rendered:
     """The manifest sent to the cluster, and the copy saved with the record."""
 

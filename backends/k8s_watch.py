@@ -19,6 +19,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from backends.k8s_api import TRANSIENT, Cluster, NotFound, api_error, request
+from runner.frozen import frozen
 from runner.record import Status
 
 Sink = Callable[[bytes], None]
@@ -30,7 +31,7 @@ WAITING_FAILURES = frozenset({
 LOG_DRAIN_S = 15.0
 
 
-@dataclass(frozen=True)
+@frozen
 class Verdict:
     status: Status
     exit_code: int | None

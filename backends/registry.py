@@ -14,10 +14,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from runner.errors import BackendError, UsageError
+from runner.frozen import frozen
 
 DOCKER_HUB = "registry-1.docker.io"
 MANIFEST_TYPES = (
@@ -34,7 +35,7 @@ class RegistryDenied(BackendError):
     """The registry wants credentials this client does not have (401), or refuses them (403)."""
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageRef:
     """``registry/repository[:tag][@digest]``, split; ``name`` is how the user wrote the base."""
 
@@ -71,7 +72,7 @@ def parse_reference(ref: str) -> ImageRef:
     return ImageRef(registry, repository, tag, digest or None, name)
 
 
-@dataclass(frozen=True)
+@frozen
 class ImageContent:
     """An image as the registry stores it: a manifest and the blobs it names (config, layers)."""
 
@@ -84,7 +85,7 @@ class ImageContent:
         return "sha256:" + hashlib.sha256(self.manifest).hexdigest()
 
 
-@dataclass(frozen=True)
+@frozen
 class PushResult:
     reference: str
     digest: str

@@ -6,11 +6,12 @@ them into a message and an exit code. Nothing below the CLI calls ``sys.exit``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from runner.frozen import frozen
 
-@dataclass(frozen=True)
+
+@frozen
 class Problem:
     """One thing wrong with a file the user wrote: where it is, what is wrong, how to fix it."""
 
@@ -98,7 +99,7 @@ class EnvBuildError(ReprunError):
     """Building or finding the environment failed."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Drift:
     """One entry of a recorded lock that this machine does not match."""
 

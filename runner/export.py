@@ -21,12 +21,12 @@ import io
 import json
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
 
 from runner.errors import RunNotFoundError, UsageError
+from runner.frozen import frozen
 from runner.fsutil import sha256_bytes, sha256_file
 from runner.record import RunRecord
 from runner.store import RECORD, RunStore
@@ -36,7 +36,7 @@ VERSION = 1
 MANIFEST = "manifest.json"
 
 
-@dataclass(frozen=True)
+@frozen
 class Recorded:
     """A run's record and the directory holding the files it names (lock, patch, snapshot)."""
 

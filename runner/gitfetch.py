@@ -20,10 +20,10 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ProjectNotFoundError, SourceError, UsageError
+from runner.frozen import frozen
 from runner.gitcmd import (
     FETCH_TIMEOUT_S,
     fetch_error,
@@ -43,7 +43,7 @@ HEAD_REF = "refs/reprun/HEAD"
 MAX_SUBMODULE_DEPTH = 10
 
 
-@dataclass(frozen=True)
+@frozen
 class CleanCheckout:
     """A fresh checkout of ``commit``: ``tree`` is its root, ``scratch`` is removed afterwards."""
 
@@ -270,7 +270,7 @@ def _add_worktree(repo: Path, commit: str, dest: Path, env: Mapping[str, str]) -
         raise SourceError(f"cannot check out commit {commit[:12]}: {last_line(done.stderr)}")
 
 
-@dataclass(frozen=True)
+@frozen
 class _Gitlink:
     path: str
     commit: str

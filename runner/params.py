@@ -9,12 +9,12 @@ from __future__ import annotations
 import shlex
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import unquote, urlparse
 
 from runner.errors import ParameterError, UsageError
+from runner.frozen import frozen
 from runner.spec_types import EntryPoint, ParameterSpec, ParamType, check_value
 
 
@@ -36,7 +36,7 @@ def parse_param_args(items: Sequence[str]) -> dict[str, str]:
     return params
 
 
-@dataclass(frozen=True)
+@frozen
 class ResolvedParams:
     """The values a run uses (as text, unquoted) and the exact command they form."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from runner.envs import BUILDERS, get_builder
 from runner.envs.base import Lock, PythonFacts
 from runner.envs.cache import cache_root
 from runner.errors import NotSupportedError, UsageError
+from runner.frozen import frozen
 from runner.params import ResolvedParams, resolve
 from runner.source import Checkout, release, resolve_source
 from runner.spec import Project, load_project
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 IMAGE_MANAGER = "docker"
 
 
-@dataclass(frozen=True)
+@frozen
 class RunOptions:
     """What the user asked for."""
 
@@ -55,7 +56,7 @@ class RunOptions:
     resolve_early: bool = False  # start resolving python_env while validating (a real run)
 
 
-@dataclass(frozen=True)
+@frozen
 class Replay:
     """What a reproduction takes from the record of run ``run_id`` besides source and command.
 
@@ -71,7 +72,7 @@ class Replay:
     missing_paths: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@frozen
 class Plan:
     """A run that is ready to start: nothing left to decide."""
 

@@ -15,14 +15,15 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from runner.frozen import frozen
 
 Sink = Callable[[str, bytes], None]
 POLL_S = 0.05
 
 
-@dataclass(frozen=True)
+@frozen
 class Completed:
     argv: tuple[str, ...]
     returncode: int

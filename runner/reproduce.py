@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
@@ -18,6 +17,7 @@ from runner.envs.base import Lock, PythonFacts
 from runner.errors import EnvBuildError
 from runner.execute import execute
 from runner.export import Recorded, open_run
+from runner.frozen import frozen
 from runner.params import ResolvedParams
 from runner.plan import Plan, Replay, RunOptions, choose_backend, choose_manager, release_plan
 from runner.record import OutputFile, OutputsCheck, RunRecord
@@ -30,7 +30,7 @@ from runner.store import RunStore
 Notify = Callable[[str], None]
 
 
-@dataclass(frozen=True)
+@frozen
 class ReproduceOptions:
     target: str
     cwd: Path

@@ -15,10 +15,10 @@ import os
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from runner.errors import SourceError
+from runner.frozen import frozen
 from runner.fsutil import sha256_file
 from runner.record import SnapshotInfo
 
@@ -34,7 +34,7 @@ DEFAULT_RULES = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class Rule:
     """One gitignore-style line: ``!`` re-includes, a trailing ``/`` matches directories only."""
 

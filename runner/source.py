@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.errors import ProjectNotFoundError, SourceError, UsageError
+from runner.frozen import frozen
 from runner.gitcmd import git_env, git_output, run_git
 from runner.record import SourceInfo, SubmoduleInfo
 from runner.redact import redact_url
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # the clone cache is imported only for URLs and --version
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbc4904"
 
 
-@dataclass(frozen=True)
+@frozen
 class Checkout:
     """A project directory ready to run, and what is known about its origin.
 

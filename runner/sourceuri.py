@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from runner.errors import UsageError
+from runner.frozen import frozen
 from runner.redact import redact_url
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -16,7 +16,7 @@ _SCP_LIKE = re.compile(r"^[^/@:]+@[^/:]+:")
 _SLUG = re.compile(r"[^a-zA-Z0-9._-]+")
 
 
-@dataclass(frozen=True)
+@frozen
 class ProjectUri:
     """A project URI taken apart: where the repository or directory is, and the subdirectory."""
 

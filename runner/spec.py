@@ -13,12 +13,13 @@ import hashlib
 import json
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from runner import __version__
 from runner.errors import Problem, ProjectNotFoundError, SpecError
+from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
 from runner.spec_types import CondaEnvFile, DockerEnv, EntryPoint, MLProject, PythonEnvFile
 
@@ -27,7 +28,7 @@ SCRIPT_RUNNERS = {".py": "python", ".sh": "bash"}
 DEFAULT_ENTRY_POINT = "main"
 
 
-@dataclass(frozen=True)
+@frozen
 class EnvRequest:
     """What environment the project asks for, before anything is resolved."""
 
@@ -38,7 +39,7 @@ class EnvRequest:
     conda_env: CondaEnvFile | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Project:
     """A loaded, validated project."""
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 import string
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import Enum
 from typing import Any, Literal
 from urllib.parse import urlparse
+
+from runner.frozen import frozen
 
 
 class ParamType(str, Enum):
@@ -79,7 +81,7 @@ def placeholders(command: str) -> list[str]:
     return names
 
 
-@dataclass(frozen=True)
+@frozen
 class ParameterSpec:
     """One declared parameter of an entry point."""
 
@@ -99,7 +101,7 @@ class ParameterSpec:
                    data.get("description"), list(choices) if choices is not None else None)
 
 
-@dataclass(frozen=True)
+@frozen
 class EntryPoint:
     """A named command with its declared parameters."""
 
@@ -115,7 +117,7 @@ class EntryPoint:
 EnvItem = str | tuple[str, str]
 
 
-@dataclass(frozen=True)
+@frozen
 class DockerEnv:
     """The ``docker_env`` section: MLflow's keys plus dockerfile, gpus, shm_size and network."""
 
@@ -137,7 +139,7 @@ class DockerEnv:
                    environment, data.get("gpus"), data.get("shm_size"), data.get("network"))
 
 
-@dataclass(frozen=True)
+@frozen
 class MLProject:
     """An MLproject file, as MLflow Projects defines it."""
 
@@ -158,7 +160,7 @@ class MLProject:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class PythonEnvFile:
     """python_env.yaml, in MLflow's format."""
 
@@ -172,14 +174,14 @@ class PythonEnvFile:
                    list(data.get("dependencies") or []))
 
 
-@dataclass(frozen=True)
+@frozen
 class PipSection:
     """The ``- pip: [...]`` item of a conda.yaml dependency list."""
 
     pip: list[str]
 
 
-@dataclass(frozen=True)
+@frozen
 class CondaEnvFile:
     """conda.yaml (conda's environment.yml format), as MLflow projects use it."""
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.errors import RunNotFoundError
+from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
 from runner.process import hostname, process_alive
 
@@ -38,7 +38,7 @@ def reprun_home(env: Mapping[str, str]) -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".reprun"
 
 
-@dataclass(frozen=True)
+@frozen
 class RunSummary:
     run_id: str
     status: str

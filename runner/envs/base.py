@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from runner.errors import Drift, LockNotHonouredError
+from runner.frozen import frozen
 from runner.fsutil import sha256_bytes
 from runner.spec import EnvRequest
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
+@frozen
 class EnvSpec:
     """What to build: the project's request, where the project is, and the caller's environment."""
 
@@ -44,7 +45,7 @@ class EnvSpec:
     resolving: Compiling | None = None  # a resolution started while the project was validated
 
 
-@dataclass(frozen=True)
+@frozen
 class Lock:
     """A resolved, pinned environment as text, with the name it is saved under beside a record."""
 
@@ -62,7 +63,7 @@ class Lock:
         return cls(manager, filename, content)
 
 
-@dataclass(frozen=True)
+@frozen
 class PythonFacts:
     """The interpreter a command finds in an environment, and what is installed for it."""
 
@@ -71,7 +72,7 @@ class PythonFacts:
     packages: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class CondaFacts:
     """How a conda prefix was solved: solver, channel URLs (no credentials), platform."""
 
@@ -82,7 +83,7 @@ class CondaFacts:
     prefix: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class ResolvedEnv:
     """How to run a command in a built environment, its lock and its content key."""
 

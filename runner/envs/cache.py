@@ -25,10 +25,10 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
 from runner.store import reprun_home
 
@@ -45,7 +45,7 @@ def cache_root(env: Mapping[str, str]) -> Path:
     return reprun_home(env) / "cache"
 
 
-@dataclass(frozen=True)
+@frozen
 class CachedEnv:
     key: str
     path: Path
@@ -269,7 +269,7 @@ class PythonCache:
         return True
 
 
-@dataclass(frozen=True)
+@frozen
 class EnvEntry:
     key: str
     path: Path | None

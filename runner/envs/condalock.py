@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import yaml
 
 from runner.envs.condareq import CondaRequest, redact_channel
 from runner.errors import EnvBuildError
+from runner.frozen import frozen
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,7 +29,7 @@ else:  # pragma: no cover
 LOCK_FILENAME = "conda-lock.yml"
 
 
-@dataclass(frozen=True)
+@frozen
 class PipPackage:
     name: str
     version: str
@@ -37,7 +37,7 @@ class PipPackage:
     sha256: str
 
 
-@dataclass(frozen=True)
+@frozen
 class LockFacts:
     """What a conda-lock.yml says about itself, read without rattler or conda-lock."""
 

@@ -17,11 +17,11 @@ import platform
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner.envs.pyreq import make_request
 from runner.errors import NotSupportedError, Problem, SpecError
+from runner.frozen import frozen
 from runner.fsutil import sha256_bytes
 from runner.redact import redact_url
 from runner.spec_types import CondaEnvFile, PythonEnvFile
@@ -34,7 +34,7 @@ _PYTHON_SPEC = re.compile(r"^\s*python\s*(?:(==|=|>=|<=|~=|<|>|!=)\s*|\s)?\s*([0
 BUILD_TOOLS = ("pip", "setuptools", "wheel")
 
 
-@dataclass(frozen=True)
+@frozen
 class CondaRequest:
     """What to solve and install: conda specs, channels, pip lines (anchored), and the key."""
 

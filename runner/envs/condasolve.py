@@ -13,7 +13,6 @@ import atexit
 import re
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ from rattler.exceptions import GatewayError, InvalidMatchSpecError, SolverError
 
 from runner.envs.condareq import CondaRequest, redact_channel, spec_name
 from runner.errors import EnvBuildError, Interrupted, Problem, SpecError
+from runner.frozen import frozen
 
 atexit.register(time.sleep, 0.2)
 
@@ -31,7 +31,7 @@ _NO_CANDIDATES = re.compile(r"No candidates were found for (\S+)(?: (.*?))?\.?$"
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s)`'\"]+", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@frozen
 class Solved:
     records: list[Any]  # rattler.RepoDataRecord
     channel_urls: tuple[str, ...]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from runner.envs.pyreq import PythonRequest, is_url_option, platform_tag
 from runner.errors import EnvBuildError
+from runner.frozen import frozen
 from runner.process import Completed, Pending, capture
 from runner.redact import redact_url
 
@@ -28,7 +29,7 @@ _NO_VERSION = re.compile(r"Because there (?:is|are) no versions? of (\S+)")
 _BUILD = re.compile(r"Failed to (?:build|download and build) `([^`]+)`")
 
 
-@dataclass(frozen=True)
+@frozen
 class Interpreter:
     path: str
     version: str

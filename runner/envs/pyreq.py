@@ -14,10 +14,10 @@ import platform
 import shlex
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import Problem, SpecError
+from runner.frozen import frozen
 from runner.fsutil import sha256_bytes, sha256_file
 from runner.redact import redact_url
 
@@ -35,7 +35,7 @@ INDEX_VARIABLES = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class PythonRequest:
     """What to resolve: the interpreter asked for and requirement lines with absolute paths."""
 
