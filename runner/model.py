@@ -27,7 +27,7 @@ M = TypeVar("M", bound="Model")
 
 
 class Model:
-    """Mix-in for ``@dataclass(frozen=True, kw_only=True)`` classes validated by pydantic."""
+    """Mix-in for ``@frozen_kw`` dataclasses (`runner.frozen`) validated by pydantic."""
 
     __pydantic_config__: ClassVar[dict[str, Any]] = MODEL_CONFIG
 

@@ -3,20 +3,22 @@
 `run.json` in the run's directory is the source of truth; it is written before the command starts
 and replaced atomically at each step.
 
-The types are frozen standard-library dataclasses, so that a run writes its record without
-importing pydantic (0.2 s of start-up). Pydantic validates them all the same: reading a record
-(``model_validate_json``) and the JSON Schema in ``schemas/`` go through a pydantic ``TypeAdapter``
-built from these very classes; a field's docstring is its description. `runner.model` gives them the
-few model methods the code uses (``model_copy``, ``model_dump``, ``model_dump_json``).
+The types are frozen dataclasses (`runner.frozen.frozen_kw`), so that a run writes its record
+without importing pydantic (0.2 s of start-up). Pydantic validates them all the same: reading a
+record (``model_validate_json``) and the JSON Schema in ``schemas/`` go through a pydantic
+``TypeAdapter`` built from these very classes; a field's docstring is its description.
+`runner.model` gives them the few model methods the code uses (``model_copy``, ``model_dump``,
+``model_dump_json``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, ClassVar
 
+from runner.frozen import frozen_kw
 from runner.model import MODEL_CONFIG, Model
 
 SCHEMA_VERSION = 1
@@ -33,7 +35,7 @@ class Status(str, Enum):
         return self is not Status.RUNNING
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class ProjectInfo(Model):
     uri: str
     """The project as given, credentials removed"""
@@ -44,7 +46,7 @@ class ProjectInfo(Model):
     """The MLproject file, if any"""
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class SubmoduleInfo(Model):
     path: str
     """Relative to the repository root (nested ones include parents)"""
@@ -54,7 +56,7 @@ class SubmoduleInfo(Model):
     """Where it was fetched from, no credentials"""
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class SnapshotInfo(Model):
     """A tar.gz of a project directory that is no git repository, to reproduce it from."""
 
@@ -73,7 +75,7 @@ class SnapshotInfo(Model):
     """How many paths were left out in all"""
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class SourceInfo(Model):
     uri: str | None = None
     """The repository URL or local directory, credentials and #subdirectory removed"""
@@ -101,13 +103,13 @@ class SourceInfo(Model):
     """Why a project outside git has no snapshot (too large)"""
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class Package(Model):
     name: str
     version: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class CondaInfo(Model):
     """How a conda environment was solved; its conda-lock.yml is saved beside the record."""
 
@@ -123,7 +125,7 @@ class CondaInfo(Model):
     """Where the prefix was installed"""
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class EnvironmentInfo(Model):
     kind: str
     """What the project asks for: python_env, conda_env, docker_env"""
@@ -138,7 +140,7 @@ class EnvironmentInfo(Model):
     conda: CondaInfo | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class HostInfo(Model):
     hostname: str
     os: str
@@ -150,7 +152,7 @@ class HostInfo(Model):
     reprun_version: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class RunnerProcess(Model):
     """The reprun process that owns a RUNNING run, to tell a live run from a dead one."""
 
@@ -159,7 +161,7 @@ class RunnerProcess(Model):
     start_ticks: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class OutputFile(Model):
     path: str
     """Relative to the run's output directory"""
@@ -167,7 +169,7 @@ class OutputFile(Model):
     sha256: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class DockerInfo(Model):
     """How a Docker run ran: images by id, container settings; variable names, never values."""
 
@@ -202,14 +204,14 @@ class DockerInfo(Model):
     """Whether the container was kept (not removed)"""
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class BackendInfo(Model):
     name: str
     facts: dict[str, Any] = field(default_factory=dict)
     docker: DockerInfo | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class DriftEntry(Model):
     """One entry of a recorded lock that this machine did not honour."""
 
@@ -223,7 +225,7 @@ class DriftEntry(Model):
     """Why, when not a plain version difference (e.g. no wheel for this platform)"""
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class OutputsCheck(Model):
     """The outputs of a reproduction compared with those of the run it reproduces."""
 
@@ -237,7 +239,7 @@ class OutputsCheck(Model):
     """In the reproduction only"""
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class Reproduction(Model):
     """How a reproduction was made from the record of ``RunRecord.reproduces``."""
 
@@ -250,7 +252,7 @@ class Reproduction(Model):
     check: OutputsCheck | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_kw
 class RunRecord(Model):
     __pydantic_config__: ClassVar[dict[str, Any]] = {**MODEL_CONFIG, "title": "reprun run record"}
 

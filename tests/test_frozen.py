@@ -7,7 +7,7 @@ from dataclasses import field
 
 import pytest
 
-from runner.frozen import frozen
+from runner.frozen import frozen, frozen_kw
 
 
 @frozen
@@ -20,6 +20,12 @@ class Point:
 @frozen
 class Named(Point):
     name: str = "p"
+
+
+@frozen
+class Pair:
+    a: int
+    b: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +52,7 @@ def test_arguments_defaults_and_factories() -> None:
 def test_bad_arguments_are_type_errors(args: tuple[object, ...], kwargs: dict[str, object],
                                        message: str) -> None:
     with pytest.raises(TypeError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        Point(*args, **kwargs)
+        Point(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def test_frozen_equal_hashable_and_printable_like_a_dataclass() -> None:
@@ -54,9 +60,26 @@ def test_frozen_equal_hashable_and_printable_like_a_dataclass() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         point.x = 3  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        del point.x  # type: ignore[misc]
+        del point.x
     assert Point(1) != Point(2) and Point(1) != Named(1)
     assert repr(point) == repr(Reference(1, 2)).replace("Reference", "Point")
-    assert hash(Point(1, 2, ())) == hash(Point(1, 2, ()))  # type: ignore[arg-type]
+    assert {Pair(1, "x"): 1}[Pair(1, "x")] == 1 and hash(Pair(1, "x")) == hash(Pair(1, "x"))
+    for unhashable in (Point(1), Reference(1)):  # a list field: as with dataclasses
+        with pytest.raises(TypeError, match="unhashable"):
+            hash(unhashable)
     assert dataclasses.replace(point, y=5) == Point(1, 5)
     assert dataclasses.asdict(Named(1)) == {"x": 1, "y": 0, "tags": [], "name": "p"}
+
+
+@frozen_kw
+class Options:
+    first: int = 1
+    second: str
+
+
+def test_keyword_only_fields_may_follow_defaults_and_refuse_positions() -> None:
+    assert Options(second="s") == Options(first=1, second="s")
+    with pytest.raises(TypeError, match=r"Options\(\) takes 0 positional arguments but 1 were"):
+        Options(1, second="s")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"Options\(\) missing required argument: 'second'"):
+        Options()  # type: ignore[call-arg]
