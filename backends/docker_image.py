@@ -286,6 +286,8 @@ def content_tag(repository: str, base_id: str, context_sha256: str) -> str:
 
 @frozen
 class BuiltImage:
+    """A derived image: its tag and id, whether it was built now, its digest once pushed."""
+
     tag: str
     image_id: str
     built: bool

@@ -25,6 +25,8 @@ POLL_S = 0.05
 
 @frozen
 class Completed:
+    """A finished helper command: its argv, exit code and output."""
+
     argv: tuple[str, ...]
     returncode: int
     out: bytes

@@ -37,6 +37,8 @@ class Status(str, Enum):
 
 @frozen_kw
 class ProjectInfo(Model):
+    """The project that ran."""
+
     uri: str
     """The project as given, credentials removed"""
     path: str
@@ -48,6 +50,8 @@ class ProjectInfo(Model):
 
 @frozen_kw
 class SubmoduleInfo(Model):
+    """A git submodule of the project, as checked out for the run."""
+
     path: str
     """Relative to the repository root (nested ones include parents)"""
     commit: str
@@ -77,6 +81,8 @@ class SnapshotInfo(Model):
 
 @frozen_kw
 class SourceInfo(Model):
+    """Where the code came from: repository, commit, uncommitted changes or snapshot."""
+
     uri: str | None = None
     """The repository URL or local directory, credentials and #subdirectory removed"""
     requested_version: str | None = None
@@ -105,6 +111,8 @@ class SourceInfo(Model):
 
 @frozen_kw
 class Package(Model):
+    """An installed distribution."""
+
     name: str
     version: str
 
@@ -127,6 +135,8 @@ class CondaInfo(Model):
 
 @frozen_kw
 class EnvironmentInfo(Model):
+    """The environment the command ran in, as resolved: manager, interpreter, lock."""
+
     kind: str
     """What the project asks for: python_env, conda_env, docker_env"""
     manager: str
@@ -142,6 +152,8 @@ class EnvironmentInfo(Model):
 
 @frozen_kw
 class HostInfo(Model):
+    """The machine reprun ran on."""
+
     hostname: str
     os: str
     os_release: str
@@ -163,6 +175,8 @@ class RunnerProcess(Model):
 
 @frozen_kw
 class OutputFile(Model):
+    """A file the run wrote into its output directory."""
+
     path: str
     """Relative to the run's output directory"""
     size: int
@@ -206,6 +220,8 @@ class DockerInfo(Model):
 
 @frozen_kw
 class BackendInfo(Model):
+    """Where and how the command was executed."""
+
     name: str
     facts: dict[str, Any] = field(default_factory=dict)
     docker: DockerInfo | None = None
@@ -254,6 +270,8 @@ class Reproduction(Model):
 
 @frozen_kw
 class RunRecord(Model):
+    """One run of a project: what ran, with what, where, and how it ended."""
+
     __pydantic_config__: ClassVar[dict[str, Any]] = {**MODEL_CONFIG, "title": "reprun run record"}
 
     schema_version: int = SCHEMA_VERSION

@@ -40,6 +40,8 @@ def reprun_home(env: Mapping[str, str]) -> Path:
 
 @frozen
 class RunSummary:
+    """One row of the run index, as `reprun runs list` shows it."""
+
     run_id: str
     status: str
     started_at: str

@@ -47,6 +47,8 @@ def cache_root(env: Mapping[str, str]) -> Path:
 
 @frozen
 class CachedEnv:
+    """A finished environment in the cache: its key, directory and marker."""
+
     key: str
     path: Path
     marker: dict[str, Any]
@@ -271,6 +273,8 @@ class PythonCache:
 
 @frozen
 class EnvEntry:
+    """A published environment as `reprun env list` shows it."""
+
     key: str
     path: Path | None
     ok: bool

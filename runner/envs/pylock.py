@@ -31,6 +31,8 @@ _BUILD = re.compile(r"Failed to (?:build|download and build) `([^`]+)`")
 
 @frozen
 class Interpreter:
+    """A Python interpreter: its path and exact version."""
+
     path: str
     version: str
 
