@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -74,10 +75,15 @@ def make_project(root: Path, deps: list[str]) -> Path:
     (project / "MLproject").write_text(
         "name: bench\npython_env: python_env.yaml\n"
         "entry_points:\n  main:\n    command: \"python main.py\"\n")
-    (project / "main.py").write_text(SCRIPT + "".join(
-        f"import {d.split('=')[0].split('<')[0].split('>')[0].replace('-', '_')}\n"
-        for d in deps))
+    (project / "main.py").write_text(SCRIPT + "".join(f"import {module_of(d)}\n" for d in deps))
     return project
+
+
+def module_of(requirement: str) -> str:
+    """The module a requirement provides, for the usual names (scikit-learn -> sklearn)."""
+    name = re.split(r"[=<>!~\[ ;]", requirement, maxsplit=1)[0].lower()
+    return {"scikit-learn": "sklearn", "pyyaml": "yaml", "pillow": "PIL"}.get(
+        name, name.replace("-", "_"))
 
 
 def mlflow_python(root: Path, env: dict[str, str], uv: str, timeout: float,

@@ -33,7 +33,7 @@ from runner.fsutil import atomic_write_text
 from runner.store import reprun_home
 
 MARKER = "reprun-env.json"
-_HELD: list[IO[str]] = []  # use locks of the environments this process runs in
+_HELD: dict[Path, IO[str]] = {}  # use locks of the environments this process runs in
 USED = ".reprun-used"
 PROJECTS = ".reprun-projects"
 
@@ -236,10 +236,13 @@ class PythonCache:
         """Mark the environment of ``key`` as in use by this process until it exits (a shared
         lock on ``keys/<key>.use``): `remove` then leaves it alone. Waits while it is being
         removed (the caller then finds it gone and builds it again)."""
+        path = self.keys / f"{key}.use"
+        if path in _HELD:
+            return
         self.keys.mkdir(parents=True, exist_ok=True)
-        handle = (self.keys / f"{key}.use").open("a")
+        handle = path.open("a")
         fcntl.flock(handle, fcntl.LOCK_SH)
-        _HELD.append(handle)  # released when the process ends: a run lasts as long as reprun
+        _HELD[path] = handle  # released when the process ends: a run lasts as long as reprun
 
     def in_use(self, key: str) -> bool:
         """Whether a running reprun uses or builds the environment of ``key``."""
