@@ -145,9 +145,10 @@ class _Files:
         return made
 
 
-def is_validated(cache_dir: Path, kind: str, raw: bytes) -> bool:
-    """Whether ``raw`` (a file's bytes) is in the validated-file cache as ``kind``."""
-    return (cache_dir / f"{_cache_key(kind, raw)}.json").is_file()
+def cached_dump(cache_dir: Path, kind: str, raw: bytes) -> dict[str, Any] | None:
+    """The validated dump of ``raw`` (a file's bytes) as ``kind`` from the cache, or None."""
+    entry = _read_entry(cache_dir / f"{_cache_key(kind, raw)}.json")
+    return entry["dump"] if entry is not None else None
 
 
 def _cache_key(kind: str, raw: bytes) -> str:

@@ -94,13 +94,16 @@ def test_cached_warnings_are_given_again_and_strict_refuses_them(make_project: M
         load_project(project, strict=True, cache_dir=cache)
 
 
-def test_a_cached_run_imports_neither_pydantic_nor_yaml(reprun: Reprun,
-                                                        make_project: MakeProject) -> None:
-    project = make_project(MLPROJECT, files={"python_env.yaml": "dependencies: []\n"})
-    first = reprun("run", str(project), "-P", "kind=b", "-q")
+@pytest.mark.parametrize("with_mlproject", [True, False])
+def test_a_cached_run_imports_neither_pydantic_nor_yaml(reprun: Reprun, make_project: MakeProject,
+                                                        with_mlproject: bool) -> None:
+    files = {"python_env.yaml": "dependencies: []\n", "main.py": "print('ran')\n"}
+    project = make_project(MLPROJECT if with_mlproject else None, files=files)
+    entry = [] if with_mlproject else ["-e", "main.py"]
+    first = reprun("run", str(project), *entry, *(["-P", "kind=b"] if with_mlproject else []), "-q")
     assert first.code == 0, first.stderr
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "runner", "run", str(project), "-q"],
+        [sys.executable, "-X", "importtime", "-m", "runner", "run", str(project), *entry, "-q"],
         env=reprun.env(), cwd=reprun.cwd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     imported = {line.rsplit("|", 1)[1].strip().split(".")[0]
@@ -108,5 +111,6 @@ def test_a_cached_run_imports_neither_pydantic_nor_yaml(reprun: Reprun,
     assert "runner" in imported
     assert not imported & {"pydantic", "pydantic_core", "yaml"}, imported
     record = reprun.last_record()
-    assert record["parameters"] == {"alpha": "1e-05", "kind": "a"}
+    if with_mlproject:
+        assert record["parameters"] == {"alpha": "1e-05", "kind": "a"}
     RunRecord.model_validate(record)  # what the fast path wrote is a valid record

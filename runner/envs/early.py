@@ -5,7 +5,7 @@ On a project's first run, validating its MLproject and python_env.yaml imports Y
 waits on the package index. Both can overlap: the request is read from the raw files at once and
 its resolution started in the background. The builder uses that resolution only if the request it
 computes from the *validated* files has the same key and interpreter; otherwise it is cancelled.
-Nothing is started when the files are in the validated-file cache (validation costs nothing
+Nothing is started when both files are in the validated-file cache (validation costs nothing
 then), when the lock is cached, or when anything about the raw files looks unusual: the normal
 path then validates and reports.
 """
@@ -20,7 +20,7 @@ from runner.envs.cache import PythonCache, cache_root
 from runner.envs.pybuild import default_interpreter, tool_env
 from runner.envs.pylock import Compiling, start_compile
 from runner.envs.pyreq import make_request
-from runner.spec import find_spec_file, is_validated
+from runner.spec import cached_dump, find_spec_file
 
 EARLY_MANAGERS = ("uv", "virtualenv")
 
@@ -39,13 +39,16 @@ def resolve_early(directory: Path, manager: str | None, base_env: Mapping[str, s
 
 def _start(directory: Path, manager: str, base_env: Mapping[str, str], spec_cache: Path,
            refresh: bool) -> Compiling | None:
-    env_file = _python_env_file(directory, spec_cache)
-    if env_file is None:
+    found = _python_env_file(directory, spec_cache)
+    if found is None:
         return None
+    env_file, spec_validated = found
+    raw_env = env_file.read_bytes()
+    if spec_validated and cached_dump(spec_cache, "python_env_file", raw_env) is not None:
+        return None  # both files validated: validating costs nothing, nothing to overlap
     import yaml
 
-    raw = yaml.safe_load(env_file.read_bytes())
-    python, lines = _python_and_lines(raw)
+    python, lines = _python_and_lines(yaml.safe_load(raw_env))
     if python is not None or lines is None:  # a named version is found by the builder
         return None
     request = make_request(manager, python, lines, directory, env_file, base_env)
@@ -56,24 +59,27 @@ def _start(directory: Path, manager: str, base_env: Mapping[str, str], spec_cach
                          directory)
 
 
-def _python_env_file(directory: Path, spec_cache: Path) -> Path | None:
-    """The python_env file the raw MLproject names (or python_env.yaml beside it), unless the
-    MLproject is already validated or asks for another kind of environment."""
+def _python_env_file(directory: Path, spec_cache: Path) -> tuple[Path, bool] | None:
+    """The python_env file the MLproject names (or python_env.yaml beside it) and whether the
+    MLproject is validated already; None when it asks for another kind of environment."""
     spec_file = find_spec_file(directory)
+    data: Any = {}
+    validated = True
     if spec_file is not None:
         raw_spec = spec_file.read_bytes()
-        if is_validated(spec_cache, "mlproject", raw_spec):
-            return None
-        import yaml
+        data = cached_dump(spec_cache, "mlproject", raw_spec)
+        validated = data is not None
+        if data is None:
+            import yaml
 
-        data = yaml.safe_load(raw_spec)
+            data = yaml.safe_load(raw_spec)
         if not isinstance(data, dict) or data.get("docker_env") or data.get("conda_env"):
             return None
         named = data.get("python_env")
         if named is not None:
-            return directory / named if isinstance(named, str) else None
+            return (directory / named, validated) if isinstance(named, str) else None
     default = directory / "python_env.yaml"
-    return default if default.is_file() else None
+    return (default, validated) if default.is_file() else None
 
 
 def _python_and_lines(raw: Any) -> tuple[str | None, list[str] | None]:
