@@ -75,10 +75,6 @@ class ParameterSpec(BaseModel):
                 raise ValueError(f"default {reason}")
         return self
 
-    @property
-    def required(self) -> bool:
-        return self.default is None
-
 
 ParameterDecl = Annotated[
     ParameterSpec, BeforeValidator(_param_short_form, json_schema_input_type=str | ParameterSpec)
@@ -251,14 +247,6 @@ class CondaEnvFile(BaseModel):
         if sum(isinstance(d, PipSection) for d in self.dependencies) > 1:
             raise ValueError("'dependencies' has more than one 'pip:' list; merge them into one")
         return self
-
-    @property
-    def conda_specs(self) -> list[str]:
-        return [d.strip() for d in self.dependencies if isinstance(d, str)]
-
-    @property
-    def pip(self) -> list[str]:
-        return next((list(d.pip) for d in self.dependencies if isinstance(d, PipSection)), [])
 
 
 KNOWN_KEYS: dict[str, frozenset[str]] = {

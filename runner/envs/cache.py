@@ -221,16 +221,7 @@ class PythonCache:
             if self.envs.is_dir() else []
 
     def _busy(self, key: str) -> bool:
-        path = self.keys / f"{key}.flock"
-        if not path.exists():
-            return False
-        with path.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+        return _held_elsewhere(self.keys / f"{key}.flock")
 
     def hold(self, key: str) -> None:
         """Mark the environment of ``key`` as in use by this process until it exits (a shared
@@ -246,17 +237,7 @@ class PythonCache:
 
     def in_use(self, key: str) -> bool:
         """Whether a running reprun uses or builds the environment of ``key``."""
-        if self._busy(key):
-            return True
-        path = self.keys / f"{key}.use"
-        if not path.exists():
-            return False
-        with path.open("a") as use:
-            try:
-                fcntl.flock(use, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-        return False
+        return self._busy(key) or _held_elsewhere(self.keys / f"{key}.use")
 
     def remove(self, key: str) -> bool:
         """Delete the environment of ``key`` unless it is being built or used by a running
@@ -272,6 +253,19 @@ class PythonCache:
             with self.locked(key):
                 self.discard(key)
         return True
+
+
+def _held_elsewhere(path: Path) -> bool:
+    """Whether another open file holds a lock on ``path`` (an exclusive lock cannot be had)."""
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 @frozen
