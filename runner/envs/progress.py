@@ -23,13 +23,15 @@ class Progress:
             self.notify(message)
 
     @contextlib.contextmanager
-    def phase(self, doing: str) -> Iterator[Callable[[str], None]]:
+    def phase(self, doing: str,
+              since: float | None = None) -> Iterator[Callable[[str], None]]:
         """Show ``doing`` while the block runs; the block may set the closing words.
 
         ``with progress.phase("resolving") as done: ...; done("3 packages")`` ends with
-        ``resolving: 3 packages (1.2 s)``.
+        ``resolving: 3 packages (1.2 s)``; the time counts from ``since`` (a ``time.monotonic``
+        value) for work that started earlier, in the background.
         """
-        start = time.monotonic()
+        start = time.monotonic() if since is None else since
         summary: list[str] = []
         status: Any = None
         if self.live:

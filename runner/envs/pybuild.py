@@ -70,7 +70,8 @@ class PythonBuilder:
                                           self.tool_env(spec), spec.project_dir)
             if not request.lines:  # nothing to resolve: the header alone
                 return compiling.text()
-            with progress.phase(f"resolving with uv for python {interpreter.version}") as done:
+            doing = f"resolving with uv for python {interpreter.version}"
+            with progress.phase(doing, since=compiling.started) as done:
                 text = compiling.text()
                 done(f"{len(split_lock(text)[0])} package(s) pinned with hashes")
             return text

@@ -11,7 +11,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.envs.pyreq import PythonRequest, is_url_option, platform_tag
@@ -94,6 +94,7 @@ class Compiling:
     header: str
     log: Path | None = None
     pending: Pending | None = None
+    started: float = field(default_factory=time.monotonic)
 
     def text(self) -> str:
         if self.pending is None or self.log is None:
