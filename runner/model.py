@@ -5,15 +5,17 @@ about 0.2 s, more than the rest of a cached run. Their types are therefore stand
 dataclasses carrying pydantic's configuration (``__pydantic_config__``): creating, copying and
 writing them needs only the standard library, while validating JSON or a mapping and making the
 JSON Schema build a pydantic ``TypeAdapter`` from the same class, the first time it is asked for.
-A field's docstring is its description in the schema.
+A field's docstring is its description in the schema (read only to make the schema).
 
 `Model` offers the few methods of pydantic's model API the code uses, with the same meaning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from enum import Enum
 from pathlib import PurePath
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
-MODEL_CONFIG: dict[str, Any] = {"extra": "forbid", "use_attribute_docstrings": True}
+MODEL_CONFIG: dict[str, Any] = {"extra": "forbid"}
 M = TypeVar("M", bound="Model")
 
 
@@ -62,8 +64,11 @@ class Model:
     def model_json_schema(
         cls, *, mode: Literal["validation", "serialization"] = "validation"
     ) -> dict[str, Any]:
-        """The JSON Schema of the class."""
-        return adapter(cls).json_schema(mode=mode)
+        """The JSON Schema of the class, each field described by its docstring."""
+        from pydantic import TypeAdapter
+
+        with _described_by_docstrings():
+            return TypeAdapter(cls).json_schema(mode=mode)
 
 
 _ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
@@ -76,6 +81,34 @@ def adapter(cls: type[Any]) -> TypeAdapter[Any]:
 
         _ADAPTERS[cls] = TypeAdapter(cls)
     return _ADAPTERS[cls]
+
+
+@contextlib.contextmanager
+def _described_by_docstrings() -> Iterator[None]:
+    """Every model class reads its fields' docstrings while the block runs.
+
+    Only the schema needs them, and reading them parses the classes' source: validating a record
+    would take twice as long (a single-threaded, command-line-only path sets and restores them).
+    """
+    classes = _subclasses(Model)
+    saved = {c: c.__dict__.get("__pydantic_config__") for c in classes}
+    for c in classes:
+        c.__pydantic_config__ = {**c.__pydantic_config__, "use_attribute_docstrings": True}
+    try:
+        yield
+    finally:
+        for c, config in saved.items():
+            if config is None:
+                del c.__pydantic_config__
+            else:
+                c.__pydantic_config__ = config
+
+
+def _subclasses(cls: type[Any]) -> list[type[Any]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
 
 
 def dump(value: Any, json_values: bool) -> Any:
