@@ -87,8 +87,12 @@ def env_list(as_json: bool) -> int:
               help="Remove environments not used for this long (30d, 12h, 2w...).")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 def env_prune(older_than: str, dry_run: bool) -> int:
-    """Remove environments not used recently, incomplete ones, and leftovers of killed builds."""
+    """Remove environments not used recently, incomplete ones, leftovers of killed builds, and
+    cached validations of project files not used recently."""
     import shutil
+
+    from runner.envs.cache import cache_root
+    from runner.spec import SPEC_CACHE, prune_validated
 
     age = parse_duration(older_than)
     cutoff = time.time() - age
@@ -110,6 +114,10 @@ def env_prune(older_than: str, dry_run: bool) -> int:
             if not dry_run:
                 shutil.rmtree(orphan, ignore_errors=True)
             click.echo(f"{verb} unfinished build {orphan.name}")
+    validated = prune_validated(cache_root(os.environ) / SPEC_CACHE, cutoff, dry_run)
+    if validated:
+        count += validated
+        click.echo(f"{verb} {validated} validated project file(s) not used for {older_than}")
     click.echo(f"{count} {'would be removed' if dry_run else 'removed'}", err=True)
     return 0
 

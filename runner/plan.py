@@ -19,7 +19,7 @@ from runner.errors import NotSupportedError, UsageError
 from runner.frozen import frozen
 from runner.params import ResolvedParams, resolve
 from runner.source import Checkout, release, resolve_source
-from runner.spec import Project, load_project
+from runner.spec import SPEC_CACHE, Project, load_project
 from runner.spec_types import EntryPoint
 
 if TYPE_CHECKING:
@@ -118,9 +118,6 @@ def _describe_container(spec: ContainerSpec, command: str) -> dict[str, Any]:
 
 def _str(path: Path | None) -> str | None:
     return str(path) if path is not None else None
-
-
-SPEC_CACHE = "spec"  # validated MLproject and environment files, under the cache root
 
 
 def make_plan(options: RunOptions) -> Plan:

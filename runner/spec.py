@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shlex
 from collections.abc import Callable
 from dataclasses import field
@@ -104,6 +105,7 @@ def load_project(directory: Path, strict: bool = False, cache_dir: Path | None =
     return Project(directory, spec_file, spec, env, tuple(files.warnings))
 
 
+SPEC_CACHE = "spec"  # under the cache root: validated MLproject and environment files
 PY_ENV, CONDA_ENV = "python_env_file", "conda_env_file"
 T = TypeVar("T")
 VALIDATOR_SOURCES = ("spec_models.py", "spec_validate.py", "spec_types.py")
@@ -124,6 +126,9 @@ class _Files:
         raw = path.read_bytes()
         entry = self.cache_dir / f"{_cache_key(kind, raw)}.json" if self.cache_dir else None
         cached = _read_entry(entry) if entry is not None else None
+        if cached is not None and entry is not None:
+            with contextlib.suppress(OSError):
+                os.utime(entry)  # last used: `reprun env prune` keeps what is in use
         try:
             made = make(cached["dump"]) if cached is not None else None
             found = [Problem(path, w["key"], w["message"], w["line"], w["hint"])
@@ -151,15 +156,44 @@ def cached_dump(cache_dir: Path, kind: str, raw: bytes) -> dict[str, Any] | None
     return entry["dump"] if entry is not None else None
 
 
-def _cache_key(kind: str, raw: bytes) -> str:
-    """The file's bytes, its kind and the validating code (version, and its files' mtimes)."""
-    here = Path(__file__).parent
-    code = [f"{__version__}", kind]
-    for name in VALIDATOR_SOURCES:
+def prune_validated(cache_dir: Path, cutoff: float, dry_run: bool) -> int:
+    """Remove (or count, with ``dry_run``) validated files not used since ``cutoff``."""
+    removed = 0
+    for entry in cache_dir.glob("*.json") if cache_dir.is_dir() else []:
         with contextlib.suppress(OSError):
-            stat = (here / name).stat()
-            code.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return hashlib.sha256("\0".join(code).encode() + b"\0" + raw).hexdigest()
+            if entry.stat().st_mtime < cutoff:
+                if not dry_run:
+                    entry.unlink()
+                removed += 1
+    return removed
+
+
+def _cache_key(kind: str, raw: bytes) -> str:
+    """The file's bytes, its kind and the validating code."""
+    return hashlib.sha256(f"{_validator_code()}\0{kind}\0".encode() + raw).hexdigest()
+
+
+_VALIDATOR: list[str] = []
+
+
+def _validator_code() -> str:
+    """reprun's version and the size and time of the files that validate: reprun's own and
+    pydantic's (found without importing it)."""
+    if not _VALIDATOR:
+        import importlib.util
+
+        here = Path(__file__).parent
+        files = [here / name for name in VALIDATOR_SOURCES]
+        found = importlib.util.find_spec("pydantic")
+        if found is not None and found.origin is not None:
+            files.append(Path(found.origin).with_name("version.py"))
+        parts = [__version__]
+        for path in files:
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        _VALIDATOR.append("\0".join(parts))
+    return _VALIDATOR[0]
 
 
 def _read_entry(entry: Path) -> dict[str, Any] | None:

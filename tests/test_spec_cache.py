@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,24 @@ def test_a_cached_run_imports_neither_pydantic_nor_yaml(reprun: Reprun, make_pro
     if with_mlproject:
         assert record["parameters"] == {"alpha": "1e-05", "kind": "a"}
     RunRecord.model_validate(record)  # what the fast path wrote is a valid record
+
+
+def test_env_prune_removes_validated_files_not_used_for_long(reprun: Reprun,
+                                                             make_project: MakeProject) -> None:
+    project = make_project(MLPROJECT, files={"python_env.yaml": "dependencies: []\n"})
+    assert reprun("run", str(project), "-q").code == 0
+    cache = reprun.home / "cache" / "spec"
+    assert len(entries(cache)) == 2
+    old = time.time() - 40 * 86400
+    for entry in entries(cache):
+        os.utime(entry, (old, old))
+    assert reprun("run", str(project), "-q").code == 0  # a cache hit marks them used now
+    assert "validated" not in reprun("env", "prune", "--older-than", "30d").stdout
+    for entry in entries(cache):
+        os.utime(entry, (old, old))
+    dry = reprun("env", "prune", "--older-than", "30d", "--dry-run")
+    assert "would remove 2 validated project file(s) not used for 30d" in dry.stdout
+    assert len(entries(cache)) == 2
+    gone = reprun("env", "prune", "--older-than", "30d")
+    assert "removed 2 validated project file(s) not used for 30d" in gone.stdout
+    assert entries(cache) == []
