@@ -135,6 +135,14 @@ def init_repo(directory: Path) -> str:
 DEFAULT_TEST_BASE_IMAGE = "reprun-test/python:3.11-bookworm"
 
 
+def assert_only_last_layer_differs(docker_client: Any, before: str, after: str) -> None:
+    """The two images share every layer but the last: a rebuild reused the environment layers."""
+    old = docker_client.images.get(before).attrs["RootFS"]["Layers"]
+    new = docker_client.images.get(after).attrs["RootFS"]["Layers"]
+    assert len(old) == len(new)
+    assert old[:-1] == new[:-1] and old[-1] != new[-1]
+
+
 def _no_docker(reason: str) -> NoReturn:
     """Skip, or fail where an engine is required (CI sets REPRUN_REQUIRE_DOCKER=1)."""
     if os.environ.get("REPRUN_REQUIRE_DOCKER") == "1":

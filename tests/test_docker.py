@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, MakeProject, Reprun, init_repo
+from conftest import EXAMPLES, MakeProject, Reprun, assert_only_last_layer_differs, init_repo
 
 pytestmark = pytest.mark.docker
 
@@ -130,10 +130,7 @@ def test_unchanged_project_reuses_its_image_and_a_change_rebuilds_only_the_code_
     assert "v2" in third.stdout
     three = reprun.last_record()["backend"]["docker"]
     assert three["built"] is True and three["image_id"] != one["image_id"]
-    old = docker_client.images.get(one["image_id"]).attrs["RootFS"]["Layers"]
-    new = docker_client.images.get(three["image_id"]).attrs["RootFS"]["Layers"]
-    assert len(old) == len(new)
-    assert old[:-1] == new[:-1] and old[-1] != new[-1]
+    assert_only_last_layer_differs(docker_client, one["image_id"], three["image_id"])
 
 
 def test_environment_layer_comes_before_the_code_layer(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from condapkgs import conda_package, index, standard_channel
-from conftest import MakeProject, Reprun
+from conftest import MakeProject, Reprun, assert_only_last_layer_differs
 
 pytestmark = pytest.mark.docker
 
@@ -84,10 +84,7 @@ def test_conda_project_runs_in_docker_from_the_local_lock(
     assert "code v2" in third.stdout
     three = reprun.last_record()["backend"]["docker"]
     assert three["built"] is True and three["image_id"] != one["image_id"]
-    old = docker_client.images.get(one["image_id"]).attrs["RootFS"]["Layers"]
-    new = docker_client.images.get(three["image_id"]).attrs["RootFS"]["Layers"]
-    assert len(old) == len(new)
-    assert old[:-1] == new[:-1] and old[-1] != new[-1]  # the environment layers were reused
+    assert_only_last_layer_differs(docker_client, one["image_id"], three["image_id"])
     build_log = reprun.home / "runs" / reprun.last_record()["run_id"] / "docker-build.log"
     assert "installed 3 conda package(s)" not in build_log.read_text()
 

@@ -52,10 +52,14 @@ def run_logged(
     try:
         done = capture(argv, env=env, cwd=cwd, timeout=TIMEOUT_S)
     except (FileNotFoundError, PermissionError) as exc:
-        raise EnvBuildError(f"cannot run '{argv[0]}': {exc}",
-                            hint="reinstall reprun (it depends on uv and virtualenv)") from None
+        raise _cannot_run(argv, exc) from None
     append_log(log, done)
     return done
+
+
+def _cannot_run(argv: Sequence[str], exc: OSError) -> EnvBuildError:
+    return EnvBuildError(f"cannot run '{argv[0]}': {exc}",
+                         hint="reinstall reprun (it depends on uv and virtualenv)")
 
 
 def append_log(log: Path, done: Completed) -> None:
@@ -128,8 +132,7 @@ def start_compile(
     try:
         pending = Pending(argv, project_dir, env)
     except (FileNotFoundError, PermissionError) as exc:
-        raise EnvBuildError(f"cannot run '{argv[0]}': {exc}",
-                            hint="reinstall reprun (it depends on uv and virtualenv)") from None
+        raise _cannot_run(argv, exc) from None
     return Compiling(request.key, interpreter, header, log, pending)
 
 
