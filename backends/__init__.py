@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 BACKENDS: dict[str, str] = {
     "local": "backends.local:LocalBackend",
-    "docker": "backends.docker:DockerBackend",
-    "kubernetes": "backends.kubernetes:KubernetesBackend",
+    "docker": "backends.docker.backend:DockerBackend",
+    "kubernetes": "backends.kubernetes.backend:KubernetesBackend",
 }
 PLANNED: tuple[str, ...] = ()
 # Backends that install the locked environment themselves (into an image): the host only locks.
@@ -39,7 +39,7 @@ def fixed_image(name: str, backend_config: str | None, cwd: Path) -> str | None:
     """The existing image a remote backend's config names (its runs then build nothing)."""
     if name != "kubernetes" or not backend_config:
         return None
-    from backends.k8s_config import load_config
+    from backends.kubernetes.config import load_config
 
     return load_config(backend_config, cwd).config.image or None
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from runner.envs.base import ResolvedEnv
 from runner.frozen import frozen
-from runner.record import BackendInfo, RunRecord, Status
-from runner.spec_types import DockerEnv
+from runner.record.types import BackendInfo, RunRecord, Status
+from runner.spec.types import DockerEnv
 
 if TYPE_CHECKING:
-    from backends.container import ContainerSpec
+    from backends.docker.container import ContainerSpec
 
 
 def _quiet(_message: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from backends.base import Outcome, RunHandle, RunRequest
 from runner.process import GroupProcess
-from runner.record import BackendInfo, Status, now
+from runner.record.types import BackendInfo, Status, now
 
 LEFTOVER_WAIT_S = 1.0
 

@@ -19,8 +19,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from runner.host import host_info
-from runner.record import (
+from runner.record.host import host_info
+from runner.record.types import (
     BackendInfo,
     EnvironmentInfo,
     ProjectInfo,
@@ -28,7 +28,7 @@ from runner.record import (
     SourceInfo,
     Status,
 )
-from runner.store import RunStore
+from runner.record.store import RunStore
 
 
 def fill(store: RunStore, count: int) -> list[str]:

@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.export import Recorded, open_run
-from runner.gitcmd import git_env, run_git
-from runner.gitfetch import cache_root
-from runner.record import RunRecord
-from runner.snapshot import snapshot_digests
-from runner.sourceuri import cache_name, file_url_path, is_remote
-from runner.store import RunStore
+from runner.record.export import Recorded, open_run
+from runner.record.store import RunStore
+from runner.record.types import RunRecord
+from runner.source.fetch import cache_root
+from runner.source.git import git_env, run_git
+from runner.source.snapshot import snapshot_digests
+from runner.source.uri import cache_name, file_url_path, is_remote
 
 Json = dict[str, Any]
 

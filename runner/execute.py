@@ -19,10 +19,11 @@ from runner.envs import get_builder
 from runner.envs.base import EnvSpec, Lock, ResolvedEnv, restore
 from runner.errors import Drift, Interrupted, NotSupportedError
 from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
-from runner.host import host_info
 from runner.plan import Plan
 from runner.process import process_start_ticks
-from runner.record import (
+from runner.record.host import host_info
+from runner.record.store import RunStore
+from runner.record.types import (
     BackendInfo,
     CondaInfo,
     DriftEntry,
@@ -37,7 +38,6 @@ from runner.record import (
     Status,
     now,
 )
-from runner.store import RunStore
 
 PATCH_FILE = "source.patch"
 SPEC_DIR = "spec"
@@ -122,7 +122,7 @@ class _SignalForwarder:
 
 def _with_snapshot(plan: Plan, source: SourceInfo, run_dir: Path, notify: Notify) -> SourceInfo:
     """A project outside git keeps a snapshot of its files; a reproduction, the one it ran from."""
-    from runner.snapshot import SNAPSHOT_FILE, SnapshotTooLarge, make_snapshot  # tarfile
+    from runner.source.snapshot import SNAPSHOT_FILE, SnapshotTooLarge, make_snapshot  # tarfile
 
     if plan.checkout.snapshot is not None:
         shutil.copyfile(plan.checkout.snapshot, run_dir / SNAPSHOT_FILE)

@@ -17,13 +17,13 @@ from runner.envs.base import Lock, PythonFacts
 from runner.envs.cache import cache_root
 from runner.errors import NotSupportedError, UsageError
 from runner.frozen import frozen
-from runner.params import ResolvedParams, resolve
-from runner.source import Checkout, release, resolve_source
-from runner.spec import SPEC_CACHE, Project, load_project
-from runner.spec_types import EntryPoint
+from runner.source.checkout import Checkout, release, resolve_source
+from runner.spec.params import ResolvedParams, resolve
+from runner.spec.project import SPEC_CACHE, Project, load_project
+from runner.spec.types import EntryPoint
 
 if TYPE_CHECKING:
-    from backends.container import ContainerSpec
+    from backends.docker.container import ContainerSpec
     from runner.envs.pylock import Compiling
 
 # What --env-manager local (or no choice) means when the backend builds the environment itself:
@@ -109,7 +109,7 @@ class Plan:
 
 
 def _describe_container(spec: ContainerSpec, command: str) -> dict[str, Any]:
-    from backends.docker_image import render_dockerfile
+    from backends.docker.image import render_dockerfile
 
     base = spec.base_image or f"{spec.repository}-base:<hash> (built from {spec.dockerfile})"
     return {**spec.describe(), "command": spec.argv(command),
@@ -136,7 +136,7 @@ def make_plan(options: RunOptions) -> Plan:
         params = resolve(entry, options.params, options.cwd)
         container = None
         if backend in BUILDS_OWN_ENVIRONMENT:
-            from backends.container import container_spec
+            from backends.docker.container import container_spec
 
             # kubernetes maps docker_env.environment itself (names may come from Secrets).
             container = container_spec(project, entry, params.values, options.base_env,
@@ -202,7 +202,7 @@ def choose_manager(requested: str | None, project: Project, backend: str = "loca
         as_is = manager in ("local", IMAGE_MANAGER) or project.env.kind == "docker_env"
         if as_is or no_env or existing_image:
             return IMAGE_MANAGER
-        from backends.docker_image import IMAGE_LOCKS
+        from backends.docker.image import IMAGE_LOCKS
 
         if manager not in IMAGE_LOCKS:
             raise NotSupportedError(

@@ -1,6 +1,6 @@
 """``reprun reproduce``: the flow of a run, walked from a record instead of a command line.
 
-Source from the record (:mod:`runner.recorded_source`), the same entry point and command with the
+Source from the record (:mod:`runner.source.recorded`), the same entry point and command with the
 same parameter values (not re-resolved), the environment rebuilt from the recorded lock (never
 re-resolved unless ``--allow-drift``), the recorded backend; the new record says which run it
 reproduces, and ``--check`` compares its outputs with the original's.
@@ -16,16 +16,16 @@ from types import MappingProxyType
 from runner.envs.base import Lock, PythonFacts
 from runner.errors import EnvBuildError
 from runner.execute import execute
-from runner.export import Recorded, open_run
 from runner.frozen import frozen
-from runner.params import ResolvedParams
 from runner.plan import Plan, Replay, RunOptions, choose_backend, choose_manager, release_plan
-from runner.record import OutputFile, OutputsCheck, RunRecord
-from runner.recorded_source import checkout_recorded
-from runner.source import release
-from runner.spec import load_project
-from runner.spec_types import EntryPoint, ParamType
-from runner.store import RunStore
+from runner.record.export import Recorded, open_run
+from runner.record.store import RunStore
+from runner.record.types import OutputFile, OutputsCheck, RunRecord
+from runner.source.checkout import release
+from runner.source.recorded import checkout_recorded
+from runner.spec.params import ResolvedParams
+from runner.spec.project import load_project
+from runner.spec.types import EntryPoint, ParamType
 
 Notify = Callable[[str], None]
 
@@ -100,7 +100,7 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions) -> Plan:
     )
     container = None
     if backend == "docker":
-        from backends.container import container_spec
+        from backends.docker.container import container_spec
 
         recorded_base = record.backend.docker.base_image if record.backend.docker else None
         container = container_spec(project, entry, params.values, options.base_env,

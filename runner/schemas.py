@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol
 
-from backends.k8s_config import KubernetesConfig
-from runner.record import RunRecord
-from runner.spec_models import CondaEnvFile, MLProject, PythonEnvFile
+from backends.kubernetes.config import KubernetesConfig
+from runner.record.types import RunRecord
+from runner.spec.models import CondaEnvFile, MLProject, PythonEnvFile
 
 
 class _HasSchema(Protocol):

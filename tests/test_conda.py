@@ -339,7 +339,7 @@ def test_dry_run_and_help_import_neither_rattler_nor_conda_lock(
 
 
 def test_conda_example_is_valid() -> None:
-    from runner.spec import load_project
+    from runner.spec.project import load_project
 
     project = load_project(EXAMPLES / "conda-env", strict=True)
     assert project.env.kind == "conda_env" and project.env.conda_env is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from condapkgs import conda_package
 
-from backends.docker_conda import LockedArchive, fetch_archive
+from backends.docker.conda import LockedArchive, fetch_archive
 from runner.errors import EnvBuildError
 
 

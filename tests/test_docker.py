@@ -137,9 +137,9 @@ def test_environment_layer_comes_before_the_code_layer(
     make_project: MakeProject, base_image: str, image_repo: str, docker_client: Any,
     tmp_path: Path,
 ) -> None:
-    from backends import docker_image as images
-    from backends.container import ContainerSpec
-    from backends.engine import Engine
+    from backends.docker import image as images
+    from backends.docker.container import ContainerSpec
+    from backends.docker.engine import Engine
     from runner.envs.base import Lock
 
     project = make_project(None, {"main.py": "print(1)\n"}, name=image_repo)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from conftest import MakeProject, Reprun
 
-from backends.container import sanitise_name
-from backends.docker_image import context_files
+from backends.docker.container import sanitise_name
+from backends.docker.image import context_files
 
 DOCKER_ENV = """
 name: {name}
@@ -83,7 +83,7 @@ def test_dry_run_with_backend_docker_does_not_import_the_docker_sdk(
     assert proc.returncode == 0, proc.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "backends.container" in imported
+    assert "backends.docker.container" in imported
     assert "docker" not in imported and "requests" not in imported
 
 

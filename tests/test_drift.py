@@ -10,7 +10,7 @@ import pytest
 from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, facts_drift, restore
 from runner.envs.local import freeze, thaw
 from runner.errors import Drift, LockNotHonouredError
-from runner.spec import EnvRequest
+from runner.spec.project import EnvRequest
 
 LOCKED = PythonFacts("3.11.7", "/opt/py/bin/python", (("numpy", "1.26.4"), ("Pandas", "2.2.0")))
 

@@ -1,4 +1,5 @@
-"""The light Docker Engine client (backends/engine.py) against the real engine, and a cached run
+"""The light Docker Engine client (backends/docker/engine.py) against the real engine, and a cached
+run
 that loads neither the docker SDK nor requests/urllib3."""
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 import pytest
 from conftest import MakeProject, Reprun
 
-from backends import docker as docker_backend
-from backends.engine import STDERR, STDOUT, Engine, address, connect, frames, wait_result
+from backends.docker import backend as docker_backend
+from backends.docker.engine import STDERR, STDOUT, Engine, address, connect, frames, wait_result
 from runner.errors import BackendError
 
 pytestmark = pytest.mark.docker
@@ -265,5 +266,5 @@ def test_a_cached_docker_run_imports_neither_the_sdk_nor_requests(
     assert reprun.last_record()["backend"]["docker"]["built"] is False
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "backends.engine" in imported
+    assert "backends.docker.engine" in imported
     assert not imported & {"docker", "requests", "urllib3", "http.client", "ssl"}

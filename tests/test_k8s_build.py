@@ -21,7 +21,7 @@ from conftest import MakeProject, Reprun, Result
 from fakekube import FakeKube
 from test_docker import python_env_project
 
-from backends.registry import Registry
+from backends.kubernetes.registry import Registry
 
 pytestmark = pytest.mark.docker
 

@@ -9,10 +9,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from backends.k8s_config import KubernetesConfig, load_config
-from backends.k8s_manifest import COPIED_MARK, JobInputs, check_rules, job_name, render_job
+from backends.kubernetes.config import KubernetesConfig, load_config
+from backends.kubernetes.manifest import COPIED_MARK, JobInputs, check_rules, job_name, render_job
 from runner.errors import SpecError
-from runner.spec_types import DockerEnv
+from runner.spec.types import DockerEnv
 
 K8S_VERSION = "1.30.0"
 DIGEST = "sha256:" + "ab" * 32

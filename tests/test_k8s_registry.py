@@ -14,7 +14,7 @@ import pytest
 from conftest import MakeProject, Reprun
 from fakekube import FakeKube
 
-from backends.registry import (
+from backends.kubernetes.registry import (
     DOCKER_HUB,
     ImageContent,
     Registry,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from runner.record import (
+from runner.record.types import (
     BackendInfo,
     CondaInfo,
     DockerInfo,

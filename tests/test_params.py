@@ -8,8 +8,8 @@ import pytest
 from conftest import MakeProject
 
 from runner.errors import ParameterError, SpecError, UsageError
-from runner.params import parse_param_args, resolve
-from runner.spec import load_project
+from runner.spec.params import parse_param_args, resolve
+from runner.spec.project import load_project
 
 
 def command_of(project: Path, given: dict[str, str], entry: str = "main",

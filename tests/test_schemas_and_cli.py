@@ -10,7 +10,7 @@ import pytest
 from conftest import EXAMPLES, ROOT, MakeProject, Reprun
 
 from runner.schemas import SCHEMAS, render
-from runner.spec import load_project
+from runner.spec.project import load_project
 
 HEAVY = ("docker", "kubernetes", "rattler", "git", "pydantic", "yaml")
 

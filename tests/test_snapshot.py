@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.snapshot import extract_snapshot, is_excluded, make_snapshot, parse_rules
+from runner.source.snapshot import extract_snapshot, is_excluded, make_snapshot, parse_rules
 
 
 @pytest.mark.parametrize(("rules", "path", "is_dir", "excluded"), [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runner.errors import UsageError
-from runner.gitcmd import fetch_error, scrub, secrets_of, transport
-from runner.sourceuri import cache_name, clean_subdirectory, is_remote, join_url, parse_uri
+from runner.source.git import fetch_error, scrub, secrets_of, transport
+from runner.source.uri import cache_name, clean_subdirectory, is_remote, join_url, parse_uri
 
 
 @pytest.mark.parametrize(("uri", "base", "sub"), [

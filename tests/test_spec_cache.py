@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import MakeProject, Reprun
 
-from runner import spec_models, spec_types
 from runner.errors import SpecError
-from runner.record import RunRecord
-from runner.spec import load_project
+from runner.record.types import RunRecord
+from runner.spec import models as spec_models
+from runner.spec import types as spec_types
+from runner.spec.project import load_project
 
 PAIRS = ["ParameterSpec", "EntryPoint", "DockerEnv", "MLProject", "PythonEnvFile", "PipSection",
          "CondaEnvFile"]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from runner.errors import Drift, LockNotHonouredError
 from runner.frozen import frozen
 from runner.fsutil import sha256_bytes
-from runner.spec import EnvRequest
+from runner.spec.project import EnvRequest
 
 if TYPE_CHECKING:
     from runner.envs.pylock import Compiling

@@ -24,7 +24,7 @@ from runner.errors import NotSupportedError, Problem, SpecError
 from runner.frozen import frozen
 from runner.fsutil import sha256_bytes
 from runner.redact import redact_url
-from runner.spec_types import CondaEnvFile, PythonEnvFile
+from runner.spec.types import CondaEnvFile, PythonEnvFile
 
 KEY_VERSION = 1
 DEFAULT_CHANNELS = ("conda-forge",)

@@ -20,7 +20,7 @@ from runner.envs.cache import PythonCache, cache_root
 from runner.envs.pybuild import default_interpreter, tool_env
 from runner.envs.pylock import Compiling, start_compile
 from runner.envs.pyreq import make_request
-from runner.spec import cached_dump, find_spec_file
+from runner.spec.project import cached_dump, find_spec_file
 
 EARLY_MANAGERS = ("uv", "virtualenv")
 

@@ -1,0 +1,8 @@
+"""The kubernetes backend: the run's command as a Job, pinned by image digest, followed to its end.
+
+- `config`: the ``--backend-config`` file (pydantic model and loader).
+- `manifest`: render the Job as plain data.
+- `image`, `build`, `registry`: the image the Job runs, built and pushed by content.
+- `api`, `watch`: the API server (the only modules that import the ``kubernetes`` client).
+- `backend`: `KubernetesBackend`, which submits the Job and follows it.
+"""

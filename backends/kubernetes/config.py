@@ -1,0 +1,199 @@
+"""The Kubernetes backend configuration (``--backend-config``): a pydantic model and its loader.
+
+The configuration is a JSON or YAML file, or inline JSON. MLflow's keys (``kube-context``,
+``repository-uri``, ``kube-job-template-path``) are accepted as they are; the rest are reprun's.
+This module does not import the ``kubernetes`` library.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from runner.errors import Problem, SpecError, UsageError
+from runner.frozen import frozen
+from runner.spec.yamlfile import YamlDoc, load_yaml
+
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Resources(_Model):
+    """Requests and limits of the run's container."""
+
+    cpu: str | None = Field(default=None, description="CPU request, e.g. '500m' or '2'")
+    memory: str | None = Field(default=None, description="Memory request and limit, e.g. '2Gi'")
+    gpu: int | None = Field(default=None, ge=0, description="nvidia.com/gpu limit (whole GPUs)")
+    requests: dict[str, str] = Field(default_factory=dict, description="More requests by name")
+    limits: dict[str, str] = Field(default_factory=dict, description="More limits by name")
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and not QUANTITY.match(value):
+            raise ValueError(f"'{value}' is not a Kubernetes quantity (examples: 500m, 2, 4Gi)")
+        return value
+
+
+class Toleration(_Model):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds")
+
+
+class SecretRef(_Model):
+    """An environment variable read from a Kubernetes Secret in the run's namespace."""
+
+    secret: str = Field(description="The Secret's name")
+    key: str = Field(description="The key inside the Secret")
+    optional: bool = False
+
+
+class KubernetesConfig(_Model):
+    """``--backend-config`` of ``--backend kubernetes``."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, title="reprun kubernetes backend"
+    )
+
+    kube_context: str | None = Field(
+        default=None, alias="kube-context",
+        description="kubeconfig context; default: the current one, or in-cluster config",
+    )
+    repository_uri: str | None = Field(
+        default=None, alias="repository-uri",
+        description="Where built images are pushed, e.g. registry.example.com/team/proj",
+    )
+    kube_job_template_path: str | None = Field(
+        default=None, alias="kube-job-template-path",
+        description="A Job YAML whose other fields are kept; relative to this file",
+    )
+    namespace: str | None = Field(
+        default=None, description="Default: the template's, else the context's, else 'default'"
+    )
+    image: str | None = Field(
+        default=None, description="Run this existing image (tag or @sha256 digest); no build"
+    )
+    base_image: str | None = Field(
+        default=None, description="Base of the built image for projects without docker_env "
+                                  "(--docker-base-image wins); default python:<version>-slim",
+    )
+    working_dir: str | None = Field(default=None, description="The container's working directory")
+    resources: Resources = Field(default_factory=Resources)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    service_account: str | None = None
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="Plain values (not secrets)")
+    secret_env: dict[str, SecretRef] = Field(
+        default_factory=dict, description="NAME: {secret, key}; the value is never read by reprun"
+    )
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    backoff_limit: int = Field(default=0, ge=0)
+    allow_host_path: bool = Field(
+        default=False, description="Allow docker_env volumes from host paths (hostPath volumes)"
+    )
+    unschedulable_timeout_seconds: float = Field(
+        default=300.0, ge=0, description="Fail a run whose pod stays unschedulable this long"
+    )
+    poll_seconds: float = Field(default=2.0, gt=0, le=60, description="Status check interval")
+
+    @field_validator("env", "secret_env")
+    @classmethod
+    def _env_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"'{name}' is not a valid environment variable name")
+        return value
+
+    def was_set(self, name: str) -> bool:
+        """Whether the user gave ``name`` (as opposed to its default)."""
+        return name in self.model_fields_set
+
+
+@frozen
+class LoadedConfig:
+    """The configuration, where it came from, and the Job template it names (if any)."""
+
+    config: KubernetesConfig
+    source: Path | None
+    template: dict[str, Any] | None
+    template_path: Path | None
+
+
+def load_config(value: str | None, cwd: Path) -> LoadedConfig:
+    """Read ``--backend-config``: inline JSON (starts with '{'), or a JSON/YAML file."""
+    if value is None or not value.strip():
+        return LoadedConfig(KubernetesConfig(), None, None, None)
+    if value.lstrip().startswith("{"):
+        return _finish(_inline(value), None, cwd)
+    path = (cwd / value).resolve()
+    if not path.is_file():
+        raise UsageError(f"--backend-config '{value}' is neither inline JSON nor an existing file",
+                         hint="give a JSON/YAML file or a JSON object such as '{\"image\": ...}'")
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise SpecError([Problem(path, "", "the backend config must be a mapping of keys")])
+    return _finish(_validate(doc.data, doc), path, path.parent)
+
+
+def _inline(text: str) -> KubernetesConfig:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--backend-config is not valid JSON: {exc.msg} at column {exc.colno}",
+                         hint="quote the JSON for your shell, or give a file") from exc
+    if not isinstance(data, dict):
+        raise UsageError("--backend-config must be a JSON object")
+    return _validate(data, None)
+
+
+def _validate(data: dict[str, Any], doc: YamlDoc | None) -> KubernetesConfig:
+    try:
+        return KubernetesConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            keypath = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown key"
+            key = ".".join(str(p) for p in keypath)
+            if doc is not None:
+                problems.append(doc.problem(keypath, message, hint="see 'reprun schema "
+                                                                    "kubernetes-config'"))
+            else:
+                problems.append(Problem(None, f"--backend-config {key}", message))
+        raise SpecError(problems) from None
+
+
+def _finish(config: KubernetesConfig, source: Path | None, base: Path) -> LoadedConfig:
+    if config.kube_job_template_path is None:
+        return LoadedConfig(config, source, None, None)
+    path = (base / config.kube_job_template_path).resolve()
+    if not path.is_file():
+        raise SpecError([Problem(source, "kube-job-template-path",
+                                 f"no such file: {config.kube_job_template_path}",
+                                 hint="the path is relative to the backend config file")])
+    doc = load_yaml(path)
+    data = doc.data
+    if not isinstance(data, dict):
+        raise SpecError([Problem(path, "", "a Job template must be a YAML mapping")])
+    kind = data.get("kind", "Job")
+    if kind != "Job":
+        raise SpecError([Problem(path, "kind", f"'{kind}' is not a Job",
+                                 hint="give a batch/v1 Job template")])
+    return LoadedConfig(config, source, data, path)

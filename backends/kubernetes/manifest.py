@@ -1,0 +1,266 @@
+"""Render the Kubernetes Job of a run: plain data, no ``kubernetes`` import, no network.
+
+reprun owns a small set of fields and sets only those; everything else in a Job template is kept:
+
+- ``metadata``: ``name``, ``namespace``, and its own labels (added to the template's);
+- ``spec``: ``backoffLimit``, ``activeDeadlineSeconds``, ``ttlSecondsAfterFinished`` when the
+  backend config gives them (``backoffLimit`` defaults to 0 when neither gives it);
+- the pod: its labels, ``restartPolicy`` (``Never`` unless the template says ``OnFailure``),
+  ``nodeSelector`` and ``tolerations`` (added), ``serviceAccountName``, ``imagePullSecrets``
+  (added), ``volumes`` (added);
+- the first container: ``image``, ``command`` (``/bin/sh -c COMMAND``; ``args`` removed), ``env``
+  (added; reprun's names win), ``resources`` (per key), ``volumeMounts`` (added), ``workingDir``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import field
+from typing import Any
+
+from backends.kubernetes.config import KubernetesConfig
+from runner.errors import Problem, SpecError
+from runner.frozen import frozen
+from runner.spec.types import DockerEnv
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_PREFIX = "reprun.dev"
+RUN_LABEL = f"{LABEL_PREFIX}/run-id"
+GPU_RESOURCE = "nvidia.com/gpu"
+MAX_NAME = 63
+COPIED_MARK = "<copied from the submitting environment; not saved>"
+
+
+@frozen
+class JobInputs:
+    """What the Job runs: the run, the command, the pinned image and the environment."""
+
+    run_id: str
+    project_name: str
+    entry_point: str
+    command: str
+    image: str
+    namespace: str
+    env: Mapping[str, str]
+    docker_env: DockerEnv | None = None
+    host_env: Mapping[str, str] = field(default_factory=dict)
+
+
+@frozen
+class Rendered:
+    """The manifest sent to the cluster, and the copy saved with the record."""
+
+    manifest: dict[str, Any]
+    saved: dict[str, Any]
+
+
+def job_name(project: str, run_id: str) -> str:
+    """A DNS-1123 label: the sanitised project name and the first 8 characters of the run id."""
+    base = re.sub(r"[^a-z0-9-]+", "-", project.lower()).strip("-")
+    base = re.sub(r"-{2,}", "-", base)[: MAX_NAME - 20].strip("-") or "reprun"
+    return f"{base}-{run_id[:8].lower()}"
+
+
+def label_value(text: str) -> str:
+    """``text`` made a valid label value (63 characters at most)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:MAX_NAME]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
+
+
+def run_labels(inputs: JobInputs) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/managed-by": "reprun",
+        RUN_LABEL: label_value(inputs.run_id),
+        f"{LABEL_PREFIX}/project": label_value(inputs.project_name),
+        f"{LABEL_PREFIX}/entry-point": label_value(inputs.entry_point),
+    }
+
+
+def render_job(config: KubernetesConfig, template: Mapping[str, Any] | None,
+               inputs: JobInputs) -> Rendered:
+    """The Job for ``inputs``: the template (if any) with reprun's fields set."""
+    job: dict[str, Any] = copy.deepcopy(dict(template)) if template else {}
+    job["apiVersion"], job["kind"] = "batch/v1", "Job"
+    labels = run_labels(inputs)
+    meta = _dict(job, "metadata")
+    meta["name"], meta["namespace"] = job_name(inputs.project_name, inputs.run_id), inputs.namespace
+    meta.pop("generateName", None)
+    _dict(meta, "labels").update(labels)
+    spec = _dict(job, "spec")
+    _job_spec(config, spec)
+    pod_template = _dict(spec, "template")
+    _dict(_dict(pod_template, "metadata"), "labels").update(labels)
+    pod = _dict(pod_template, "spec")
+    volumes, mounts = _volumes(config, inputs.docker_env)
+    _pod_spec(config, pod, volumes)
+    containers = pod.setdefault("containers", [])
+    if not containers:
+        containers.append({"name": "main"})
+    main = containers[0]
+    main.setdefault("name", "main")
+    main["image"] = inputs.image
+    main["command"] = ["/bin/sh", "-c", inputs.command]
+    main.pop("args", None)
+    if config.working_dir:
+        main["workingDir"] = config.working_dir
+    env, copied = _env(config, inputs)
+    main["env"] = [e for e in main.get("env", []) if e.get("name") not in env] + list(env.values())
+    _resources(config, _dict(main, "resources"))
+    if not main["resources"]:
+        del main["resources"]
+    if mounts:
+        main.setdefault("volumeMounts", []).extend(mounts)
+    problems = check_rules(job)
+    if problems:
+        raise SpecError([Problem(None, "Job", p) for p in problems])
+    return Rendered(job, _saved_copy(job, copied))
+
+
+def _dict(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    value = parent.get(key)
+    if not isinstance(value, dict):
+        value = {}
+        parent[key] = value
+    return value
+
+
+def _job_spec(config: KubernetesConfig, spec: dict[str, Any]) -> None:
+    if config.was_set("backoff_limit") or "backoffLimit" not in spec:
+        spec["backoffLimit"] = config.backoff_limit
+    if config.active_deadline_seconds is not None:
+        spec["activeDeadlineSeconds"] = config.active_deadline_seconds
+    if config.ttl_seconds_after_finished is not None:
+        spec["ttlSecondsAfterFinished"] = config.ttl_seconds_after_finished
+
+
+def _pod_spec(config: KubernetesConfig, pod: dict[str, Any], volumes: list[Any]) -> None:
+    if pod.get("restartPolicy") not in ("Never", "OnFailure"):
+        pod["restartPolicy"] = "Never"
+    if config.node_selector:
+        _dict(pod, "nodeSelector").update(config.node_selector)
+    if config.tolerations:
+        pod.setdefault("tolerations", []).extend(
+            t.model_dump(by_alias=True, exclude_none=True) for t in config.tolerations
+        )
+    if config.service_account:
+        pod["serviceAccountName"] = config.service_account
+    if config.image_pull_secrets:
+        have = {s.get("name") for s in pod.setdefault("imagePullSecrets", [])}
+        pod["imagePullSecrets"].extend(
+            {"name": n} for n in config.image_pull_secrets if n not in have
+        )
+    if volumes:
+        pod.setdefault("volumes", []).extend(volumes)
+
+
+def _resources(config: KubernetesConfig, res: dict[str, Any]) -> None:
+    wanted = config.resources
+    requests: dict[str, str] = dict(wanted.requests)
+    limits: dict[str, str] = dict(wanted.limits)
+    if wanted.cpu:
+        requests["cpu"] = wanted.cpu
+    if wanted.memory:
+        requests["memory"] = limits["memory"] = wanted.memory
+    if wanted.gpu:
+        limits[GPU_RESOURCE] = str(wanted.gpu)
+    if requests:
+        _dict(res, "requests").update(requests)
+    if limits:
+        _dict(res, "limits").update(limits)
+
+
+def _env(config: KubernetesConfig, inputs: JobInputs) -> tuple[dict[str, Any], set[str]]:
+    """Environment entries by name (later sources win) and the names copied from the host."""
+    env: dict[str, Any] = {}
+    copied: set[str] = set()
+    docker = inputs.docker_env
+    for item in docker.environment if docker else []:
+        if isinstance(item, str):
+            if item in config.secret_env:
+                continue  # given from a Secret below
+            if item not in inputs.host_env:
+                raise SpecError([Problem(None, "docker_env.environment",
+                                         f"'{item}' is copied from the environment of reprun, "
+                                         "but it is not set",
+                                         hint=f"set {item}, or give it in the backend config's "
+                                              "secret_env or env")])
+            env[item] = {"name": item, "value": inputs.host_env[item]}
+            copied.add(item)
+        else:
+            env[item[0]] = {"name": item[0], "value": item[1]}
+    for name, value in {**config.env, **inputs.env}.items():
+        env[name] = {"name": name, "value": value}
+        copied.discard(name)
+    for name, ref in config.secret_env.items():
+        key_ref: dict[str, Any] = {"name": ref.secret, "key": ref.key}
+        if ref.optional:
+            key_ref["optional"] = True
+        env[name] = {"name": name, "valueFrom": {"secretKeyRef": key_ref}}
+        copied.discard(name)
+    return env, copied
+
+
+def _volumes(config: KubernetesConfig,
+             docker: DockerEnv | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """docker_env volumes: ``/host:/ctr[:ro]`` -> hostPath (if allowed); ``name:/ctr`` -> a PVC."""
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    for index, spec in enumerate(docker.volumes if docker else []):
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[1].startswith("/"):
+            raise SpecError([Problem(None, f"docker_env.volumes[{index}]",
+                                     f"'{spec}' is not SOURCE:/container/path[:ro|rw]")])
+        source, target = parts[0], parts[1]
+        name = f"reprun-vol-{index}"
+        if source.startswith("/"):
+            if not config.allow_host_path:
+                raise SpecError([Problem(None, f"docker_env.volumes[{index}]",
+                                         f"'{spec}' needs a hostPath volume on the node",
+                                         hint="set allow_host_path: true in the backend config "
+                                              "(the path must exist on the node) or remove it")])
+            volumes.append({"name": name, "hostPath": {"path": source}})
+        else:
+            volumes.append({"name": name, "persistentVolumeClaim": {"claimName": source}})
+        mount: dict[str, Any] = {"name": name, "mountPath": target}
+        if len(parts) == 3 and parts[2] == "ro":
+            mount["readOnly"] = True
+        mounts.append(mount)
+    return volumes, mounts
+
+
+def _saved_copy(job: dict[str, Any], copied: set[str]) -> dict[str, Any]:
+    """The manifest for the record: values copied from the host environment are left out."""
+    saved = copy.deepcopy(job)
+    for entry in saved["spec"]["template"]["spec"]["containers"][0].get("env", []):
+        if entry.get("name") in copied:
+            entry["value"] = COPIED_MARK
+    return saved
+
+
+def check_rules(job: Mapping[str, Any]) -> list[str]:
+    """What the OpenAPI schema does not check: names, label values, the restart policy."""
+    problems = []
+    meta = job.get("metadata", {})
+    name = str(meta.get("name", ""))
+    if not DNS1123_LABEL.match(name) or len(name) > MAX_NAME:
+        problems.append(f"metadata.name '{name}' is not a DNS-1123 label of at most 63 characters")
+    pod_template = job.get("spec", {}).get("template", {})
+    for where, labels in (("metadata.labels", meta.get("labels", {})),
+                          ("spec.template.metadata.labels",
+                           pod_template.get("metadata", {}).get("labels", {}))):
+        for key, value in (labels or {}).items():
+            if len(str(value)) > MAX_NAME or not LABEL_VALUE.match(str(value)):
+                problems.append(f"{where}.{key}: '{value}' is not a valid label value")
+    pod = pod_template.get("spec", {})
+    policy = pod.get("restartPolicy")
+    if policy not in ("Never", "OnFailure"):
+        problems.append(f"spec.template.spec.restartPolicy: '{policy}' is not Never or OnFailure")
+    for index, container in enumerate(pod.get("containers", [])):
+        cname = str(container.get("name", ""))
+        if not DNS1123_LABEL.match(cname) or len(cname) > MAX_NAME:
+            problems.append(f"spec.template.spec.containers[{index}].name: '{cname}' is not a "
+                            "DNS-1123 label")
+    return problems

@@ -1,0 +1,40 @@
+"""Small helpers shared by the command modules (click only: cheap to import)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from runner.record.store import RunStore
+    from runner.record.types import RunRecord
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def say(message: str) -> None:
+    click.echo(f"reprun: {message}", err=True)
+
+
+def store() -> RunStore:
+    from runner.record.store import RunStore, reprun_home
+
+    return RunStore(reprun_home(os.environ))
+
+
+def run_exit_code(record: RunRecord) -> int:
+    """0 when the run finished (or goes on detached), the command's code when it failed,
+    128+signal when stopped."""
+    import signal
+
+    from runner.record.types import Status
+
+    if record.status in (Status.FINISHED, Status.RUNNING):  # RUNNING: a detached run
+        return 0
+    if record.status is Status.KILLED:
+        name = record.backend.facts.get("signal", "SIGINT")
+        return 128 + int(getattr(signal, str(name), signal.SIGINT))
+    return record.exit_code if record.exit_code else EXIT_FAILURE

@@ -1,0 +1,245 @@
+"""The command line. The only place that turns exceptions into messages and exit codes.
+
+Heavy modules (pydantic models, backends, environment builders) are imported inside the commands,
+so that ``reprun --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import click
+
+from backends import REMOTE_BACKENDS
+from runner import __version__
+from runner.cli.common import EXIT_FAILURE, EXIT_USAGE, run_exit_code, say, store
+
+
+class _LazyGroup(click.Group):
+    """A group whose other commands live in other modules, imported only when used."""
+
+    lazy: ClassVar[dict[str, str]] = {
+        "reproduce": "runner.cli.runs:reproduce", "export": "runner.cli.runs:export_cmd",
+        "diff": "runner.cli.runs:diff_cmd", "runs": "runner.cli.runs:runs",
+        "cancel": "runner.cli.runs:cancel", "env": "runner.cli.env:env",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reprun")
+@click.option("--debug", is_flag=True, help="Show a traceback for errors.")
+def cli(debug: bool) -> None:
+    """Run MLproject projects reproducibly and remember exactly how each run ran.
+
+    REPRUN_HOME (default ~/.reprun) holds the run store.
+    """
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("-e", "--entry-point", default="main", show_default=True,
+              help="Entry point name, or a .py/.sh file of the project.")
+@click.option("-v", "--version", "version", default=None, metavar="REV",
+              help="Git revision to run: branch, tag, full or abbreviated commit SHA. "
+                   "The default: a git URL's default branch; a local directory as it is.")
+@click.option("-P", "--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A parameter value; repeatable.")
+@click.option("--env-manager", default=None, metavar="MANAGER",
+              help="How to build the environment: uv (default), virtualenv, conda (default for "
+                   "conda_env projects) or local.")
+@click.option("--conda-channel", "conda_channels", multiple=True, metavar="URL",
+              help="A conda channel (name or URL) used instead of conda.yaml's channels; "
+                   "repeatable, by priority (mirrors, air-gapped sites).")
+@click.option("--refresh", is_flag=True,
+              help="Resolve the environment again instead of reusing its cached lock.")
+@click.option("-b", "--backend", default=None,
+              help="Where to run: local, docker or kubernetes (default: docker for docker_env "
+                   "projects, else local).")
+@click.option("--backend-config", default=None, metavar="CONFIG",
+              help="Backend settings: a JSON/YAML file or inline JSON (see README).")
+@click.option("--detach", is_flag=True,
+              help="Return once the run is submitted (remote backends); "
+                   "'reprun runs show/logs' follow it later.")
+@click.option("--docker-base-image", default=None, metavar="IMAGE",
+              envvar="REPRUN_DOCKER_BASE_IMAGE",
+              help="With --backend docker or kubernetes: the image to build on for projects "
+                   "without docker_env (default python:<version>-slim; env "
+                   "REPRUN_DOCKER_BASE_IMAGE).")
+@click.option("--keep-container", is_flag=True,
+              help="With --backend docker: keep the container after the run (default: remove).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
+@click.option("--strict", is_flag=True, help="Unknown keys in the MLproject file are errors.")
+@click.option("--grace-period", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between interrupting the command and killing it.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
+def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...],
+        env_manager: str | None, conda_channels: tuple[str, ...], refresh: bool,
+        backend: str | None, backend_config: str | None, detach: bool,
+        docker_base_image: str | None, keep_container: bool, dry_run: bool, as_json: bool,
+        strict: bool, grace_period: float, quiet: bool) -> int:
+    """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
+    file://), optionally followed by #sub/dir to run a subdirectory of the repository."""
+    from runner.plan import RunOptions, make_plan, release_plan
+    from runner.spec.params import parse_param_args
+
+    options = RunOptions(
+        uri=uri, cwd=Path.cwd(), base_env=dict(os.environ), entry_point=entry_point,
+        version=version,
+        params=parse_param_args(params), env_manager=env_manager, backend=backend,
+        strict=strict, grace_period=grace_period, echo=True, refresh=refresh,
+        progress_live=not quiet and sys.stderr.isatty(),
+        docker_base_image=docker_base_image, keep_container=keep_container,
+        conda_channels=conda_channels, backend_config=backend_config, detach=detach,
+        resolve_early=not dry_run,
+    )
+    plan = make_plan(options)
+    if not quiet:
+        for warning in plan.project.warnings:
+            say(f"warning: {warning.render()}")
+    if dry_run:
+        try:
+            described = plan.describe()
+            if plan.backend in REMOTE_BACKENDS:
+                from runner.execute import preview
+
+                described["submission"] = preview(plan)
+        finally:
+            release_plan(plan)
+        _print_plan(described, as_json)
+        return 0
+    from runner.execute import execute
+
+    try:
+        record = execute(plan, store(), (lambda _m: None) if quiet else say)
+    finally:
+        release_plan(plan)
+    if not quiet and detach:
+        say(f"run {record.run_id} submitted; follow it with 'reprun runs show "
+            f"{record.run_id[:8]}' and 'reprun runs logs {record.run_id[:8]}'")
+    elif not quiet:
+        say(f"run {record.run_id} {record.status.value} in {record.duration_s:.2f} s "
+             f"(reprun runs show {record.run_id[:8]})")
+    return run_exit_code(record)
+
+
+def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        if "submission" in plan:
+            import yaml
+
+            plan["submission"] = yaml.safe_load(plan["submission"])
+        click.echo(json.dumps(plan, indent=2))
+        return
+    env = plan["environment"]
+    click.echo(f"project:     {plan['project']['name']} ({plan['project']['path']})")
+    click.echo(f"entry point: {plan['entry_point']}")
+    for name, value in plan["parameters"].items():
+        click.echo(f"  {name} = {value}")
+    click.echo(f"environment: {env['kind']} via {env['manager']}")
+    click.echo(f"backend:     {plan['backend']}")
+    click.echo(f"command:     {plan['command']}")
+    if "docker" in plan:
+        _print_container(plan["docker"])
+    if "submission" in plan:
+        click.echo("---")
+        click.echo(plan["submission"], nl=False)
+
+
+def _print_container(docker: dict[str, Any]) -> None:
+    click.echo("container:")
+    click.echo(f"  image:       {docker['image']}")
+    click.echo(f"  workdir:     {docker['workdir']}")
+    click.echo(f"  command:     {json.dumps(docker['command'])}")
+    for mount in docker["mounts"]:
+        click.echo(f"  mount:       {mount}")
+    click.echo(f"  environment: {', '.join(docker['environment'])} (names only)")
+    click.echo(f"  network:     {docker['network']}")
+    for key in ("gpus", "shm_size"):
+        if docker[key] is not None:
+            click.echo(f"  {key + ':':<12} {docker[key]}")
+    click.echo(f"  remove:      {'no (--keep-container)' if docker['keep_container'] else 'yes'}")
+    click.echo("Dockerfile:")
+    for line in docker["dockerfile_text"].splitlines():
+        click.echo(f"  {line}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path), default=Path())
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+def validate(path: Path, strict: bool) -> int:
+    """Check the MLproject (and environment file) of the project at PATH."""
+    from runner.errors import SpecError
+    from runner.spec.project import load_project
+
+    try:
+        project = load_project(path, strict=strict)
+    except SpecError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem.render()}")
+        return EXIT_USAGE
+    for warning in project.warnings:
+        click.echo(f"warning: {warning.render()}")
+    names = ", ".join(project.spec.entry_points) or "none"
+    click.echo(f"ok: {project.name}: entry points {names}; environment {project.env.kind}")
+    return 0
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["mlproject", "python_env", "conda_env", "run-record",
+                                          "kubernetes-config"]),
+                default="mlproject")
+def schema(kind: str) -> int:
+    """Print the JSON Schema of the MLproject format (or python_env, conda_env, run-record,
+    kubernetes-config)."""
+    from runner.schemas import render
+
+    click.echo(render(kind), nl=False)
+    return 0
+
+
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("REPRUN_DEBUG") == "1"
+    sys.exit(_invoke(args, debug))
+
+
+def _invoke(args: list[str], debug: bool) -> int:
+    from runner.errors import USER_ERRORS, Interrupted, ReprunError
+
+    try:
+        code = cli.main(args=args, prog_name="reprun", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return 130
+    except ReprunError as exc:
+        if debug:
+            raise
+        say(f"error: {exc.render()}")
+        return EXIT_USAGE if isinstance(exc, USER_ERRORS) else EXIT_FAILURE
+    except Interrupted as exc:
+        return 128 + exc.signum
+    except KeyboardInterrupt:
+        return 130
+    return code if isinstance(code, int) else 0

@@ -1,0 +1,13 @@
+"""The record of a run, the product of reprun, and the store that keeps the records.
+
+- `types`: the run record (``run.json``) as frozen dataclasses; its JSON Schema comes from them.
+- `model`: how those dataclasses are written without pydantic and read back with it.
+- `store`: the run store under ``REPRUN_HOME`` and its SQLite index.
+- `host`: facts about the machine a run ran on.
+- `export`: a run as one portable file, and reading a run from the store or such a file.
+"""
+
+from runner.record.store import RunStore, reprun_home
+from runner.record.types import RunRecord, Status
+
+__all__ = ["RunRecord", "RunStore", "Status", "reprun_home"]

@@ -1,0 +1,307 @@
+"""The run record: what ran, with what, where, and how it ended; the product of reprun.
+
+`run.json` in the run's directory is the source of truth; it is written before the command starts
+and replaced atomically at each step.
+
+The types are frozen dataclasses (`runner.frozen.frozen_kw`), so that a run writes its record
+without importing pydantic (0.2 s of start-up). Pydantic validates them all the same: reading a
+record (``model_validate_json``) and the JSON Schema in ``schemas/`` go through a pydantic
+``TypeAdapter`` built from these very classes; a field's docstring is its description.
+`runner.record.model` gives them the few model methods the code uses (``model_copy``,
+``model_dump``,
+``model_dump_json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, ClassVar
+
+from runner.frozen import frozen_kw
+from runner.record.model import MODEL_CONFIG, Model
+
+SCHEMA_VERSION = 1
+
+
+class Status(str, Enum):
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    @property
+    def done(self) -> bool:
+        return self is not Status.RUNNING
+
+
+@frozen_kw
+class ProjectInfo(Model):
+    """The project that ran."""
+
+    uri: str
+    """The project as given, credentials removed"""
+    path: str
+    """The directory the command ran in"""
+    name: str
+    spec_file: str | None = None
+    """The MLproject file, if any"""
+
+
+@frozen_kw
+class SubmoduleInfo(Model):
+    """A git submodule of the project, as checked out for the run."""
+
+    path: str
+    """Relative to the repository root (nested ones include parents)"""
+    commit: str
+    """The full SHA checked out, as the superproject records it"""
+    url: str | None = None
+    """Where it was fetched from, no credentials"""
+
+
+@frozen_kw
+class SnapshotInfo(Model):
+    """A tar.gz of a project directory that is no git repository, to reproduce it from."""
+
+    file: str
+    """The archive beside the record"""
+    sha256: str
+    files: int
+    """How many files it holds"""
+    size: int
+    """Their total size in bytes, uncompressed"""
+    rules: list[str]
+    """The exclude rules applied, gitignore syntax"""
+    excluded: list[str] = field(default_factory=list)
+    """What was left out (a directory ends with '/'); at most 200 entries"""
+    excluded_count: int = 0
+    """How many paths were left out in all"""
+
+
+@frozen_kw
+class SourceInfo(Model):
+    """Where the code came from: repository, commit, uncommitted changes or snapshot."""
+
+    uri: str | None = None
+    """The repository URL or local directory, credentials and #subdirectory removed"""
+    requested_version: str | None = None
+    """--version as given (branch, tag, SHA); null for the default"""
+    resolved_commit: str | None = None
+    """Full SHA of what ran"""
+    subdirectory: str | None = None
+    """The project directory relative to the repository root"""
+    checkout: str | None = None
+    ("'in-place' (the user's directory) or 'clean' (a fresh checkout of resolved_commit made "
+     "for this run)")
+    submodules: list[SubmoduleInfo] = field(default_factory=list)
+    git_commit: str | None = None
+    git_branch: str | None = None
+    git_remote: str | None = None
+    """First remote URL, no credentials"""
+    git_dirty: bool | None = None
+    patch_file: str | None = None
+    """Uncommitted changes (staged, unstaged, untracked) as a patch"""
+    patch_sha256: str | None = None
+    snapshot: SnapshotInfo | None = None
+    """For a project outside git: the content snapshot kept beside the record"""
+    snapshot_skipped: str | None = None
+    """Why a project outside git has no snapshot (too large)"""
+
+
+@frozen_kw
+class Package(Model):
+    """An installed distribution."""
+
+    name: str
+    version: str
+
+
+@frozen_kw
+class CondaInfo(Model):
+    """How a conda environment was solved; its conda-lock.yml is saved beside the record."""
+
+    solver: str
+    """The solver and its version, e.g. rattler 0.28.0"""
+    channels: list[str]
+    """Channel URLs, by priority, credentials removed"""
+    platform: str
+    """The conda platform solved for, e.g. linux-64"""
+    virtual_packages: list[str] = field(default_factory=list)
+    """Detected on the machine that solved"""
+    prefix: str | None = None
+    """Where the prefix was installed"""
+
+
+@frozen_kw
+class EnvironmentInfo(Model):
+    """The environment the command ran in, as resolved: manager, interpreter, lock."""
+
+    kind: str
+    """What the project asks for: python_env, conda_env, docker_env"""
+    manager: str
+    """What built it: local, uv, virtualenv, conda, docker"""
+    python_version: str | None = None
+    python_executable: str | None = None
+    packages: list[Package] = field(default_factory=list)
+    cache_key: str | None = None
+    lock_file: str | None = None
+    lock_sha256: str | None = None
+    conda: CondaInfo | None = None
+
+
+@frozen_kw
+class HostInfo(Model):
+    """The machine reprun ran on."""
+
+    hostname: str
+    os: str
+    os_release: str
+    architecture: str
+    cpu_count: int | None
+    python_version: str
+    """The interpreter running reprun"""
+    reprun_version: str
+
+
+@frozen_kw
+class RunnerProcess(Model):
+    """The reprun process that owns a RUNNING run, to tell a live run from a dead one."""
+
+    hostname: str
+    pid: int
+    start_ticks: int | None = None
+
+
+@frozen_kw
+class OutputFile(Model):
+    """A file the run wrote into its output directory."""
+
+    path: str
+    """Relative to the run's output directory"""
+    size: int
+    sha256: str
+
+
+@frozen_kw
+class DockerInfo(Model):
+    """How a Docker run ran: images by id, container settings; variable names, never values."""
+
+    engine_version: str | None = None
+    base_image: str
+    """The base image asked for, or 'Dockerfile PATH'"""
+    base_image_id: str | None = None
+    image: str
+    """The derived image: reprun/<project>:<content hash>"""
+    image_id: str | None = None
+    repo_digest: str | None = None
+    """Set once the image is pushed"""
+    built: bool
+    """False when an image with the same content was reused"""
+    dockerfile: str
+    """The generated Dockerfile, saved beside the record"""
+    build_log: str | None = None
+    """File beside the record, if built"""
+    container_name: str | None = None
+    container_id: str | None = None
+    command: list[str] = field(default_factory=list)
+    """The container's command"""
+    workdir: str
+    volumes: list[str] = field(default_factory=list)
+    """source:target:mode"""
+    env_names: list[str] = field(default_factory=list)
+    """Names of variables passed"""
+    network: str | None = None
+    gpus: str | None = None
+    shm_size: str | None = None
+    kept: bool = False
+    """Whether the container was kept (not removed)"""
+
+
+@frozen_kw
+class BackendInfo(Model):
+    """Where and how the command was executed."""
+
+    name: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    docker: DockerInfo | None = None
+
+
+@frozen_kw
+class DriftEntry(Model):
+    """One entry of a recorded lock that this machine did not honour."""
+
+    entry: str
+    """A package name, or 'python' for the interpreter"""
+    recorded: str | None
+    """The locked version; null if not in the lock"""
+    found: str | None
+    """What this machine has; null if missing"""
+    reason: str | None = None
+    """Why, when not a plain version difference (e.g. no wheel for this platform)"""
+
+
+@frozen_kw
+class OutputsCheck(Model):
+    """The outputs of a reproduction compared with those of the run it reproduces."""
+
+    result: str
+    """'identical', 'different' or 'missing'"""
+    different: list[str] = field(default_factory=list)
+    """Same path, other content"""
+    missing: list[str] = field(default_factory=list)
+    """In the original only"""
+    extra: list[str] = field(default_factory=list)
+    """In the reproduction only"""
+
+
+@frozen_kw
+class Reproduction(Model):
+    """How a reproduction was made from the record of ``RunRecord.reproduces``."""
+
+    source: str
+    """'git' (the recorded commit and patch) or 'snapshot'"""
+    drift: list[DriftEntry] = field(default_factory=list)
+    """Lock entries not honoured (only with --allow-drift)"""
+    missing_paths: dict[str, str] = field(default_factory=dict)
+    """path parameters whose file is gone: name to path"""
+    check: OutputsCheck | None = None
+
+
+@frozen_kw
+class RunRecord(Model):
+    """One run of a project: what ran, with what, where, and how it ended."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = {**MODEL_CONFIG, "title": "reprun run record"}
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    status: Status
+    exit_code: int | None = None
+    reason: str | None = None
+    """Why the run failed or was killed"""
+    entry_point: str
+    parameters: dict[str, str]
+    """Name to the value as text, as used"""
+    command: str
+    """The exact command string run with bash -c"""
+    project: ProjectInfo
+    source: SourceInfo
+    environment: EnvironmentInfo
+    backend: BackendInfo
+    host: HostInfo
+    runner: RunnerProcess | None = None
+    output_dir: str
+    outputs: list[OutputFile] = field(default_factory=list)
+    log_file: str = "output.log"
+    started_at: datetime
+    ended_at: datetime | None = None
+    duration_s: float | None = None
+    reproduces: str | None = None
+    """The run this run reproduces"""
+    reproduction: Reproduction | None = None
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
