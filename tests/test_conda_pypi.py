@@ -394,6 +394,9 @@ def test_mlflow_wine_project_runs_with_uv_and_records_the_conversion(
             "#   pip: list: mlflow\n") in lock
     assert lock.index("# request: ") < lock.index("# converted from conda") < lock.index("==")
     assert "numpy==1.26.4 \\\n    --hash=sha256:" in lock
+    shown = reprun("runs", "show", record["run_id"]).stdout
+    assert ("converted:   from conda: numpy>=1.14.3, pandas>=1.0.0, scikit-learn>0.19.1; "
+            "not installed: pip\n") in shown
 
     again = reprun("reproduce", record["run_id"], env=env)
     assert again.code == 0, again.stderr
