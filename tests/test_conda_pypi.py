@@ -546,6 +546,19 @@ def test_unknown_conda_package_missing_from_the_index_names_where_it_came_from(
     assert record["environment"]["converted_from"] == "conda"  # known before resolving
 
 
+def test_a_conda_version_pypi_lacks_names_where_it_came_from(
+        reprun: Reprun, make_project: MakeProject, wheels: Path, tmp_path: Path) -> None:
+    project = wine_project(make_project, {"dependencies": ["conda-forge::numpy=1.99"]})
+    result = reprun("run", str(project), "--env-manager", "uv", env=offline(tmp_path, wheels))
+    assert result.code == 1
+    (line,) = result.error_lines
+    assert line.startswith("reprun: error: resolution conflict: Because only numpy<=1.26.4 is "
+                           "available and you require numpy==1.99.*, ")
+    assert ("it comes from the conda dependency 'conda-forge::numpy=1.99' of conda.yaml (conda "
+            "and PyPI do not always publish the same versions); loosen the version in "
+            "conda.yaml, or use --env-manager conda; full log: ") in line
+
+
 def test_conversion_changes_the_request_key_but_not_the_pins(
         reprun: Reprun, make_project: MakeProject, wheels: Path, tmp_path: Path) -> None:
     """Two spellings of one request resolve alike; each lock tells its own conversion."""

@@ -429,24 +429,39 @@ def key_material(conversion: Conversion) -> dict[str, object]:
 
 
 _NOT_FOUND = re.compile(r"package '([^']+)' not found")
+_NO_VERSION = re.compile(r"no version of '([^']+)' matches|^resolution conflict: Because only "
+                         r"\S+ (?:is|are) available and you require ([A-Za-z0-9][\w.-]*)")
 
 
 def explain_not_found(error: EnvBuildError, conversion: Conversion) -> EnvBuildError:
-    """A 'package not found' error for a converted conda package, saying where it came from."""
-    match = _NOT_FOUND.match(error.message)
-    if match is None:
+    """A resolution error about a converted conda package, saying where the package came from:
+    not found (it may exist only on conda), or no matching version (conda and PyPI do not
+    always publish the same versions). Other errors are returned as they are."""
+    missing = _NOT_FOUND.match(error.message)
+    match = missing or _NO_VERSION.match(error.message)
+    entry = _entry_for(conversion, match.group(1) or match.group(2)) if match else None
+    if entry is None:
         return error
-    wanted = _normalized(match.group(1))
+    if missing:
+        why = ", which may exist only on conda"
+        what = "use --env-manager conda, or put its PyPI name in the pip: list"
+    else:
+        why = " (conda and PyPI do not always publish the same versions)"
+        what = "loosen the version in conda.yaml, or use --env-manager conda"
+    return EnvBuildError(
+        f"{error.message}: it comes from the conda dependency '{entry.conda}' of "
+        f"{conversion.file}{why}",
+        hint=f"{what}; {error.hint}" if error.hint else what,
+    )
+
+
+def _entry_for(conversion: Conversion, name: str) -> ConvertedDependency | None:
+    wanted = _normalized(name)
     for entry in conversion.entries:
         if entry.pypi and _normalized(re.split(r"[<>=!~;\[ ]", entry.pypi, maxsplit=1)[0]) \
                 == wanted:
-            return EnvBuildError(
-                f"{error.message}: it comes from the conda dependency '{entry.conda}' of "
-                f"{conversion.file}, which may exist only on conda",
-                hint=f"use --env-manager conda, or put its PyPI name in the pip: list; "
-                     f"{error.hint}".rstrip("; "),
-            )
-    return error
+            return entry
+    return None
 
 
 def _normalized(name: str) -> str:
