@@ -28,6 +28,7 @@ from runner.envs.conda_pypi import (
     parse_match_spec,
     pypi_specifier,
     summary,
+    with_conversion,
 )
 from runner.errors import NotSupportedError, SpecError
 from runner.spec.types import CondaEnvFile, Conversion, PythonEnvFile
@@ -316,6 +317,18 @@ def test_refusal_names_every_conda_only_package_with_its_reason() -> None:
         "tensorflow and jax wheels bring their own CUDA libraries (nvidia-* packages)); use "
         "--env-manager conda, or put a PyPI alternative in the pip: list, or add --allow-drift "
         "to run without them (recorded with the run)")
+
+
+def test_the_conversion_goes_under_the_lock_header() -> None:
+    _, conversion = conversion_of(["pytorch>=2", "pip", {"pip": ["mlflow"]}])
+    comment = ("# converted from conda: conda.yaml for uv\n"
+               "#   pytorch>=2 -> torch>=2 (PyPI name of pytorch)\n"
+               "#   pip: left to the environment\n"
+               "#   pip: list: mlflow\n")
+    header = "# reprun lock: ...\n# request: abc\n"
+    body = "torch==2.1.0 \\\n    --hash=sha256:00\n    # via -r in.txt\n"
+    assert with_conversion(header + body, conversion) == header + comment + body
+    assert with_conversion(header, conversion) == header + comment
 
 
 # --- through the command line, against a local index ----------------------------------------------

@@ -422,6 +422,13 @@ def lock_comment(conversion: Conversion) -> str:
     return "".join(f"# {line}\n" for line in lines)
 
 
+def with_conversion(lock: str, conversion: Conversion) -> str:
+    """``lock`` with the conversion's comment lines after its header (its first comment lines)."""
+    lines = lock.splitlines(keepends=True)
+    header = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    return "".join([*lines[:header], lock_comment(conversion), *lines[header:]])
+
+
 def key_material(conversion: Conversion) -> dict[str, object]:
     """What of a conversion the request key covers (the lock's comments come from it)."""
     return {"file": conversion.file,

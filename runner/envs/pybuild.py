@@ -113,14 +113,12 @@ class PythonBuilder:
         conversion = spec.request.conversion
         if conversion is None:
             return compiling.text()
-        from runner.envs.conda_pypi import explain_not_found, lock_comment
+        from runner.envs.conda_pypi import explain_not_found, with_conversion
 
         try:
-            text = compiling.text()
+            return with_conversion(compiling.text(), conversion)
         except EnvBuildError as exc:
             raise explain_not_found(exc, conversion) from None
-        header = compiling.header
-        return header + lock_comment(conversion) + text.removeprefix(header)
 
     def env_key(self, spec: EnvSpec, lock: Lock) -> str:
         return sha256_bytes(f"{self.kind}\n{lock.content}".encode())
