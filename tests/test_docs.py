@@ -206,3 +206,33 @@ def test_block_runs(block: Block, tmp_path: Path, shared_cache: Path) -> None:
 def test_docker_block_runs(block: Block, tmp_path: Path, shared_cache: Path,
                            base_image: str) -> None:
     _run_block(block, tmp_path, shared_cache, base_image)
+
+
+LINK = re.compile(r"\]\((?!https?://|mailto:)(?P<target>[^)#\s]*)(?:#(?P<anchor>[^)\s]+))?\)")
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    anchors = set()
+    in_fence = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line.strip()):
+            in_fence = not in_fence
+        elif not in_fence and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_relative_links_resolve() -> None:
+    broken = []
+    for path in DOC_FILES:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for match in LINK.finditer(line):
+                target = (path.parent / match["target"]).resolve() if match["target"] else path
+                anchor = match["anchor"]
+                if not target.exists():
+                    broken.append(f"{path.relative_to(ROOT)}:{number}: {match[0]} (no such file)")
+                elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
+                    broken.append(f"{path.relative_to(ROOT)}:{number}: {match[0]} (no heading)")
+    assert not broken, "\n".join(broken)
