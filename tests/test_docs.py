@@ -13,7 +13,8 @@ the runs of one user, so environments built by one block are reused by the next.
 
 Docker blocks build on the test base image because the test machine pulls nothing: the
 `python:3.11-slim` they name (in the block, and in docker-env's docker_env.image) stands for it,
-and so does REPRUN_DOCKER_BASE_IMAGE.
+and so does REPRUN_DOCKER_BASE_IMAGE. The images they build are content-addressed and left in place,
+as a user's would be: the next run reuses them, and removing one could break a concurrent run.
 
 Blocks that need a cluster or a remote server (git.example.com, registry.example.com) stay
 unmarked; test_marked_blocks_are_found keeps the extraction from silently finding none.
@@ -30,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, init_repo
 
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
