@@ -154,6 +154,7 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("submodules", ", ".join(f"{s.path}@{s.commit[:12]}" for s in src.submodules) or None),
         ("environment", f"{env.kind} via {env.manager}, python {env.python_version or '-'}, "
                         f"{len(env.packages)} packages"),
+        ("converted", _conversion_line(record)),
         ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),
         ("outputs", f"{len(record.outputs)} file(s) in {record.output_dir}"),
@@ -163,6 +164,17 @@ def runs_show(run_id: str, as_json: bool) -> int:
         if value is not None:
             click.echo(f"{key + ':':<13}{value}")
     return 0
+
+
+def _conversion_line(record: RunRecord) -> str | None:
+    """``from conda: numpy>=1.14.3, torch>=2; not installed: pip, mkl``."""
+    env = record.environment
+    if env.converted_from is None:
+        return None
+    installed = ", ".join(c.pypi for c in env.conversion if c.pypi) or "-"
+    left_out = ", ".join(c.conda for c in env.conversion if c.pypi is None)
+    return f"from {env.converted_from}: {installed}" + (
+        f"; not installed: {left_out}" if left_out else "")
 
 
 def _image_line(record: RunRecord) -> str | None:

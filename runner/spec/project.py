@@ -22,7 +22,14 @@ from runner import __version__
 from runner.errors import Problem, ProjectNotFoundError, SpecError
 from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
-from runner.spec.types import CondaEnvFile, DockerEnv, EntryPoint, MLProject, PythonEnvFile
+from runner.spec.types import (
+    CondaEnvFile,
+    Conversion,
+    DockerEnv,
+    EntryPoint,
+    MLProject,
+    PythonEnvFile,
+)
 
 EnvKind = Literal["python_env", "conda_env", "docker_env", "none"]
 SCRIPT_RUNNERS = {".py": "python", ".sh": "bash"}
@@ -38,6 +45,7 @@ class EnvRequest:
     python_env: PythonEnvFile | None = None
     docker: DockerEnv | None = None
     conda_env: CondaEnvFile | None = None
+    conversion: Conversion | None = None  # a conda_env to be installed from PyPI
 
 
 @frozen
