@@ -62,6 +62,8 @@ def resolve_source(
         return _from_url(parsed, base, version, genv)
     if base.startswith("file://"):
         path = file_url_path(base)
+        if not path.exists() and version is not None:
+            return _from_url(parsed, base, version, genv)  # the clone cache may hold it
         if not path.exists():
             raise ProjectNotFoundError(f"'{parsed.shown}' names '{path}', which does not exist",
                                        hint="check the path (a typo?)")
