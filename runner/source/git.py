@@ -158,14 +158,22 @@ def neutralised(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, str]]:
             continue
         if scope in ("local", "worktree"):
             local.append(key)
-        else:
+        elif scope != "command":  # reprun's own -c settings are applied anyway
             trusted.setdefault(key, []).append(value)
     pairs: list[tuple[str, str]] = []
     for key in dict.fromkeys(local):
-        empty = "false" if key.lower().endswith((".required", "fsmonitor")) else ""
-        pairs.append((key, empty))
+        pairs.append((key, _neutral(key.lower())))
         pairs += [(key, value) for value in trusted.get(key, [])]
     return pairs
+
+
+def _neutral(key: str) -> str:
+    """A value of ``key`` that runs nothing (an empty textconv would be run, ``cat`` is none)."""
+    if key.endswith((".required", ".fsmonitor")):
+        return "false"
+    if key == "core.hookspath":
+        return os.devnull
+    return "cat" if key.endswith(".textconv") else ""
 
 
 def run_git(
