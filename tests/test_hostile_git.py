@@ -92,8 +92,8 @@ def test_recorded_commit_cannot_become_a_git_option(reprun: Reprun, tmp_path: Pa
 def test_recorded_uri_cannot_become_a_git_option(reprun: Reprun, tmp_path: Path) -> None:
     run_json, _ = _recorded_run(reprun, tmp_path)
     for field in ("uri", "git_remote"):
-        bad = _hostile_copy(tmp_path, run_json, f"bad-{field}",
-                            {"uri": None, "git_remote": None, field: "--upload-pack=touch pwned@x:y"})
+        change = {"uri": None, "git_remote": None, field: "--upload-pack=touch pwned@x:y"}
+        bad = _hostile_copy(tmp_path, run_json, f"bad-{field}", change)
         result = reprun("reproduce", str(bad), env=GIT_ENV)
         assert result.code == 2, result.stderr
         assert len(result.error_lines) == 1
