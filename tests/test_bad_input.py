@@ -239,3 +239,28 @@ def test_export_output_paths(reprun: Reprun, exported: Path, tmp_path: Path) -> 
     assert done.stdout.strip() == str(into / f"reprun-{run_id[:12]}.tar.gz")
     assert members(into / f"reprun-{run_id[:12]}.tar.gz") == members(exported)
     assert [p.name for p in into.iterdir()] == [f"reprun-{run_id[:12]}.tar.gz"]
+
+
+def test_damaged_snapshot_inside_a_consistent_export(reprun: Reprun, exported: Path,
+                                                     tmp_path: Path) -> None:
+    """The digests all match, but the snapshot itself is cut short: one line, nothing kept."""
+    import hashlib
+
+    files = members(exported)
+    del files["manifest.json"]
+    record = json.loads(files["run.json"])
+    name = record["source"]["snapshot"]["file"]
+    files[name] = files[name][: len(files[name]) // 2]
+    record["source"]["snapshot"]["sha256"] = hashlib.sha256(files[name]).hexdigest()
+    files["run.json"] = json.dumps(record).encode()
+    listed = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
+    archive = write_archive(tmp_path / "cut-snapshot.tar.gz", with_manifest(files, listed))
+    for args in (("reproduce", str(archive)), ("diff", str(archive), str(exported))):
+        result = reprun(*args)
+        assert result.code == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.error_lines) == 1
+        assert "the snapshot '" in result.error_lines[0]
+        assert "cannot be unpacked" in result.error_lines[0]
+    checkouts = reprun.home / "cache" / "git" / "checkouts"
+    assert not checkouts.exists() or list(checkouts.iterdir()) == []
