@@ -138,10 +138,38 @@ def with_config(env: Mapping[str, str], pairs: Sequence[tuple[str, str]]) -> dic
     return out
 
 
+_NEUTRALISED: dict[tuple[str, tuple[int, ...]], list[tuple[str, str]]] = {}
+
+
 def neutralised(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, str]]:
     """Overrides for each program-running key the repository at ``cwd`` sets in its own
     (local or worktree) configuration: emptied, then given back the user's global or system
-    values, so a repository cannot run anything while the user's own settings still apply."""
+    values, so a repository cannot run anything while the user's own settings still apply.
+
+    Asked once per directory and state of its configuration files in a process."""
+    key = (str(cwd), _config_stamp(cwd))
+    if key not in _NEUTRALISED:
+        _NEUTRALISED[key] = _neutralised(cwd, env)
+    return _NEUTRALISED[key]
+
+
+def _config_stamp(cwd: Path) -> tuple[int, ...]:
+    """The change times of the configuration files a repository at or above ``cwd`` reads."""
+    for parent in (cwd, *cwd.parents):
+        dot_git = parent / ".git"
+        if dot_git.exists():
+            stamps = []
+            for name in ("config", "config.worktree"):
+                try:
+                    stat = (dot_git / name).stat()
+                    stamps += [stat.st_mtime_ns, stat.st_size, stat.st_ino]
+                except OSError:
+                    stamps.append(-1)
+            return tuple(stamps)
+    return ()
+
+
+def _neutralised(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, str]]:
     try:
         done = capture(["git", *_SAFE_ALWAYS, "-C", str(cwd), "config", "--list",
                         "--show-scope", "-z"], env=env, timeout=SHORT_TIMEOUT_S)
