@@ -257,5 +257,6 @@ def test_pinned_commit_in_the_cache_runs_when_the_server_is_down(
         url = srv.url("proj.git")
         assert reprun("run", url, "--dry-run", env=GIT_ENV).code == 0
         commit = git(served / "proj.git", "rev-parse", "HEAD")
-    result = reprun("run", url, "--version", commit, "--dry-run", env=GIT_ENV)
-    assert result.code == 0, result.stderr
+    for version in (commit, commit[:10]):
+        result = reprun("run", url, "--version", version, "--dry-run", env=GIT_ENV)
+        assert result.code == 0, result.stderr
