@@ -161,3 +161,25 @@ def test_export_reader(data: bytes) -> None:
             one_line_error(exc)
         for written in dest.rglob("*"):
             assert written.resolve().is_relative_to(dest.resolve())
+
+
+lock_like = st.fixed_dictionaries({
+    "metadata": st.one_of(json_values, st.fixed_dictionaries(
+        {"platforms": st.one_of(json_values, st.just(["linux-64"])), "channels": json_values})),
+    "package": st.one_of(json_values, st.lists(st.dictionaries(
+        st.sampled_from(["name", "version", "platform", "manager", "url", "hash"]),
+        st.one_of(json_values, st.just("linux-64"), st.just("conda"), st.just("pip")),
+        max_size=6), max_size=3)),
+})
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=300), yaml_like,
+                 st.one_of(json_values, lock_like).map(yaml.safe_dump)))
+def test_recorded_conda_lock_reader(text: str) -> None:
+    from runner.envs.condalock import read_facts
+
+    try:
+        read_facts(text)
+    except ReprunError as exc:
+        one_line_error(exc)
