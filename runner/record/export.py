@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -36,7 +37,7 @@ from pydantic import ValidationError
 
 from runner.errors import RunNotFoundError, UsageError
 from runner.frozen import frozen
-from runner.fsutil import sha256_bytes, sha256_file
+from runner.fsutil import sha256_file
 from runner.record.store import RECORD, RunStore
 from runner.record.types import RunRecord
 
@@ -209,26 +210,23 @@ def _plain_name(name: str) -> bool:
 
 
 def unpack(archive: Path, dest: Path) -> Path:
-    """Check an export against its manifest and unpack it into ``dest``; returns its run.json.
+    """Check an export against its manifest and unpack it into ``dest`` (a scratch directory
+    of the caller's, removed if this fails); returns its run.json.
 
-    Everything is checked before anything is written: a damaged archive, a manifest of the wrong
-    shape, a name that escapes or collides, a link or a digest that does not match is refused.
+    The whole structure is checked before anything is written: a damaged archive, a manifest of
+    the wrong shape, a name that escapes or collides, a link or a special file is refused. The
+    files are then streamed out, each refused if it does not match its digest.
     """
     try:
-        files = _read_export(archive)
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        _unpack(archive, dest)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         why = " ".join(str(exc).split()) or type(exc).__name__
         raise UsageError(f"'{archive}' is not a readable export (truncated or damaged: {why})",
                          hint="export the run again, or copy the whole file") from None
-    for name, data in files.items():
-        out = dest.joinpath(*name.split("/"))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(data)
     return dest / RECORD
 
 
-def _read_export(archive: Path) -> dict[str, bytes]:
-    """The files of an export, name -> content, after checking all of it."""
+def _unpack(archive: Path, dest: Path) -> None:
     bad = f"'{archive}' is not a file made by 'reprun export'"
     with tarfile.open(archive, mode="r:*") as tar:
         members: dict[str, tarfile.TarInfo] = {}
@@ -237,22 +235,31 @@ def _read_export(archive: Path) -> dict[str, bytes]:
                 raise UsageError(f"{bad}: it holds '{_short(member.name)}' twice")
             members[member.name] = member
         manifest = _manifest(tar, members.get(MANIFEST), archive, bad)
-        files: dict[str, bytes] = {}
-        for name, digest in manifest.items():
+        if RECORD not in manifest:
+            raise UsageError(f"{bad}: it holds no {RECORD}")
+        for name in manifest:
             found = members.get(name)
             if found is None:
                 raise UsageError(f"{bad}: {_short(name)} is listed but missing")
             if not found.isreg():
                 raise UsageError(f"{bad}: {_short(name)} is a link or a special file, not a file")
-            handle = tar.extractfile(found)
-            data = handle.read() if handle else b""
-            if sha256_bytes(data) != digest:
+        for name, digest in manifest.items():
+            out = dest.joinpath(*name.split("/"))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if _copy_out(tar, members[name], out) != digest:
                 raise UsageError(f"'{archive}': {name} does not match its sha256 in the manifest",
                                  hint="the file was changed or truncated; export the run again")
-            files[name] = data
-    if RECORD not in files:
-        raise UsageError(f"{bad}: it holds no {RECORD}")
-    return files
+
+
+def _copy_out(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path) -> str:
+    """Write a member to ``out`` (never through a link); returns its sha256."""
+    digest = hashlib.sha256()
+    handle = tar.extractfile(member)
+    with out.open("xb") as target:
+        while handle is not None and (chunk := handle.read(1 << 20)):
+            digest.update(chunk)
+            target.write(chunk)
+    return digest.hexdigest()
 
 
 def _manifest(tar: tarfile.TarFile, member: tarfile.TarInfo | None, archive: Path,
