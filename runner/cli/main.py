@@ -72,7 +72,7 @@ def cli(debug: bool) -> None:
               help="Where to run: local, docker or kubernetes (default: docker for docker_env "
                    "projects, else local).")
 @click.option("--backend-config", default=None, metavar="CONFIG",
-              help="Backend settings: a JSON/YAML file or inline JSON (see README).")
+              help="Backend settings: a JSON/YAML file or inline JSON (see docs/kubernetes.md).")
 @click.option("--detach", is_flag=True,
               help="Return once the run is submitted (remote backends); "
                    "'reprun runs show/logs' follow it later.")
@@ -230,8 +230,8 @@ def _not_utf8(args: list[str]) -> str | None:
             arg.encode("utf-8")
         except UnicodeEncodeError:
             shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
-            return (f"argument {number} ('{shown}') is not UTF-8 text; run records are UTF-8 "
-                    "JSON; pass the value in UTF-8")
+            return (f"argument {number} ('{shown}') is not UTF-8 text (run records are UTF-8 "
+                    "JSON); pass it in UTF-8")
     return None
 
 
