@@ -239,11 +239,34 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(_invoke(args, debug))
 
 
+def _not_utf8(args: list[str]) -> str | None:
+    """Why an argument cannot be used (bytes that are not UTF-8 cannot be recorded), or None."""
+    for number, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            return (f"argument {number} ('{shown}') is not UTF-8 text (run records are UTF-8 "
+                    "JSON); pass it in UTF-8")
+    return None
+
+
 def _invoke(args: list[str], debug: bool) -> int:
     from runner.errors import USER_ERRORS, Interrupted, ReprunError
 
+    bad = _not_utf8(args)
+    if bad is not None:
+        say(f"error: {bad}")
+        return EXIT_USAGE
     try:
         code = cli.main(args=args, prog_name="reprun", standalone_mode=False)
+    except click.UsageError as exc:
+        if debug:
+            raise
+        where = exc.ctx.command_path if exc.ctx is not None else "reprun"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        say(f"error: {message}; see '{where} --help'")
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

@@ -108,7 +108,8 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("-n", "--limit", type=int, default=None, help="Show at most this many runs.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=None,
+              help="Show at most this many runs.")
 def runs_list(as_json: bool, limit: int | None) -> int:
     """Recorded runs, newest first."""
     import dataclasses
