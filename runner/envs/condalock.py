@@ -102,8 +102,7 @@ def write_lock(request: CondaRequest, records: Sequence[Any], pip: Sequence[PipP
         path = Path(tmp) / LOCK_FILENAME
         write_conda_lock_file(lockfile, path, metadata_choices=None, include_help_text=True)
         body = path.read_text(encoding="utf-8")
-    header = (f"# reprun lock: solved by {custom.get('reprun_solver', 'rattler')} for {platform}\n"
-              f"# request: {request.key}\n")
+    header = f"# reprun lock: solved by {custom.get('reprun_solver', 'rattler')} for {platform}\n"
     return header + body
 
 
