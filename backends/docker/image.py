@@ -316,7 +316,10 @@ def ensure_base(engine: Engine, ref: str) -> str:
     found = find_image(engine, ref)
     if found is not None:
         return found
-    from docker.errors import APIError
+    from runner.extras import needs_extra
+
+    with needs_extra("docker", "Docker image builds, pulls and pushes"):
+        from docker.errors import APIError
 
     try:
         return str(engine.sdk().images.pull(ref).id)
