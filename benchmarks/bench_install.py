@@ -4,9 +4,9 @@ Usage: python benchmarks/bench_install.py [EXTRA ...]   (default: core all)
 
 For each variant ("core" is no extra), builds a fresh virtual environment in a temporary folder,
 installs reprun into it with pip from a wheel of this checkout (built once first, as an index
-would serve it; pip's cache should be warm: run it twice and read the second), then prints the install time (wall, and CPU: a busy machine
-shows in the first), the number of distributions, the size of the venv and of the largest
-packages. Measures; asserts nothing.
+would serve it; pip's cache should be warm: run it twice and read the second), then prints the
+install time (wall, and CPU: a busy machine shows in the first), the number of distributions, the
+size of the venv and of the largest packages. Measures; asserts nothing.
 """
 
 from __future__ import annotations
