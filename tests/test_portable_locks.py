@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import MakeProject, Reprun, init_repo
 
-from runner.envs.pylock import anchor_entry, portable, uses_project_files
+from runner.envs.pylock import anchor_entry, installs_project_files, portable
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example-projects" / "python-env"
 
@@ -130,9 +130,10 @@ def test_project_relative_entries_are_anchored_where_the_lock_is_installed(
     assert anchor_entry("-e /old/abs/path", project) == "-e /old/abs/path"
     assert anchor_entry("alpha==1.0 --hash=sha256:00", project) == "alpha==1.0 --hash=sha256:00"
     assert anchor_entry("    # via -r ./x", project) == "    # via -r ./x"
-    assert uses_project_files("-e .\n")
-    assert uses_project_files("a==1 \\\n    --hash=sha256:00\n    # from ./wheels\n")
-    assert not uses_project_files("a==1 \\\n    --hash=sha256:00\n    # from https://x/simple\n")
+    assert installs_project_files("-e .\n    # via -r python_env\n")
+    assert installs_project_files("./pkg\n")
+    assert not installs_project_files("-e /old/abs/path\n")  # keyed by its path already
+    assert not installs_project_files("a==1 \\\n    --hash=sha256:00\n    # from ./wheels\n")
 
 
 @pytest.mark.docker
@@ -166,3 +167,87 @@ def test_a_git_url_run_and_a_local_run_of_one_commit_share_the_kubernetes_image(
         assert job_image(fake_kube) == facts["image"]
     finally:
         docker_client.images.remove(first["backend"]["facts"]["image_id"], force=True)
+
+
+BACKEND = '''
+"""An in-tree build backend with no requirements: an editable wheel is one .pth file."""
+import base64, hashlib, os, zipfile
+
+NAME, VERSION = "localpkg", "0.1"
+DIST = f"{NAME}-{VERSION}.dist-info"
+
+
+def _digest(data):
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def _wheel(directory, files):
+    files = {**files, f"{DIST}/METADATA": f"Metadata-Version: 2.1\\nName: {NAME}\\n"
+             f"Version: {VERSION}\\n",
+             f"{DIST}/WHEEL": "Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\n"
+             "Tag: py3-none-any\\n"}
+    record = [f"{p},sha256={_digest(t.encode())},{len(t.encode())}" for p, t in files.items()]
+    files[f"{DIST}/RECORD"] = "\\n".join([*record, f"{DIST}/RECORD,,"]) + "\\n"
+    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(directory, name), "w") as archive:
+        for member, text in files.items():
+            archive.writestr(member, text)
+    return name
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+get_requires_for_build_editable = get_requires_for_build_wheel
+
+
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")
+    return _wheel(wheel_directory, {f"{NAME}.pth": src + "\\n"})
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise SystemExit("only editable installs in this test")
+'''
+PYPROJECT = """[project]
+name = "localpkg"
+version = "0.1"
+[build-system]
+requires = []
+build-backend = "backend"
+backend-path = ["."]
+"""
+
+
+def _editable_checkout(where: Path) -> Path:
+    """The python-env example plus ``-e .``: the project is a package installed in place."""
+    project = _copy_example(where)
+    (project / "backend.py").write_text(BACKEND)
+    (project / "pyproject.toml").write_text(PYPROJECT)
+    (project / "src" / "localpkg").mkdir(parents=True)
+    (project / "src" / "localpkg" / "__init__.py").write_text("HERE = __file__\n")
+    env = (project / "python_env.yaml").read_text() + "  - -e .\n"
+    (project / "python_env.yaml").write_text(env)
+    mlproject = (project / "MLproject").read_text()
+    command = next(line for line in mlproject.splitlines() if "command:" in line)
+    (project / "MLproject").write_text(mlproject.replace(
+        command, "    command: \"python -c 'import greeting, localpkg; print(localpkg.HERE)'\""))
+    return project
+
+
+def test_an_editable_project_has_one_lock_and_an_environment_per_checkout(
+        reprun: Reprun, tmp_path: Path) -> None:
+    records, outputs = [], []
+    for where in (tmp_path / "one" / "proj", tmp_path / "two" / "proj"):
+        project = _editable_checkout(where)
+        result = reprun("run", str(project), "-q")
+        assert result.code == 0, result.stderr
+        outputs.append(result.stdout.strip())
+        records.append(reprun.last_record())
+        assert outputs[-1] == str(project.resolve() / "src" / "localpkg" / "__init__.py")
+    locks = [_lock_bytes(reprun, r) for r in records]
+    assert locks[0] == locks[1]
+    assert "\n-e .\n" in locks[0].decode()
+    keys = [r["environment"]["cache_key"] for r in records]
+    assert keys[0] != keys[1]  # -e . of one checkout is not the other's

@@ -24,11 +24,11 @@ from runner.envs.pylock import (
     LOCK_FILENAME,
     Interpreter,
     anchor_entry,
+    installs_project_files,
     lock_interpreter,
     log_path,
     split_lock,
     start_compile,
-    uses_project_files,
 )
 from runner.envs.pyreq import PythonRequest, is_url_option, make_request
 from runner.errors import EnvBuildError
@@ -104,9 +104,9 @@ class PythonBuilder:
                             spec.base_env)
 
     def env_key(self, spec: EnvSpec, lock: Lock) -> str:
-        """The lock's content; and the project's place when the lock installs files of it (two
-        checkouts of one project have one lock, but an editable install points at one of them)."""
-        where = f"\nproject: {spec.project_dir}" if uses_project_files(lock.content) else ""
+        """The lock's content; and the project's place when the lock installs a local package of
+        it (two checkouts of one project have one lock, but ``-e .`` points at one of them)."""
+        where = f"\nproject: {spec.project_dir}" if installs_project_files(lock.content) else ""
         return sha256_bytes(f"{self.kind}\n{lock.content}{where}".encode())
 
     def tool_env(self, spec: EnvSpec) -> dict[str, str]:

@@ -186,10 +186,11 @@ def project_location(location: str, project_dir: Path | None) -> str:
     return location
 
 
-def uses_project_files(lock: str) -> bool:
-    """Whether the lock refers to files of the project (a local package, a wheel folder)."""
-    return any(" ./" in f" {e}" or e.endswith(" .") or e == "." for e in _entries(lock)) or any(
-        line.strip().startswith("# from .") for line in lock.splitlines())
+def installs_project_files(lock: str) -> bool:
+    """Whether the lock installs a local package of the project (``-e .``, ``./pkg``): what is
+    installed is then that checkout's, not artifacts checked against a hash."""
+    _, local = split_lock(lock)
+    return any(anchor_entry(entry, Path("/")) != entry for entry in local)
 
 
 def _clean(line: str) -> str:
