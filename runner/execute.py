@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import Any
 
-from backends import BUILDS_OWN_ENVIRONMENT, get_backend
+from backends import BUILDS_OWN_ENVIRONMENT, check_installed, get_backend
 from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
 from runner.envs import get_builder
 from runner.envs.base import EnvSpec, Lock, ResolvedEnv, restore
@@ -48,6 +48,7 @@ Notify = Callable[[str], None]
 
 def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     """Run ``plan`` to the end and return its final record."""
+    check_installed(plan.backend)  # before a run is recorded
     run_id = uuid.uuid4().hex
     run_dir = store.create_run_dir(run_id)
     record = _initial_record(plan, run_id, run_dir, notify)

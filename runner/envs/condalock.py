@@ -19,6 +19,7 @@ import yaml
 
 from runner.envs.condareq import CondaRequest, redact_channel
 from runner.errors import EnvBuildError
+from runner.extras import needs_extra
 from runner.frozen import frozen
 
 if sys.version_info >= (3, 11):
@@ -71,14 +72,15 @@ def pip_packages_from_pylock(text: str) -> list[PipPackage]:
 def write_lock(request: CondaRequest, records: Sequence[Any], pip: Sequence[PipPackage],
                channel_urls: Sequence[str], custom: Mapping[str, str]) -> str:
     """The text of a conda-lock.yml (v1) for ``records`` and ``pip`` on the request's platform."""
-    from conda_lock.lockfile import write_conda_lock_file
-    from conda_lock.lockfile.v2prelim.models import (
-        HashModel,
-        LockedDependency,
-        Lockfile,
-        LockMeta,
-    )
-    from conda_lock.models.channel import Channel
+    with needs_extra("conda", "conda environments"):
+        from conda_lock.lockfile import write_conda_lock_file
+        from conda_lock.lockfile.v2prelim.models import (
+            HashModel,
+            LockedDependency,
+            Lockfile,
+            LockMeta,
+        )
+        from conda_lock.models.channel import Channel
 
     platform = request.subdir
     packages = [LockedDependency(
@@ -102,8 +104,7 @@ def write_lock(request: CondaRequest, records: Sequence[Any], pip: Sequence[PipP
         path = Path(tmp) / LOCK_FILENAME
         write_conda_lock_file(lockfile, path, metadata_choices=None, include_help_text=True)
         body = path.read_text(encoding="utf-8")
-    header = (f"# reprun lock: solved by {custom.get('reprun_solver', 'rattler')} for {platform}\n"
-              f"# request: {request.key}\n")
+    header = f"# reprun lock: solved by {custom.get('reprun_solver', 'rattler')} for {platform}\n"
     return header + body
 
 
