@@ -91,7 +91,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
         reason = str(exc) or type(exc).__name__
         store.save(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}))
         raise
-    record = _finished(record, outcome, Path(record.output_dir), _digest_cache(plan))
+    record = _finished(record, outcome, Path(record.output_dir), plan.options.base_env)
     store.save(record)
     return record
 
@@ -339,23 +339,26 @@ def _ended(
     })
 
 
-def _finished(record: RunRecord, outcome: Outcome, output_dir: Path, cache: Path) -> RunRecord:
+def _finished(record: RunRecord, outcome: Outcome, output_dir: Path,
+              env: Mapping[str, str]) -> RunRecord:
     facts = dict(outcome.facts)
     ended = _ended(record, outcome.status, outcome.exit_code, outcome.reason, facts)
-    return ended.model_copy(update={"outputs": list_outputs(output_dir, cache)})
+    return ended.model_copy(update={"outputs": list_outputs(output_dir, env)})
 
 
-def list_outputs(output_dir: Path, cache: Path | None = None) -> list[OutputFile]:
+def list_outputs(output_dir: Path, env: Mapping[str, str] | None = None) -> list[OutputFile]:
     """Every regular file under ``output_dir``, with its size and digest, sorted by path.
 
-    The digests go into the stat cache ``cache`` at once: the command has ended, nothing writes
-    these files any more, and a run that reads them next (or reuses them) need not read them."""
+    The digests go into the stat cache (of ``env``'s cache root) at once: the command has ended,
+    nothing writes these files any more, and a run that reads them next (or reuses them) need
+    not read them."""
     paths = [p for p in sorted(output_dir.rglob("*")) if p.is_file() and not p.is_symlink()]
     if not paths:
         return []
     from runner.tracking.fingerprint import fingerprint_paths
-    from runner.tracking.statcache import opened
+    from runner.tracking.statcache import DATABASE, opened
 
+    cache = cache_root(env) / DATABASE if env is not None else None
     with opened(cache, racy_s=0) as stat_cache:
         prints = fingerprint_paths(paths, stat_cache)
     return [OutputFile(path=p.relative_to(output_dir).as_posix(), size=f.size, digest=f.digest)

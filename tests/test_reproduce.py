@@ -27,7 +27,7 @@ def wine_repo(root: Path) -> tuple[Path, str]:
 
 
 def outputs(record: dict[str, Any]) -> dict[str, str]:
-    return {o["path"]: o["sha256"] for o in record["outputs"]}
+    return {o["path"]: o["digest"] for o in record["outputs"]}
 
 
 def fresh(reprun: Reprun, name: str = "other-machine") -> Reprun:

@@ -296,12 +296,16 @@ def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
 
 
 def _upsert_lineage(db: sqlite3.Connection, record: RunRecord) -> None:
-    """The run's output digests, the runs its inputs came from, and its reuse key."""
+    """The run's output digests, the runs its inputs came from, and its reuse key.
+
+    An output with the content of one of the run's input files was passed through, not made:
+    it is not indexed, so that lineage names the run that made the content."""
     run_id = record.run_id
     for table, column in (("outputs", "run_id"), ("links", "consumer"), ("reuse", "run_id")):
         db.execute(f"DELETE FROM {table} WHERE {column}=?", (run_id,))
+    read = {i.digest for i in record.inputs if i.type == "file"}
     db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?)",
-                   [(run_id, o.path, o.content) for o in record.outputs])
+                   [(run_id, o.path, o.content) for o in record.outputs if o.content not in read])
     db.executemany("INSERT INTO links VALUES (?, ?, ?, ?)",
                    [(run_id, p.run_id, i.name, p.path) for i in record.inputs
                     for p in i.produced_by])
