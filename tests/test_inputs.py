@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from blake3 import blake3
-
 from conftest import MakeProject, Reprun, git, init_repo
 
 COPY_ALL = """
@@ -84,7 +83,7 @@ def test_data_files_and_directories_are_fingerprinted_with_a_manifest(reprun: Re
 
 
 def test_the_stat_cache_hashes_unchanged_data_once(reprun: Reprun, wine: Path) -> None:
-    old = os.stat(wine / "data" / "wine.csv").st_mtime - 10  # not "racily clean"
+    old = (wine / "data" / "wine.csv").stat().st_mtime - 10  # not "racily clean"
     for path in (wine / "data").rglob("*"):
         os.utime(path, (old, old))
     first = by_name(run_ok(reprun, str(wine)))
@@ -209,11 +208,10 @@ stages:
 
 
 def dvc_project(make_project: MakeProject, lock: str = DVC_LOCK) -> Path:
-    project = make_project("entry_points:\n  main:\n    command: 'true'\n", files={
+    return make_project("entry_points:\n  main:\n    command: 'true'\n", files={
         ".dvc/config": "", "data/wine.csv": "a,b\n1,2\n", "data/wine.csv.dvc": DVC_FILE,
         "features/f.txt": "f\n", "dvc.lock": lock,
     })
-    return project
 
 
 def test_dvc_tracked_data_records_dvc_md5_and_our_digest(reprun: Reprun,
