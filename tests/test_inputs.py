@@ -341,3 +341,12 @@ def test_a_run_without_inputs_imports_nothing_of_input_tracking(reprun: Reprun,
     tracking = {m for m in imported if m.startswith("runner.tracking.")}
     assert tracking == {"runner.tracking.reuse"}  # the reuse key: hashlib and json only
     assert not {m.split(".")[0] for m in imported} & {"blake3", "yaml", "pydantic", "rich"}
+
+
+def test_the_manifest_bytes_are_canonical_json() -> None:
+    from runner.tracking.digest import ManifestEntry, manifest_json
+
+    entries = [ManifestEntry('b/é "q"\\.txt', 3, b3(b"x")), ManifestEntry("a", 1, b3(b"y"))]
+    rows = [{"digest": e.digest, "path": e.path, "size": e.size} for e in sorted(entries)]
+    assert manifest_json(entries) == json.dumps(rows, sort_keys=True, separators=(",", ":"),
+                                                ensure_ascii=False).encode()

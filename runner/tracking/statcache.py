@@ -14,10 +14,11 @@ import os
 import sqlite3
 import stat as stat_mod
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 DATABASE = "digests.sqlite"
+BATCH = 500  # inodes per query (SQLite allows 999 parameters in old versions)
 RACY_S = 2.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS digests (
@@ -44,19 +45,32 @@ class StatCache:
         self.misses = 0
 
     def get(self, key: Key) -> str | None:
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Collection[Key]) -> dict[Key, str]:
+        """The digests known for ``keys`` (a file whose size or mtime changed is not known)."""
         db = self._connection()
-        if db is None:
-            return None
+        found: dict[Key, str] = {}
+        by_dev: dict[int, dict[int, Key]] = {}
+        for key in keys:
+            by_dev.setdefault(key[0], {})[key[1]] = key
         try:
-            row = db.execute("SELECT size, mtime_ns, digest FROM digests WHERE dev=? AND ino=?",
-                             key[:2]).fetchone()
+            for dev, inodes in by_dev.items() if db is not None else ():
+                wanted = list(inodes)
+                for start in range(0, len(wanted), BATCH):
+                    chunk = wanted[start:start + BATCH]
+                    rows = db.execute(  # type: ignore[union-attr]
+                        "SELECT ino, size, mtime_ns, digest FROM digests WHERE dev=? AND ino IN "
+                        f"({','.join('?' * len(chunk))})", (dev, *chunk))
+                    for ino, size, mtime_ns, digest in rows:
+                        key = inodes[ino]
+                        if (size, mtime_ns) == key[2:]:
+                            found[key] = str(digest)
         except sqlite3.DatabaseError:
-            return None
-        if row is not None and (row[0], row[1]) == key[2:]:
-            self.hits += 1
-            return str(row[2])
-        self.misses += 1
-        return None
+            found = {}
+        self.hits += len(found)
+        self.misses += len(keys) - len(found)
+        return found
 
     def put(self, key: Key, digest: str, hashed_at: float) -> None:
         """Remember ``digest`` for ``key`` unless the file changed just before it was hashed."""
@@ -104,24 +118,25 @@ def opened(path: Path | None, racy_s: float = RACY_S) -> Iterator[StatCache]:
         cache.close()
 
 
-def walk_files(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
-    """(relative POSIX path, path, stat) of every regular file under ``root``, symlinks to files
-    followed, symlinked directories not entered; in no particular order."""
-    stack = [(root, "")]
+def walk_files(root: Path) -> Iterator[tuple[str, str, Key]]:
+    """(relative POSIX path, path, stat key) of every regular file under ``root``, symlinks to
+    files followed, symlinked directories not entered; in no particular order. Plain strings
+    and tuples: this is the loop that runs once per file of a large data set."""
+    stack = [(str(root), "")]
+    isdir, isreg = stat_mod.S_ISDIR, stat_mod.S_ISREG
     while stack:
         directory, prefix = stack.pop()
         with os.scandir(directory) as entries:
             for entry in entries:
-                rel = prefix + entry.name
                 try:
                     st = entry.stat()
                 except OSError:
                     continue  # a dangling symlink: no content to read
-                if stat_mod.S_ISDIR(st.st_mode):
-                    if not entry.is_symlink():
-                        stack.append((Path(entry.path), rel + "/"))
-                elif stat_mod.S_ISREG(st.st_mode):
-                    yield rel, Path(entry.path), st
+                if isreg(st.st_mode):
+                    yield (prefix + entry.name, entry.path,
+                           (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+                elif isdir(st.st_mode) and not entry.is_symlink():
+                    stack.append((entry.path, prefix + entry.name + "/"))
 
 
 def now() -> float:
