@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.tracking.fingerprint import fingerprint_paths  # noqa: E402
-from runner.tracking.statcache import opened  # noqa: E402
+from runner.tracking.fingerprint import fingerprint_paths
+from runner.tracking.statcache import opened
 
 
 def median_of(repeat: int, setup: Callable[[], None], work: Callable[[], object]) -> float:
