@@ -350,3 +350,21 @@ def test_the_manifest_bytes_are_canonical_json() -> None:
     rows = [{"digest": e.digest, "path": e.path, "size": e.size} for e in sorted(entries)]
     assert manifest_json(entries) == json.dumps(rows, sort_keys=True, separators=(",", ":"),
                                                 ensure_ascii=False).encode()
+
+
+def test_the_progress_bar_shows_only_live_and_only_after_a_while(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.tracking import fingerprint
+
+    quiet = fingerprint._LazyProgress(100, live=False)
+    monkeypatch.setattr(fingerprint, "PROGRESS_AFTER_S", 0.0)
+    quiet.advance(10)
+    assert quiet.bar is None  # stderr is no terminal
+    soon = fingerprint._LazyProgress(100, live=True)
+    monkeypatch.setattr(fingerprint, "PROGRESS_AFTER_S", 3600.0)
+    soon.advance(10)
+    assert soon.bar is None  # not yet a second
+    monkeypatch.setattr(fingerprint, "PROGRESS_AFTER_S", 0.0)
+    soon.advance(10)
+    assert soon.bar is not None and soon.bar.tasks[0].completed == 20
+    soon.stop()
