@@ -368,3 +368,16 @@ def test_the_progress_bar_shows_only_live_and_only_after_a_while(
     soon.advance(10)
     assert soon.bar is not None and soon.bar.tasks[0].completed == 20
     soon.stop()
+
+
+def test_an_input_that_is_no_regular_file_is_one_line(reprun: Reprun, make_project: MakeProject,
+                                                      tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    project = make_project("entry_points:\n  main:\n    parameters: {p: path}\n"
+                           "    command: 'true'\n")
+    result = reprun("run", str(project), "-P", f"p={fifo}", "--env-manager", "local")
+    assert result.code == 1
+    assert result.error_lines == [
+        f"reprun: error: cannot read the input data: neither a regular file nor a directory "
+        f"({fifo}); make the files readable, or leave them out of the inputs"]

@@ -54,7 +54,7 @@ def _list(path: Path) -> Listed:
     if stat_mod.S_ISDIR(st.st_mode):
         return True, list(walk_files(path))
     if not stat_mod.S_ISREG(st.st_mode):
-        raise IsADirectoryError(f"'{path}' is neither a regular file nor a directory")
+        raise OSError(0, "neither a regular file nor a directory", str(path))
     return False, [(path.name, str(path), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))]
 
 

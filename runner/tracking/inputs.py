@@ -30,6 +30,10 @@ class InputsChangedError(ReprunError):
     """An input of the recorded run holds other content now."""
 
 
+class InputReadError(ReprunError):
+    """An input exists but cannot be read (permissions, a special file)."""
+
+
 @frozen
 class InputSource:
     """A path a run reads, before it is fingerprinted."""
@@ -91,8 +95,14 @@ def fingerprint_sources(sources: Sequence[InputSource], cache: StatCache,
                         live: bool = False) -> list[Found]:
     """Each source with its fingerprint; a path that does not exist gets None."""
     present = [s for s in sources if s.path.exists()]
-    prints = dict(zip(present, fingerprint_paths([s.path for s in present], cache, live),
-                      strict=True))
+    try:
+        prints = dict(zip(present, fingerprint_paths([s.path for s in present], cache, live),
+                          strict=True))
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise InputReadError(f"cannot read the input data: {exc.strerror or exc}{where}",
+                             hint="make the files readable, or leave them out of the inputs"
+                             ) from None
     return [Found(s, prints.get(s)) for s in sources]
 
 
