@@ -42,6 +42,9 @@ def test_export_then_reproduce_with_a_brand_new_home(reprun: Reprun, tmp_path: P
     assert reprun("run", str(repo), "-P", "alpha=0.2", "-q").code == 0
     original = reprun.last_record()
     assert original["source"]["git_dirty"] and "patched.txt" in outputs(original)
+    wine = (repo / "data" / "wine.csv").read_bytes()
+    assert [(i["name"], i["kind"], i["size"]) for i in original["inputs"]] == [
+        ("data/wine.csv", "data", len(wine))]
     exported = tmp_path / "carried.tar.gz"
     result = reprun("export", original["run_id"][:8], "-o", str(exported))
     assert result.code == 0, result.stderr
@@ -64,6 +67,7 @@ def test_export_then_reproduce_with_a_brand_new_home(reprun: Reprun, tmp_path: P
     assert new["environment"]["lock_sha256"] == original["environment"]["lock_sha256"]
     assert new["parameters"] == original["parameters"] and new["command"] == original["command"]
     assert outputs(new) == outputs(original)
+    assert new["inputs"] == original["inputs"] and new["reproduction"]["input_drift"] == []
     assert git(repo, "status", "--porcelain") == ""  # the user's working copy is untouched
     assert [r["run_id"] for r in other("runs", "list", "--json").json()] == [new["run_id"]]
 
