@@ -182,9 +182,9 @@ class OutputFile(Model):
     """Relative to the run's output directory"""
     size: int
     digest: str | None = None
-    """blake3:<hex>, the digest inputs are fingerprinted with (records since reprun 0.2)"""
+    """blake3:<hex>, the digest inputs are fingerprinted with"""
     sha256: str | None = None
-    """Hex sha256, in records written before reprun 0.2"""
+    """Hex sha256, in records written before outputs had a BLAKE3 digest"""
 
     @property
     def content(self) -> str:

@@ -3,7 +3,7 @@
 A directory is described by a manifest, the list of its files (relative POSIX path, size, digest)
 sorted by path; its digest is the BLAKE3 of the manifest's canonical JSON. The same digest is used
 for inputs and outputs, so that a file one run wrote can be recognised when another run reads it.
-Records written before reprun 0.2 carry sha256 hex digests of their outputs (``OutputFile.sha256``).
+Older records carry sha256 hex digests of their outputs instead (``OutputFile.sha256``).
 """
 
 from __future__ import annotations
