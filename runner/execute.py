@@ -11,14 +11,15 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType, MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends import BUILDS_OWN_ENVIRONMENT, check_installed, get_backend
 from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
 from runner.envs import get_builder
 from runner.envs.base import EnvSpec, Lock, ResolvedEnv, restore
+from runner.envs.cache import cache_root
 from runner.errors import Drift, Interrupted, NotSupportedError
-from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
 from runner.plan import Plan
 from runner.process import process_start_ticks
 from runner.record.host import host_info
@@ -39,6 +40,10 @@ from runner.record.types import (
     Status,
     now,
 )
+from runner.spec.types import ParamType
+
+if TYPE_CHECKING:
+    from runner.tracking.inputs import Found
 
 PATCH_FILE = "source.patch"
 SPEC_DIR = "spec"
@@ -49,15 +54,24 @@ Notify = Callable[[str], None]
 def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     """Run ``plan`` to the end and return its final record."""
     check_installed(plan.backend)  # before a run is recorded
+    found = _fingerprint_inputs(plan, notify) if _declares_inputs(plan) else None
     run_id = uuid.uuid4().hex
     run_dir = store.create_run_dir(run_id)
     record = _initial_record(plan, run_id, run_dir, notify)
+    if found is not None:
+        record = _with_inputs(record, plan, found, run_dir, store)
     store.save(record)
     notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
     try:
         with forwarder.installed():
-            resolved, drift = _build_environment(plan, notify)
+            lock = None
+            if plan.options.reuse and plan.replay is None:
+                lock = _new_lock(plan, notify)
+                reused = _reuse(plan, store, record, lock, notify)
+                if reused is not None:
+                    return reused
+            resolved, drift = _build_environment(plan, notify, lock)
             record = _with_environment(record, plan, resolved, run_dir, drift)
             store.save(record)
             backend = get_backend(plan.backend)
@@ -79,7 +93,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
         reason = str(exc) or type(exc).__name__
         store.save(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}))
         raise
-    record = _finished(record, outcome, Path(record.output_dir))
+    record = _finished(record, outcome, Path(record.output_dir), plan.options.base_env)
     store.save(record)
     return record
 
@@ -187,22 +201,34 @@ def _keep_spec(plan: Plan, directory: Path) -> None:
             shutil.copyfile(path, directory / path.name)
 
 
-def _build_environment(plan: Plan, notify: Notify) -> tuple[ResolvedEnv, tuple[Drift, ...]]:
+def _env_spec(plan: Plan, notify: Notify) -> EnvSpec:
     options = plan.options
-    spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
+    return EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
                    notify=notify, live=options.progress_live,
                    conda_channels=options.conda_channels, resolving=plan.resolving)
+
+
+def _new_lock(plan: Plan, notify: Notify) -> Lock:
+    """The lock a new run would use (resolved, or the cached one), before anything is built."""
+    return get_builder(plan.manager).lock(_env_spec(plan, notify), refresh=plan.options.refresh)
+
+
+def _build_environment(
+    plan: Plan, notify: Notify, new_lock: Lock | None = None
+) -> tuple[ResolvedEnv, tuple[Drift, ...]]:
+    options = plan.options
+    spec = _env_spec(plan, notify)
     builder = get_builder(plan.manager)
     replay = plan.replay
     if plan.backend in BUILDS_OWN_ENVIRONMENT:
         # The backend installs the lock where the command runs (an image); nothing to build here.
         recorded = replay.lock if replay is not None else None
-        lock = recorded or builder.lock(spec, refresh=options.refresh)
+        lock = recorded or new_lock or builder.lock(spec, refresh=options.refresh)
         conda_env = plan.project.env.conda_env
         variables = dict(conda_env.variables) if conda_env and lock.manager == "conda" else {}
         return ResolvedEnv(lock.manager, lock, lock.sha256, variables=variables), ()
     if replay is None:
-        return builder.ensure(spec, builder.lock(spec, refresh=options.refresh)), ()
+        return builder.ensure(spec, new_lock or builder.lock(spec, refresh=options.refresh)), ()
     return restore(builder, spec, replay.lock, replay.allow_drift, replay.recorded)
 
 
@@ -224,7 +250,12 @@ def _with_environment(
         conda=_conda_info(resolved),
         **_conversion_fields(plan),
     )
-    update: dict[str, object] = {"environment": environment}
+    from runner.tracking.reuse import reuse_key
+
+    update: dict[str, object] = {
+        "environment": environment,
+        "reuse_key": reuse_key(record, resolved.lock.sha256, resolved.lock.manager),
+    }
     if record.reproduction is not None and drift:
         entries = [DriftEntry(entry=d.entry, recorded=d.recorded, found=d.found, reason=d.reason)
                    for d in drift]
@@ -322,17 +353,127 @@ def _ended(
     })
 
 
-def _finished(record: RunRecord, outcome: Outcome, output_dir: Path) -> RunRecord:
+def _finished(record: RunRecord, outcome: Outcome, output_dir: Path,
+              env: Mapping[str, str]) -> RunRecord:
     facts = dict(outcome.facts)
     ended = _ended(record, outcome.status, outcome.exit_code, outcome.reason, facts)
-    return ended.model_copy(update={"outputs": list_outputs(output_dir)})
+    return ended.model_copy(update={"outputs": list_outputs(output_dir, env)})
 
 
-def list_outputs(output_dir: Path) -> list[OutputFile]:
-    """Every regular file under ``output_dir``, with its size and sha256, sorted by path."""
-    files = []
-    for path in sorted(output_dir.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            files.append(OutputFile(path=path.relative_to(output_dir).as_posix(),
-                                    size=path.stat().st_size, sha256=sha256_file(path)))
-    return files
+def list_outputs(output_dir: Path, env: Mapping[str, str] | None = None) -> list[OutputFile]:
+    """Every regular file under ``output_dir``, with its size and digest, sorted by path.
+
+    The digests go into the stat cache (of ``env``'s cache root) at once: the command has ended,
+    nothing writes these files any more, and a run that reads them next (or reuses them) need
+    not read them."""
+    paths = [p for p in sorted(output_dir.rglob("*")) if p.is_file() and not p.is_symlink()]
+    if not paths:
+        return []
+    from runner.tracking.fingerprint import fingerprint_paths
+    from runner.tracking.statcache import DATABASE, opened
+
+    cache = cache_root(env) / DATABASE if env is not None else None
+    with opened(cache, racy_s=0) as stat_cache:
+        prints = fingerprint_paths(paths, stat_cache)
+    return [OutputFile(path=p.relative_to(output_dir).as_posix(), size=f.size, digest=f.digest)
+            for p, f in zip(paths, prints, strict=True)]
+
+
+# --- inputs and reuse ----------------------------------------------------------------------------
+
+
+def _digest_cache(plan: Plan) -> Path:
+    from runner.tracking.statcache import DATABASE
+
+    return cache_root(plan.options.base_env) / DATABASE
+
+
+def _declares_inputs(plan: Plan) -> bool:
+    """Whether the run has inputs to fingerprint; cheap, so that a run without any imports
+    nothing of runner.tracking (path parameters, data:, or a DVC repository)."""
+    if plan.project.spec.data or any(
+            d.type is ParamType.PATH and n in plan.params.values
+            for n, d in plan.entry.parameters.items()):
+        return True
+    if plan.replay is not None and plan.replay.inputs:
+        return True
+    directory = plan.project.directory
+    return any((d / ".dvc").is_dir() for d in (directory, *directory.parents))
+
+
+def _fingerprint_inputs(plan: Plan, notify: Notify) -> list[Found]:
+    """The inputs and their fingerprints; a reproduction stops here if one changed."""
+    from runner.tracking.inputs import (
+        drift_error,
+        fingerprint_sources,
+        input_drift,
+        input_sources,
+        require_present,
+    )
+    from runner.tracking.statcache import opened
+
+    project = plan.project
+    sources = input_sources(project.directory, project.spec.data, plan.entry,
+                            plan.params.values, project.spec_file)
+    with opened(_digest_cache(plan)) as cache:
+        found = fingerprint_sources(sources, cache, plan.options.progress_live)
+    replay = plan.replay
+    if replay is None:
+        for warning in require_present(found, project.spec_file):
+            notify(f"warning: {warning}")
+        return found
+    drift = input_drift(replay.inputs, replay.record_dir, found)
+    if drift and not replay.allow_drift:
+        raise drift_error(replay.run_id, drift)
+    for item in drift:
+        notify(f"drift: input '{item.name}' changed: {', '.join(item.files)}")
+    return found
+
+
+def _with_inputs(record: RunRecord, plan: Plan, found: list[Found], run_dir: Path,
+                 store: RunStore) -> RunRecord:
+    from runner.tracking.inputs import input_drift, input_records
+    from runner.tracking.lineage import with_producers
+
+    infos = with_producers(input_records(found, run_dir), found, store)
+    update: dict[str, object] = {"inputs": infos}
+    replay = plan.replay
+    if replay is not None and record.reproduction is not None:
+        drift = input_drift(replay.inputs, replay.record_dir, found)
+        update["reproduction"] = record.reproduction.model_copy(update={"input_drift": drift})
+    return record.model_copy(update=update)
+
+
+def _reuse(plan: Plan, store: RunStore, record: RunRecord, lock: Lock,
+           notify: Notify) -> RunRecord | None:
+    """The run finished at once with the outputs of an earlier run with the same reuse key."""
+    from runner.tracking.reuse import copy_outputs, reuse_key
+    from runner.tracking.statcache import opened
+
+    key = reuse_key(record, lock.sha256, lock.manager)
+    if key is None:
+        notify("--reuse: the code of this run cannot be identified (no commit, no snapshot); "
+               "running it")
+        return None
+    run_dir = store.run_dir(record.run_id)
+    for candidate in store.reusable(key):
+        original = store.load(candidate)
+        with opened(_digest_cache(plan), racy_s=0) as cache:
+            outputs = copy_outputs(original, Path(record.output_dir), cache)
+        if outputs is None:
+            notify(f"run {candidate[:8]} ran the same, but its outputs have changed since; "
+                   "not reused")
+            continue
+        notify(f"unchanged since run {candidate[:8]}: reusing its outputs")
+        atomic_write_text(run_dir / lock.filename, lock.content)
+        atomic_write_text(run_dir / record.log_file,
+                          f"reprun: unchanged since run {candidate}: reused its outputs\n")
+        environment = original.environment.model_copy(
+            update={"lock_file": lock.filename, "lock_sha256": lock.sha256})
+        done = _ended(record.model_copy(update={
+            "environment": environment, "reuse_key": key, "reused_from": candidate,
+            "outputs": outputs, "runner": None,
+        }), Status.FINISHED, 0, None, {})
+        store.save(done)
+        return done
+    return None

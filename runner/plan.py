@@ -25,6 +25,7 @@ from runner.spec.types import Conversion, EntryPoint
 if TYPE_CHECKING:
     from backends.docker.container import ContainerSpec
     from runner.envs.pylock import Compiling
+    from runner.record.types import InputInfo
 
 # What --env-manager local (or no choice) means when the backend builds the environment itself:
 # use the image as it is.
@@ -55,6 +56,7 @@ class RunOptions:
     detach: bool = False
     resolve_early: bool = False  # start resolving python_env while validating (a real run)
     allow_drift: bool = False  # install a conda project from PyPI without its conda-only packages
+    reuse: bool = False  # take the outputs of a FINISHED run with the same reuse key
 
 
 @frozen
@@ -71,6 +73,8 @@ class Replay:
     source: str
     recorded: PythonFacts = field(default_factory=PythonFacts)
     missing_paths: Mapping[str, str] = field(default_factory=dict)
+    inputs: tuple[InputInfo, ...] = ()  # the recorded inputs, checked before the command runs
+    record_dir: Path | None = None  # where the record's input manifests are
 
 
 @frozen

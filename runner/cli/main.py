@@ -91,12 +91,15 @@ def cli(debug: bool) -> None:
 @click.option("--strict", is_flag=True, help="Unknown keys in the MLproject file are errors.")
 @click.option("--grace-period", default=10.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between interrupting the command and killing it.")
+@click.option("--reuse", is_flag=True,
+              help="If a FINISHED run had the same code, entry point, command, lock, backend and "
+                   "input data, take its outputs instead of running.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...],
         env_manager: str | None, conda_channels: tuple[str, ...], refresh: bool,
         allow_drift: bool, backend: str | None, backend_config: str | None, detach: bool,
         docker_base_image: str | None, keep_container: bool, dry_run: bool, as_json: bool,
-        strict: bool, grace_period: float, quiet: bool) -> int:
+        strict: bool, grace_period: float, reuse: bool, quiet: bool) -> int:
     """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
     file://), optionally followed by #sub/dir to run a subdirectory of the repository."""
     from runner.plan import RunOptions, make_plan, release_plan
@@ -110,7 +113,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         progress_live=not quiet and sys.stderr.isatty(),
         docker_base_image=docker_base_image, keep_container=keep_container,
         conda_channels=conda_channels, backend_config=backend_config, detach=detach,
-        resolve_early=not dry_run, allow_drift=allow_drift,
+        resolve_early=not dry_run, allow_drift=allow_drift, reuse=reuse,
     )
     plan = make_plan(options)
     if not quiet:

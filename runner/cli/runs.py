@@ -16,7 +16,7 @@ from runner.cli.common import store as open_store
 
 if TYPE_CHECKING:
     from runner.record.store import RunStore
-    from runner.record.types import RunRecord
+    from runner.record.types import InputInfo, RunRecord
 
 
 @click.command()
@@ -158,6 +158,8 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("converted", _conversion_line(record)),
         ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),
+        ("reused from", record.reused_from),
+        *(("input", _input_line(i)) for i in record.inputs),
         ("outputs", f"{len(record.outputs)} file(s) in {record.output_dir}"),
         ("record", str(runs_store.run_dir(record.run_id))),
     ]
@@ -176,6 +178,16 @@ def _conversion_line(record: RunRecord) -> str | None:
     left_out = ", ".join(c.conda for c in env.conversion if c.pypi is None)
     return f"from {env.converted_from}: {installed}" + (
         f"; not installed: {left_out}" if left_out else "")
+
+
+def _input_line(info: InputInfo) -> str:
+    name = f"{info.name} = {info.path}" if info.kind == "param" else info.path
+    if info.digest is None:
+        return f"{name} ({info.kind}, missing)"
+    what = f"{info.files} files, " if info.type == "directory" else ""
+    made = info.produced_by[0] if info.produced_by else None
+    by = f", made by run {made.run_id[:8]} ({made.path})" if made else ""
+    return f"{name} ({info.kind}, {what}{info.size} bytes, {info.digest[:23]}){by}"
 
 
 def _image_line(record: RunRecord) -> str | None:
@@ -198,6 +210,27 @@ def runs_logs(run_id: str) -> int:
             while chunk := handle.read(65536):
                 sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
+    return 0
+
+
+@runs.command("lineage")
+@click.argument("run_id")
+@click.option("--down", is_flag=True,
+              help="The runs that read this run's outputs (default: the runs that made its "
+                   "inputs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the tree as JSON.")
+def runs_lineage(run_id: str, down: bool, as_json: bool) -> int:
+    """The chain of runs upstream of a run (whose outputs it read), or downstream with --down."""
+    import dataclasses
+
+    from runner.tracking.lineage import lineage, render
+
+    runs_store = open_store()
+    tree = lineage(runs_store, runs_store.resolve_id(run_id), down=down)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(tree), indent=2))
+    else:
+        click.echo("\n".join(render(tree)))
     return 0
 
 

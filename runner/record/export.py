@@ -63,6 +63,9 @@ def bundled_files(record: RunRecord, directory: Path) -> list[str]:
     names = [RECORD, record.log_file, record.environment.lock_file, record.source.patch_file,
              record.source.snapshot.file if record.source.snapshot else None]
     found = [n for n in names if n and (directory / n).is_file()]
+    found += sorted({i.manifest for i in record.inputs if i.manifest
+                     and re.fullmatch(r"inputs/[0-9a-f]{32}\.json", i.manifest)
+                     and (directory / i.manifest).is_file()})
     spec = directory / "spec"
     if spec.is_dir():
         found += [p.relative_to(directory).as_posix() for p in sorted(spec.iterdir())

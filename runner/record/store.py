@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # the record types are imported only when a record is used
     from runner.record.types import RunRecord
 
 RECORD = "run.json"
+Pairs = list[tuple[str, str]]
+Triples = list[tuple[str, str, str]]
+Names = list[str]
 COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -29,6 +32,21 @@ CREATE TABLE IF NOT EXISTS runs (
     duration_s REAL, project TEXT, entry_point TEXT, exit_code INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+"""
+# Version 2: outputs by digest, run-to-run lineage links and reuse keys (tables below).
+INDEX_VERSION = 2
+LINEAGE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outputs (
+    run_id TEXT NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, path)
+);
+CREATE INDEX IF NOT EXISTS outputs_digest ON outputs (digest);
+CREATE TABLE IF NOT EXISTS links (
+    consumer TEXT NOT NULL, producer TEXT NOT NULL, input TEXT NOT NULL, path TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS links_producer ON links (producer);
+CREATE INDEX IF NOT EXISTS links_consumer ON links (consumer);
+CREATE TABLE IF NOT EXISTS reuse (run_id TEXT PRIMARY KEY, key TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS reuse_key ON reuse (key);
 """
 
 
@@ -223,12 +241,64 @@ class RunStore:
                 # The index is rebuildable from the records: WAL without a sync per commit.
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(SCHEMA)
+                db.executescript(SCHEMA + LINEAGE_SCHEMA)
+                if db.execute("PRAGMA user_version").fetchone()[0] < INDEX_VERSION:
+                    self._upgrade(db)
             except BaseException:
                 db.close()
                 raise
             self._db = db
         return self._db
+
+    def _upgrade(self, db: sqlite3.Connection) -> None:
+        """An index made by an older reprun: fill the new tables from the records, once (the
+        first process to get the write lock does it; the others find it done)."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            old = db.execute("PRAGMA user_version").fetchone()[0] < INDEX_VERSION
+            if old and db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None:
+                for run_dir in self._run_dirs():
+                    with contextlib.suppress(RunNotFoundError):
+                        _upsert_lineage(db, self.load(run_dir.name))
+            if old:
+                db.execute(f"PRAGMA user_version={INDEX_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def producers(self, digests: Iterable[str]) -> dict[str, Pairs]:
+        """Digest -> (run id, output path) of the FINISHED runs that wrote a file with it,
+        the first run first (the one that made it; later ones may have copied or remade it)."""
+        wanted = list(dict.fromkeys(digests))
+        found: dict[str, Pairs] = {}
+        with self._index() as db:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                rows = db.execute(
+                    "SELECT o.digest, o.run_id, o.path FROM outputs o JOIN runs r USING (run_id) "
+                    f"WHERE r.status='FINISHED' AND o.digest IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY r.started_at, o.run_id, o.path", chunk)
+                for digest, run_id, path in rows:
+                    found.setdefault(digest, []).append((run_id, path))
+        return found
+
+    def consumers(self, run_id: str) -> Triples:
+        """(run id, input name, output path) of the runs that read an output of ``run_id``."""
+        with self._index() as db:
+            rows = db.execute(
+                "SELECT DISTINCT l.consumer, l.input, l.path FROM links l JOIN runs r "
+                "ON r.run_id = l.consumer WHERE l.producer=? ORDER BY r.started_at, l.consumer",
+                (run_id,))
+            return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+    def reusable(self, key: str) -> Names:
+        """The FINISHED runs recorded with reuse key ``key``, newest first."""
+        with self._index() as db:
+            rows = db.execute(
+                "SELECT u.run_id FROM reuse u JOIN runs r USING (run_id) WHERE u.key=? AND "
+                "r.status='FINISHED' ORDER BY r.started_at DESC", (key,))
+            return [str(row[0]) for row in rows]
 
     def close(self) -> None:
         if self._db is not None:
@@ -242,3 +312,22 @@ def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
         (record.run_id, record.status.value, record.started_at.isoformat(), record.duration_s,
          record.project.name, record.entry_point, record.exit_code),
     )
+    _upsert_lineage(db, record)
+
+
+def _upsert_lineage(db: sqlite3.Connection, record: RunRecord) -> None:
+    """The run's output digests, the runs its inputs came from, and its reuse key.
+
+    An output with the content of one of the run's input files was passed through, not made:
+    it is not indexed, so that lineage names the run that made the content."""
+    run_id = record.run_id
+    for table, column in (("outputs", "run_id"), ("links", "consumer"), ("reuse", "run_id")):
+        db.execute(f"DELETE FROM {table} WHERE {column}=?", (run_id,))
+    read = {i.digest for i in record.inputs if i.type == "file"}
+    db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?)",
+                   [(run_id, o.path, o.content) for o in record.outputs if o.content not in read])
+    db.executemany("INSERT INTO links VALUES (?, ?, ?, ?)",
+                   [(run_id, p.run_id, i.name, p.path) for i in record.inputs
+                    for p in i.produced_by])
+    if record.reuse_key is not None:
+        db.execute("INSERT INTO reuse VALUES (?, ?)", (run_id, record.reuse_key))

@@ -14,6 +14,7 @@ import math
 import string
 from dataclasses import field
 from enum import Enum
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -65,6 +66,21 @@ def check_value(ptype: ParamType, value: str, choices: list[str] | None = None) 
             return f"'{value}' is not one of the choices {', '.join(choices or [])}"
     elif ptype is ParamType.URI and not urlparse(value).scheme:
         return f"'{value}' is not a URI: it needs a scheme such as file://, s3:// or https://"
+    return None
+
+
+def data_path_problem(item: str) -> str | None:
+    """Why ``item`` (an entry of the MLproject's ``data:``) is not a path inside the project."""
+    if not item.strip():
+        return "an empty entry is not allowed"
+    path = PurePosixPath(item.replace("\\", "/"))
+    if path.is_absolute() or PureWindowsPath(item).drive:
+        return f"'{item}' is absolute; give a path relative to the project (data/wine.csv)"
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return f"'{item}' leads out of the project; data must be inside the project directory"
     return None
 
 
@@ -149,6 +165,7 @@ class MLProject:
     python_env: str | None = None
     conda_env: str | None = None
     docker_env: DockerEnv | None = None
+    data: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dump(cls, data: dict[str, Any]) -> MLProject:
@@ -158,6 +175,7 @@ class MLProject:
             {k: EntryPoint.from_dump(v) for k, v in (data.get("entry_points") or {}).items()},
             data.get("python_env"), data.get("conda_env"),
             DockerEnv.from_dump(docker) if docker is not None else None,
+            list(data.get("data") or []),
         )
 
 
