@@ -1,4 +1,5 @@
-"""The local backend: ``bash -c COMMAND`` in the project directory, in its own process group."""
+"""The local backend: ``bash -c COMMAND`` in the project directory, in its own session and
+containment tree: every process it starts is stopped with it, whatever its session."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class LocalHandle:
         self._hurry = threading.Event()
         self._stopper: threading.Thread | None = None
         self._outcome: Outcome | None = None
+        self._leftovers = 0
         self.started_at = now()
         self._proc = GroupProcess(
             ["bash", "-c", request.command], request.workdir, request.env, self._sink
@@ -61,7 +63,7 @@ class LocalHandle:
         self._stopper.start()
 
     def facts(self) -> Mapping[str, Any]:
-        return MappingProxyType({})
+        return MappingProxyType({"containment": self._proc.containment})
 
     def status(self) -> Status:
         if self._outcome is not None:
@@ -76,9 +78,10 @@ class LocalHandle:
         if self._stopper is not None and self._stop_signal is not None:
             self._stopper.join()  # until the whole group is gone
             reason = f"stopped by {signal.Signals(self._stop_signal).name}"
-        elif not self._proc.finish_output(LEFTOVER_WAIT_S):
-            # The command exited but left processes of its group running: stop them too.
-            self._proc.stop(signal.SIGTERM, self.request.grace_period, self._hurry)
+        else:
+            # The command exited; what it left running (daemons included) is stopped too.
+            self._leftovers = self._proc.stop_leftovers(self.request.grace_period, self._hurry)
+        self._proc.close()
         self._proc.finish_output(LEFTOVER_WAIT_S)
         self._log.close()
         self._outcome = self._make_outcome(self._proc.poll(), reason)
@@ -86,7 +89,9 @@ class LocalHandle:
 
     def _make_outcome(self, returncode: int | None, reason: str | None) -> Outcome:
         code = returncode if returncode is None or returncode >= 0 else 128 - returncode
-        facts: dict[str, str] = {}
+        facts: dict[str, Any] = {"containment": self._proc.containment}
+        if self._leftovers:
+            facts["stopped_leftover_processes"] = self._leftovers
         if reason is not None and self._stop_signal is not None:
             status = Status.KILLED
             facts["signal"] = signal.Signals(self._stop_signal).name
