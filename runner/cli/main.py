@@ -238,6 +238,12 @@ def _invoke(args: list[str], debug: bool) -> int:
             raise
         say(f"error: {exc.render()}")
         return EXIT_USAGE if isinstance(exc, USER_ERRORS) else EXIT_FAILURE
+    except OSError as exc:  # a full disk, a read-only or vanished file: one line
+        if debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        say(f"error: {exc.strerror or exc}{where}")
+        return EXIT_FAILURE
     except Interrupted as exc:
         return 128 + exc.signum
     except KeyboardInterrupt:
