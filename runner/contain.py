@@ -169,9 +169,9 @@ class ReaperTree(Tree):
 
     def reap(self) -> None:
         """Collect adopted orphans that have exited (they are reprun's zombies now)."""
-        me = os.getpid()
         with _lock:
             ours = _started | self.before
+        me = os.getpid()
         for pid, (ppid, state) in _process_table().items():
             if ppid == me and state == "Z" and pid not in ours:
                 with contextlib.suppress(ChildProcessError):
@@ -261,23 +261,26 @@ def _become_subreaper() -> None:
 
 
 def _process_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, state) of every process in /proc."""
+    """pid -> (parent pid, state) of every process in /proc (raw reads: this runs often)."""
     table: dict[int, tuple[int, str]] = {}
     try:
-        entries = list(Path("/proc").iterdir())
+        entries = [entry.name for entry in os.scandir("/proc")]
     except OSError:
         return table
-    for entry in entries:
-        name = entry.name
+    for name in entries:
         if not name.isdigit():
             continue
         try:
-            text = (entry / "stat").read_bytes().decode("ascii", "replace")
+            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY)
+            try:
+                data = os.read(fd, 1024)
+            finally:
+                os.close(fd)
         except OSError:
             continue
-        fields = text.rpartition(")")[2].split()
+        fields = data.rpartition(b")")[2].split(None, 2)
         if len(fields) > 1:
-            table[int(name)] = (int(fields[1]), fields[0])
+            table[int(name)] = (int(fields[1]), fields[0].decode("ascii", "replace"))
     return table
 
 
