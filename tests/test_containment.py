@@ -113,6 +113,8 @@ def test_nothing_outlives_a_run_that_ends(reprun: Reprun, make_project: MakeProj
     assert not [p for p in started if pid_alive(p)]
     assert record["status"] == "FINISHED"
     assert record["backend"]["facts"]["stopped_leftover_processes"] == 2
+    shown = reprun("runs", "show", record["run_id"][:8])
+    assert "leftovers:   2 process(es) the command left running were stopped" in shown.stdout
     if mode == "cgroup":
         no_cgroup_left(record)
 

@@ -109,6 +109,11 @@ def test_the_log_fills_the_disk(reprun: Reprun, make_project: MakeProject, small
     assert record["backend"]["facts"]["log_truncated"].startswith("no space left on device")
     log = store.home / "runs" / record["run_id"] / "output.log"
     assert 0 < log.stat().st_size < LINES * 1000
+    shown = store("runs", "show", record["run_id"][:8])
+    assert "log:         truncated: no space left on device after" in shown.stdout
+    logs = store("runs", "logs", record["run_id"][:8])
+    assert logs.code == 0 and "warning: this log was truncated" in logs.stderr
+    assert logs.stdout.encode() == log.read_bytes()
     assert_reading_works(store, record["run_id"], tmp_path / "export.tar.gz")
 
 

@@ -157,12 +157,24 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),
         ("outputs", f"{len(record.outputs)} file(s) in {record.output_dir}"),
+        ("log", _log_note(record)),
+        ("leftovers", _leftovers_note(record)),
         ("record", str(runs_store.run_dir(record.run_id))),
     ]
     for key, value in lines:
         if value is not None:
             click.echo(f"{key + ':':<13}{value}")
     return 0
+
+
+def _log_note(record: RunRecord) -> str | None:
+    truncated = record.backend.facts.get("log_truncated")
+    return f"truncated: {truncated}" if truncated else None
+
+
+def _leftovers_note(record: RunRecord) -> str | None:
+    count = record.backend.facts.get("stopped_leftover_processes")
+    return f"{count} process(es) the command left running were stopped" if count else None
 
 
 def _image_line(record: RunRecord) -> str | None:
@@ -180,6 +192,8 @@ def runs_logs(run_id: str) -> int:
     runs_store = open_store()
     record = _current(runs_store, run_id)
     log = runs_store.run_dir(record.run_id) / record.log_file
+    if note := _log_note(record):
+        say(f"warning: this log was {note}; the terminal had all of the output")
     if log.is_file():
         with log.open("rb") as handle:
             while chunk := handle.read(65536):
