@@ -150,4 +150,7 @@ def test_a_read_only_store(reprun: Reprun, make_project: MakeProject, small_fs: 
     assert len(result.error_lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "is not writable (Read-only file system)" in result.error_lines[0]
     assert "set REPRUN_HOME to a writable directory" in result.error_lines[0]
+    again = store("reproduce", run_id[:8])
+    assert again.code == 1 and len(again.error_lines) == 1, again.stderr
+    assert "is not writable (Read-only file system)" in again.error_lines[0]
     assert [p.name for p in (store.home / "runs").iterdir()] == [run_id]

@@ -109,6 +109,8 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         conda_channels=conda_channels, backend_config=backend_config, detach=detach,
         resolve_early=not dry_run,
     )
+    if not dry_run:
+        store().check_writable()  # before resolving or building anything
     plan = make_plan(options)
     if not quiet:
         for warning in plan.project.warnings:

@@ -49,7 +49,9 @@ def reproduce(target: str, backend: str | None, env_manager: str | None, check: 
         env_manager=env_manager, allow_drift=allow_drift, check=check,
         grace_period=grace_period, echo=True, docker_base_image=docker_base_image,
     )
-    original, record = run_again(options, open_store(), (lambda _m: None) if quiet else say)
+    runs_store = open_store()
+    runs_store.check_writable()
+    original, record = run_again(options, runs_store, (lambda _m: None) if quiet else say)
     replay = record.reproduction
     if not quiet:
         for drift in replay.drift if replay else []:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
@@ -83,6 +84,18 @@ class RunStore:
                 path.rmdir()
             raise self.cannot_write(exc, "the run was not started") from None
         return path
+
+    def check_writable(self) -> None:
+        """StoreError now, before anything is prepared, if no run could be recorded here."""
+        existing = next((p for p in (self.runs_dir, *self.runs_dir.parents) if p.exists()), None)
+        if existing is not None and not os.access(existing, os.W_OK):
+            try:
+                read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+            except OSError:
+                read_only = False
+            code = errno.EROFS if read_only else errno.EACCES
+            raise self.cannot_write(OSError(code, os.strerror(code), str(existing)),
+                                    "the run was not started")
 
     def cannot_write(self, exc: OSError, consequence: str) -> StoreError:
         """The one-line error for a store that refuses a write."""
