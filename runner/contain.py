@@ -233,8 +233,18 @@ def _find_own_cgroup() -> Path | None:
         path = Path(fields[4]) / own.lstrip("/")
         procs = path / "cgroup.procs"
         if procs.is_file() and os.access(path, os.W_OK) and os.access(procs, os.W_OK):
-            return path
+            return path if _is_domain(path) else None
     return None
+
+
+def _is_domain(path: Path) -> bool:
+    """A threaded cgroup takes threads, not processes (the root cgroup has no type: a domain)."""
+    try:
+        return (path / "cgroup.type").read_text().strip() == "domain"
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
 def _remove_stale(parent: Path) -> None:
