@@ -90,7 +90,10 @@ def _capture_contained(
     argv: Sequence[str], cwd: Path | None, env: Mapping[str, str], timeout: float
 ) -> Completed:
     chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-    group = GroupProcess(argv, cwd or Path.cwd(), env, lambda name, c: chunks[name].append(c))
+    # In reprun's own process group, as an uncontained helper is: a Ctrl-C at the terminal, or a
+    # signal to reprun's group, reaches it too.
+    group = GroupProcess(argv, cwd or Path.cwd(), env, lambda name, c: chunks[name].append(c),
+                         new_session=False)
     try:
         code = group.wait(timeout)
         if code is None:
@@ -136,17 +139,19 @@ class Pending:
 
 
 class GroupProcess:
-    """A command running in a new session and a tree of its own (runner.contain), output sent
-    to ``sink``. Stopping it stops every process it started, whatever their session."""
+    """A command running in a new session (unless ``new_session`` is false) and a tree of its own
+    (runner.contain), output sent to ``sink``. Stopping it stops every process it started,
+    whatever their session."""
 
-    def __init__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Sink) -> None:
+    def __init__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Sink,
+                 new_session: bool = True) -> None:
         _check_program(argv[0], env)
         self._tree = new_tree()
         self.containment = self._tree.kind
         try:
             self._proc = subprocess.Popen(
                 self._tree.wrap(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=new_session,
                 close_fds=True,
             )
         except BaseException:
