@@ -141,6 +141,10 @@ class LockNotHonouredError(EnvBuildError):
         self.drift = tuple(drift)
 
 
+class StoreError(ReprunError):
+    """The run store cannot be written: a full disk, a read-only file system, no permission."""
+
+
 class BackendError(ReprunError):
     """The execution backend could not start or follow the run."""
 

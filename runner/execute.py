@@ -18,7 +18,7 @@ from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
 from runner.envs import get_builder
 from runner.envs.base import EnvSpec, Lock, ResolvedEnv, restore
 from runner.envs.cache import cache_root
-from runner.errors import Drift, Interrupted, NotSupportedError
+from runner.errors import Drift, Interrupted, NotSupportedError, ReprunError, StoreError
 from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
 from runner.plan import Plan
 from runner.process import process_start_ticks
@@ -57,12 +57,10 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     found = _fingerprint_inputs(plan, notify) if _declares_inputs(plan) else None
     run_id = uuid.uuid4().hex
     run_dir = store.create_run_dir(run_id)
-    record = _initial_record(plan, run_id, run_dir, notify)
-    if found is not None:
-        record = _with_inputs(record, plan, found, run_dir, store)
-    store.save(record)
+    record = _first_record(plan, store, run_id, run_dir, found, notify)
     notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
+    handle: RunHandle | None = None
     try:
         with forwarder.installed():
             lock = None
@@ -81,21 +79,67 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             forwarder.attach(handle)
             record = record.model_copy(update={"backend": handle.info()})
             record = _with_facts(record, handle.facts(), detached=plan.options.detach)
-            store.save(record)
+            _save_while_running(store, record, notify)
             if plan.options.detach:
                 notify(f"run {run_id} submitted to {plan.backend}; it goes on without reprun")
                 return record
             outcome = handle.wait()
     except Interrupted as exc:
-        store.save(_ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)}))
+        _save_last(store, _ended(record, Status.KILLED, None, f"stopped by {exc}",
+                                 {"signal": str(exc)}))
         raise
     except BaseException as exc:
-        reason = str(exc) or type(exc).__name__
-        store.save(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}))
+        if handle is not None and not plan.options.detach:
+            handle.cancel(signal.SIGTERM)  # reprun itself failed: the command must not go on
+            handle.wait()
+        reason = _describe(exc)
+        _save_last(store, _ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}))
+        if isinstance(exc, OSError):
+            raise ReprunError(reason) from exc  # a full disk, a lost file: one line, no traceback
         raise
     record = _finished(record, outcome, Path(record.output_dir), plan.options.base_env)
     store.save(record)
     return record
+
+
+def _first_record(plan: Plan, store: RunStore, run_id: str, run_dir: Path,
+                  found: list[Found] | None, notify: Notify) -> RunRecord:
+    """The record written before anything runs; never a run directory without it."""
+    try:
+        record = _initial_record(plan, run_id, run_dir, notify)
+        if found is not None:
+            record = _with_inputs(record, plan, found, run_dir, store)
+        store.save(record)
+    except BaseException as exc:
+        store.discard(run_id)
+        if isinstance(exc, OSError):
+            raise store.cannot_write(exc, "the run was not started") from None
+        raise
+    return record
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ReprunError):
+        return exc.render()
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _save_while_running(store: RunStore, record: RunRecord, notify: Notify) -> None:
+    """A record update once the command runs: a full disk must not stop the command; the final
+    record (which has the run's reserve) says how it ended."""
+    try:
+        store.save(record)
+    except StoreError as exc:
+        notify(f"warning: {exc.render()}")
+
+
+def _save_last(store: RunStore, record: RunRecord) -> None:
+    """The record of a run reprun could not finish; the error that stopped it is what the user
+    sees, even when this save fails too (the run then shows FAILED once reprun has exited)."""
+    with contextlib.suppress(StoreError):
+        store.save(record)
 
 
 class _SignalForwarder:

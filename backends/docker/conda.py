@@ -160,7 +160,7 @@ def rattler_wheel(subdir: str, env: Mapping[str, str]) -> Path:
                 "--disable-pip-version-check", "--no-input", "--dest", str(staging),
                 "--platform", f"manylinux2014_{machine}", "--implementation", "cp",
                 "--python-version", "3.10", "--abi", "abi3", f"py-rattler=={version}"]
-        done = capture(argv, env=env, timeout=1800)
+        done = capture(argv, env=env, timeout=1800, contain=True)
         wheels = sorted(staging.glob("py_rattler-*.whl"))
         if not done.ok or not wheels:
             last = [ln for ln in done.stderr.splitlines() if ln.strip()][-1:] or ["no wheel"]

@@ -74,7 +74,7 @@ def _download(lock: Lock, env: Mapping[str, str], dest: Path, log: Path,
             "--disable-pip-version-check", "--no-input", "--dest", str(dest),
             "-r", str(requirements), *lock_sources(lock, project_dir), *uv_sources_for_pip(env)]
     try:
-        done = capture(argv, env=env, timeout=3600)
+        done = capture(argv, env=env, timeout=3600, contain=True)
     except FileNotFoundError as exc:
         raise EnvBuildError(f"cannot run pip to fetch the locked packages: {exc}") from None
     shown = " ".join(redact_url(a) for a in argv)

@@ -115,6 +115,8 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         conda_channels=conda_channels, backend_config=backend_config, detach=detach,
         resolve_early=not dry_run, allow_drift=allow_drift, reuse=reuse,
     )
+    if not dry_run:
+        store().check_writable()  # before resolving or building anything
     plan = make_plan(options)
     if not quiet:
         for warning in plan.project.warnings:
@@ -280,6 +282,12 @@ def _invoke(args: list[str], debug: bool) -> int:
             raise
         say(f"error: {exc.render()}")
         return EXIT_USAGE if isinstance(exc, USER_ERRORS) else EXIT_FAILURE
+    except OSError as exc:  # a full disk, a read-only or vanished file: one line
+        if debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        say(f"error: {exc.strerror or exc}{where}")
+        return EXIT_FAILURE
     except Interrupted as exc:
         return 128 + exc.signum
     except KeyboardInterrupt:

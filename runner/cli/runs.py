@@ -49,7 +49,9 @@ def reproduce(target: str, backend: str | None, env_manager: str | None, check: 
         env_manager=env_manager, allow_drift=allow_drift, check=check,
         grace_period=grace_period, echo=True, docker_base_image=docker_base_image,
     )
-    original, record = run_again(options, open_store(), (lambda _m: None) if quiet else say)
+    runs_store = open_store()
+    runs_store.check_writable()
+    original, record = run_again(options, runs_store, (lambda _m: None) if quiet else say)
     replay = record.reproduction
     if not quiet:
         for drift in replay.drift if replay else []:
@@ -161,6 +163,8 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("reused from", record.reused_from),
         *(("input", _input_line(i)) for i in record.inputs),
         ("outputs", f"{len(record.outputs)} file(s) in {record.output_dir}"),
+        ("log", _log_note(record)),
+        ("leftovers", _leftovers_note(record)),
         ("record", str(runs_store.run_dir(record.run_id))),
     ]
     for key, value in lines:
@@ -190,6 +194,16 @@ def _input_line(info: InputInfo) -> str:
     return f"{name} ({info.kind}, {what}{info.size} bytes, {info.digest[:23]}){by}"
 
 
+def _log_note(record: RunRecord) -> str | None:
+    truncated = record.backend.facts.get("log_truncated")
+    return f"truncated: {truncated}" if truncated else None
+
+
+def _leftovers_note(record: RunRecord) -> str | None:
+    count = record.backend.facts.get("stopped_leftover_processes")
+    return f"{count} process(es) the command left running were stopped" if count else None
+
+
 def _image_line(record: RunRecord) -> str | None:
     docker = record.backend.docker
     if docker is None:
@@ -205,6 +219,8 @@ def runs_logs(run_id: str) -> int:
     runs_store = open_store()
     record = _current(runs_store, run_id)
     log = runs_store.run_dir(record.run_id) / record.log_file
+    if note := _log_note(record):
+        say(f"warning: this log was {note}; the terminal had all of the output")
     if log.is_file():
         with log.open("rb") as handle:
             while chunk := handle.read(65536):

@@ -57,7 +57,7 @@ def run_logged(
     """Run a tool to completion and append its command and output to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        done = capture(argv, env=env, cwd=cwd, timeout=TIMEOUT_S)
+        done = capture(argv, env=env, cwd=cwd, timeout=TIMEOUT_S, contain=True)
     except (FileNotFoundError, PermissionError) as exc:
         raise _cannot_run(argv, exc) from None
     append_log(log, done)

@@ -2,18 +2,25 @@
 
 ``runs/<run_id>/run.json`` is the source of truth, replaced atomically at each step;
 ``index.sqlite`` only summarises it and can be rebuilt from the records (``reprun runs reindex``).
+
+Faults: each run directory holds a small reserve file, given back when the disk is full so that
+the record can still say how the run ended. The index is a convenience: when it cannot be written
+(full disk, read-only store) the record still is, and listing reads the records themselves for the
+runs the index misses, or all of them when the index cannot be read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.errors import RunNotFoundError, UsageError
+from runner.errors import RunNotFoundError, StoreError, UsageError
 from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
 from runner.process import hostname, process_alive
@@ -25,6 +32,10 @@ RECORD = "run.json"
 Pairs = list[tuple[str, str]]
 Triples = list[tuple[str, str, str]]
 Names = list[str]
+RESERVE = ".reserve"
+RESERVE_BYTES = 256 * 1024  # room for the last records of a run once the disk is full
+FULL = (errno.ENOSPC, errno.EDQUOT)
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -100,17 +111,78 @@ class RunStore:
         return self.runs_dir / run_id
 
     def create_run_dir(self, run_id: str) -> Path:
+        """A new run's directory, with its reserve; StoreError when the store cannot take it."""
         path = self.run_dir(run_id)
-        path.mkdir(parents=True, exist_ok=False)
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            (path / RESERVE).write_bytes(bytes(RESERVE_BYTES))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                (path / RESERVE).unlink(missing_ok=True)
+                path.rmdir()
+            raise self.cannot_write(exc, "the run was not started") from None
         return path
 
+    def check_writable(self) -> None:
+        """StoreError now, before anything is prepared, if no run could be recorded here."""
+        existing = next((p for p in (self.runs_dir, *self.runs_dir.parents) if p.exists()), None)
+        if existing is not None and not os.access(existing, os.W_OK):
+            try:
+                read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+            except OSError:
+                read_only = False
+            code = errno.EROFS if read_only else errno.EACCES
+            raise self.cannot_write(OSError(code, os.strerror(code), str(existing)),
+                                    "the run was not started")
+
+    def cannot_write(self, exc: OSError, consequence: str) -> StoreError:
+        """The one-line error for a store that refuses a write."""
+        reason = exc.strerror or str(exc)
+        if exc.errno in READ_ONLY:
+            return StoreError(
+                f"the run store {self.home} is not writable ({reason}): {consequence}",
+                hint="runs can still be listed, shown and exported; set REPRUN_HOME to a "
+                     "writable directory to start runs")
+        if exc.errno in FULL:
+            return StoreError(f"the run store {self.home} is full ({reason}): {consequence}",
+                              hint="free some space and run again")
+        return StoreError(f"cannot write the run store {self.home}: {reason}: {consequence}")
+
     def save(self, record: RunRecord) -> None:
-        """Replace the record atomically, then update its index row."""
+        """Replace the record atomically, then update its index row (best effort).
+
+        On a full disk, the final record of a run gets the run's reserve and a second try."""
+        path = self.run_dir(record.run_id) / RECORD
         # Synced to disk once the run has ended; a RUNNING state is replaced moments later.
-        atomic_write_text(self.run_dir(record.run_id) / RECORD, record.model_dump_json(indent=2),
-                          durable=record.status.done)
-        with self._index() as db:
+        text = record.model_dump_json(indent=2)
+        try:
+            atomic_write_text(path, text, durable=record.status.done)
+        except OSError as exc:
+            final = record.status.done
+            if exc.errno not in FULL or not final or not self._release_reserve(record.run_id):
+                raise self.cannot_write(exc, f"the record {path} was not updated") from None
+            try:
+                atomic_write_text(path, text, durable=record.status.done)
+            except OSError as again:
+                raise self.cannot_write(again, f"the record {path} was not updated") from None
+        if record.status.done:
+            self._release_reserve(record.run_id)
+        # The index is rebuilt from the records: a full or read-only disk must not stop a run.
+        with contextlib.suppress(sqlite3.OperationalError, OSError), self._index() as db:
             _upsert(db, record)
+
+    def discard(self, run_id: str) -> None:
+        """Remove a run that could not be started, so that no run is left without a record."""
+        import shutil
+
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def _release_reserve(self, run_id: str) -> bool:
+        try:
+            (self.run_dir(run_id) / RESERVE).unlink()
+        except OSError:
+            return False
+        return True
 
     def load(self, run_id: str) -> RunRecord:
         from pydantic import ValidationError
@@ -144,12 +216,16 @@ class RunStore:
     def _ids_from_index(self, prefix: str) -> list[str]:
         if not self.index_path.exists():
             return []
-        with self._index() as db:
-            rows = db.execute(
-                "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT 6",
-                (prefix, prefix + "\uffff"),
-            )
-            found = [row[0] for row in rows]
+        try:
+            with self._index() as db:
+                rows = db.execute(
+                    "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? "
+                    "ORDER BY run_id LIMIT 6", (prefix, prefix + "\uffff"),
+                )
+                found = [row[0] for row in rows]
+        except sqlite3.OperationalError:  # an index that cannot be opened: the disk answers
+            self.close()
+            return []
         return [n for n in found if (self.run_dir(n) / RECORD).is_file()]
 
     def _ids_from_disk(self, prefix: str) -> list[str]:
@@ -180,23 +256,59 @@ class RunStore:
             "ended_at": ended,
             "duration_s": round((ended - record.started_at).total_seconds(), 3),
         })
-        self.save(fixed)
+        with contextlib.suppress(StoreError):  # a read-only store: shown, not written
+            self.save(fixed)
         return fixed
 
-    def list(self, limit: int | None = None) -> list[RunSummary]:
-        """Newest first, from the index (rebuilt if it is missing)."""
+    def _list_indexed(self, limit: int | None) -> list[RunSummary]:
         if not self.index_path.exists():
             self.reindex()
         with self._index() as db:
-            running = [r[0] for r in db.execute("SELECT run_id FROM runs WHERE status='RUNNING'")]
-        for run_id in running:
-            with contextlib.suppress(RunNotFoundError):
-                self.reconcile(self.load(run_id))
+            indexed = dict(db.execute("SELECT run_id, status FROM runs").fetchall())
+        # Read again: runs still RUNNING (their process may be gone) and runs the index missed
+        # (its update failed on a full disk, or their process was killed in between).
+        stale = [n for n, status in indexed.items() if status == "RUNNING"]
+        stale += sorted(set(self._run_ids()) - indexed.keys())
+        fresh = {summary.run_id: summary for summary in self._summaries(stale)}
         query = f"SELECT {', '.join(COLUMNS)} FROM runs ORDER BY started_at DESC, run_id"
-        if limit is not None:
+        if limit is not None and not fresh:
             query += f" LIMIT {int(limit)}"
         with self._index() as db:
-            return [RunSummary(*row) for row in db.execute(query)]
+            rows = [RunSummary(*row) for row in db.execute(query)]
+        if not fresh:
+            return rows
+        merged = {row.run_id: row for row in rows if row.run_id in indexed}
+        merged.update(fresh)
+        return _newest(list(merged.values()), limit)
+
+    def _run_ids(self) -> list[str]:
+        if not self.runs_dir.is_dir():
+            return []
+        return [p.name for p in self.runs_dir.iterdir() if not p.name.startswith(".")]
+
+    def _summaries(self, run_ids: list[str]) -> list[RunSummary]:
+        """Summaries read from the records (reconciled), written to the index when it can be."""
+        found = []
+        for run_id in run_ids:
+            try:
+                record = self.reconcile(self.load(run_id))
+            except RunNotFoundError:
+                continue
+            with contextlib.suppress(sqlite3.OperationalError, OSError), self._index() as db:
+                _upsert(db, record)
+            found.append(RunSummary(
+                record.run_id, record.status.value, record.started_at.isoformat(),
+                record.duration_s, record.project.name, record.entry_point, record.exit_code))
+        return found
+
+    def list(self, limit: int | None = None) -> list[RunSummary]:
+        """Newest first, from the index (rebuilt if it is missing); from the records themselves
+        when the index cannot be read (a read-only or full store)."""
+        try:
+            return self._list_indexed(limit)
+        except (sqlite3.OperationalError, OSError):
+            self.close()
+            return _newest(self._summaries(self._run_ids()), limit)
 
     def reindex(self) -> int:
         """Rebuild the index from the JSON records; returns how many runs it holds."""
@@ -304,6 +416,13 @@ class RunStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _newest(summaries: list[RunSummary], limit: int | None) -> list[RunSummary]:
+    """Newest first, as the index orders them."""
+    ordered = sorted(sorted(summaries, key=lambda s: s.run_id), key=lambda s: s.started_at,
+                     reverse=True)
+    return ordered if limit is None or limit < 0 else ordered[:limit]  # as SQL's LIMIT
 
 
 def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
