@@ -122,7 +122,7 @@ class MetricsSpec(BaseModel):
             for name, pattern in value.items():
                 reason = check_pattern(pattern)
                 if reason is not None:
-                    raise ValueError(f"the pattern of '{name}' ({pattern!r}) {reason}")
+                    raise ValueError(f"the pattern of '{name}' ('{pattern}') {reason}")
         return value
 
     @field_validator("files")

@@ -86,6 +86,12 @@ class _Problems:
         if len(examples) < SHOWN_PER_KIND:
             examples.append(message)
 
+    def once(self, kind: str, message: str) -> None:
+        """A warning that says itself what follows: shown once, not counted."""
+        if kind not in self.shown:
+            self.shown[kind] = [message]
+            self.counts[kind] = 1
+
     def lines(self) -> Iterator[str]:
         for kind, examples in self.shown.items():
             yield from examples
@@ -111,14 +117,14 @@ class Collector:
         summary = self.summaries.get(name)
         if summary is None:
             if len(self.summaries) >= MAX_NAMES:
-                self.problems.add("too many names", f"more than {MAX_NAMES} metric names: "
+                self.problems.once("too many names", f"more than {MAX_NAMES} metric names: "
                                   f"'{name}' ({source}) and later new names are ignored")
                 return
             self.summaries[name] = _Summary(value, step, value, value)
         else:
             summary.add(value, step)
         if self.kept >= MAX_HISTORY:
-            self.problems.add("history full", f"more than {MAX_HISTORY} values: the later ones "
+            self.problems.once("history full", f"more than {MAX_HISTORY} values: the later ones "
                               f"count in the summaries but are not kept in {HISTORY_FILE}")
             return
         self.kept += 1
