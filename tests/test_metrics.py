@@ -91,7 +91,9 @@ def test_patterns_per_metric_and_a_capture_that_is_not_a_number(
           main:
             command: "printf 'RMSE: 0.73\nRMSE: n/a\nepoch 3 took 12.5s\nMAE=0.5\n'"
             metrics:
-              stdout: {rmse: "RMSE: (\\S+)", seconds: "epoch (?P<step>\\d+) took (?P<value>[\\d.]+)s"}
+              stdout:
+                rmse: "RMSE: (\\S+)"
+                seconds: "epoch (?P<step>\\d+) took (?P<value>[\\d.]+)s"
         """)
     result = reprun("run", str(project), "--env-manager", "local")
     assert result.code == 0, result.stderr
