@@ -34,7 +34,7 @@ NUMERIC_FIELDS = frozenset({"exit_code", "duration", "duration_s"})
 SUMMARY_ATTRS = {"id": "run_id", "started": "started_at", "duration": "duration_s"}
 KEYWORDS = frozenset({"and", "or", "not"})
 _TOKEN = re.compile(r"""\s*(?:(?P<op><=|>=|==|!=|<>|=|<|>)|(?P<paren>[()])|"""
-                    r"""(?P<str>'[^']*'|"[^"]*")|(?P<word>[^\s()'"=!<>]+)|(?P<bad>\S))""")
+                    r"""(?P<str>'[^']*'|"[^"]*")|(?P<word>[\w.\-+:/@%]+)|(?P<bad>\S))""")
 _NAME = re.compile(r"^(?:params|metrics)\.[^\s]+$")
 
 
