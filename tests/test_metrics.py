@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import EXAMPLES, MakeProject, Reprun
@@ -80,6 +81,8 @@ def test_the_elasticnet_example_reports_rmse_mae_and_r2(reprun: Reprun) -> None:
     metrics = reprun.last_record()["metrics"]
     assert set(metrics) == {"rmse", "mae", "r2"}
     assert metrics["rmse"]["last"] == pytest.approx(0.730277)
+    assert "metrics:     mae=0.57136, r2=0.916938, rmse=0.730277" in reprun(
+        "runs", "show", reprun.last_record()["run_id"]).stdout.splitlines()
     shown = reprun("runs", "list", "-c", "params.alpha,metrics.rmse,metrics.r2")
     assert shown.stdout.splitlines()[1].split()[1:] == ["0.2", "0.730277", "0.916938"]
 
@@ -326,3 +329,54 @@ def test_a_warm_run_that_reports_metrics_imports_no_yaml_or_pydantic(
     assert "runner" in imported
     assert not imported & {"pydantic", "pydantic_core", "yaml"}, imported
     assert reprun.last_record()["metrics"]["rmse"]["last"] == 1.0
+
+
+# -- where the command runs elsewhere ------------------------------------------------------------
+
+REPORTER = """\
+import json, os
+print("REPRUN_METRICS=" + os.environ["REPRUN_METRICS"])
+with open(os.environ["REPRUN_METRICS"], "a") as stream:
+    for step in range(3):
+        stream.write(json.dumps({"name": "loss", "value": 1.0 / (step + 1), "step": step}) + "\\n")
+print("acc: 0.9")
+"""
+REPORTING = """\
+name: {name}
+entry_points:
+  main:
+    command: "python report.py"
+    metrics: {{stdout: true}}
+"""
+
+
+@pytest.mark.docker
+def test_a_docker_run_reports_through_the_mounted_stream(
+        reprun: Reprun, make_project: MakeProject, base_image: str, image_repo: str) -> None:
+    project = make_project(REPORTING.format(name=image_repo), files={"report.py": REPORTER},
+                           name=image_repo)
+    result = reprun("run", str(project), "--backend", "docker", "--env-manager", "local",
+                    "--docker-base-image", base_image)
+    assert result.code == 0, result.stderr
+    assert "REPRUN_METRICS=/reprun/stream/metrics.jsonl" in result.stdout
+    record = reprun.last_record()
+    assert record["metrics"]["loss"]["last"] == pytest.approx(1 / 3)
+    assert record["metrics"]["loss"]["count"] == 3 and record["metrics"]["loss"]["step"] == 2
+    assert record["metrics"]["acc"]["last"] == 0.9
+    docker = record["backend"]["docker"]
+    assert "REPRUN_METRICS" in docker["env_names"]
+    assert any(v.endswith(":/reprun/stream:rw") for v in docker["volumes"])
+
+
+def test_a_kubernetes_run_reports_printed_metrics_from_its_log(
+        reprun: Reprun, make_project: MakeProject, fake_kube: Any) -> None:
+    project = make_project(REPORTING.format(name="kube-metrics"),
+                           files={"report.py": REPORTER.replace(
+                               'os.environ["REPRUN_METRICS"], "a"', "os.devnull, 'a'")})
+    config = json.dumps({"image": "127.0.0.1:9/reprun/app@sha256:" + "0f" * 32,
+                         "poll_seconds": 0.3, "working_dir": str(project)})
+    result = reprun("run", str(project), "--backend", "kubernetes", "--backend-config", config,
+                    env={"KUBECONFIG": str(fake_kube.kubeconfig_path)})
+    assert result.code == 0, result.stderr
+    assert "REPRUN_METRICS=/var/tmp/reprun-metrics.jsonl" in result.stdout  # set in the pod
+    assert reprun.last_record()["metrics"]["acc"]["last"] == 0.9

@@ -268,12 +268,22 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),
         ("outputs", f"{len(record.outputs)} file(s) in {record.output_dir}"),
+        ("metrics", _metrics_line(record)),
         ("record", str(runs_store.run_dir(record.run_id))),
     ]
     for key, value in lines:
         if value is not None:
             click.echo(f"{key + ':':<13}{value}")
     return 0
+
+
+def _metrics_line(record: RunRecord) -> str | None:
+    if not record.metrics:
+        return None
+    shown = [f"{name}={m.last:.6g}" + (f" (step {m.step})" if m.step is not None else "")
+             for name, m in list(record.metrics.items())[:20]]
+    more = f", ... ({len(record.metrics)} in all)" if len(record.metrics) > 20 else ""
+    return ", ".join(shown) + more
 
 
 def _image_line(record: RunRecord) -> str | None:
