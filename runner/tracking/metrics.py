@@ -46,9 +46,12 @@ SHOWN_PER_KIND = 3
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 # Guild AI's output-scalar convention, also indented: "loss: 0.31", "loss: 0.31 (step 12)".
 KEY_VALUE = re.compile(
-    rf"^\s*([A-Za-z_][\w.\-/]*):\s+({NUMBER}|[-+]?(?:nan|inf))(?:\s+\((?:step\s+)?(\d+)\))?\s*$",
-    re.IGNORECASE,
+    rf"^[ \t]*([A-Za-z_][\w.\-/]{{0,99}}):[ \t]+({NUMBER}|[-+]?(?:nan|inf))"
+    r"(?:[ \t]+\((?:step[ \t]+)?(\d+)\))?[ \t\r]*$",
+    re.IGNORECASE | re.MULTILINE,
 )
+CHUNK_BYTES = 4 * 1024 * 1024
+HISTORY_BUFFER = 10_000
 Notify = Callable[[str], None]
 
 
@@ -59,18 +62,12 @@ def stream_path(run_dir: Path) -> Path:
     return directory / STREAM_FILE
 
 
-@dataclass
 class _Summary:
-    last: float
-    step: int | None
-    min: float
-    max: float
-    count: int = 1
+    __slots__ = ("count", "last", "max", "min", "quoted", "step")
 
-    def add(self, value: float, step: int | None) -> None:
-        self.last, self.step = value, step
-        self.min, self.max = min(self.min, value), max(self.max, value)
-        self.count += 1
+    def __init__(self, name: str, value: float, step: int | None) -> None:
+        self.quoted = json.dumps(name)
+        self.last, self.step, self.min, self.max, self.count = value, step, value, value, 1
 
 
 @dataclass
@@ -108,9 +105,11 @@ class Collector:
         self.summaries: dict[str, _Summary] = {}
         self.problems = _Problems()
         self.kept = 0
+        self._buffer: list[str] = []
 
     def add(self, name: str, value: float, step: int | None, source: str) -> None:
-        if not math.isfinite(value):
+        """One value (this is the inner loop of reading a long log: kept flat)."""
+        if value - value != 0:  # nan or inf
             self.problems.add(f"{source}: non-finite values",
                               f"{source}: metric '{name}' is {value}, ignored")
             return
@@ -118,19 +117,29 @@ class Collector:
         if summary is None:
             if len(self.summaries) >= MAX_NAMES:
                 self.problems.once("too many names", f"more than {MAX_NAMES} metric names: "
-                                  f"'{name}' ({source}) and later new names are ignored")
+                                   f"'{name}' ({source}) and later new names are ignored")
                 return
-            self.summaries[name] = _Summary(value, step, value, value)
+            summary = self.summaries[name] = _Summary(name, value, step)
         else:
-            summary.add(value, step)
+            summary.last, summary.step = value, step
+            summary.count += 1
+            if value < summary.min:
+                summary.min = value
+            elif value > summary.max:
+                summary.max = value
         if self.kept >= MAX_HISTORY:
             self.problems.once("history full", f"more than {MAX_HISTORY} values: the later ones "
-                              f"count in the summaries but are not kept in {HISTORY_FILE}")
+                               f"count in the summaries but are not kept in {HISTORY_FILE}")
             return
         self.kept += 1
-        step_text = "null" if step is None else str(step)
-        self.history.write(f'{{"name": {json.dumps(name)}, "value": {value!r}, '
-                           f'"step": {step_text}, "source": "{source}"}}\n')
+        self._buffer.append(f'{{"name": {summary.quoted}, "value": {value!r}, "step": '
+                            f'{"null" if step is None else step}, "source": "{source}"}}\n')
+        if len(self._buffer) >= HISTORY_BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        self.history.write("".join(self._buffer))
+        self._buffer.clear()
 
     def result(self, better: Mapping[str, Literal["min", "max"]]) -> dict[str, MetricSummary]:
         return {name: MetricSummary(last=s.last, step=s.step, min=s.min, max=s.max,
@@ -150,6 +159,7 @@ def collect(
             read_output(collector, log_file, spec.stdout, frozenset(parameters))
         read_stream(collector, run_dir / STREAM_DIR / STREAM_FILE)
         read_files(collector, output_dir, spec.files if spec is not None else [])
+        collector.flush()
     for line in collector.problems.lines():
         notify(f"warning: metrics: {line}")
     if not collector.summaries:
@@ -165,72 +175,83 @@ def read_output(collector: Collector, log_file: Path, stdout: bool | Mapping[str
     """Metrics from the lines of the run's output (its log), by convention or by pattern."""
     if not log_file.is_file():
         return
-    patterns = ({name: re.compile(p) for name, p in stdout.items()}
-                if isinstance(stdout, Mapping) else None)
     with log_file.open("rb") as handle:
-        if patterns is None:
-            _key_value_lines(collector, _lines(handle), parameters)
+        if isinstance(stdout, Mapping):
+            patterns = {name: re.compile(p, re.MULTILINE) for name, p in stdout.items()}
+            for first_line, text in _chunks(handle):
+                _pattern_lines(collector, first_line, text, patterns)
         else:
-            _pattern_lines(collector, _lines(handle), patterns)
+            state = _Convention(parameters)
+            for _first_line, text in _chunks(handle):
+                state.read(collector, text)
 
 
-def _lines(handle: IO[bytes]) -> Iterator[str]:
-    """Lines as text; an overlong line (binary output, a progress bar) is skipped whole."""
-    skipping = False
-    while chunk := handle.readline(MAX_LINE_BYTES):
-        if not chunk.endswith(b"\n") and len(chunk) == MAX_LINE_BYTES:
-            skipping = True
-            continue
+def _chunks(handle: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """Whole lines of text a few MiB at a time, with the number of the first; a line longer
+    than MAX_LINE_BYTES that spans chunks (binary output, a progress bar) is skipped whole."""
+    pending, skipping, line = b"", False, 1
+    while data := handle.read(CHUNK_BYTES):
         if skipping:
-            skipping = False
-            continue
-        yield chunk.decode("utf-8", "replace")
+            cut = data.find(b"\n")
+            if cut < 0:
+                continue
+            data, skipping, line = data[cut + 1:], False, line + 1
+        data = pending + data
+        cut = data.rfind(b"\n") + 1
+        complete, pending = data[:cut], data[cut:]
+        if len(pending) > MAX_LINE_BYTES:
+            pending, skipping = b"", True
+        if complete:
+            text = complete.decode("utf-8", "replace")
+            yield line, text
+            line += text.count("\n")
+    if pending and not skipping:
+        yield line, pending.decode("utf-8", "replace")
 
 
-def _key_value_lines(collector: Collector, lines: Iterable[str],
-                     parameters: frozenset[str]) -> None:
-    step: int | None = None
-    match = KEY_VALUE.match
-    for line in lines:
-        if ":" not in line:
-            continue
-        found = match(line)
-        if found is None:
-            continue
-        name, text, step_text = found.groups()
-        if name == "step":
-            step = int(float(text)) if _is_whole(text) else step
-            continue
-        if name in parameters:
-            continue
-        collector.add(name, float(text), int(step_text) if step_text else step, "stdout")
+class _Convention:
+    """``name: value`` lines, ``(step N)`` after the value; ``step: N`` sets the step."""
+
+    def __init__(self, parameters: frozenset[str]) -> None:
+        self.parameters = parameters
+        self.step: int | None = None
+
+    def read(self, collector: Collector, text: str) -> None:
+        add, parameters, step = collector.add, self.parameters, self.step
+        for name, value, step_text in KEY_VALUE.findall(text):
+            if name == "step":
+                step = int(float(value)) if _is_whole(value) else step
+            elif name not in parameters:
+                add(name, float(value), int(step_text) if step_text else step, "stdout")
+        self.step = step
 
 
 def _is_whole(text: str) -> bool:
     try:
         return float(text).is_integer()
-    except ValueError:
+    except (ValueError, OverflowError):
         return False
 
 
-def _pattern_lines(collector: Collector, lines: Iterable[str],
+def _pattern_lines(collector: Collector, first_line: int, text: str,
                    patterns: Mapping[str, re.Pattern[str]]) -> None:
-    searches = [(name, pattern.search, "value" in pattern.groupindex,
-                 "step" in pattern.groupindex) for name, pattern in patterns.items()]
-    for number, line in enumerate(lines, 1):
-        for name, search, named, has_step in searches:
-            found = search(line)
-            if found is None:
-                continue
-            text = found.group("value") if named else found.group(1)
-            value = _number(text)
-            if value is None:
-                collector.problems.add(f"stdout: '{name}' not a number",
-                                       f"output line {number}: the pattern of '{name}' matched "
-                                       f"{text!r}, which is not a number; ignored")
-                continue
-            step = _step(found.group("step")) if has_step else None
-            collector.add(name, value, step, "stdout")
+    """Each pattern's matches in a chunk of whole lines, in the order of the lines."""
+    found = [(match.start(), name, match) for name, pattern in patterns.items()
+             for match in pattern.finditer(text) if "\n" not in match.group(0)]
+    if len(patterns) > 1:
+        found.sort(key=lambda item: item[0])
+    for start, name, match in found:
+        named = "value" in match.re.groupindex
+        value_text = match.group("value") if named else match.group(1)
+        value = _number(value_text)
+        if value is None:
+            number = first_line + text.count("\n", 0, start)
+            collector.problems.add(f"stdout: '{name}' not a number",
+                                   f"output line {number}: the pattern of '{name}' matched "
+                                   f"{value_text!r}, which is not a number; ignored")
+            continue
+        step = _step(match.group("step")) if "step" in match.re.groupindex else None
+        collector.add(name, value, step, "stdout")
 
 
 # -- the REPRUN_METRICS stream ------------------------------------------------------------------
@@ -240,9 +261,10 @@ def read_stream(collector: Collector, path: Path) -> None:
     if not path.is_file():
         return
     with path.open("rb") as handle:
-        for number, line in enumerate(_lines(handle), 1):
-            if line.strip():
-                _stream_line(collector, number, line)
+        for first_line, text in _chunks(handle):
+            for number, line in enumerate(text.splitlines(), first_line):
+                if line.strip():
+                    _stream_line(collector, number, line)
 
 
 def _stream_line(collector: Collector, number: int, line: str) -> None:
