@@ -131,7 +131,8 @@ def runs_list(as_json: bool, as_csv: bool, limit: int | None, columns: tuple[str
     order = parse_sort(sort)
     condition = parse_where(where) if where is not None else None
     summaries = open_store().list(limit, where=condition, sort=order,
-                                  details=bool(chosen) or as_json or as_csv)
+                                  details=bool(chosen) or as_json or as_csv,
+                                  fields=chosen or None)
     if as_json:
         click.echo(json.dumps([_json_row(s, chosen) for s in summaries], indent=2))
     elif as_csv:
@@ -180,8 +181,8 @@ def _print_columns(summaries: list[RunSummary], chosen: list[str]) -> None:
     for s in summaries:
         table.append([s.run_id[:12], *(_cell(field_value(s, name)) for name in chosen)])
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    click.echo("\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+                         for row in table))
 
 
 def _cell(value: Any) -> str:
@@ -193,14 +194,15 @@ def _cell(value: Any) -> str:
 
 
 def _print_default(summaries: list[RunSummary]) -> None:
-    click.echo(f"{'RUN ID':<12}  {'STATUS':<8}  {'STARTED':<19}  {'DURATION':>9}  {'EXIT':>4}  "
-               "PROJECT / ENTRY POINT")
+    lines = [f"{'RUN ID':<12}  {'STATUS':<8}  {'STARTED':<19}  {'DURATION':>9}  {'EXIT':>4}  "
+             "PROJECT / ENTRY POINT"]
     for s in summaries:
         duration = f"{s.duration_s:.2f}s" if s.duration_s is not None else "-"
         code = "-" if s.exit_code is None else str(s.exit_code)
         started = s.started_at[:19].replace("T", " ")
-        click.echo(f"{s.run_id[:12]:<12}  {s.status:<8}  {started:<19}  {duration:>9}  "
-                   f"{code:>4}  {s.project} / {s.entry_point}")
+        lines.append(f"{s.run_id[:12]:<12}  {s.status:<8}  {started:<19}  {duration:>9}  "
+                     f"{code:>4}  {s.project} / {s.entry_point}")
+    click.echo("\n".join(lines))
 
 
 @runs.command("compare")

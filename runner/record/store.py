@@ -10,7 +10,6 @@ is rebuilt from the records the first time it is opened.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import field
@@ -206,10 +205,12 @@ class RunStore:
     def list(
         self, limit: int | None = None, where: Condition | None = None,
         sort: Sequence[tuple[str, bool]] = (), details: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> list[RunSummary]:
         """Runs from the index (rebuilt if it is missing): those ``where`` selects, ordered by
         the ``sort`` fields (name, descending) with runs lacking a value last, then newest first.
-        With ``details`` each summary carries its parameters and metrics (last values).
+        With ``details`` each summary carries its parameters and metrics (last values): all of
+        them, or only the ``params.NAME`` and ``metrics.NAME`` among ``fields``.
         KeyError for an unknown sort field."""
         if not self.index_path.exists():
             self.reindex()
@@ -220,8 +221,10 @@ class RunStore:
                 self.reconcile(self.load(run_id))
         query, args = _select(limit, where, sort)
         with self._index() as db:
-            rows = [RunSummary(*row) for row in db.execute(query, args)]
-            return _with_details(db, rows) if details else rows
+            rows = db.execute(query, args).fetchall()
+            if not details:
+                return [RunSummary(*row) for row in rows]
+            return _with_details(db, rows, fields)
 
     def reindex(self) -> int:
         """Rebuild the index from the JSON records; returns how many runs it holds."""
@@ -351,19 +354,34 @@ def _select(limit: int | None, where: Condition | None,
     return query, args
 
 
-def _with_details(db: sqlite3.Connection, rows: list[RunSummary]) -> list[RunSummary]:
-    """The summaries with their parameters and metrics."""
-    params: dict[str, dict[str, str]] = {r.run_id: {} for r in rows}
-    metrics: dict[str, dict[str, float]] = {r.run_id: {} for r in rows}
-    ids = list(params)
-    for start in range(0, len(ids), ID_CHUNK):
-        chunk = ids[start:start + ID_CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        for run_id, name, value in db.execute(
-                f"SELECT run_id, name, value FROM params WHERE run_id IN ({marks})", chunk):
-            params[run_id][name] = value
-        for run_id, name, last in db.execute(
-                f"SELECT run_id, name, last FROM metrics WHERE run_id IN ({marks})", chunk):
-            metrics[run_id][name] = last
-    return [dataclasses.replace(r, params=params[r.run_id], metrics=metrics[r.run_id])
-            for r in rows]
+def _with_details(db: sqlite3.Connection, rows: list[tuple[Any, ...]],
+                  fields: Sequence[str] | None) -> list[RunSummary]:
+    """Summaries of the rows with their parameters and metrics (those ``fields`` name)."""
+    params: dict[str, dict[str, str]] = {row[0]: {} for row in rows}
+    metrics: dict[str, dict[str, float]] = {row[0]: {} for row in rows}
+    for table, column, found in (("params", "value", params), ("metrics", "last", metrics)):
+        names = None if fields is None else [
+            f[len(table) + 1:] for f in fields if f.startswith(f"{table}.")]
+        if names == []:
+            continue
+        for run_id, name, value in _detail_rows(db, table, column, list(found), names):
+            into = found.get(run_id)
+            if into is not None:
+                into[name] = value
+    return [RunSummary(**dict(zip(COLUMNS, row, strict=True)), params=params[row[0]],
+                       metrics=metrics[row[0]]) for row in rows]
+
+
+def _detail_rows(db: sqlite3.Connection, table: str, column: str, ids: list[str],
+                 names: list[str] | None) -> Iterator[tuple[str, str, Any]]:
+    """(run_id, name, value) of the runs ``ids`` (a whole table scan when they are many)."""
+    by_name = f" AND name IN ({', '.join('?' * len(names))})" if names else ""
+    name_args: list[Any] = list(names or [])
+    if len(ids) > ID_CHUNK:
+        yield from db.execute(f"SELECT run_id, name, {column} FROM {table} WHERE 1{by_name}",
+                              name_args)
+        return
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        yield from db.execute(f"SELECT run_id, name, {column} FROM {table} "
+                              f"WHERE run_id IN ({marks}){by_name}", [*ids, *name_args])
