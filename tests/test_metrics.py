@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,11 @@ def test_every_way_of_reporting_is_recorded_the_same(reprun: Reprun,
                                               "file:eval/scores.json"}
     assert [h["value"] for h in history if h["name"] == "loss"] == [0.9, 0.5, 0.7]
     assert len(history) == sum(m["count"] for m in metrics.values())
+    exported = reprun("export", record["run_id"], "-o", str(reprun.cwd / "run.tar.gz"))
+    assert exported.code == 0, exported.stderr
+    with tarfile.open(reprun.cwd / "run.tar.gz") as tar:
+        member = tar.extractfile("metrics.jsonl")
+        assert member is not None and member.read() == history_path.read_bytes()
 
 
 def test_the_elasticnet_example_reports_rmse_mae_and_r2(reprun: Reprun) -> None:
