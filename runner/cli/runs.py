@@ -149,12 +149,11 @@ DEFAULT_CSV = ("status", "started", "duration", "exit_code", "project", "entry_p
 
 
 def _json_row(summary: RunSummary, chosen: list[str]) -> dict[str, Any]:
-    import dataclasses
-
     from runner.tracking.query import field_value
 
     if not chosen:
-        return dataclasses.asdict(summary)
+        row = summary._asdict()
+        return {**row, "params": dict(summary.params), "metrics": dict(summary.metrics)}
     return {"run_id": summary.run_id, **{name: field_value(summary, name) for name in chosen}}
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from runner.errors import RunNotFoundError
-from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
 from runner.process import hostname, process_alive
 
@@ -79,11 +78,15 @@ def field_sql(name: str, numeric: bool) -> tuple[str, list[Any]]:
     return RUN_FIELDS[name], []
 
 
-def sort_sql(name: str) -> tuple[str, list[Any]]:
-    """What to order by for a field: a parameter by number when it is one, else by text."""
-    if name.startswith("params.") and len(name) > len("params."):
-        return PARAM_SQL.format(col="COALESCE(number, value)"), [name[len("params."):]]
-    return field_sql(name, numeric=True)
+def sort_sql(name: str, alias: str) -> tuple[str, list[Any], str]:
+    """How to order by a field: a join (named ``alias``) and its arguments, and the expression
+    to order by; a parameter orders by number when it is one, else by text."""
+    kind, _, rest = name.partition(".")
+    if kind in ("params", "metrics") and rest:
+        join = f"LEFT JOIN {kind} {alias} ON {alias}.run_id = runs.run_id AND {alias}.name = ?"
+        value = f"COALESCE({alias}.number, {alias}.value)" if kind == "params" else f"{alias}.last"
+        return join, [rest], value
+    return "", [], RUN_FIELDS[name]
 
 
 def reprun_home(env: Mapping[str, str]) -> Path:
@@ -92,9 +95,9 @@ def reprun_home(env: Mapping[str, str]) -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".reprun"
 
 
-@frozen
-class RunSummary:
-    """One row of the run index, as `reprun runs list` shows it."""
+class RunSummary(NamedTuple):
+    """One row of the run index, as `reprun runs list` shows it (a named tuple: listing ten
+    thousand runs makes ten thousand of them)."""
 
     run_id: str
     status: str
@@ -104,8 +107,8 @@ class RunSummary:
     entry_point: str
     exit_code: int | None
     backend: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
+    params: Mapping[str, str] = MappingProxyType({})
+    metrics: Mapping[str, float] = MappingProxyType({})
 
 
 class RunStore:
@@ -339,14 +342,16 @@ def _select(limit: int | None, where: Condition | None,
             sort: Sequence[tuple[str, bool]]) -> tuple[str, list[Any]]:
     query = f"SELECT {', '.join(f'runs.{c}' for c in COLUMNS)} FROM runs"
     args: list[Any] = []
-    if where is not None:
-        condition, args = where.sql(field_sql)
-        query += f" WHERE {condition}"
     order = []
-    for name, descending in sort:
-        expr, expr_args = sort_sql(name)
+    for index, (name, descending) in enumerate(sort):
+        join, join_args, expr = sort_sql(name, f"s{index}")
+        query += f" {join}" if join else ""
+        args += join_args
         order.append(f"{expr} IS NULL, {expr}{' DESC' if descending else ''}")
-        args += expr_args * 2
+    if where is not None:
+        condition, where_args = where.sql(field_sql)
+        query += f" WHERE {condition}"
+        args += where_args
     order.append("runs.started_at DESC, runs.run_id")
     query += f" ORDER BY {', '.join(order)}"
     if limit is not None:
@@ -368,8 +373,7 @@ def _with_details(db: sqlite3.Connection, rows: list[tuple[Any, ...]],
             into = found.get(run_id)
             if into is not None:
                 into[name] = value
-    return [RunSummary(**dict(zip(COLUMNS, row, strict=True)), params=params[row[0]],
-                       metrics=metrics[row[0]]) for row in rows]
+    return [RunSummary._make((*row, params[row[0]], metrics[row[0]])) for row in rows]
 
 
 def _detail_rows(db: sqlite3.Connection, table: str, column: str, ids: list[str],
