@@ -386,3 +386,19 @@ def test_a_kubernetes_run_reports_printed_metrics_from_its_log(
     assert result.code == 0, result.stderr
     assert "REPRUN_METRICS=/var/tmp/reprun-metrics.jsonl" in result.stdout  # set in the pod
     assert reprun.last_record()["metrics"]["acc"]["last"] == 0.9
+
+
+def test_metrics_that_cannot_be_written_leave_the_record_finished(
+        reprun: Reprun, make_project: MakeProject) -> None:
+    # The run puts a directory where the history file goes: writing it fails (as a full disk
+    # would); the run is still recorded as it ended, with a warning.
+    script = ('mkdir "$(dirname "$REPRUN_METRICS")/../metrics.jsonl"\n'
+              """echo '{"rmse": 1}' > "$REPRUN_OUTPUT_DIR/metrics.json"\n""")
+    project = make_project("entry_points:\n  main:\n    command: 'bash block.sh'\n",
+                           files={"block.sh": script})
+    result = reprun("run", str(project), "--env-manager", "local")
+    assert result.code == 0, result.stderr
+    assert any(line.startswith("reprun: warning: metrics: not recorded: [Errno 21] Is a "
+                               "directory") for line in result.stderr.splitlines()), result.stderr
+    record = reprun.last_record()
+    assert record["status"] == "FINISHED" and record["metrics"] == {}
