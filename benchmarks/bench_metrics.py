@@ -1,7 +1,8 @@
 """Benchmark: metric capture against plain streaming, and comparing many runs by a metric.
 
-Usage: python benchmarks/bench_metrics.py [capture|list|all] [N_LINES] [N_RUNS]
-       (defaults: all, 200000 lines, 10000 runs)
+Usage: python benchmarks/bench_metrics.py [capture|list|all] [N_LINES] [N_RUNS] [HOME]
+       (defaults: all, 200000 lines, 10000 runs; HOME: a store filled by an earlier
+       run of this benchmark, kept and reused instead of a temporary one)
 
 capture: a project prints N_LINES lines ``loss: <x> (step <i>)``; it runs with no metrics
   declared (plain streaming), with ``metrics: {stdout: true}`` and with a regular expression per
@@ -9,7 +10,8 @@ capture: a project prints N_LINES lines ``loss: <x> (step <i>)``; it runs with n
   duration as recorded (the streaming), and the time to read the metrics from the log alone.
 list: a store of N_RUNS finished runs (two parameters, three metrics each), written through the
   store as real runs are; then the CLI: ``runs list`` sorted by a metric, filtered, as CSV, and
-  ``runs compare --where``.
+  ``runs compare --where``; then the same listings in one process (click's test runner), which
+  leaves out the interpreter's start-up that every command pays (``reprun --help``).
 
 Prints medians of 5 repetitions. Measures; asserts nothing.
 """
@@ -142,15 +144,16 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return statistics.median(samples)
 
 
-def bench_list(count: int) -> None:
+def bench_list(count: int, kept: Path | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        store = RunStore(home)
-        begin = time.perf_counter()
-        fill(store, count)
-        store.close()
-        print(f"list: wrote {count} records in {time.perf_counter() - begin:.1f} s; "
-              f"median of {REPEAT}")
+        home = kept or Path(tmp)
+        if not (home / "runs").is_dir():
+            store = RunStore(home)
+            begin = time.perf_counter()
+            fill(store, count)
+            store.close()
+            print(f"list: wrote {count} records in {time.perf_counter() - begin:.1f} s")
+        print(f"list: {sum(1 for _ in (home / 'runs').iterdir())} runs; median of {REPEAT}")
         env = {**os.environ, "REPRUN_HOME": str(home)}
         cli = [sys.executable, "-m", "runner"]
         where = "metrics.rmse < 0.6 and params.alpha >= 0.2 and status = FINISHED"
@@ -168,16 +171,37 @@ def bench_list(count: int) -> None:
         for args in commands:
             shown = " ".join(a if " " not in a else repr(a) for a in args)
             print(f"  reprun {shown:<95} {timed([*cli, *args], env):6.3f} s")
+        print("in one process:")
+        for args in commands[1:]:
+            shown = " ".join(a if " " not in a else repr(a) for a in args)
+            print(f"  reprun {shown:<95} {in_process(args, home):6.3f} s")
+
+
+def in_process(args: list[str], home: Path) -> float:
+    from click.testing import CliRunner
+
+    from runner.cli.main import cli
+
+    runner = CliRunner(env={"REPRUN_HOME": str(home)})
+    samples = []
+    for _ in range(REPEAT):
+        begin = time.perf_counter()
+        result = runner.invoke(cli, args)
+        samples.append(time.perf_counter() - begin)
+        if result.exit_code != 0:
+            raise SystemExit(f"reprun {' '.join(args)} failed: {result.output}")
+    return statistics.median(samples)
 
 
 def main() -> None:
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     lines = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 10_000
+    kept = Path(sys.argv[4]) if len(sys.argv) > 4 else None
     if what in ("capture", "all"):
         bench_capture(lines)
     if what in ("list", "all"):
-        bench_list(runs)
+        bench_list(runs, kept)
 
 
 if __name__ == "__main__":
