@@ -231,6 +231,8 @@ def run_collect(tmp_path: Path, spec: MetricsSpec | None = None, *, log: str | b
     ({"metrics.json": '{"rmse": null}'}, "metrics.json: 'rmse' is null, not a number; ignored"),
     ({"metrics.json": '{"ok": true}'}, "metrics.json: 'ok' is True, not a number; ignored"),
     ({"metrics.json": '{"rmse": NaN}'}, "file:metrics.json: metric 'rmse' is nan, ignored"),
+    ({"metrics.json": '{"": 1}'}, "metrics.json: the name '' is not a usable metric name (1 to "
+                                  "250 printable characters); ignored"),
     ({"metrics.json": '{"big": 1' + "0" * 400 + "}"},
      "file:metrics.json: metric 'big' is inf, ignored"),
     ({"metrics.json": "[" * 100_000 + "]" * 100_000}, "metrics.json: not valid JSON ("),
@@ -255,7 +257,14 @@ def test_a_declared_file_that_is_missing_warns(tmp_path: Path) -> None:
     ("[1, 2]", "REPRUN_METRICS line 1: not a JSON object, ignored"),
     ('{"name": "loss", "value": "high"}',
      "REPRUN_METRICS line 1: 'loss' is 'high', not a number; ignored"),
-    ('{"name": 3, "value": 1}', "REPRUN_METRICS line 1: the name 3 is not text, ignored"),
+    ('{"name": 3, "value": 1}', "REPRUN_METRICS line 1: the name 3 is not a usable metric name "
+                                "(1 to 250 printable characters); ignored"),
+    ('{"name": "a\\u001b[31mb", "value": 1}', "REPRUN_METRICS line 1: the name 'a\\x1b[31mb' is "
+                                            "not a usable metric name (1 to 250 printable "
+                                            "characters); ignored"),
+    ('{"name": "' + "x" * 251 + '", "value": 1}',
+     "REPRUN_METRICS line 1: the name '" + "x" * 40 + "...' is not a usable metric name (1 to "
+     "250 printable characters); ignored"),
     ('{"name": "loss", "value": NaN}', "stream: metric 'loss' is nan, ignored"),
     ('{"name": "loss", "value": Infinity}', "stream: metric 'loss' is inf, ignored"),
 ])

@@ -42,6 +42,7 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024
 MAX_LEAVES = 10_000
 SHOWN_PER_KIND = 3
+NAME_RULE = "1 to 250 printable characters"
 
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 # Guild AI's output-scalar convention, also indented: "loss: 0.31", "loss: 0.31 (step 12)".
@@ -106,6 +107,7 @@ class Collector:
         self.problems = _Problems()
         self.kept = 0
         self._buffer: list[str] = []
+        self._sources: dict[str, str] = {}
 
     def add(self, name: str, value: float, step: int | None, source: str) -> None:
         """One value (this is the inner loop of reading a long log: kept flat)."""
@@ -132,8 +134,9 @@ class Collector:
                                f"count in the summaries but are not kept in {HISTORY_FILE}")
             return
         self.kept += 1
+        quoted = self._sources.get(source) or self._sources.setdefault(source, json.dumps(source))
         self._buffer.append(f'{{"name": {summary.quoted}, "value": {value!r}, "step": '
-                            f'{"null" if step is None else step}, "source": "{source}"}}\n')
+                            f'{"null" if step is None else step}, "source": {quoted}}}\n')
         if len(self._buffer) >= HISTORY_BUFFER:
             self.flush()
 
@@ -283,9 +286,9 @@ def _stream_line(collector: Collector, number: int, line: str) -> None:
     else:
         pairs = [(k, v) for k, v in item.items() if k not in ("step", "timestamp")]
     for name, value in pairs:
-        if not isinstance(name, str) or not name.strip():
-            collector.problems.add("stream: bad name", f"{where}: the name {name!r} is not "
-                                   "text, ignored")
+        if not usable_name(name):
+            collector.problems.add("stream: bad name", f"{where}: the name {_shown(name)} is "
+                                   f"not a usable metric name ({NAME_RULE}); ignored")
         elif isinstance(value, bool) or not isinstance(value, int | float):
             collector.problems.add("stream: not a number", f"{where}: '{name}' is "
                                    f"{_shown(value)}, not a number; ignored")
@@ -345,7 +348,10 @@ def _read_file(collector: Collector, path: Path, name: str) -> None:
     if step_value is not None:
         leaves = [(k, v) for k, v in leaves if k != "step"]
     for key, value in leaves[:MAX_LEAVES]:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not usable_name(key):
+            collector.problems.add(f"file {name}: bad name", f"{name}: the name {_shown(key)} "
+                                   f"is not a usable metric name ({NAME_RULE}); ignored")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
             collector.problems.add(f"file {name}: not a number", f"{name}: '{key}' is "
                                    f"{_shown(value)}, not a number; ignored")
         else:
@@ -371,6 +377,12 @@ def _flatten(data: Mapping[Any, Any], prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _flatten(value, f"{name}.")
         else:
             yield name, value
+
+
+def usable_name(name: object) -> bool:
+    """Whether ``name`` can name a metric: text of 1 to 250 printable characters."""
+    return (isinstance(name, str) and bool(name.strip()) and len(name) <= 250
+            and name.isprintable())
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -405,7 +417,7 @@ def _step(value: Any) -> int | None:
 
 def _shown(value: Any) -> str:
     if isinstance(value, str):
-        return repr(value if len(value) <= 40 else value[:40] + "...")
+        return repr(value if len(value) <= 40 else value[:40] + "...")  # repr: no control chars
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
