@@ -24,7 +24,6 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -46,11 +45,10 @@ NAME_RULE = "1 to 250 printable characters"
 
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 # Guild AI's output-scalar convention, also indented: "loss: 0.31", "loss: 0.31 (step 12)".
-KEY_VALUE = re.compile(
+KEY_VALUE = (
     rf"^[ \t]*([A-Za-z_][\w.\-/]{{0,99}}):[ \t]+({NUMBER}|[-+]?(?:nan|inf))"
-    r"(?:[ \t]+\((?:step[ \t]+)?(\d+)\))?[ \t\r]*$",
-    re.IGNORECASE | re.MULTILINE,
-)
+    r"(?:[ \t]+\((?:step[ \t]+)?(\d+)\))?[ \t\r]*$"
+)  # compiled only when a run declares stdout: true (this module is imported by every run)
 CHUNK_BYTES = 4 * 1024 * 1024
 HISTORY_BUFFER = 10_000
 Notify = Callable[[str], None]
@@ -71,12 +69,12 @@ class _Summary:
         self.last, self.step, self.min, self.max, self.count = value, step, value, value, 1
 
 
-@dataclass
 class _Problems:
     """Warnings grouped by kind: the first few are shown, the rest counted."""
 
-    shown: dict[str, list[str]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.shown: dict[str, list[str]] = {}
+        self.counts: dict[str, int] = {}
 
     def add(self, kind: str, message: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -218,10 +216,11 @@ class _Convention:
     def __init__(self, parameters: frozenset[str]) -> None:
         self.parameters = parameters
         self.step: int | None = None
+        self.pattern = re.compile(KEY_VALUE, re.IGNORECASE | re.MULTILINE)
 
     def read(self, collector: Collector, text: str) -> None:
         add, parameters, step = collector.add, self.parameters, self.step
-        for name, value, step_text in KEY_VALUE.findall(text):
+        for name, value, step_text in self.pattern.findall(text):
             if name == "step":
                 step = int(float(value)) if _is_whole(value) else step
             elif name not in parameters:
