@@ -85,15 +85,9 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
 
 def _with_metrics(record: RunRecord, plan: Plan, run_dir: Path, notify: Notify) -> RunRecord:
     """What the run reported (files, the REPRUN_METRICS stream, printed lines), summarised."""
-    from runner.tracking.metrics import collect
+    from runner.tracking.metrics import with_metrics
 
-    try:
-        metrics, history = collect(run_dir, Path(record.output_dir), run_dir / record.log_file,
-                                   plan.entry.metrics, record.parameters, notify)
-    except OSError as exc:  # a full disk, a file made unreadable: the run's record comes first
-        notify(f"warning: metrics: not recorded: {exc}")
-        return record
-    return record.model_copy(update={"metrics": metrics, "metrics_file": history})
+    return with_metrics(record, run_dir, plan.entry.metrics, notify)
 
 
 class _SignalForwarder:

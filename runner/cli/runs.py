@@ -330,12 +330,17 @@ def _current(runs_store: RunStore, run_id: str) -> RunRecord:
     backend = remote_backend(record.backend.name)
     if backend is None:
         return record
+    run_dir = runs_store.run_dir(record.run_id)
     try:
-        record = backend.refresh(record, runs_store.run_dir(record.run_id))
+        record = backend.refresh(record, run_dir)
     except ReprunError as exc:
         say(f"warning: cannot ask {record.backend.name} about run {record.run_id[:8]}: "
             f"{exc.render()}")
         return record
+    if record.status.done:  # it ended while reprun was away: read what it reported
+        from runner.tracking.metrics import completed_later
+
+        record = completed_later(record, run_dir, say)
     runs_store.save(record)
     return record
 

@@ -27,13 +27,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from runner.record.types import MetricSummary
+from runner.record.types import MetricSummary, RunRecord
 from runner.spec.types import MetricsSpec
 
 STREAM_VARIABLE = "REPRUN_METRICS"
 STREAM_DIR = "stream"
 STREAM_FILE = "metrics.jsonl"
 HISTORY_FILE = "metrics.jsonl"
+SPEC_DIR = "spec"  # copies of the MLproject and environment files beside the record
 DEFAULT_FILES = ("metrics.json", "metrics.yaml", "metrics.yml")
 MAX_NAMES = 1000
 MAX_HISTORY = 100_000
@@ -424,3 +425,36 @@ def _shown(value: Any) -> str:
     if value is None:
         return "null"
     return repr(value)
+
+
+def with_metrics(record: RunRecord, run_dir: Path, spec: MetricsSpec | None,
+                 notify: Notify) -> RunRecord:
+    """The record with what its run reported; a failure to read or write is a warning."""
+    try:
+        metrics, history = collect(run_dir, Path(record.output_dir), run_dir / record.log_file,
+                                   spec, record.parameters, notify)
+    except OSError as exc:  # a full disk, a file made unreadable: the run's record comes first
+        notify(f"warning: metrics: not recorded: {exc}")
+        return record
+    return record.model_copy(update={"metrics": metrics, "metrics_file": history})
+
+
+def completed_later(record: RunRecord, run_dir: Path, notify: Notify) -> RunRecord:
+    """The metrics of a run completed after reprun left it (a detached Kubernetes run, whose
+    log came back): the entry point's declaration is read from the MLproject kept with the run."""
+    spec = None
+    kept = run_dir / SPEC_DIR / Path(record.project.spec_file).name \
+        if record.project.spec_file else None
+    if kept is not None and kept.is_file():
+        from runner.errors import SpecError
+        from runner.spec.types import MLProject
+        from runner.spec.validate import validate_file
+
+        try:
+            dump, _warnings = validate_file(kept, "mlproject", strict=False)
+        except SpecError as exc:
+            notify(f"warning: metrics: the MLproject kept with the run is not valid: {exc}")
+        else:
+            entry = MLProject.from_dump(dump).entry_points.get(record.entry_point)
+            spec = entry.metrics if entry is not None else None
+    return with_metrics(record, run_dir, spec, notify)
