@@ -109,7 +109,8 @@ def runs() -> None:
 @runs.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (the shown columns).")
-@click.option("-n", "--limit", type=int, default=None, help="Show at most this many runs.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=None,
+              help="Show at most this many runs.")
 @click.option("-c", "--columns", multiple=True, metavar="FIELDS",
               help="Columns to show after the run id, comma-separated: params.NAME, "
                    "metrics.NAME, status, started, duration, exit_code, project, entry_point, "
@@ -210,7 +211,7 @@ def _print_default(summaries: list[RunSummary]) -> None:
               help="Compare the runs that match (as in 'runs list --where'), besides RUN...")
 @click.option("--sort", multiple=True, metavar="FIELDS",
               help="With --where: which runs come first (as in 'runs list --sort').")
-@click.option("-n", "--limit", type=int, default=20, show_default=True,
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="With --where: compare at most this many runs.")
 @click.option("--better", multiple=True, metavar="METRIC:min|max",
               help="Which value of a metric is best, e.g. --better metrics.r2:max (default: "
@@ -266,6 +267,7 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("submodules", ", ".join(f"{s.path}@{s.commit[:12]}" for s in src.submodules) or None),
         ("environment", f"{env.kind} via {env.manager}, python {env.python_version or '-'}, "
                         f"{len(env.packages)} packages"),
+        ("converted", _conversion_line(record)),
         ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),
         ("outputs", f"{len(record.outputs)} file(s) in {record.output_dir}"),
@@ -285,6 +287,17 @@ def _metrics_line(record: RunRecord) -> str | None:
              for name, m in list(record.metrics.items())[:20]]
     more = f", ... ({len(record.metrics)} in all)" if len(record.metrics) > 20 else ""
     return ", ".join(shown) + more
+
+
+def _conversion_line(record: RunRecord) -> str | None:
+    """``from conda: numpy>=1.14.3, torch>=2; not installed: pip, mkl``."""
+    env = record.environment
+    if env.converted_from is None:
+        return None
+    installed = ", ".join(c.pypi for c in env.conversion if c.pypi) or "-"
+    left_out = ", ".join(c.conda for c in env.conversion if c.pypi is None)
+    return f"from {env.converted_from}: {installed}" + (
+        f"; not installed: {left_out}" if left_out else "")
 
 
 def _image_line(record: RunRecord) -> str | None:

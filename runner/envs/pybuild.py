@@ -22,6 +22,7 @@ from runner.envs.local import inspect_python
 from runner.envs.progress import Progress
 from runner.envs.pylock import (
     LOCK_FILENAME,
+    Compiling,
     Interpreter,
     lock_interpreter,
     log_path,
@@ -69,10 +70,10 @@ class PythonBuilder:
                 compiling = start_compile(request, interpreter, self.kind, cache.logs,
                                           self.tool_env(spec), spec.project_dir)
             if not request.lines:  # nothing to resolve: the header alone
-                return compiling.text()
+                return self._lock_text(spec, compiling)
             doing = f"resolving with uv for python {interpreter.version}"
             with progress.phase(doing, since=compiling.started) as done:
-                text = compiling.text()
+                text = self._lock_text(spec, compiling)
                 done(f"{len(split_lock(text)[0])} package(s) pinned with hashes")
             return text
 
@@ -98,8 +99,26 @@ class PythonBuilder:
         env_file = spec.request.python_env
         python = env_file.python if env_file else None
         lines = [*env_file.build_dependencies, *env_file.dependencies] if env_file else []
+        conversion = spec.request.conversion
+        converted = None
+        if conversion is not None:
+            from runner.envs.conda_pypi import key_material
+
+            converted = key_material(conversion)
         return make_request(self.kind, python, lines, spec.project_dir, spec.request.file,
-                            spec.base_env)
+                            spec.base_env, converted)
+
+    def _lock_text(self, spec: EnvSpec, compiling: Compiling) -> str:
+        """The resolved lock; for a converted conda.yaml, the conversion under its header."""
+        conversion = spec.request.conversion
+        if conversion is None:
+            return compiling.text()
+        from runner.envs.conda_pypi import explain_not_found, with_conversion
+
+        try:
+            return with_conversion(compiling.text(), conversion)
+        except EnvBuildError as exc:
+            raise explain_not_found(exc, conversion) from None
 
     def env_key(self, spec: EnvSpec, lock: Lock) -> str:
         return sha256_bytes(f"{self.kind}\n{lock.content}".encode())
