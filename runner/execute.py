@@ -98,6 +98,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             raise ReprunError(reason) from exc  # a full disk, a lost file: one line, no traceback
         raise
     record = _finished(record, outcome, Path(record.output_dir), plan.options.base_env)
+    record = _with_metrics(record, plan, run_dir, notify)
     store.save(record)
     return record
 
@@ -140,6 +141,13 @@ def _save_last(store: RunStore, record: RunRecord) -> None:
     sees, even when this save fails too (the run then shows FAILED once reprun has exited)."""
     with contextlib.suppress(StoreError):
         store.save(record)
+
+
+def _with_metrics(record: RunRecord, plan: Plan, run_dir: Path, notify: Notify) -> RunRecord:
+    """What the run reported (files, the REPRUN_METRICS stream, printed lines), summarised."""
+    from runner.tracking.metrics import with_metrics
+
+    return with_metrics(record, run_dir, plan.entry.metrics, notify)
 
 
 class _SignalForwarder:
@@ -363,10 +371,14 @@ def _project_fields(plan: Plan) -> dict[str, Any]:
 def _request(
     plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify
 ) -> RunRequest:
+    from runner.tracking.metrics import STREAM_VARIABLE, stream_path
+
     env = resolved.child_env(plan.options.base_env)
+    metrics_stream = stream_path(run_dir)
     env.update({
         "REPRUN_RUN_ID": record.run_id,
         "REPRUN_OUTPUT_DIR": record.output_dir,
+        STREAM_VARIABLE: str(metrics_stream),
         "PYTHONUNBUFFERED": "1",
     })
     return RunRequest(
@@ -380,6 +392,7 @@ def _request(
         grace_period=plan.options.grace_period,
         echo=plan.options.echo,
         run_dir=run_dir,
+        metrics_stream=metrics_stream,
         container=plan.container,
         notify=notify,
         **_project_fields(plan),

@@ -1,7 +1,10 @@
 """The run store under REPRUN_HOME: one directory per run, and an SQLite index for fast listing.
 
 ``runs/<run_id>/run.json`` is the source of truth, replaced atomically at each step;
-``index.sqlite`` only summarises it and can be rebuilt from the records (``reprun runs reindex``).
+``index.sqlite`` only summarises it (a row per run, its parameters and its metrics, so that runs
+are filtered and sorted by them quickly) and can be rebuilt from the records (``reprun runs
+reindex``). An index written by another reprun (``PRAGMA user_version`` other than `INDEX_VERSION`)
+is rebuilt from the records the first time it is opened.
 
 Faults: each run directory holds a small reserve file, given back when the disk is full so that
 the record can still say how the run ended. The index is a convenience: when it cannot be written
@@ -15,13 +18,13 @@ import contextlib
 import errno
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from runner.errors import RunNotFoundError, StoreError, UsageError
-from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
 from runner.process import hostname, process_alive
 
@@ -36,16 +39,27 @@ RESERVE = ".reserve"
 RESERVE_BYTES = 256 * 1024  # room for the last records of a run once the disk is full
 FULL = (errno.ENOSPC, errno.EDQUOT)
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
-COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code")
+COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code",
+           "backend")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, status TEXT NOT NULL, started_at TEXT NOT NULL,
-    duration_s REAL, project TEXT, entry_point TEXT, exit_code INTEGER
+    duration_s REAL, project TEXT, entry_point TEXT, exit_code INTEGER, backend TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE TABLE IF NOT EXISTS params (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, number REAL,
+    PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, last REAL NOT NULL, step INTEGER,
+    min REAL NOT NULL, max REAL NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
 """
-# Version 2: outputs by digest, run-to-run lineage links and reuse keys (tables below).
-INDEX_VERSION = 2
+# Version 2: parameters and metrics; outputs by digest, lineage links and reuse keys.
+# Version 3: both of those in one index.
+INDEX_VERSION = 3
 LINEAGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
     run_id TEXT NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, path)
@@ -59,6 +73,49 @@ CREATE INDEX IF NOT EXISTS links_consumer ON links (consumer);
 CREATE TABLE IF NOT EXISTS reuse (run_id TEXT PRIMARY KEY, key TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS reuse_key ON reuse (key);
 """
+# What a field of `field_sql` is, in SQL; a parameter or metric is looked up by its primary key.
+RUN_FIELDS = {
+    "run_id": "runs.run_id", "id": "runs.run_id", "status": "runs.status",
+    "started": "runs.started_at", "started_at": "runs.started_at",
+    "duration": "runs.duration_s", "duration_s": "runs.duration_s", "project": "runs.project",
+    "entry_point": "runs.entry_point", "exit_code": "runs.exit_code", "backend": "runs.backend",
+}
+PARAM_SQL = "(SELECT {col} FROM params p WHERE p.run_id = runs.run_id AND p.name = ?)"
+METRIC_SQL = "(SELECT last FROM metrics m WHERE m.run_id = runs.run_id AND m.name = ?)"
+ID_CHUNK = 500
+
+
+class Condition(Protocol):
+    """A filter on runs (`runner.tracking.query` makes them) as SQL over `field_sql`."""
+
+    def sql(self, resolve: FieldSql) -> tuple[str, list[Any]]: ...
+
+
+class FieldSql(Protocol):
+    def __call__(self, name: str, numeric: bool) -> tuple[str, list[Any]]: ...
+
+
+def field_sql(name: str, numeric: bool) -> tuple[str, list[Any]]:
+    """The SQL expression of a field of a run and its arguments: a column of ``runs``,
+    ``params.NAME`` (its value as a number when ``numeric``, else as text) or ``metrics.NAME``
+    (the last value); KeyError for an unknown field."""
+    kind, _, rest = name.partition(".")
+    if kind == "params" and rest:
+        return PARAM_SQL.format(col="number" if numeric else "value"), [rest]
+    if kind == "metrics" and rest:
+        return METRIC_SQL, [rest]
+    return RUN_FIELDS[name], []
+
+
+def sort_sql(name: str, alias: str) -> tuple[str, list[Any], str]:
+    """How to order by a field: a join (named ``alias``) and its arguments, and the expression
+    to order by; a parameter orders by number when it is one, else by text."""
+    kind, _, rest = name.partition(".")
+    if kind in ("params", "metrics") and rest:
+        join = f"LEFT JOIN {kind} {alias} ON {alias}.run_id = runs.run_id AND {alias}.name = ?"
+        value = f"COALESCE({alias}.number, {alias}.value)" if kind == "params" else f"{alias}.last"
+        return join, [rest], value
+    return "", [], RUN_FIELDS[name]
 
 
 def reprun_home(env: Mapping[str, str]) -> Path:
@@ -87,9 +144,9 @@ def check_layout(store: RunStore) -> None:
                              f"{what}", hint=fix)
 
 
-@frozen
-class RunSummary:
-    """One row of the run index, as `reprun runs list` shows it."""
+class RunSummary(NamedTuple):
+    """One row of the run index, as `reprun runs list` shows it (a named tuple: listing ten
+    thousand runs makes ten thousand of them)."""
 
     run_id: str
     status: str
@@ -98,6 +155,9 @@ class RunSummary:
     project: str
     entry_point: str
     exit_code: int | None
+    backend: str | None = None
+    params: Mapping[str, str] = MappingProxyType({})
+    metrics: Mapping[str, float] = MappingProxyType({})
 
 
 class RunStore:
@@ -260,25 +320,25 @@ class RunStore:
             self.save(fixed)
         return fixed
 
-    def _list_indexed(self, limit: int | None) -> list[RunSummary]:
+    def _list_indexed(self, limit: int | None, where: Condition | None,
+                      sort: Sequence[tuple[str, bool]], details: bool,
+                      fields: Sequence[str] | None) -> list[RunSummary]:
         if not self.index_path.exists():
             self.reindex()
         with self._index() as db:
             indexed = dict(db.execute("SELECT run_id, status FROM runs").fetchall())
-        # Read again: runs still RUNNING (their process may be gone) and runs the index missed
-        # (its update failed on a full disk, or their process was killed in between).
         stale = [n for n, status in indexed.items() if status == "RUNNING"]
         stale += sorted(set(self._run_ids()) - indexed.keys())
         fresh = {summary.run_id: summary for summary in self._summaries(stale)}
-        query = f"SELECT {', '.join(COLUMNS)} FROM runs ORDER BY started_at DESC, run_id"
-        if limit is not None and not fresh:
-            query += f" LIMIT {int(limit)}"
+        plain = where is None and not sort and not details
+        query, args = _select(None if fresh and plain else limit, where, sort)
         with self._index() as db:
-            rows = [RunSummary(*row) for row in db.execute(query)]
-        if not fresh:
-            return rows
-        merged = {row.run_id: row for row in rows if row.run_id in indexed}
-        merged.update(fresh)
+            rows = db.execute(query, args).fetchall()
+            found = _with_details(db, rows, fields) if details else [RunSummary(*r) for r in rows]
+        if not (fresh and plain):
+            return found  # filtered and sorted runs come from the index (``fresh`` went into it)
+        merged = {row.run_id: row for row in found}
+        merged.update(fresh)  # a run the index could not take is still listed
         return _newest(list(merged.values()), limit)
 
     def _run_ids(self) -> list[str]:
@@ -298,16 +358,35 @@ class RunStore:
                 _upsert(db, record)
             found.append(RunSummary(
                 record.run_id, record.status.value, record.started_at.isoformat(),
-                record.duration_s, record.project.name, record.entry_point, record.exit_code))
+                record.duration_s, record.project.name, record.entry_point, record.exit_code,
+                record.backend.name))
         return found
 
-    def list(self, limit: int | None = None) -> list[RunSummary]:
-        """Newest first, from the index (rebuilt if it is missing); from the records themselves
-        when the index cannot be read (a read-only or full store)."""
+    def list(
+        self, limit: int | None = None, where: Condition | None = None,
+        sort: Sequence[tuple[str, bool]] = (), details: bool = False,
+        fields: Sequence[str] | None = None,
+    ) -> list[RunSummary]:
+        """Runs from the index (rebuilt if it is missing): those ``where`` selects, ordered by
+        the ``sort`` fields (name, descending) with runs lacking a value last, then newest first.
+        With ``details`` each summary carries its parameters and metrics (last values): all of
+        them, or only the ``params.NAME`` and ``metrics.NAME`` among ``fields``.
+        KeyError for an unknown sort field.
+
+        Runs still RUNNING and runs the index missed (its update failed on a full disk) are read
+        from their records first. When the index cannot be read at all (a read-only or full
+        store), a plain listing comes from the records themselves; a filtered or sorted one is
+        refused in one line."""
+        plain = where is None and not sort and not details
         try:
-            return self._list_indexed(limit)
-        except (sqlite3.OperationalError, OSError):
+            return self._list_indexed(limit, where, sort, details, fields)
+        except (sqlite3.OperationalError, OSError) as exc:
             self.close()
+            if not plain:
+                raise StoreError(
+                    f"the run index {self.index_path} cannot be read ({exc})",
+                    hint="list without --where, --sort or columns, or make the store writable "
+                         "and run 'reprun runs reindex'") from None
             return _newest(self._summaries(self._run_ids()), limit)
 
     def reindex(self) -> int:
@@ -353,8 +432,7 @@ class RunStore:
                 # The index is rebuildable from the records: WAL without a sync per commit.
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(SCHEMA + LINEAGE_SCHEMA)
-                if db.execute("PRAGMA user_version").fetchone()[0] < INDEX_VERSION:
+                if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
                     self._upgrade(db)
             except BaseException:
                 db.close()
@@ -363,21 +441,31 @@ class RunStore:
         return self._db
 
     def _upgrade(self, db: sqlite3.Connection) -> None:
-        """An index made by an older reprun: fill the new tables from the records, once (the
-        first process to get the write lock does it; the others find it done)."""
+        """Make an index of another version (or a new one) current: its tables are dropped and
+        filled again from the records, in one transaction (a concurrent reprun waits for it)."""
+        previous = db.isolation_level
+        db.isolation_level = None
         db.execute("BEGIN IMMEDIATE")
         try:
-            old = db.execute("PRAGMA user_version").fetchone()[0] < INDEX_VERSION
-            if old and db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None:
-                for run_dir in self._run_dirs():
-                    with contextlib.suppress(RunNotFoundError):
-                        _upsert_lineage(db, self.load(run_dir.name))
-            if old:
-                db.execute(f"PRAGMA user_version={INDEX_VERSION}")
+            if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+                tables = db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                old = [row[0] for row in tables]
+                for table in old:
+                    db.execute(f'DROP TABLE "{table}"')
+                for statement in (SCHEMA + LINEAGE_SCHEMA).split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                if old:  # an index from an older reprun: fill it from the records
+                    for run_dir in self._run_dirs():
+                        with contextlib.suppress(RunNotFoundError):
+                            _upsert(db, self.load(run_dir.name))
+                db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            db.isolation_level = previous
 
     def producers(self, digests: Iterable[str]) -> dict[str, Pairs]:
         """Digest -> (run id, output path) of the FINISHED runs that wrote a file with it,
@@ -426,11 +514,19 @@ def _newest(summaries: list[RunSummary], limit: int | None) -> list[RunSummary]:
 
 
 def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
+    run_id = record.run_id
     db.execute(
-        f"INSERT OR REPLACE INTO runs ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (record.run_id, record.status.value, record.started_at.isoformat(), record.duration_s,
-         record.project.name, record.entry_point, record.exit_code),
+        f"INSERT OR REPLACE INTO runs ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, record.status.value, record.started_at.isoformat(), record.duration_s,
+         record.project.name, record.entry_point, record.exit_code, record.backend.name),
     )
+    db.execute("DELETE FROM params WHERE run_id = ?", (run_id,))
+    db.executemany("INSERT INTO params VALUES (?, ?, ?, ?)",
+                   [(run_id, k, v, _number(v)) for k, v in record.parameters.items()])
+    db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+    db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   [(run_id, k, m.last, m.step, m.min, m.max, m.count)
+                    for k, m in record.metrics.items()])
     _upsert_lineage(db, record)
 
 
@@ -450,3 +546,65 @@ def _upsert_lineage(db: sqlite3.Connection, record: RunRecord) -> None:
                     for p in i.produced_by])
     if record.reuse_key is not None:
         db.execute("INSERT INTO reuse VALUES (?, ?)", (run_id, record.reuse_key))
+
+
+def _number(text: str) -> float | None:
+    """A parameter's value as a finite number, when it is one."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if number - number == 0 else None  # not nan or inf
+
+
+def _select(limit: int | None, where: Condition | None,
+            sort: Sequence[tuple[str, bool]]) -> tuple[str, list[Any]]:
+    query = f"SELECT {', '.join(f'runs.{c}' for c in COLUMNS)} FROM runs"
+    args: list[Any] = []
+    order = []
+    for index, (name, descending) in enumerate(sort):
+        join, join_args, expr = sort_sql(name, f"s{index}")
+        query += f" {join}" if join else ""
+        args += join_args
+        order.append(f"{expr} IS NULL, {expr}{' DESC' if descending else ''}")
+    if where is not None:
+        condition, where_args = where.sql(field_sql)
+        query += f" WHERE {condition}"
+        args += where_args
+    order.append("runs.started_at DESC, runs.run_id")
+    query += f" ORDER BY {', '.join(order)}"
+    if limit is not None:
+        query += f" LIMIT {int(limit)}"
+    return query, args
+
+
+def _with_details(db: sqlite3.Connection, rows: list[tuple[Any, ...]],
+                  fields: Sequence[str] | None) -> list[RunSummary]:
+    """Summaries of the rows with their parameters and metrics (those ``fields`` name)."""
+    params: dict[str, dict[str, str]] = {row[0]: {} for row in rows}
+    metrics: dict[str, dict[str, float]] = {row[0]: {} for row in rows}
+    for table, column, found in (("params", "value", params), ("metrics", "last", metrics)):
+        names = None if fields is None else [
+            f[len(table) + 1:] for f in fields if f.startswith(f"{table}.")]
+        if names == []:
+            continue
+        for run_id, name, value in _detail_rows(db, table, column, list(found), names):
+            into = found.get(run_id)
+            if into is not None:
+                into[name] = value
+    return [RunSummary._make((*row, params[row[0]], metrics[row[0]])) for row in rows]
+
+
+def _detail_rows(db: sqlite3.Connection, table: str, column: str, ids: list[str],
+                 names: list[str] | None) -> Iterator[tuple[str, str, Any]]:
+    """(run_id, name, value) of the runs ``ids`` (a whole table scan when they are many)."""
+    by_name = f" AND name IN ({', '.join('?' * len(names))})" if names else ""
+    name_args: list[Any] = list(names or [])
+    if len(ids) > ID_CHUNK:
+        yield from db.execute(f"SELECT run_id, name, {column} FROM {table} WHERE 1{by_name}",
+                              name_args)
+        return
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        yield from db.execute(f"SELECT run_id, name, {column} FROM {table} "
+                              f"WHERE run_id IN ({marks}){by_name}", [*ids, *name_args])

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from runner.frozen import frozen_kw
 from runner.record.model import MODEL_CONFIG, Model
@@ -347,6 +347,23 @@ class Reproduction(Model):
 
 
 @frozen_kw
+class MetricSummary(Model):
+    """One metric the run reported: its last value and how it went (the full history is in the
+    record's ``metrics_file``)."""
+
+    last: float
+    """The last value reported"""
+    step: int | None = None
+    """The step of the last value, when it had one"""
+    min: float
+    max: float
+    count: int
+    """How many values were reported"""
+    better: Literal["min", "max"] | None = None
+    """Which value is best, as the MLproject declares it (metrics.better)"""
+
+
+@frozen_kw
 class RunRecord(Model):
     """One run of a project: what ran, with what, where, and how it ended."""
 
@@ -385,6 +402,10 @@ class RunRecord(Model):
     FINISHED run with the same key is reused by 'reprun run --reuse'"""
     reused_from: str | None = None
     """The run whose outputs this run took instead of running (--reuse)"""
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)
+    """What the run reported (metrics files, REPRUN_METRICS, printed lines), by name"""
+    metrics_file: str | None = None
+    """Every value reported, one JSON object a line, beside the record"""
 
 
 def now() -> datetime:
