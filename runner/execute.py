@@ -501,6 +501,15 @@ def _with_inputs(record: RunRecord, plan: Plan, found: list[Found], run_dir: Pat
     return record.model_copy(update=update)
 
 
+def _reused_metrics(original: RunRecord, source: Path, run_dir: Path) -> dict[str, object]:
+    """The metrics of a reused run are the new run's too: its summary and its history."""
+    name = original.metrics_file
+    if name is None or not (source / name).is_file():
+        return {"metrics": original.metrics}
+    shutil.copyfile(source / name, run_dir / name)
+    return {"metrics": original.metrics, "metrics_file": name}
+
+
 def _reuse(plan: Plan, store: RunStore, record: RunRecord, lock: Lock,
            notify: Notify) -> RunRecord | None:
     """The run finished at once with the outputs of an earlier run with the same reuse key."""
@@ -530,6 +539,7 @@ def _reuse(plan: Plan, store: RunStore, record: RunRecord, lock: Lock,
         done = _ended(record.model_copy(update={
             "environment": environment, "reuse_key": key, "reused_from": candidate,
             "outputs": outputs, "runner": None,
+            **_reused_metrics(original, store.run_dir(candidate), run_dir),
         }), Status.FINISHED, 0, None, {})
         store.save(done)
         return done

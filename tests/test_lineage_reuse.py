@@ -241,3 +241,22 @@ def test_a_failed_run_is_not_reused(reprun: Reprun, make_project: MakeProject) -
     assert reprun("run", str(project), "--reuse", "--env-manager", "local", "-q").code == 3
     again = reprun("run", str(project), "--reuse", "--env-manager", "local")
     assert again.code == 3 and "reusing" not in again.stderr
+
+
+def test_a_reused_run_carries_the_metrics_of_the_run_it_reused(
+        reprun: Reprun, make_project: MakeProject) -> None:
+    project = make_project("""
+        name: scored
+        entry_points:
+          main:
+            command: >-
+              echo '{{"name": "loss", "value": 0.25, "step": 3}}' >> "$REPRUN_METRICS"
+    """)
+    init_repo(project)
+    _code, _err, first = reused(reprun, project)
+    assert first["metrics"]["loss"]["last"] == 0.25
+    _code, _err, second = reused(reprun, project)
+    assert second["reused_from"] == first["run_id"]
+    assert second["metrics"] == first["metrics"]
+    listed = reprun("runs", "list", "--where", "metrics.loss = 0.25", "--json").json()
+    assert {run["run_id"] for run in listed} == {first["run_id"], second["run_id"]}
