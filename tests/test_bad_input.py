@@ -264,3 +264,19 @@ def test_damaged_snapshot_inside_a_consistent_export(reprun: Reprun, exported: P
         assert "cannot be unpacked" in result.error_lines[0]
     checkouts = reprun.home / "cache" / "git" / "checkouts"
     assert not checkouts.exists() or list(checkouts.iterdir()) == []
+
+
+def test_an_export_that_unpacks_beyond_the_limit_is_refused(
+        reprun: Reprun, exported: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    files = members(exported)
+    files["output.log"] = b"\0" * (3 << 20)  # 3 MiB of zeros: a few KiB compressed
+    listed = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()
+              if name != "manifest.json"}
+    archive = write_archive(tmp_path / "bomb.tar.gz", with_manifest(
+        {k: v for k, v in files.items() if k != "manifest.json"}, listed))
+    assert archive.stat().st_size < 64 << 10
+    one_line(reprun("reproduce", str(archive), env={"REPRUN_EXPORT_MAX_MB": "1"}),
+             f"'{archive}' would unpack to 3.0 MiB, more than the limit of 1 MiB")
+    assert not [log for log in tmp_path.glob("**/output.log") if log.stat().st_size >= 3 << 20]

@@ -45,6 +45,7 @@ FORMAT = "reprun-export"
 VERSION = 1
 MANIFEST = "manifest.json"
 MAX_RECORD_BYTES = 64 << 20
+DEFAULT_MAX_UNPACKED_MB = 4096  # all the files of one export, unpacked (REPRUN_EXPORT_MAX_MB)
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -247,12 +248,24 @@ def _unpack(archive: Path, dest: Path) -> None:
                 raise UsageError(f"{bad}: {_short(name)} is listed but missing")
             if not found.isreg():
                 raise UsageError(f"{bad}: {_short(name)} is a link or a special file, not a file")
+        _check_size(sum(members[name].size for name in manifest), archive)
         for name, digest in manifest.items():
             out = dest.joinpath(*name.split("/"))
             out.parent.mkdir(parents=True, exist_ok=True)
             if _copy_out(tar, members[name], out) != digest:
                 raise UsageError(f"'{archive}': {name} does not match its sha256 in the manifest",
                                  hint="the file was changed or truncated; export the run again")
+
+
+def _check_size(total: int, archive: Path) -> None:
+    """Refuse an export that would unpack to more than the limit (a decompression bomb fills
+    the disk before any digest can be checked)."""
+    text = os.environ.get("REPRUN_EXPORT_MAX_MB", "")
+    limit_mb = int(text) if text.isdigit() else DEFAULT_MAX_UNPACKED_MB
+    if total > limit_mb << 20:
+        raise UsageError(
+            f"'{archive}' would unpack to {total / (1 << 20):.1f} MiB, more than the limit of "
+            f"{limit_mb} MiB", hint="if you trust the file, set REPRUN_EXPORT_MAX_MB higher")
 
 
 def _copy_out(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path) -> str:
