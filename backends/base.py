@@ -49,6 +49,7 @@ class RunRequest:
     run_dir: Path | None = None  # the record's directory, for files the backend saves
     container: ContainerSpec | None = None
     notify: Callable[[str], None] = _quiet
+    detach: bool = False  # the caller returns once the run is submitted
 
 
 @frozen
@@ -110,4 +111,9 @@ class RemoteBackend(Protocol):
 
     def cancel_recorded(self, record: RunRecord, run_dir: Path) -> RunRecord:
         """Stop the run the record describes; the record marked KILLED."""
+        ...
+
+    def replay_config(self, record: RunRecord, run_dir: Path, override: str | None,
+                      cwd: Path, notify: Callable[[str], None]) -> str:
+        """The backend config to run ``record`` again (``override``: --backend-config)."""
         ...

@@ -67,7 +67,6 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             record = _with_facts(record, handle.facts(), detached=plan.options.detach)
             store.save(record)
             if plan.options.detach:
-                notify(f"run {run_id} submitted to {plan.backend}; it goes on without reprun")
                 return record
             outcome = handle.wait()
     except Interrupted as exc:
@@ -293,6 +292,7 @@ def _request(
         run_dir=run_dir,
         container=plan.container,
         notify=notify,
+        detach=plan.options.detach,
         **_project_fields(plan),
     )
 
@@ -312,6 +312,11 @@ def _finished(record: RunRecord, outcome: Outcome, output_dir: Path) -> RunRecor
     facts = dict(outcome.facts)
     ended = _ended(record, outcome.status, outcome.exit_code, outcome.reason, facts)
     return ended.model_copy(update={"outputs": list_outputs(output_dir)})
+
+
+def with_outputs(record: RunRecord) -> RunRecord:
+    """A remote run that ended elsewhere: the outputs its backend brought back, recorded."""
+    return record.model_copy(update={"outputs": list_outputs(Path(record.output_dir))})
 
 
 def list_outputs(output_dir: Path) -> list[OutputFile]:

@@ -46,7 +46,8 @@ def pod_of(job: dict[str, Any]) -> dict[str, Any]:
 def test_minimal_job_runs_the_command_through_a_shell_with_backoff_limit_zero() -> None:
     job = validated(KubernetesConfig())
     container = pod_of(job)["containers"][0]
-    assert container["command"] == ["/bin/sh", "-c", inputs().command]
+    command = container["command"]
+    assert command[:2] == ["/bin/sh", "-c"] and command[3:5] == ["reprun", inputs().command]
     assert "args" not in container
     assert container["image"].endswith(DIGEST)
     assert job["spec"]["backoffLimit"] == 0
