@@ -29,6 +29,9 @@ as a real apiserver (with a job controller and one kubelet) does in the cases te
 - pod deletion honours the grace period (``gracePeriodSeconds`` of the request, else the pod's
   ``terminationGracePeriodSeconds``, default 30): SIGTERM, then SIGKILL when it runs out; the
   pod stays (with ``deletionTimestamp``) until its process is gone;
+- finalizers on pods (copied from the Job's pod template, as the job controller does): a
+  deleted pod keeps its status and log, with ``deletionTimestamp``, until a PATCH removes them;
+  a Foreground deletion of its Job waits for it;
 - RBAC: requests whose (verb, resource) is in ``denied`` are answered 403 with the real message,
   and ``SelfSubjectAccessReview`` says the same;
 - test-scripted behaviour (`PodScript`): unschedulable pods, ImagePullBackOff, OOMKilled, a log
@@ -243,8 +246,11 @@ class FakeKube:
         labels = {**template.get("metadata", {}).get("labels", {}),
                   "job-name": job["metadata"]["name"], "controller-uid": job["metadata"]["uid"],
                   "batch.kubernetes.io/job-name": job["metadata"]["name"]}
+        copied = {k: json.loads(json.dumps(v)) for k, v in template.get("metadata", {}).items()
+                  if k in ("annotations", "finalizers")}  # as the job controller copies them
         pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": self._new_meta({"name": name, "labels": labels, "ownerReferences": [{
+               "metadata": self._new_meta({**copied, "name": name, "labels": labels,
+                                           "ownerReferences": [{
                    "apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"],
                    "uid": job["metadata"]["uid"], "controller": True,
                    "blockOwnerDeletion": True}]}, namespace),
@@ -287,8 +293,37 @@ class FakeKube:
         if alive and rt is not None and rt.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(rt.proc.pid, signal.SIGKILL)
+        if pod["metadata"].get("finalizers"):  # kept, status and log, until they are removed
+            if not pod["metadata"].get("deletionTimestamp"):
+                pod["metadata"]["deletionTimestamp"] = stamp().split(".")[0] + "Z"
+                self._bump("pods", "MODIFIED", pod)
+            return
         del self.pods[key]
         self._bump("pods", "DELETED", pod)
+
+    def patch_pod(self, namespace: str, name: str, ops: Any) -> tuple[int, Json]:
+        """A JSON patch (``remove`` and ``test`` of metadata.finalizers entries) or a merge."""
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            return 404, status_body(404, "NotFound", f'pods "{name}" not found', name=name)
+        finalizers = list(pod["metadata"].get("finalizers") or [])
+        if isinstance(ops, dict):
+            finalizers = list((ops.get("metadata") or {}).get("finalizers") or [])
+        else:
+            for op in ops:
+                index = int(str(op.get("path", "")).rsplit("/", 1)[-1])
+                if op.get("op") == "test" and (index >= len(finalizers)
+                                               or finalizers[index] != op.get("value")):
+                    return 422, status_body(422, "Invalid", "the test operation failed")
+                if op.get("op") == "remove":
+                    if index >= len(finalizers):
+                        return 422, status_body(422, "Invalid", "no such finalizer")
+                    del finalizers[index]
+        pod["metadata"]["finalizers"] = finalizers
+        if not finalizers:
+            del pod["metadata"]["finalizers"]
+        self._bump("pods", "MODIFIED", pod)
+        return 200, _public(pod)
 
     def delete_job(self, namespace: str, name: str, policy: str | None) -> tuple[int, Json]:
         job = self.jobs.get((namespace, name))
@@ -336,10 +371,7 @@ class FakeKube:
         pod, rt = self.pods[key], self.runtime[key]
         status, script = pod["status"], rt.script
         if pod["metadata"].get("deletionTimestamp"):
-            proc = rt.proc
-            if proc is None or proc.poll() is not None or (
-                    rt.kill_at is not None and time.monotonic() >= rt.kill_at):
-                self._delete_pod(key, 0)
+            self._terminating(key, pod, rt)
             return
         if "nodeName" not in pod["spec"]:
             claim = self._missing_claim(key[0], pod)
@@ -387,6 +419,16 @@ class FakeKube:
                                                  "finishedAt": stamp().split(".")[0] + "Z"}})
             status["phase"] = "Succeeded" if code == 0 else "Failed"
             self._bump("pods", "MODIFIED", pod)
+
+    def _terminating(self, key: tuple[str, str], pod: Json, rt: PodRuntime) -> None:
+        proc = rt.proc
+        alive = proc is not None and proc.poll() is None
+        if alive and proc is not None and rt.kill_at is not None and (
+                time.monotonic() >= rt.kill_at):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        elif not alive and not pod["metadata"].get("finalizers"):
+            self._delete_pod(key, 0)
 
     def _missing_claim(self, namespace: str, pod: Json) -> str | None:
         for volume in pod["spec"].get("volumes") or []:
@@ -685,6 +727,8 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
                     grace = query.get("gracePeriodSeconds", body.get("gracePeriodSeconds"))
                     fake._delete_pod((ns, name), None if grace is None else float(grace))
                     self._send(200, _public(pod))
+                elif method == "PATCH" and kind == "pods" and name:
+                    self._send(*fake.patch_pod(ns, name, body))
                 elif method == "GET" and name:
                     obj = store.get((ns, name))
                     if obj is None:
@@ -770,6 +814,9 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
 
         def do_DELETE(self) -> None:
             self._dispatch("DELETE")
+
+        def do_PATCH(self) -> None:
+            self._dispatch("PATCH")
 
     return Handler
 

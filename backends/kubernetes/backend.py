@@ -31,7 +31,14 @@ import yaml
 from backends.base import Outcome, RunHandle, RunRequest
 from backends.kubernetes.config import LoadedConfig, load_config
 from backends.kubernetes.image import ImageRequest, PinnedImage, pinned_image
-from backends.kubernetes.manifest import RUN_LABEL, JobInputs, Rendered, job_name, render_job
+from backends.kubernetes.manifest import (
+    OUTCOME_FINALIZER,
+    RUN_LABEL,
+    JobInputs,
+    Rendered,
+    job_name,
+    render_job,
+)
 from backends.kubernetes.outputs import OutputSplitter, split_log, unpack
 from runner.errors import BackendError
 from runner.fsutil import atomic_write_bytes, atomic_write_text
@@ -44,7 +51,6 @@ MANIFEST_FILE = "job.yaml"
 TEMPLATE_FILE = "job-template.yaml"
 POD_OUTPUT_DIR = "/var/tmp/reprun-outputs"
 GONE_WAIT_S = 60.0
-SHORT_TTL_S = 3600
 # What following a run needs: (verb, group, resource, subresource).
 NEEDED = (("create", "batch", "jobs", ""), ("get", "batch", "jobs", ""),
           ("delete", "batch", "jobs", ""), ("list", "", "pods", ""), ("watch", "", "pods", ""),
@@ -105,19 +111,20 @@ class KubernetesBackend:
             request.notify(f"warning: the kubeconfig skips TLS verification of {cluster.server}"
                            " (insecure-skip-tls-verify); its certificate is not checked")
         namespace = _namespace(loaded, cluster.default_namespace)
-        check_access(cluster, namespace)
         image = pinned_image(loaded.config, _image_request(request, loaded), resolve=True)
         rendered = render_job(loaded.config, loaded.template,
                               _inputs(request, loaded, image, namespace))
+        ttl = rendered.manifest["spec"].get("ttlSecondsAfterFinished")
+        check_access(cluster, namespace, NEEDED + ((("patch", "", "pods", ""),)
+                                                   if ttl is not None else ()))
         if request.run_dir is not None:
             atomic_write_text(request.run_dir / MANIFEST_FILE, manifest_yaml(rendered.saved))
             if loaded.template is not None:
                 atomic_write_text(request.run_dir / TEMPLATE_FILE, manifest_yaml(loaded.template))
-        ttl = rendered.manifest["spec"].get("ttlSecondsAfterFinished")
-        if request.detach and ttl is not None and ttl < SHORT_TTL_S:
+        if request.detach and ttl is not None:
             request.notify(f"warning: the Job is deleted {ttl} s after it ends "
-                           "(ttlSecondsAfterFinished): look at the run with 'reprun runs show' "
-                           "before then, or its outcome, log and outputs are lost")
+                           "(ttlSecondsAfterFinished); its pod waits (finalizer "
+                           f"{OUTCOME_FINALIZER}) until 'reprun runs show' has read its outcome")
         created = _create(cluster, namespace, rendered, request.run_id)
         name = rendered.manifest["metadata"]["name"]
         try:
@@ -138,7 +145,8 @@ class KubernetesBackend:
         return replay_config(record, run_dir, override, cwd, notify)
 
 
-def check_access(cluster: Cluster, namespace: str) -> None:
+def check_access(cluster: Cluster, namespace: str,
+                 needed: tuple[tuple[str, str, str, str], ...] = NEEDED) -> None:
     """Refuse before creating anything when the kubeconfig user may not follow the run.
 
     Asks the API server (SelfSubjectAccessReview) about each permission reprun uses; a server
@@ -147,7 +155,7 @@ def check_access(cluster: Cluster, namespace: str) -> None:
     from backends.kubernetes.api import request as api_request
 
     missing = []
-    for verb, group, resource, sub in NEEDED:
+    for verb, group, resource, sub in needed:
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                 "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb,
                                                 "group": group, "resource": resource,
@@ -287,6 +295,7 @@ class KubernetesHandle:
         finally:
             with self._lock:
                 self._log.close()
+            release_pods(self.cluster, namespace, job)
         self._outcome = self._with_outputs(self._outcome)
         return self._outcome
 
@@ -322,6 +331,7 @@ def delete_job(cluster: Cluster, namespace: str, name: str,
     from backends.kubernetes.api import request as api_request
 
     selector = f"job-name={name}"
+    release_pods(cluster, namespace, name)
     try:
         if grace is not None:
             pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod,
@@ -348,6 +358,27 @@ def delete_job(cluster: Cluster, namespace: str, name: str,
             return None
         time.sleep(0.5)
     return f"the pods of Job '{name}' were still there after {GONE_WAIT_S:.0f} s"
+
+
+def release_pods(cluster: Cluster, namespace: str, name: str) -> None:
+    """Remove reprun's finalizer from the Job's pods (its outcome has been read); best effort."""
+    from backends.kubernetes.api import request as api_request
+
+    try:
+        pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod, namespace,
+                           label_selector=f"job-name={name}").get("items") or []
+        for pod in pods:
+            finalizers = pod["metadata"].get("finalizers") or []
+            if OUTCOME_FINALIZER not in finalizers:
+                continue
+            index = finalizers.index(OUTCOME_FINALIZER)
+            path = f"/metadata/finalizers/{index}"
+            api_request("remove reprun's finalizer from a pod", cluster.core.patch_namespaced_pod,
+                        pod["metadata"]["name"], namespace,
+                        [{"op": "test", "path": path, "value": OUTCOME_FINALIZER},
+                         {"op": "remove", "path": path}])
+    except BackendError:
+        return
 
 
 def _reconnect(record: RunRecord) -> tuple[Cluster, str, str]:
@@ -404,6 +435,7 @@ def refresh_record(record: RunRecord, run_dir: Path) -> RunRecord:
         problem = delete_job(cluster, namespace, name)
         if problem:
             facts["cleanup_problem"] = problem
+    release_pods(cluster, namespace, name)
     if collected is not None:
         problem = unpack(collected, Path(record.output_dir),
                          int(facts.get("outputs_max_bytes", 0)))

@@ -4,7 +4,9 @@ reprun owns a small set of fields and sets only those; everything else in a Job 
 
 - ``metadata``: ``name``, ``namespace``, and its own labels (added to the template's);
 - ``spec``: ``backoffLimit``, ``activeDeadlineSeconds``, ``ttlSecondsAfterFinished`` when the
-  backend config gives them (``backoffLimit`` defaults to 0 when neither gives it);
+  backend config gives them (``backoffLimit`` defaults to 0 when neither gives it); with a TTL
+  (from either), the pod carries the finalizer ``reprun.dev/outcome``, so that the TTL cannot
+  take the pod (its exit code, log and outputs) before reprun has read it; reprun removes it;
 - the pod: its labels, ``restartPolicy`` (``Never`` unless the template says ``OnFailure``),
   ``nodeSelector`` and ``tolerations`` (added), ``serviceAccountName``, ``imagePullSecrets``
   (added), ``volumes`` (added);
@@ -46,6 +48,8 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 KEY_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_PREFIX = "reprun.dev"
 RUN_LABEL = f"{LABEL_PREFIX}/run-id"
+# Keeps a finished pod (status, log) until reprun has read it, when a TTL would delete it first.
+OUTCOME_FINALIZER = f"{LABEL_PREFIX}/outcome"
 GPU_RESOURCE = "nvidia.com/gpu"
 MAX_NAME = 63
 COPIED_MARK = "<copied from the submitting environment; not saved>"
@@ -111,6 +115,10 @@ def render_job(config: KubernetesConfig, template: Mapping[str, Any] | None,
     _job_spec(config, spec)
     pod_template = _dict(spec, "template")
     _dict(_dict(pod_template, "metadata"), "labels").update(labels)
+    if spec.get("ttlSecondsAfterFinished") is not None:
+        finalizers = pod_template["metadata"].setdefault("finalizers", [])
+        if OUTCOME_FINALIZER not in finalizers:
+            finalizers.append(OUTCOME_FINALIZER)
     pod = _dict(pod_template, "spec")
     volumes, mounts = _volumes(config, inputs.docker_env)
     _pod_spec(config, pod, volumes)

@@ -233,9 +233,13 @@ class LogStreamer(threading.Thread):
         self.reconnects = 0
         self.connected = False  # a log stream was opened once (reconnects count after that)
         self.kubelet_lines: list[str] = []
+        self.superseded = False  # catch_up has taken over
+        self.kubelet_said = False  # the last connection carried a kubelet message
+        self._lock = threading.Lock()
 
     def run(self) -> None:
         follow = True
+        last_tries = 3
         while not self.stop.is_set():
             try:
                 self._follow(follow)
@@ -245,18 +249,23 @@ class LogStreamer(threading.Thread):
             except (urllib3.exceptions.HTTPError, OSError):
                 pass
             if not follow:
-                return
+                if not self.kubelet_said or last_tries == 0 or self.stop.wait(self.poll_s):
+                    return
+                last_tries -= 1  # the kubelet answered instead of the log: ask again
+                continue
             if self._container_ended():
                 follow = False  # one last read for what a dropped stream did not deliver
-                self.reconnects += int(self.connected)
                 continue
             if self.stop.wait(self.poll_s):
                 return
             if self.connected:
                 self.reconnects += 1
 
-    def _follow(self, follow: bool) -> None:
+    def _follow(self, follow: bool, own: bool = False) -> None:
+        if self.superseded and not own:
+            return
         self.in_connection = 0
+        self.kubelet_said = False
         resp: Any = self.cluster.core.read_namespaced_pod_log(
             self.pod, self.namespace, follow=follow, timestamps=True, _preload_content=False,
             _request_timeout=(10, 600),
@@ -270,21 +279,38 @@ class LogStreamer(threading.Thread):
                 lines = (pending + chunk).split(b"\n")
                 pending = lines.pop()
                 for line in lines:
-                    self._line(line)
-                if self.stop.is_set():
+                    self._line(line, own)
+                if self.stop.is_set() and not own:
                     return
             if pending:
-                self._line(pending)
+                self._line(pending, own)
         finally:
             resp.release_conn()
 
-    def _line(self, raw: bytes) -> None:
+    def catch_up(self) -> None:
+        """From another thread, once this one is told to stop: read the rest of the log (no
+        follow); lines this thread still receives are dropped, those already sent are not sent
+        again."""
+        with self._lock:
+            self.superseded = True
+        with contextlib.suppress(ApiException, urllib3.exceptions.HTTPError, OSError):
+            self._follow(False, own=True)
+
+    def _line(self, raw: bytes, own: bool = False) -> None:
         """Deliver a timestamped line unless an earlier connection delivered it already.
 
         A line without a timestamp is not the program's: the kubelet writes its own errors
         (``rpc error: code = NotFound ...``) into the stream when it loses the container. It is
         kept apart (and shown once as a note), never delivered, never a timestamp.
         """
+        if own:
+            self._deliver(raw)
+            return
+        with self._lock:
+            if not self.superseded:
+                self._deliver(raw)
+
+    def _deliver(self, raw: bytes) -> None:
         stamp, _, text = raw.partition(b" ")
         if not STAMP.match(stamp):
             self._kubelet_line(raw.decode("utf-8", "replace").strip())
@@ -302,6 +328,7 @@ class LogStreamer(threading.Thread):
         self.sink(text + b"\n")
 
     def _kubelet_line(self, line: str) -> None:
+        self.kubelet_said = True
         if not line or line in self.kubelet_lines:
             return
         self.kubelet_lines.append(line)
@@ -411,12 +438,16 @@ class Follower:
     def stop_logs(self) -> None:
         self._log_stop.set()
 
-    def finish_logs(self) -> None:
-        """Let the log streams drain what is left, then stop them."""
+    def finish_logs(self, catch_up: bool = True) -> None:
+        """Let the log streams drain what is left, then stop them; a stream still open (or
+        waiting to reconnect) by then is replaced by one last plain read of the log."""
         deadline = time.monotonic() + LOG_DRAIN_S
         for streamer in self.streamers.values():
             streamer.join(max(0.0, deadline - time.monotonic()))
         self._log_stop.set()
+        for streamer in self.streamers.values():
+            if streamer.is_alive() and catch_up:
+                streamer.catch_up()
 
     def _job(self) -> Json | None:
         try:
