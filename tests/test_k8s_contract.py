@@ -26,7 +26,7 @@ entry_points:
       name: {type: string, default: world}
     command: "echo hello {name} && echo second line | tr a-z A-Z"
   slow:
-    command: "echo hello world && sleep 2 && echo second line | tr a-z A-Z"
+    command: "echo hello world && sleep 4 && echo second line | tr a-z A-Z"
   fail:
     command: "echo about to fail; exit 3"
   sleep:
