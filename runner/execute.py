@@ -16,7 +16,7 @@ from typing import Any
 from backends import BUILDS_OWN_ENVIRONMENT, get_backend
 from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
 from runner.envs import get_builder
-from runner.envs.base import EnvSpec, Lock, ResolvedEnv, restore
+from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, restore
 from runner.errors import Drift, Interrupted, NotSupportedError
 from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from runner.plan import Plan
@@ -196,10 +196,20 @@ def _build_environment(plan: Plan, notify: Notify) -> tuple[ResolvedEnv, tuple[D
         lock = recorded or builder.lock(spec, refresh=options.refresh)
         conda_env = plan.project.env.conda_env
         variables = dict(conda_env.variables) if conda_env and lock.manager == "conda" else {}
-        return ResolvedEnv(lock.manager, lock, lock.sha256, variables=variables), ()
+        return ResolvedEnv(lock.manager, lock, lock.sha256, _image_python(lock),
+                           variables=variables), ()
     if replay is None:
         return builder.ensure(spec, builder.lock(spec, refresh=options.refresh)), ()
     return restore(builder, spec, replay.lock, replay.allow_drift, replay.recorded)
+
+
+def _image_python(lock: Lock) -> PythonFacts:
+    """The packages an image build installs from a Python lock (exactly its pins)."""
+    if lock.manager not in ("uv", "virtualenv") or not lock.content:
+        return PythonFacts()
+    from runner.envs.pylock import pinned_packages
+
+    return PythonFacts(packages=pinned_packages(lock.content))
 
 
 def _with_environment(

@@ -151,6 +151,20 @@ class FakeKube:
             thread.start()
         return self
 
+    def serve_tls(self) -> None:
+        """Serve HTTPS with a self-signed certificate (before `start`): a kubeconfig then needs
+        ``insecure-skip-tls-verify``, as with many test clusters."""
+        import ssl
+
+        cert, key = self.workdir / "fake-cert.pem", self.workdir / "fake-key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = self.url.replace("http://", "https://")
+
     def stop(self) -> None:
         self._stop.set()
         self.server.shutdown()
@@ -163,7 +177,9 @@ class FakeKube:
     def kubeconfig(self, path: Path, namespace: str = "default") -> Path:
         config = {
             "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "fake", "cluster": {
+                "server": self.url, **({"insecure-skip-tls-verify": True}
+                                       if self.url.startswith("https") else {})}}],
             "users": [{"name": "tester", "user": {"token": "fake-token"}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester",
                                                       "namespace": namespace}}],
@@ -826,8 +842,11 @@ def _public(obj: Json) -> Json:
 
 
 @contextlib.contextmanager
-def running(workdir: Path) -> Any:
-    fake = FakeKube(workdir).start()
+def running(workdir: Path, tls: bool = False) -> Any:
+    fake = FakeKube(workdir)
+    if tls:
+        fake.serve_tls()
+    fake.start()
     try:
         yield fake
     finally:

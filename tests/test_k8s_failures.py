@@ -421,3 +421,22 @@ def test_oom_is_the_reason_on_the_final_line(reprun: Reprun, fake_kube: FakeKube
     assert result.code == 137
     assert " FAILED in " in result.stderr and "s: OOMKilled: the container ran out of memory" in (
         result.stderr)
+
+
+# -- 9: a kubeconfig that skips TLS verification ----------------------------------------------
+
+def test_insecure_kubeconfig_is_one_note_not_a_flood(tmp_path: Path, reprun: Reprun,
+                                                     project: Path) -> None:
+    from fakekube import running
+
+    node = tmp_path / "tls-node"
+    node.mkdir()
+    with running(node, tls=True) as fake:
+        kubeconfig = fake.kubeconfig(tmp_path / "tls-kubeconfig.json")
+        result = reprun("run", str(project), "-e", "short", "--backend", "kubernetes",
+                        "--backend-config", config(project), env={"KUBECONFIG": str(kubeconfig)},
+                        timeout=120)
+    assert result.code == 0, result.stderr
+    assert result.stdout == "quick\n"
+    assert "InsecureRequestWarning" not in result.stderr
+    assert result.stderr.count("skips TLS verification") == 1
