@@ -72,7 +72,7 @@ def cli(debug: bool) -> None:
               help="Where to run: local, docker or kubernetes (default: docker for docker_env "
                    "projects, else local).")
 @click.option("--backend-config", default=None, metavar="CONFIG",
-              help="Backend settings: a JSON/YAML file or inline JSON (see README).")
+              help="Backend settings: a JSON/YAML file or inline JSON (see docs/kubernetes.md).")
 @click.option("--detach", is_flag=True,
               help="Return once the run is submitted (remote backends); "
                    "'reprun runs show/logs' follow it later.")
