@@ -239,6 +239,8 @@ class KubernetesHandle:
 
     def _sink(self, line: bytes) -> None:
         with self._lock:
+            if self._log.closed:
+                return  # a stream that outlived the run (it was given up on)
             text = self._outputs.line(line.removesuffix(b"\n"))
             if text is None:
                 return
