@@ -133,7 +133,8 @@ def _commit_files(a: RunRecord, b: RunRecord, env: Mapping[str, str]) -> list[st
     if ca == cb:
         return []
     for where in _repositories(a, env) + _repositories(b, env):
-        args = ["diff", "--name-only", "--no-renames", ca, cb, "--"]
+        args = ["diff", "--name-only", "--no-renames", "--no-ext-diff", "--no-textconv",
+                "--end-of-options", ca, cb, "--"]
         done = run_git(args, env, cwd=where) if (where / ".git").exists() else run_git(
             args, env, git_dir=where)
         if done.ok:

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import Any
 
-from backends import BUILDS_OWN_ENVIRONMENT, get_backend
+from backends import BUILDS_OWN_ENVIRONMENT, check_installed, get_backend
 from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
 from runner.envs import get_builder
 from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, restore
@@ -26,6 +26,7 @@ from runner.record.store import RunStore
 from runner.record.types import (
     BackendInfo,
     CondaInfo,
+    ConvertedPackage,
     DriftEntry,
     EnvironmentInfo,
     OutputFile,
@@ -47,6 +48,7 @@ Notify = Callable[[str], None]
 
 def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     """Run ``plan`` to the end and return its final record."""
+    check_installed(plan.backend)  # before a run is recorded
     run_id = uuid.uuid4().hex
     run_dir = store.create_run_dir(run_id)
     record = _initial_record(plan, run_id, run_dir, notify)
@@ -163,7 +165,8 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> R
             spec_file=str(plan.project.spec_file) if plan.project.spec_file else None,
         ),
         source=source,
-        environment=EnvironmentInfo(kind=plan.project.env.kind, manager=plan.manager),
+        environment=EnvironmentInfo(kind=plan.project.env.kind, manager=plan.manager,
+                                    **_conversion_fields(plan)),
         backend=BackendInfo(name=plan.backend),
         host=host,
         runner=RunnerProcess(hostname=host.hostname, pid=pid, start_ticks=process_start_ticks(pid)),
@@ -228,6 +231,7 @@ def _with_environment(
         lock_file=resolved.lock.filename,
         lock_sha256=resolved.lock.sha256,
         conda=_conda_info(resolved),
+        **_conversion_fields(plan),
     )
     update: dict[str, object] = {"environment": environment}
     if record.reproduction is not None and drift:
@@ -235,6 +239,16 @@ def _with_environment(
                    for d in drift]
         update["reproduction"] = record.reproduction.model_copy(update={"drift": entries})
     return record.model_copy(update=update)
+
+
+def _conversion_fields(plan: Plan) -> dict[str, Any]:
+    """How a conda_env file was carried over to PyPI, for the record (empty if it was not)."""
+    conversion = plan.project.env.conversion
+    if conversion is None:
+        return {}
+    return {"converted_from": "conda",
+            "conversion": [ConvertedPackage(conda=e.conda, pypi=e.pypi, note=e.note)
+                           for e in conversion.entries]}
 
 
 def _conda_info(resolved: ResolvedEnv) -> CondaInfo | None:

@@ -18,7 +18,15 @@ from runner.envs.base import Lock, PythonFacts
 from runner.errors import EnvBuildError, UsageError
 from runner.execute import execute
 from runner.frozen import frozen
-from runner.plan import Plan, Replay, RunOptions, choose_backend, choose_manager, release_plan
+from runner.plan import (
+    Plan,
+    Replay,
+    RunOptions,
+    choose_backend,
+    choose_manager,
+    converted,
+    release_plan,
+)
 from runner.record.export import Recorded, open_run
 from runner.record.store import RunStore
 from runner.record.types import OutputFile, OutputsCheck, RunRecord
@@ -78,6 +86,10 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions,
         backend = choose_backend(options.backend or record.backend.name, project)
         manager = choose_manager(options.env_manager or record.environment.manager, project,
                                  backend)
+        # A conda project installed from PyPI: the recorded lock says what to install; the
+        # conversion is for the record (and for resolving anew), so conda-only packages are
+        # left out as the original run left them out.
+        project = converted(project, manager, allow_drift=True)
         lock = recorded_lock(rec, manager, options.allow_drift)
         env = record.environment
         recorded = PythonFacts(env.python_version, env.python_executable,

@@ -34,6 +34,7 @@ from runner.envs.base import Lock
 from runner.envs.cache import cache_root
 from runner.envs.condareq import redact_channel
 from runner.errors import EnvBuildError, NotSupportedError
+from runner.extras import needs_extra
 from runner.frozen import frozen
 from runner.process import capture
 
@@ -114,8 +115,9 @@ def _download(url: str, dest: Path) -> None:
                                 f"{exc.strerror or exc}",
                                 hint="the channel of the lock must still hold it") from None
         return
-    import rattler
-    from rattler.package_streaming import download_to_path
+    with needs_extra("conda", "conda environments"):
+        import rattler
+        from rattler.package_streaming import download_to_path
 
     from runner.envs.condasolve import run
 
@@ -142,7 +144,8 @@ def _check(archive: LockedArchive, path: Path) -> None:
 
 def rattler_wheel(subdir: str, env: Mapping[str, str]) -> Path:
     """The py-rattler wheel (this reprun's version, abi3) for Linux on ``subdir``'s machine."""
-    import rattler
+    with needs_extra("conda", "conda environments"):
+        import rattler
 
     version = str(rattler.__version__)
     machine = WHEEL_PLATFORMS[subdir]

@@ -113,7 +113,8 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("-n", "--limit", type=int, default=None, help="Show at most this many runs.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=None,
+              help="Show at most this many runs.")
 def runs_list(as_json: bool, limit: int | None) -> int:
     """Recorded runs, newest first."""
     import dataclasses
@@ -159,6 +160,7 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("submodules", ", ".join(f"{s.path}@{s.commit[:12]}" for s in src.submodules) or None),
         ("environment", f"{env.kind} via {env.manager}, python {env.python_version or '-'}, "
                         f"{len(env.packages)} packages"),
+        ("converted", _conversion_line(record)),
         ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),
         ("outputs", f"{len(record.outputs)} file(s) in {record.output_dir}"),
@@ -168,6 +170,17 @@ def runs_show(run_id: str, as_json: bool) -> int:
         if value is not None:
             click.echo(f"{key + ':':<13}{value}")
     return 0
+
+
+def _conversion_line(record: RunRecord) -> str | None:
+    """``from conda: numpy>=1.14.3, torch>=2; not installed: pip, mkl``."""
+    env = record.environment
+    if env.converted_from is None:
+        return None
+    installed = ", ".join(c.pypi for c in env.conversion if c.pypi) or "-"
+    left_out = ", ".join(c.conda for c in env.conversion if c.pypi is None)
+    return f"from {env.converted_from}: {installed}" + (
+        f"; not installed: {left_out}" if left_out else "")
 
 
 def _image_line(record: RunRecord) -> str | None:

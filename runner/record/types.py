@@ -136,6 +136,19 @@ class CondaInfo(Model):
 
 
 @frozen_kw
+class ConvertedPackage(Model):
+    """One conda dependency of a conda_env file installed from PyPI instead."""
+
+    conda: str
+    """The dependency as the file writes it"""
+    pypi: str | None = None
+    """The PyPI requirement it became; null when nothing was installed for it"""
+    note: str | None = None
+    """What changed on the way: another name, an ignored build string or channel, left to the
+    environment, dropped with --allow-drift"""
+
+
+@frozen_kw
 class EnvironmentInfo(Model):
     """The environment the command ran in, as resolved: manager, interpreter, lock."""
 
@@ -150,6 +163,10 @@ class EnvironmentInfo(Model):
     lock_file: str | None = None
     lock_sha256: str | None = None
     conda: CondaInfo | None = None
+    converted_from: str | None = None
+    """'conda' when a conda_env file was installed from PyPI (--env-manager uv or virtualenv)"""
+    conversion: list[ConvertedPackage] = field(default_factory=list)
+    """How each conda dependency was carried over to PyPI"""
 
 
 @frozen_kw

@@ -207,3 +207,29 @@ class CondaEnvFile:
         ]
         return cls(data.get("name"), list(data.get("channels") or []), dependencies,
                    dict(data.get("variables") or {}))
+
+
+@frozen
+class ConvertedDependency:
+    """One conda dependency of a conda.yaml installed from PyPI: as written, the requirement it
+    became (None: nothing is installed for it) and what changed on the way."""
+
+    conda: str
+    pypi: str | None
+    note: str | None = None
+
+
+@frozen
+class Conversion:
+    """A conda.yaml read as a python_env (``--env-manager uv`` or ``virtualenv``)."""
+
+    file: str  # relative to the project
+    manager: str
+    python: str | None
+    entries: tuple[ConvertedDependency, ...]
+    pip: tuple[str, ...]  # the pip: list, carried over as it is
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """The requirement lines to resolve: the converted conda dependencies, then pip's."""
+        return (*(e.pypi for e in self.entries if e.pypi is not None), *self.pip)
