@@ -50,6 +50,7 @@ class RunRequest:
     metrics_stream: Path | None = None  # the file REPRUN_METRICS names here (runner.tracking)
     container: ContainerSpec | None = None
     notify: Callable[[str], None] = _quiet
+    detach: bool = False  # the caller returns once the run is submitted
 
 
 @frozen
@@ -111,4 +112,9 @@ class RemoteBackend(Protocol):
 
     def cancel_recorded(self, record: RunRecord, run_dir: Path) -> RunRecord:
         """Stop the run the record describes; the record marked KILLED."""
+        ...
+
+    def replay_config(self, record: RunRecord, run_dir: Path, override: str | None,
+                      cwd: Path, notify: Callable[[str], None]) -> str:
+        """The backend config to run ``record`` again (``override``: --backend-config)."""
         ...

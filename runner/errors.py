@@ -59,10 +59,10 @@ class UsageError(ReprunError):
 class SpecError(ReprunError):
     """An MLproject or environment file is invalid. Carries every problem found."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], check: str = "reprun validate") -> None:
         self.problems = problems
         first = problems[0].render()
-        more = f" (and {len(problems) - 1} more problem(s): run 'reprun validate')" if len(
+        more = f" (and {len(problems) - 1} more problem(s): run '{check}')" if len(
             problems
         ) > 1 else ""
         super().__init__(first + more)

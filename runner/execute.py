@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from backends import BUILDS_OWN_ENVIRONMENT, check_installed, get_backend
 from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
 from runner.envs import get_builder
-from runner.envs.base import EnvSpec, Lock, ResolvedEnv, restore
+from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, restore
 from runner.envs.cache import cache_root
 from runner.errors import Drift, Interrupted, NotSupportedError, ReprunError, StoreError
 from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
@@ -81,7 +81,6 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             record = _with_facts(record, handle.facts(), detached=plan.options.detach)
             _save_while_running(store, record, notify)
             if plan.options.detach:
-                notify(f"run {run_id} submitted to {plan.backend}; it goes on without reprun")
                 return record
             outcome = handle.wait()
     except Interrupted as exc:
@@ -278,10 +277,20 @@ def _build_environment(
         lock = recorded or new_lock or builder.lock(spec, refresh=options.refresh)
         conda_env = plan.project.env.conda_env
         variables = dict(conda_env.variables) if conda_env and lock.manager == "conda" else {}
-        return ResolvedEnv(lock.manager, lock, lock.sha256, variables=variables), ()
+        return ResolvedEnv(lock.manager, lock, lock.sha256, _image_python(lock),
+                           variables=variables), ()
     if replay is None:
         return builder.ensure(spec, new_lock or builder.lock(spec, refresh=options.refresh)), ()
     return restore(builder, spec, replay.lock, replay.allow_drift, replay.recorded)
+
+
+def _image_python(lock: Lock) -> PythonFacts:
+    """The packages an image build installs from a Python lock (exactly its pins)."""
+    if lock.manager not in ("uv", "virtualenv") or not lock.content:
+        return PythonFacts()
+    from runner.envs.pylock import pinned_packages
+
+    return PythonFacts(packages=pinned_packages(lock.content))
 
 
 def _with_environment(
@@ -395,6 +404,7 @@ def _request(
         metrics_stream=metrics_stream,
         container=plan.container,
         notify=notify,
+        detach=plan.options.detach,
         **_project_fields(plan),
     )
 
@@ -415,6 +425,11 @@ def _finished(record: RunRecord, outcome: Outcome, output_dir: Path,
     facts = dict(outcome.facts)
     ended = _ended(record, outcome.status, outcome.exit_code, outcome.reason, facts)
     return ended.model_copy(update={"outputs": list_outputs(output_dir, env)})
+
+
+def with_outputs(record: RunRecord) -> RunRecord:
+    """A remote run that ended elsewhere: the outputs its backend brought back, recorded."""
+    return record.model_copy(update={"outputs": list_outputs(Path(record.output_dir))})
 
 
 def list_outputs(output_dir: Path, env: Mapping[str, str] | None = None) -> list[OutputFile]:

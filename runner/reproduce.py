@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from backends import BUILDS_OWN_ENVIRONMENT, remote_backend
 from runner.envs.base import Lock, PythonFacts
-from runner.errors import EnvBuildError
+from runner.errors import EnvBuildError, UsageError
 from runner.execute import execute
 from runner.frozen import frozen
 from runner.fsutil import sha256_file
@@ -51,6 +52,7 @@ class ReproduceOptions:
     grace_period: float = 10.0
     echo: bool = True
     docker_base_image: str | None = None
+    backend_config: str | None = None  # a remote backend's: keys replacing the recorded ones
 
 
 def reproduce(options: ReproduceOptions, store: RunStore,
@@ -58,7 +60,7 @@ def reproduce(options: ReproduceOptions, store: RunStore,
     """Run the recorded run again; returns (the original record, the new one)."""
     with contextlib.ExitStack() as stack:
         rec = open_run(options.target, store, stack)
-        plan = plan_reproduction(rec, options)
+        plan = plan_reproduction(rec, options, notify)
         try:
             assert plan.replay is not None
             for name, path in plan.replay.missing_paths.items():
@@ -74,7 +76,8 @@ def reproduce(options: ReproduceOptions, store: RunStore,
     return rec.record, record
 
 
-def plan_reproduction(rec: Recorded, options: ReproduceOptions) -> Plan:
+def plan_reproduction(rec: Recorded, options: ReproduceOptions,
+                      notify: Notify = lambda _m: None) -> Plan:
     """A plan that runs what ``rec`` ran; nothing in it is resolved anew."""
     record = rec.record
     checkout = checkout_recorded(rec, options.base_env)
@@ -102,25 +105,42 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions) -> Plan:
     except BaseException:
         release(checkout, options.base_env)
         raise
+    backend_config = _backend_config(rec, backend, options, notify)
     run_options = RunOptions(
         uri=record.project.uri, cwd=options.cwd, base_env=options.base_env,
         entry_point=record.entry_point, version=record.source.requested_version,
         params=dict(record.parameters), env_manager=manager, backend=backend,
-        grace_period=options.grace_period, echo=options.echo,
+        grace_period=options.grace_period, echo=options.echo, backend_config=backend_config,
     )
     params = ResolvedParams(
         MappingProxyType(dict(record.parameters)),
         tuple(n for n in record.parameters if n not in entry.parameters), record.command,
     )
     container = None
-    if backend == "docker":
+    if backend in BUILDS_OWN_ENVIRONMENT:
         from backends.docker.container import container_spec
 
         recorded_base = record.backend.docker.base_image if record.backend.docker else None
         container = container_spec(project, entry, params.values, options.base_env,
-                                   options.docker_base_image or recorded_base, False)
+                                   options.docker_base_image or recorded_base, False,
+                                   check_host_vars=backend == "docker")
     return Plan(run_options, checkout, project, entry, params, manager, backend,
                 container=container, replay=replay)
+
+
+def _backend_config(rec: Recorded, backend: str, options: ReproduceOptions,
+                    notify: Notify) -> str | None:
+    """A remote backend's config: the recorded one (``--backend-config`` keys on top)."""
+    remote = remote_backend(backend)
+    if remote is None:
+        if options.backend_config:
+            raise UsageError(f"--backend-config applies to remote backends, not to --backend "
+                             f"{backend}", hint="leave it out")
+        return None
+    if rec.record.backend.name != backend:
+        return options.backend_config
+    return remote.replay_config(rec.record, rec.directory, options.backend_config, options.cwd,
+                                notify)
 
 
 def recorded_lock(rec: Recorded, manager: str, allow_drift: bool) -> Lock | None:

@@ -20,14 +20,31 @@ as a real apiserver (with a job controller and one kubelet) does in the cases te
   and end with a 410 Gone ERROR event when the test asks (``expire_watches``);
 - deletion: ``Foreground`` keeps the Job (with ``deletionTimestamp``) until its pods are gone;
   ``Background`` removes both; no policy orphans the pods, as batch/v1 does through the API;
+- Events (``core/v1``, ``fieldSelector`` on ``involvedObject.*``): the job controller's
+  ``FailedCreate`` when a pod cannot be created (a ServiceAccount that does not exist, an exceeded
+  ResourceQuota), retried with a growing ``count``; the scheduler's ``FailedScheduling`` (a
+  PersistentVolumeClaim that does not exist); the kubelet's ``FailedCreatePodSandBox``;
+- ``ttlSecondsAfterFinished``: a finished Job is deleted (Foreground, its pods first) that many
+  seconds after it ended, as the TTL controller does;
+- pod deletion honours the grace period (``gracePeriodSeconds`` of the request, else the pod's
+  ``terminationGracePeriodSeconds``, default 30): SIGTERM, then SIGKILL when it runs out; the
+  pod stays (with ``deletionTimestamp``) until its process is gone;
+- finalizers on pods (copied from the Job's pod template, as the job controller does): a
+  deleted pod keeps its status and log, with ``deletionTimestamp``, until a PATCH removes them;
+  a Foreground deletion of its Job waits for it;
+- RBAC: requests whose (verb, resource) is in ``denied`` are answered 403 with the real message,
+  and ``SelfSubjectAccessReview`` says the same;
 - test-scripted behaviour (`PodScript`): unschedulable pods, ImagePullBackOff, OOMKilled, a log
-  stream that drops, and injected HTTP faults (429/5xx with Retry-After, 403).
+  stream that drops, a kubelet error line (no timestamp) in the log after a reconnect, a pod
+  sandbox that never comes up, a pod stuck in ContainerCreating, an exceeded quota, and injected
+  HTTP faults (429/5xx with Retry-After, 403).
 
 It does not emulate: images (the command runs on the host, in ``workingDir`` when that is a host
-directory, so tests point it at the project instead of baking an image), resource accounting,
-scheduling beyond the script, authentication and RBAC, admission, namespaces as objects, field
-selectors, ``ttlSecondsAfterFinished``, ``sinceTime``, protobuf, server-side apply, or any
-resource other than Jobs, Pods and Secrets.
+directory, so tests point it at the project instead of baking an image; an environment value
+under ``/var/tmp/`` is moved to a directory of the pod's own, as a container's filesystem is),
+resource accounting, scheduling beyond the script, authentication, RBAC beyond ``denied``,
+admission, namespaces as objects, field selectors other than on events, ``sinceTime``, protobuf,
+server-side apply, or any resource other than Jobs, Pods, Secrets, Events and access reviews.
 """
 
 from __future__ import annotations
@@ -75,6 +92,9 @@ class PodScript:
     creating_s: float = 0.3
     oom: bool = False
     drop_log_after_lines: int | None = None
+    kubelet_error_on_reconnect: bool = False  # the first log request after a drop: an rpc error
+    sandbox_fails: bool = False  # FailedCreatePodSandBox events; the pod never leaves Pending
+    quota_exceeded: bool = False  # the job controller's pod creations are refused by a quota
 
 
 @dataclass
@@ -93,7 +113,9 @@ class PodRuntime:
     proc: subprocess.Popen[bytes] | None = None
     lines: list[tuple[str, bytes]] = field(default_factory=list)
     dropped: bool = False
+    kubelet_error_sent: bool = False
     done: bool = False
+    kill_at: float | None = None  # while terminating: when the grace period runs out
 
 
 class FakeKube:
@@ -112,6 +134,10 @@ class FakeKube:
         self.script = PodScript()
         self.expire_watches = 0
         self.created_jobs: list[Json] = []
+        self.k8s_events: dict[tuple[str, str], Json] = {}
+        self.service_accounts: set[tuple[str, str]] = set()  # besides every namespace's default
+        self.claims: set[tuple[str, str]] = set()
+        self.denied: set[tuple[str, str]] = set()  # (verb, resource), e.g. ("list", "pods")
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -125,6 +151,20 @@ class FakeKube:
             thread.start()
         return self
 
+    def serve_tls(self) -> None:
+        """Serve HTTPS with a self-signed certificate (before `start`): a kubeconfig then needs
+        ``insecure-skip-tls-verify``, as with many test clusters."""
+        import ssl
+
+        cert, key = self.workdir / "fake-cert.pem", self.workdir / "fake-key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = self.url.replace("http://", "https://")
+
     def stop(self) -> None:
         self._stop.set()
         self.server.shutdown()
@@ -137,7 +177,9 @@ class FakeKube:
     def kubeconfig(self, path: Path, namespace: str = "default") -> Path:
         config = {
             "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "fake", "cluster": {
+                "server": self.url, **({"insecure-skip-tls-verify": True}
+                                       if self.url.startswith("https") else {})}}],
             "users": [{"name": "tester", "user": {"token": "fake-token"}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester",
                                                       "namespace": namespace}}],
@@ -162,6 +204,28 @@ class FakeKube:
         meta.update(namespace=namespace, uid=str(uuid.uuid4()),
                     creationTimestamp=stamp().split(".")[0] + "Z")
         return meta
+
+    def record_event(self, obj: Json, kind: str, reason: str, message: str,
+                     component: str) -> None:
+        """A Warning event about ``obj``, counted up when it repeats (as the event recorder)."""
+        meta = obj["metadata"]
+        key = (meta["namespace"], f"{meta['name']}.{reason}")
+        now = stamp().split(".")[0] + "Z"
+        event = self.k8s_events.get(key)
+        if event is None:
+            event = {"apiVersion": "v1", "kind": "Event", "metadata": self._new_meta(
+                {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}"}, meta["namespace"]),
+                "involvedObject": {"kind": kind, "namespace": meta["namespace"],
+                                   "name": meta["name"], "uid": meta["uid"],
+                                   "apiVersion": "batch/v1" if kind == "Job" else "v1"},
+                "reason": reason, "message": message, "type": "Warning", "count": 0,
+                "source": {"component": component}, "firstTimestamp": now,
+                "reportingComponent": "", "reportingInstance": "", "eventTime": None}
+            self.k8s_events[key] = event
+        event["count"] += 1
+        event["lastTimestamp"] = now
+        event["message"] = message
+        self._bump("events", "ADDED" if event["count"] == 1 else "MODIFIED", event)
 
     def create_job(self, namespace: str, job: Json) -> tuple[int, Json]:
         problem = _invalid_job(job)
@@ -188,11 +252,21 @@ class FakeKube:
     def _create_pod(self, namespace: str, job: Json) -> None:
         template = job["spec"]["template"]
         name = f"{job['metadata']['name']}-{uuid.uuid4().hex[:5]}"
+        refused = self._pod_refused(namespace, name, template["spec"], job["_script"])
+        if refused is not None:
+            job["_retry_at"] = time.monotonic() + 0.5
+            self.record_event(job, "Job", "FailedCreate", f"Error creating: {refused}",
+                              "job-controller")
+            return
+        job.pop("_retry_at", None)
         labels = {**template.get("metadata", {}).get("labels", {}),
                   "job-name": job["metadata"]["name"], "controller-uid": job["metadata"]["uid"],
                   "batch.kubernetes.io/job-name": job["metadata"]["name"]}
+        copied = {k: json.loads(json.dumps(v)) for k, v in template.get("metadata", {}).items()
+                  if k in ("annotations", "finalizers")}  # as the job controller copies them
         pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": self._new_meta({"name": name, "labels": labels, "ownerReferences": [{
+               "metadata": self._new_meta({**copied, "name": name, "labels": labels,
+                                           "ownerReferences": [{
                    "apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"],
                    "uid": job["metadata"]["uid"], "controller": True,
                    "blockOwnerDeletion": True}]}, namespace),
@@ -202,13 +276,70 @@ class FakeKube:
         self.runtime[(namespace, name)] = PodRuntime(job["_script"])
         self._bump("pods", "ADDED", pod)
 
-    def _delete_pod(self, key: tuple[str, str]) -> None:
-        rt = self.runtime.get(key)
-        if rt and rt.proc and rt.proc.poll() is None:
-            os.killpg(rt.proc.pid, signal.SIGKILL)
-        pod = self.pods.pop(key, None)
-        if pod:
-            self._bump("pods", "DELETED", pod)
+    def _pod_refused(self, namespace: str, name: str, spec: Json,
+                     script: PodScript) -> str | None:
+        """Why the API server refuses the job controller's pod (admission), or None."""
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        if account != "default" and (namespace, account) not in self.service_accounts:
+            return (f'pods "{name}" is forbidden: error looking up service account '
+                    f'{namespace}/{account}: serviceaccount "{account}" not found')
+        if script.quota_exceeded:
+            return (f'pods "{name}" is forbidden: exceeded quota: compute, requested: '
+                    'limits.memory=2Gi, used: limits.memory=1Gi, limited: limits.memory=2Gi')
+        return None
+
+    def _delete_pod(self, key: tuple[str, str], grace: float | None = 0) -> None:
+        """Delete a pod: at once (grace 0), else SIGTERM now and SIGKILL when grace runs out
+        (None: the pod's terminationGracePeriodSeconds, 30 by default)."""
+        pod, rt = self.pods.get(key), self.runtime.get(key)
+        if pod is None:
+            return
+        if grace is None:
+            grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        alive = rt is not None and rt.proc is not None and rt.proc.poll() is None
+        if grace > 0 and alive and rt is not None and rt.proc is not None:
+            if rt.kill_at is None:
+                pod["metadata"]["deletionTimestamp"] = stamp().split(".")[0] + "Z"
+                pod["metadata"]["deletionGracePeriodSeconds"] = int(grace)
+                rt.kill_at = time.monotonic() + grace
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(rt.proc.pid, signal.SIGTERM)
+                self._bump("pods", "MODIFIED", pod)
+            return
+        if alive and rt is not None and rt.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(rt.proc.pid, signal.SIGKILL)
+        if pod["metadata"].get("finalizers"):  # kept, status and log, until they are removed
+            if not pod["metadata"].get("deletionTimestamp"):
+                pod["metadata"]["deletionTimestamp"] = stamp().split(".")[0] + "Z"
+                self._bump("pods", "MODIFIED", pod)
+            return
+        del self.pods[key]
+        self._bump("pods", "DELETED", pod)
+
+    def patch_pod(self, namespace: str, name: str, ops: Any) -> tuple[int, Json]:
+        """A JSON patch (``remove`` and ``test`` of metadata.finalizers entries) or a merge."""
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            return 404, status_body(404, "NotFound", f'pods "{name}" not found', name=name)
+        finalizers = list(pod["metadata"].get("finalizers") or [])
+        if isinstance(ops, dict):
+            finalizers = list((ops.get("metadata") or {}).get("finalizers") or [])
+        else:
+            for op in ops:
+                index = int(str(op.get("path", "")).rsplit("/", 1)[-1])
+                if op.get("op") == "test" and (index >= len(finalizers)
+                                               or finalizers[index] != op.get("value")):
+                    return 422, status_body(422, "Invalid", "the test operation failed")
+                if op.get("op") == "remove":
+                    if index >= len(finalizers):
+                        return 422, status_body(422, "Invalid", "no such finalizer")
+                    del finalizers[index]
+        pod["metadata"]["finalizers"] = finalizers
+        if not finalizers:
+            del pod["metadata"]["finalizers"]
+        self._bump("pods", "MODIFIED", pod)
+        return 200, _public(pod)
 
     def delete_job(self, namespace: str, name: str, policy: str | None) -> tuple[int, Json]:
         job = self.jobs.get((namespace, name))
@@ -224,7 +355,7 @@ class FakeKube:
             return 200, job
         if policy == "Background":
             for key in owned:
-                self._delete_pod(key)
+                self._delete_pod(key, None)
         else:
             for key in owned:
                 self.pods[key]["metadata"]["ownerReferences"] = []
@@ -240,13 +371,35 @@ class FakeKube:
                     self._kubelet(key)
                 for key in list(self.jobs):
                     self._job_controller(key)
+                    self._ttl_controller(key)
+
+    def _ttl_controller(self, key: tuple[str, str]) -> None:
+        job = self.jobs.get(key)
+        ttl = job["spec"].get("ttlSecondsAfterFinished") if job else None
+        finished = job and job.get("_finished_at")
+        if job is None or ttl is None or not finished or job["metadata"].get(
+                "deletionTimestamp"):
+            return
+        if time.monotonic() - finished >= ttl:
+            self.delete_job(key[0], key[1], "Foreground")
 
     def _kubelet(self, key: tuple[str, str]) -> None:
         pod, rt = self.pods[key], self.runtime[key]
         status, script = pod["status"], rt.script
         if pod["metadata"].get("deletionTimestamp"):
+            self._terminating(key, pod, rt)
             return
         if "nodeName" not in pod["spec"]:
+            claim = self._missing_claim(key[0], pod)
+            if claim is not None:
+                message = f'0/1 nodes are available: 1 persistentvolumeclaim "{claim}" not found.'
+                if not status.get("conditions"):
+                    status["conditions"] = [{"type": "PodScheduled", "status": "False",
+                                             "reason": "Unschedulable", "message": message}]
+                    self._bump("pods", "MODIFIED", pod)
+                    self.record_event(pod, "Pod", "FailedScheduling", message,
+                                      "default-scheduler")
+                return
             if script.unschedulable:
                 if not status.get("conditions"):
                     status["conditions"] = [{
@@ -260,6 +413,14 @@ class FakeKube:
             self._bump("pods", "MODIFIED", pod)
             return
         state = status["containerStatuses"][0]["state"]
+        if script.sandbox_fails:
+            if time.monotonic() - rt.created >= script.creating_s:
+                rt.created = time.monotonic() + 0.5  # the kubelet retries, with a new event
+                self.record_event(pod, "Pod", "FailedCreatePodSandBox",
+                                  'Failed to create pod sandbox: rpc error: code = Unknown desc '
+                                  '= failed to setup network for sandbox "0a1b2c": plugin '
+                                  'type="calico" failed (add): no route to host', "kubelet")
+            return
         if "waiting" in state and time.monotonic() - rt.created >= script.creating_s:
             self._start(key, pod, rt)
         elif "running" in state and rt.proc is not None and rt.proc.poll() is not None and rt.done:
@@ -268,10 +429,29 @@ class FakeKube:
             reason = "Completed" if code == 0 else "Error"
             if script.oom:
                 code, reason = 137, "OOMKilled"
+            started = state["running"].get("startedAt")
             self._set_state(pod, {"terminated": {"exitCode": code, "reason": reason,
+                                                 "startedAt": started,
                                                  "finishedAt": stamp().split(".")[0] + "Z"}})
             status["phase"] = "Succeeded" if code == 0 else "Failed"
             self._bump("pods", "MODIFIED", pod)
+
+    def _terminating(self, key: tuple[str, str], pod: Json, rt: PodRuntime) -> None:
+        proc = rt.proc
+        alive = proc is not None and proc.poll() is None
+        if alive and proc is not None and rt.kill_at is not None and (
+                time.monotonic() >= rt.kill_at):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        elif not alive and not pod["metadata"].get("finalizers"):
+            self._delete_pod(key, 0)
+
+    def _missing_claim(self, namespace: str, pod: Json) -> str | None:
+        for volume in pod["spec"].get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and (namespace, claim) not in self.claims:
+                return str(claim)
+        return None
 
     def _set_state(self, pod: Json, state: Json) -> None:
         name = pod["spec"]["containers"][0]["name"]
@@ -290,10 +470,14 @@ class FakeKube:
                 self._bump("pods", "MODIFIED", pod)
             return
         env = {"PATH": os.environ.get("PATH", os.defpath), "HOSTNAME": key[1]}
+        private = self.workdir / f"{key[1]}-root"  # the container's own /var/tmp
         for item in container.get("env", []):
             ref = item.get("valueFrom", {}).get("secretKeyRef")
             if ref is None:
-                env[item["name"]] = item.get("value", "")
+                value = str(item.get("value", ""))
+                if value.startswith("/var/tmp/"):
+                    value = str(private) + value
+                env[item["name"]] = value
                 continue
             secret = self.secrets.get((key[0], ref["name"]))
             if secret is None or ref["key"] not in secret["data"]:
@@ -332,12 +516,16 @@ class FakeKube:
                  and p["metadata"]["labels"].get("controller-uid") == job["metadata"]["uid"]}
         if job["metadata"].get("deletionTimestamp"):
             for pod_key in owned:
-                self._delete_pod(pod_key)
-            del self.jobs[key]
-            self._bump("jobs", "DELETED", job)
+                self._delete_pod(pod_key, None)
+            if not any(k in self.pods for k in owned):
+                del self.jobs[key]
+                self._bump("jobs", "DELETED", job)
             return
         status = job["status"]
         if status.get("conditions"):
+            return
+        if not owned and job.get("_retry_at") and time.monotonic() >= job["_retry_at"]:
+            self._create_pod(key[0], job)
             return
         phases = [p["status"]["phase"] for p in owned.values()]
         deadline = job["spec"].get("activeDeadlineSeconds")
@@ -359,6 +547,7 @@ class FakeKube:
             self._create_pod(key[0], job)
 
     def _finish(self, job: Json, kind: str, reason: str | None, message: str | None) -> None:
+        job["_finished_at"] = time.monotonic()
         cond: Json = {"type": kind, "status": "True",
                       "lastTransitionTime": stamp().split(".")[0] + "Z"}
         if reason:
@@ -411,9 +600,41 @@ def matches(labels: dict[str, str], selector: str | None) -> bool:
 
 
 ROUTES = re.compile(
-    r"^/(?:api/v1|apis/batch/v1)/namespaces/(?P<ns>[^/]+)/(?P<kind>jobs|pods|secrets)"
+    r"^/(?:api/v1|apis/batch/v1)/namespaces/(?P<ns>[^/]+)/(?P<kind>jobs|pods|secrets|events)"
     r"(?:/(?P<name>[^/]+))?(?P<log>/log)?$"
 )
+ACCESS_REVIEW = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+
+def verb_of(method: str, name: str | None, query: Json) -> str:
+    if method == "GET":
+        if query.get("watch") in ("true", "1"):
+            return "watch"
+        return "get" if name else "list"
+    return {"POST": "create", "DELETE": "delete", "PATCH": "patch", "PUT": "update"}.get(
+        method, method.lower())
+
+
+def forbidden_message(verb: str, resource: str, namespace: str) -> str:
+    kind, _, sub = resource.partition("/")
+    group = "batch" if kind == "jobs" else ""
+    what = f"{kind}.batch" if group else kind
+    full = f'resource "{kind}" in API group "{group}"'
+    if sub:
+        full = f'resource "{kind}/{sub}" in API group "{group}"'
+    return (f'{what} is forbidden: User "tester" cannot {verb} {full} in the namespace '
+            f'"{namespace}"')
+
+
+def field_matches(obj: Json, selector: str | None) -> bool:
+    for term in filter(None, (selector or "").split(",")):
+        key, _, value = term.partition("=")
+        node: Any = obj
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if str(node) != value:
+            return False
+    return True
 
 
 def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
@@ -455,14 +676,27 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
                             is not None else None
                         reason = {403: "Forbidden", 429: "TooManyRequests"}.get(
                             fault.status, "InternalError")
-                        message = ('jobs.batch is forbidden: User "tester" cannot create '
-                                   'resource "jobs" in API group "batch" in the namespace '
-                                   '"default"') if fault.status == 403 else "try again later"
+                        message = "try again later"
+                        matched = ROUTES.match(parts.path)
+                        if fault.status == 403 and matched:
+                            message = forbidden_message(
+                                verb_of(method, matched["name"], query), matched["kind"],
+                                matched["ns"])
                         self._send(fault.status, status_body(fault.status, reason, message),
                                    extra)
                         return
                 fake.requests.append((method, parts.path, 0))
+            if parts.path == ACCESS_REVIEW and method == "POST":
+                self._access_review(body)
+                return
             route = ROUTES.match(parts.path)
+            if route is not None:
+                resource = route["kind"] + ("/log" if route["log"] else "")
+                verb = verb_of(method, route["name"], query)
+                if (verb, resource) in fake.denied:
+                    self._send(403, status_body(403, "Forbidden", forbidden_message(
+                        verb, resource, route["ns"])))
+                    return
             if route is None:
                 self._send(404, status_body(404, "NotFound", "the server could not find the "
                                                               "requested resource"))
@@ -475,10 +709,23 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
             else:
                 self._crud(method, ns, kind, name, query, body)
 
+        def _access_review(self, body: Json) -> None:
+            attrs = body.get("spec", {}).get("resourceAttributes", {})
+            resource = attrs.get("resource", "")
+            if attrs.get("subresource"):
+                resource += "/" + attrs["subresource"]
+            allowed = (attrs.get("verb"), resource) not in fake.denied
+            answer = {**body, "status": {"allowed": allowed}}
+            if not allowed:
+                answer["status"]["reason"] = "no RBAC policy matched"
+            self._send(201, answer)
+
         def _crud(self, method: str, ns: str, kind: str, name: str | None, query: Json,
                   body: Json) -> None:
             with fake.lock:
-                store = {"jobs": fake.jobs, "pods": fake.pods, "secrets": fake.secrets}[kind]
+                events = {k: v for k, v in fake.k8s_events.items()}
+                store = {"jobs": fake.jobs, "pods": fake.pods, "secrets": fake.secrets,
+                         "events": events}[kind]
                 if method == "POST" and kind == "jobs":
                     self._send(*fake.create_job(ns, body))
                 elif method == "POST" and kind == "secrets":
@@ -487,6 +734,17 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
                 elif method == "DELETE" and kind == "jobs" and name:
                     policy = query.get("propagationPolicy") or body.get("propagationPolicy")
                     self._send(*fake.delete_job(ns, name, policy))
+                elif method == "DELETE" and kind == "pods" and name:
+                    pod = fake.pods.get((ns, name))
+                    if pod is None:
+                        self._send(404, status_body(404, "NotFound", f'pods "{name}" not found',
+                                                    name=name, kind="pods"))
+                        return
+                    grace = query.get("gracePeriodSeconds", body.get("gracePeriodSeconds"))
+                    fake._delete_pod((ns, name), None if grace is None else float(grace))
+                    self._send(200, _public(pod))
+                elif method == "PATCH" and kind == "pods" and name:
+                    self._send(*fake.patch_pod(ns, name, body))
                 elif method == "GET" and name:
                     obj = store.get((ns, name))
                     if obj is None:
@@ -496,7 +754,8 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
                         self._send(200, _public(obj))
                 elif method == "GET":
                     items = [_public(o) for (n, _), o in store.items() if n == ns and matches(
-                        o["metadata"].get("labels", {}), query.get("labelSelector"))]
+                        o["metadata"].get("labels", {}), query.get("labelSelector"))
+                        and field_matches(o, query.get("fieldSelector"))]
                     self._send(200, {"kind": "List", "items": items,
                                      "metadata": {"resourceVersion": str(fake.rv)}})
                 else:
@@ -542,6 +801,11 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
                     self._send(400, status_body(400, "BadRequest", message))
                     return
             self._begin_stream("text/plain")
+            if rt.dropped and rt.script.kubelet_error_on_reconnect and not rt.kubelet_error_sent:
+                rt.kubelet_error_sent = True  # what a kubelet writes when it lost the container
+                self.wfile.write(b'rpc error: code = NotFound desc = an error occurred when try '
+                                 b'to find container "4f6c2d": not found\n')
+                return
             follow = query.get("follow") in ("true", "1")
             stamps = query.get("timestamps") in ("true", "1")
             sent = 0
@@ -567,6 +831,9 @@ def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
         def do_DELETE(self) -> None:
             self._dispatch("DELETE")
 
+        def do_PATCH(self) -> None:
+            self._dispatch("PATCH")
+
     return Handler
 
 
@@ -575,8 +842,11 @@ def _public(obj: Json) -> Json:
 
 
 @contextlib.contextmanager
-def running(workdir: Path) -> Any:
-    fake = FakeKube(workdir).start()
+def running(workdir: Path, tls: bool = False) -> Any:
+    fake = FakeKube(workdir)
+    if tls:
+        fake.serve_tls()
+    fake.start()
     try:
         yield fake
     finally:

@@ -26,7 +26,7 @@ entry_points:
       name: {type: string, default: world}
     command: "echo hello {name} && echo second line | tr a-z A-Z"
   slow:
-    command: "echo hello world && sleep 2 && echo second line | tr a-z A-Z"
+    command: "echo hello world && sleep 4 && echo second line | tr a-z A-Z"
   fail:
     command: "echo about to fail; exit 3"
   sleep:
@@ -72,7 +72,9 @@ def test_success_streams_logs_and_records_cluster_facts(
     phases = [p["phase"] for p in facts["pod_phases"]]
     assert phases[-1] == "Succeeded" and all(p["at"] for p in facts["pod_phases"])
     container = created["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["/bin/sh", "-c", record["command"]]
+    command = container["command"]
+    assert command[:2] == ["/bin/sh", "-c"] and command[3:5] == ["reprun", record["command"]]
+    assert command[5] == f"::reprun-outputs-{record['run_id']}::"
     assert container["image"] == IMAGE
     logs = reprun("runs", "logs", record["run_id"])
     assert logs.stdout == "hello a b; c\nSECOND LINE\n"

@@ -46,7 +46,8 @@ def pod_of(job: dict[str, Any]) -> dict[str, Any]:
 def test_minimal_job_runs_the_command_through_a_shell_with_backoff_limit_zero() -> None:
     job = validated(KubernetesConfig())
     container = pod_of(job)["containers"][0]
-    assert container["command"] == ["/bin/sh", "-c", inputs().command]
+    command = container["command"]
+    assert command[:2] == ["/bin/sh", "-c"] and command[3:5] == ["reprun", inputs().command]
     assert "args" not in container
     assert container["image"].endswith(DIGEST)
     assert job["spec"]["backoffLimit"] == 0
@@ -233,3 +234,92 @@ def test_example_backend_config_renders_a_valid_job() -> None:
     assert loaded.config.resources.gpu == 1
     job = validated(loaded.config, loaded.template, image=str(loaded.config.image))
     assert pod_of(job)["containers"][0]["workingDir"] == "/app"
+
+
+def test_pod_settings_without_a_template_are_valid_and_a_template_wins() -> None:
+    settings = {
+        "host_network": True, "priority_class": "batch-high", "image_pull_policy": "IfNotPresent",
+        "termination_grace_period_seconds": 5, "service_account": "trainer",
+        "node_selector": {"kubernetes.io/hostname": "node-1"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml",
+                         "effect": "NoExecute", "tolerationSeconds": 60}],
+        "labels": {"team": "vision", "example.com/cost-centre": "42"},
+        "annotations": {"example.com/owner": "ada lovelace"},
+    }
+    job = validated(KubernetesConfig.model_validate(settings))
+    pod = pod_of(job)
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert pod["priorityClassName"] == "batch-high"
+    assert pod["terminationGracePeriodSeconds"] == 5
+    assert pod["serviceAccountName"] == "trainer"
+    assert pod["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    assert pod["tolerations"][0]["tolerationSeconds"] == 60
+    meta = job["spec"]["template"]["metadata"]
+    assert meta["labels"]["team"] == "vision" and meta["labels"]["example.com/cost-centre"] == "42"
+    assert meta["annotations"] == {"example.com/owner": "ada lovelace"}
+    template = yaml.safe_load(TEMPLATE)
+    template["spec"]["template"]["spec"]["hostNetwork"] = False
+    template["spec"]["template"]["metadata"]["labels"] = {"team": "nlp"}
+    job = validated(KubernetesConfig.model_validate(settings), template)
+    pod = pod_of(job)
+    assert pod["hostNetwork"] is False and pod["priorityClassName"] == "batch-low"
+    assert job["spec"]["template"]["metadata"]["labels"]["team"] == "nlp"
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"labels": {"bad key!": "x"}}, "'bad key!' is not a valid key"),
+    ({"labels": {"team": "a b"}}, "'a b' (of 'team') is not a valid label value"),
+    ({"annotations": {"-x/y": "1"}}, "'-x/y' is not a valid key"),
+    ({"priority_class": "High"}, "'High' is not a Kubernetes object name"),
+    ({"image_pull_policy": "Sometimes"}, "image_pull_policy: Input should be"),
+    ({"termination_grace_period_seconds": -1}, "greater than or equal to 0"),
+])
+def test_bad_pod_settings_name_the_key(settings: dict[str, Any], expected: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_config(__import__("json").dumps(settings), Path())
+    assert expected in caught.value.render()
+
+
+@pytest.mark.parametrize("source", ["./data", "data/raw", "Data", "../x"])
+def test_a_volume_that_is_neither_a_claim_nor_a_host_path_is_refused(source: str) -> None:
+    docker = DockerEnv(image="x", volumes=[f"{source}:/data:ro"])
+    with pytest.raises(SpecError) as caught:
+        render_job(KubernetesConfig(), None, inputs(docker_env=docker))
+    message = caught.value.render()
+    assert message.startswith(f"docker_env.volumes[0]: '{source}' in '{source}:/data:ro' is "
+                              "neither a PersistentVolumeClaim name")
+    assert "name a claim ('my-claim:/data')" in message
+
+
+def test_gpus_shm_size_and_host_network_map_to_their_kubernetes_forms() -> None:
+    docker = DockerEnv(image="x", gpus=2, shm_size="1g", network="host")
+    job = validated(KubernetesConfig(), docker_env=docker)
+    pod = pod_of(job)
+    container = pod["containers"][0]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert {"name": "reprun-shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}} in (
+        pod["volumes"])
+    assert {"name": "reprun-shm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert pod["hostNetwork"] is True
+    config = KubernetesConfig.model_validate({"resources": {"gpu": 1}})
+    job = validated(config, docker_env=DockerEnv(image="x", gpus="all"))
+    assert pod_of(job)["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+
+
+@pytest.mark.parametrize(("docker", "expected"), [
+    (DockerEnv(image="x", gpus="all"), "docker_env.gpus: 'all' has no Kubernetes form"),
+    (DockerEnv(image="x", network="none"), "docker_env.network: 'none' has no Kubernetes form"),
+    (DockerEnv(image="x", shm_size="lots"), "docker_env.shm_size: 'lots' is not a size"),
+])
+def test_docker_settings_without_a_kubernetes_form_are_refused(docker: DockerEnv,
+                                                               expected: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        render_job(KubernetesConfig(), None, inputs(docker_env=docker))
+    assert caught.value.render().startswith(expected)
+
+
+def test_several_config_problems_are_all_reported_and_validate_is_named() -> None:
+    with pytest.raises(SpecError) as caught:
+        load_config('{"imag": 1, "backoff_limit": -1, "labels": {"a b": "c"}}', Path())
+    assert len(caught.value.problems) == 3
+    assert "run 'reprun validate --backend-config CONFIG'" in caught.value.render()

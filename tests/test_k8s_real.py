@@ -1,12 +1,18 @@
 """Layer 3: the same scenarios against a real cluster, when REPRUN_TEST_KUBECONFIG names one.
 
 Needs a Kubernetes 1.24+ cluster whose nodes can pull REPRUN_TEST_IMAGE (default
-``busybox:1.36``; any image with /bin/sh, echo, tr, sleep and exit works). Each test makes its own
-namespace and deletes it at the end. Skipped when REPRUN_TEST_KUBECONFIG is not set.
+``busybox:1.36``; any image with /bin/sh, echo, tr, seq, sleep, tar, gzip and base64 works). Each
+test makes its own namespace and deletes it at the end. Skipped when REPRUN_TEST_KUBECONFIG is not
+set.
+
+A cluster that needs pod settings (``host_network: true`` without a pod network, tolerations, a
+Job template...) gets them from REPRUN_TEST_BACKEND_CONFIG: a JSON or YAML backend config, or
+the path of one, merged into the config of every test (the test's own keys win).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import MakeProject, Reprun
 
 KUBECONFIG = os.environ.get("REPRUN_TEST_KUBECONFIG")
@@ -34,7 +41,35 @@ entry_points:
   fail: {command: "echo failing; exit 3"}
   sleep: {command: "echo sleeping; sleep 300"}
   secret: {command: "echo token=$API_TOKEN"}
+  outputs:
+    command: >-
+      seq 1 5 > $REPRUN_OUTPUT_DIR/n.txt && mkdir $REPRUN_OUTPUT_DIR/d &&
+      echo x > $REPRUN_OUTPUT_DIR/d/x && echo wrote
 """
+
+
+def extra_config() -> dict[str, Any]:
+    """REPRUN_TEST_BACKEND_CONFIG: inline JSON/YAML or a file; relative template paths in a
+    file are made absolute (the merged config is given inline)."""
+    text = os.environ.get("REPRUN_TEST_BACKEND_CONFIG", "").strip()
+    if not text:
+        return {}
+    path = Path(text)
+    base = Path.cwd()
+    if not text.startswith("{") and path.is_file():
+        base = path.resolve().parent
+        text = path.read_text()
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict), "REPRUN_TEST_BACKEND_CONFIG must be a mapping"
+    template = data.get("kube-job-template-path")
+    if template:
+        data["kube-job-template-path"] = str((base / template).resolve())
+    return data
+
+
+def backend_config(ns: str, **cfg: Any) -> str:
+    return json.dumps({**extra_config(), "image": IMAGE, "namespace": ns, "poll_seconds": 1,
+                       **cfg})
 
 
 @pytest.fixture
@@ -52,9 +87,9 @@ def namespace() -> Iterator[tuple[str, Any]]:
 
 
 def run(reprun: Reprun, project: Path, ns: str, *args: str, **cfg: Any) -> Any:
-    config = json.dumps({"image": IMAGE, "namespace": ns, "poll_seconds": 1, **cfg})
-    return reprun("run", str(project), "--backend", "kubernetes", "--backend-config", config,
-                  *args, env={"KUBECONFIG": str(KUBECONFIG)}, timeout=600)
+    return reprun("run", str(project), "--backend", "kubernetes", "--backend-config",
+                  backend_config(ns, **cfg), *args, env={"KUBECONFIG": str(KUBECONFIG)},
+                  timeout=600)
 
 
 def pods(core: Any, ns: str) -> list[Any]:
@@ -101,9 +136,8 @@ def test_real_secret_env(reprun: Reprun, make_project: MakeProject,
 def test_real_ctrl_c_leaves_no_pod(reprun: Reprun, make_project: MakeProject,
                                    namespace: tuple[str, Any]) -> None:
     ns, core = namespace
-    config = json.dumps({"image": IMAGE, "namespace": ns, "poll_seconds": 1})
     proc = reprun.popen("run", str(make_project(MLPROJECT)), "-e", "sleep", "--backend",
-                        "kubernetes", "--backend-config", config,
+                        "kubernetes", "--backend-config", backend_config(ns),
                         env={"KUBECONFIG": str(KUBECONFIG)})
     deadline = time.monotonic() + 300
     while not any(p.status.phase == "Running" for p in pods(core, ns)):
@@ -130,3 +164,51 @@ def test_real_detach_then_complete(reprun: Reprun, make_project: MakeProject,
         time.sleep(2)
     assert shown.json()["status"] == "FINISHED"
     assert "SECOND LINE" in reprun("runs", "logs", run_id).stdout
+
+
+def test_real_outputs_come_back(reprun: Reprun, make_project: MakeProject,
+                                namespace: tuple[str, Any]) -> None:
+    ns, _ = namespace
+    result = run(reprun, make_project(MLPROJECT), ns, "-e", "outputs")
+    assert result.code == 0, result.stderr
+    assert result.stdout == "wrote\n"
+    outputs = {o["path"]: o for o in reprun.last_record()["outputs"]}
+    assert set(outputs) == {"n.txt", "d/x"}
+    assert outputs["n.txt"]["sha256"] == hashlib.sha256(b"1\n2\n3\n4\n5\n").hexdigest()
+
+
+def test_real_reproduce_check(reprun: Reprun, make_project: MakeProject,
+                              namespace: tuple[str, Any]) -> None:
+    ns, _ = namespace
+    assert run(reprun, make_project(MLPROJECT), ns, "-e", "outputs").code == 0
+    run_id = reprun.last_record()["run_id"]
+    again = reprun("reproduce", run_id, "--check", env={"KUBECONFIG": str(KUBECONFIG)},
+                   timeout=600)
+    assert again.code == 0, again.stderr
+    assert "outputs identical: 2 file(s)" in again.stderr
+
+
+def test_real_missing_service_account_ends_with_the_event(
+        reprun: Reprun, make_project: MakeProject, namespace: tuple[str, Any]) -> None:
+    ns, _ = namespace
+    result = run(reprun, make_project(MLPROJECT), ns, service_account="nobody",
+                 start_timeout_seconds=20)
+    assert result.code == 1
+    assert "FailedCreate" in result.stderr
+    reason = reprun.last_record()["reason"]
+    assert 'serviceaccount "nobody" not found' in reason and "start_timeout_seconds" in reason
+
+
+def test_real_ttl_zero(reprun: Reprun, make_project: MakeProject,
+                       namespace: tuple[str, Any]) -> None:
+    ns, core = namespace
+    project = make_project(MLPROJECT)
+    for _ in range(3):
+        result = run(reprun, project, ns, "-e", "outputs", ttl_seconds_after_finished=0)
+        assert result.code == 0, result.stderr
+        record = reprun.last_record()
+        assert record["status"] == "FINISHED" and len(record["outputs"]) == 2
+    deadline = time.monotonic() + 120
+    while pods(core, ns):  # the finalizer was removed: the TTL takes the pods
+        assert time.monotonic() < deadline, "pods were left behind"
+        time.sleep(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,11 @@ class Cluster:
     server: str
     context: str | None
     default_namespace: str
+    insecure: bool = False  # the kubeconfig skips TLS verification
+
+    @property
+    def authorization(self) -> client.AuthorizationV1Api:
+        return client.AuthorizationV1Api(self.api)
 
     @property
     def batch(self) -> client.BatchV1Api:
@@ -69,7 +75,16 @@ def connect(context: str | None) -> Cluster:
     except (ConfigException, OSError, ValueError) as exc:
         raise BackendError(f"kubeconfig context '{chosen['name']}' cannot be used: {exc}") from None
     namespace = chosen.get("context", {}).get("namespace") or "default"
-    return Cluster(api, api.configuration.host, chosen["name"], namespace)
+    return Cluster(api, api.configuration.host, chosen["name"], namespace,
+                   insecure=_quiet_if_insecure(api.configuration))
+
+
+def _quiet_if_insecure(configuration: client.Configuration) -> bool:
+    """With verification off, urllib3 warns at every request; the caller says it once."""
+    insecure = configuration.host.startswith("https") and not configuration.verify_ssl
+    if insecure:
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    return insecure
 
 
 def _in_cluster() -> Cluster:
@@ -84,7 +99,8 @@ def _in_cluster() -> Cluster:
     namespace = "default"
     if IN_CLUSTER_NAMESPACE.is_file():
         namespace = IN_CLUSTER_NAMESPACE.read_text().strip() or namespace
-    return Cluster(client.ApiClient(configuration), configuration.host, None, namespace)
+    return Cluster(client.ApiClient(configuration), configuration.host, None, namespace,
+                   insecure=_quiet_if_insecure(configuration))
 
 
 def call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

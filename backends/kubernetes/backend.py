@@ -1,19 +1,26 @@
 """The Kubernetes backend: the run's command as a Job, pinned by image digest, followed to its end.
 
-``submit`` renders the Job (`backends.kubernetes.manifest`), saves it beside the record, creates
-it and returns a handle that streams the pod's logs and maps the Job's conditions to the run's
-status (`backends.kubernetes.watch`). ``cancel`` deletes the Job with foreground propagation, so no
-pod survives. A detached run is completed later by `refresh` (``reprun runs show/logs``) or ended by
-`cancel_recorded` (``reprun cancel``).
+``submit`` checks the permissions it needs (SelfSubjectAccessReview), renders the Job
+(`backends.kubernetes.manifest`), saves it beside the record with the backend config (secrets are
+references, never values), creates it and returns a handle that streams the pod's logs, shows its
+warning events and maps the Job's conditions to the run's status (`backends.kubernetes.watch`).
+The files the pod wrote to ``REPRUN_OUTPUT_DIR`` come back through its log
+(`backends.kubernetes.outputs`). ``cancel`` deletes the pods (with ``--grace-period``) and the Job
+(foreground), so no pod survives; whatever learns that a run ended (the attached handle, or
+`refresh` of a detached run) deletes a Job that would otherwise go on retrying. A detached run is
+completed later by `refresh` (``reprun runs show/logs``) or ended by `cancel_recorded`
+(``reprun cancel``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -24,7 +31,16 @@ import yaml
 from backends.base import Outcome, RunHandle, RunRequest
 from backends.kubernetes.config import LoadedConfig, load_config
 from backends.kubernetes.image import ImageRequest, PinnedImage, pinned_image
-from backends.kubernetes.manifest import RUN_LABEL, JobInputs, Rendered, job_name, render_job
+from backends.kubernetes.manifest import (
+    OUTCOME_FINALIZER,
+    RUN_LABEL,
+    JobInputs,
+    Rendered,
+    job_name,
+    render_job,
+)
+from backends.kubernetes.outputs import OutputSplitter, split_log, unpack
+from runner.errors import BackendError
 from runner.fsutil import atomic_write_bytes, atomic_write_text
 from runner.record.types import BackendInfo, RunRecord, Status, now
 
@@ -32,11 +48,16 @@ if TYPE_CHECKING:
     from backends.kubernetes.api import Cluster
 
 MANIFEST_FILE = "job.yaml"
+TEMPLATE_FILE = "job-template.yaml"
 POD_OUTPUT_DIR = "/var/tmp/reprun-outputs"
 # REPRUN_METRICS in the pod: appends succeed, but the file stays in the pod (printed metrics are
 # read from the log, which does come back).
 POD_METRICS_FILE = "/var/tmp/reprun-metrics.jsonl"
 GONE_WAIT_S = 60.0
+# What following a run needs: (verb, group, resource, subresource).
+NEEDED = (("create", "batch", "jobs", ""), ("get", "batch", "jobs", ""),
+          ("delete", "batch", "jobs", ""), ("list", "", "pods", ""), ("watch", "", "pods", ""),
+          ("get", "", "pods", "log"), ("delete", "", "pods", ""))
 
 
 def _inputs(request: RunRequest, loaded: LoadedConfig, image: PinnedImage,
@@ -47,6 +68,7 @@ def _inputs(request: RunRequest, loaded: LoadedConfig, image: PinnedImage,
         run_id=request.run_id, project_name=request.project_name,
         entry_point=request.entry_point, command=request.command, image=image.reference,
         namespace=namespace, env=env, docker_env=request.docker_env, host_env=request.env,
+        outputs_max_bytes=loaded.config.outputs_max_bytes,
     )
 
 
@@ -88,21 +110,72 @@ class KubernetesBackend:
 
         loaded = load_config(request.backend_config, request.config_dir or Path.cwd())
         cluster = connect(loaded.config.kube_context)
+        if cluster.insecure:
+            request.notify(f"warning: the kubeconfig skips TLS verification of {cluster.server}"
+                           " (insecure-skip-tls-verify); its certificate is not checked")
         namespace = _namespace(loaded, cluster.default_namespace)
         image = pinned_image(loaded.config, _image_request(request, loaded), resolve=True)
         rendered = render_job(loaded.config, loaded.template,
                               _inputs(request, loaded, image, namespace))
+        ttl = rendered.manifest["spec"].get("ttlSecondsAfterFinished")
+        check_access(cluster, namespace, NEEDED + ((("patch", "", "pods", ""),)
+                                                   if ttl is not None else ()))
         if request.run_dir is not None:
             atomic_write_text(request.run_dir / MANIFEST_FILE, manifest_yaml(rendered.saved))
+            if loaded.template is not None:
+                atomic_write_text(request.run_dir / TEMPLATE_FILE, manifest_yaml(loaded.template))
+        if request.detach and ttl is not None:
+            request.notify(f"warning: the Job is deleted {ttl} s after it ends "
+                           "(ttlSecondsAfterFinished); its pod waits (finalizer "
+                           f"{OUTCOME_FINALIZER}) until 'reprun runs show' has read its outcome")
         created = _create(cluster, namespace, rendered, request.run_id)
-        facts = _submit_facts(cluster, namespace, created, image, rendered, loaded)
-        return KubernetesHandle(request, cluster, loaded, facts)
+        name = rendered.manifest["metadata"]["name"]
+        try:
+            facts = _submit_facts(cluster, namespace, created, image, rendered, loaded)
+            return KubernetesHandle(request, cluster, loaded, facts)
+        except BaseException:
+            delete_job(cluster, namespace, name)
+            raise
 
     def refresh(self, record: RunRecord, run_dir: Path) -> RunRecord:
         return refresh_record(record, run_dir)
 
     def cancel_recorded(self, record: RunRecord, run_dir: Path) -> RunRecord:
         return cancel_record(record, run_dir)
+
+    def replay_config(self, record: RunRecord, run_dir: Path, override: str | None,
+                      cwd: Path, notify: Callable[[str], None]) -> str:
+        return replay_config(record, run_dir, override, cwd, notify)
+
+
+def check_access(cluster: Cluster, namespace: str,
+                 needed: tuple[tuple[str, str, str, str], ...] = NEEDED) -> None:
+    """Refuse before creating anything when the kubeconfig user may not follow the run.
+
+    Asks the API server (SelfSubjectAccessReview) about each permission reprun uses; a server
+    that does not answer such reviews is not asked again (the run then finds out as it goes).
+    """
+    from backends.kubernetes.api import request as api_request
+
+    missing = []
+    for verb, group, resource, sub in needed:
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb,
+                                                "group": group, "resource": resource,
+                                                "subresource": sub}}}
+        try:
+            answer = api_request("review access", cluster.authorization
+                                 .create_self_subject_access_review, body)
+        except BackendError:
+            return
+        if not answer.get("status", {}).get("allowed"):
+            missing.append(f"{verb} {resource}{'/' + sub if sub else ''}")
+    if missing:
+        raise BackendError(
+            f"the kubeconfig user may not {', '.join(missing)} in namespace '{namespace}', "
+            "which reprun needs to run and follow a Job; nothing was created",
+            hint="ask for these permissions (a Role bound to the user) or use another "
+                 "namespace or context")
 
 
 def _create(cluster: Cluster, namespace: str, rendered: Rendered, run_id: str) -> dict[str, Any]:
@@ -138,7 +211,11 @@ def _submit_facts(cluster: Cluster, namespace: str, created: Mapping[str, Any],
         **image.facts,
         "manifest_file": MANIFEST_FILE,
         "job_template": str(loaded.template_path) if loaded.template_path else None,
+        "job_template_file": TEMPLATE_FILE if loaded.template is not None else None,
+        "backend_config": loaded.config.recordable(),
         "poll_seconds": loaded.config.poll_seconds,
+        "start_timeout_seconds": loaded.config.start_timeout_seconds,
+        "outputs_max_bytes": loaded.config.outputs_max_bytes,
     }
 
 
@@ -154,6 +231,7 @@ class KubernetesHandle:
         self._outcome: Outcome | None = None
         self._log = request.log_path.open("ab")
         self._lock = threading.Lock()
+        self._outputs = OutputSplitter(request.run_id)
         self.started_at = now()
 
     def info(self) -> BackendInfo:
@@ -162,8 +240,14 @@ class KubernetesHandle:
     def facts(self) -> Mapping[str, Any]:
         return MappingProxyType(dict(self._facts))
 
-    def _sink(self, data: bytes) -> None:
+    def _sink(self, line: bytes) -> None:
         with self._lock:
+            if self._log.closed:
+                return  # a stream that outlived the run (it was given up on)
+            text = self._outputs.line(line.removesuffix(b"\n"))
+            if text is None:
+                return
+            data = text + b"\n"
             self._log.write(data)
             self._log.flush()
         if self.request.echo:
@@ -183,15 +267,24 @@ class KubernetesHandle:
 
         if self._outcome is not None:
             return self._outcome
-        config = self.loaded.config
-        follower = Follower(self.cluster, self._facts["namespace"], self._facts["job_name"],
-                            self._sink, config.poll_seconds,
-                            config.unschedulable_timeout_seconds, self._stop)
+        namespace, job = self._facts["namespace"], self._facts["job_name"]
+        follower = Follower(self.cluster, namespace, job, self._sink, self.loaded.config,
+                            self._stop, self.request.notify)
         try:
-            verdict = follower.run()
+            try:
+                verdict = follower.run()
+            except BaseException:
+                follower.stop_logs()
+                self._delete(job)  # never leave it running unfollowed
+                raise
             facts = {**self._facts, **follower.progress.facts()}
+            if follower.events.warnings:
+                facts["warnings"] = list(follower.events.warnings)
             if verdict is None:
-                delete_job(self.cluster, self._facts["namespace"], self._facts["job_name"])
+                grace = self.request.grace_period
+                self.request.notify(f"stopping: deleting Job {job} (its pod gets {grace:g} s "
+                                    "to stop, --grace-period)...")
+                self._delete(job, grace)
                 follower.finish_logs()
                 name = signal.Signals(self._signal or signal.SIGINT).name
                 facts["signal"] = name
@@ -200,37 +293,97 @@ class KubernetesHandle:
                                         MappingProxyType(facts))
             else:
                 if verdict.cleanup:
-                    delete_job(self.cluster, self._facts["namespace"], self._facts["job_name"])
+                    self._delete(job)
                 facts["log_reconnects"] = follower.reconnects()
                 self._outcome = Outcome(verdict.status, verdict.exit_code, self.started_at,
                                         now(), verdict.reason, MappingProxyType(facts))
         finally:
             with self._lock:
                 self._log.close()
+            release_pods(self.cluster, namespace, job)
+        self._outcome = self._with_outputs(self._outcome)
         return self._outcome
+
+    def _delete(self, job: str, grace: float | None = None) -> None:
+        problem = delete_job(self.cluster, self._facts["namespace"], job, grace)
+        if problem:
+            self.request.notify(f"warning: {problem}; delete it with kubectl")
+
+    def _with_outputs(self, outcome: Outcome) -> Outcome:
+        """Unpack the outputs the log carried; a problem is said and kept in the record."""
+        problem = unpack(self._outputs.collected, self.request.output_dir,
+                         self.loaded.config.outputs_max_bytes)
+        if problem is None:
+            return outcome
+        self.request.notify(f"warning: {problem}")
+        facts = {**outcome.facts, "outputs_problem": problem}
+        return Outcome(outcome.status, outcome.exit_code, outcome.started_at, outcome.ended_at,
+                       outcome.reason, MappingProxyType(facts))
 
     def logs(self) -> Iterator[str]:
         with self.request.log_path.open(encoding="utf-8", errors="replace") as handle:
             yield from handle
 
 
-def delete_job(cluster: Cluster, namespace: str, name: str) -> None:
-    """Delete the Job with foreground propagation and wait (bounded) until its pods are gone."""
+def delete_job(cluster: Cluster, namespace: str, name: str,
+               grace: float | None = None) -> str | None:
+    """Delete the Job with foreground propagation and wait (bounded) until its pods are gone.
+
+    With ``grace``, its pods are deleted first with that grace period (the pod's own, 30 s by
+    default, would apply otherwise). Returns what went wrong (None: all gone), never raises.
+    """
     from backends.kubernetes.api import NotFound
     from backends.kubernetes.api import request as api_request
 
+    selector = f"job-name={name}"
+    release_pods(cluster, namespace, name)
     try:
+        if grace is not None:
+            pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod,
+                               namespace, label_selector=selector).get("items") or []
+            for pod in pods:
+                with contextlib.suppress(NotFound):
+                    api_request("delete a pod", cluster.core.delete_namespaced_pod,
+                                pod["metadata"]["name"], namespace,
+                                grace_period_seconds=int(grace))
         api_request(f"delete the Job '{name}'", cluster.batch.delete_namespaced_job, name,
-                    namespace, propagation_policy="Foreground", grace_period_seconds=0)
+                    namespace, propagation_policy="Foreground")
     except NotFound:
-        return
-    deadline = time.monotonic() + GONE_WAIT_S
+        return None
+    except BackendError as exc:
+        return f"the Job '{name}' could not be deleted: {exc.render()}"
+    deadline = time.monotonic() + GONE_WAIT_S + (grace or 0)
     while time.monotonic() < deadline:
-        pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod, namespace,
-                           label_selector=f"job-name={name}")
+        try:
+            pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod,
+                               namespace, label_selector=selector)
+        except BackendError:
+            return None  # deleted; whether its pods are gone already cannot be seen
         if not pods.get("items"):
-            return
+            return None
         time.sleep(0.5)
+    return f"the pods of Job '{name}' were still there after {GONE_WAIT_S:.0f} s"
+
+
+def release_pods(cluster: Cluster, namespace: str, name: str) -> None:
+    """Remove reprun's finalizer from the Job's pods (its outcome has been read); best effort."""
+    from backends.kubernetes.api import request as api_request
+
+    try:
+        pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod, namespace,
+                           label_selector=f"job-name={name}").get("items") or []
+        for pod in pods:
+            finalizers = pod["metadata"].get("finalizers") or []
+            if OUTCOME_FINALIZER not in finalizers:
+                continue
+            index = finalizers.index(OUTCOME_FINALIZER)
+            path = f"/metadata/finalizers/{index}"
+            api_request("remove reprun's finalizer from a pod", cluster.core.patch_namespaced_pod,
+                        pod["metadata"]["name"], namespace,
+                        [{"op": "test", "path": path, "value": OUTCOME_FINALIZER},
+                         {"op": "remove", "path": path}])
+    except BackendError:
+        return
 
 
 def _reconnect(record: RunRecord) -> tuple[Cluster, str, str]:
@@ -242,10 +395,14 @@ def _reconnect(record: RunRecord) -> tuple[Cluster, str, str]:
 
 
 def refresh_record(record: RunRecord, run_dir: Path) -> RunRecord:
-    """Ask the cluster how a detached run is doing; its log and (when it ended) its end."""
+    """Ask the cluster how a detached run is doing: its log, outputs and (when it ended) its end.
+
+    A run that cannot go on (its image cannot be pulled, its pod was never created or started
+    in ``start_timeout_seconds``) has its Job deleted here, as the attached run would.
+    """
     from backends.kubernetes.api import NotFound
     from backends.kubernetes.api import request as api_request
-    from backends.kubernetes.watch import Progress, interpret, read_log
+    from backends.kubernetes.watch import Events, Progress, Waiting, interpret, read_log
 
     cluster, namespace, name = _reconnect(record)
     try:
@@ -255,27 +412,50 @@ def refresh_record(record: RunRecord, run_dir: Path) -> RunRecord:
         job = None
     pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod, namespace,
                        label_selector=f"job-name={name}").get("items") or []
-    progress = Progress(phases=list(record.backend.facts.get("pod_phases", [])))
+    facts = record.backend.facts
+    progress = Progress(phases=list(facts.get("pod_phases", [])))
     progress.observe(pods)
+    events = Events(cluster, namespace, None)
+    events.poll([("Job", name)] + ([("Pod", progress.pod_name)] if progress.pod_name else []))
+    collected = None
     if progress.pod_name:
         log = read_log(cluster, namespace, progress.pod_name)
         if log is not None:
-            atomic_write_bytes(run_dir / record.log_file, log)
-    facts = {**record.backend.facts, **progress.facts()}
-    verdict = interpret(job, pods, None, float("inf"))
+            user_log, collected = split_log(log, record.run_id)
+            atomic_write_bytes(run_dir / record.log_file, user_log)
+    facts = {**facts, **progress.facts()}
+    if events.warnings:
+        facts["warnings"] = events.warnings
+    created = _stamp((job or {}).get("metadata", {}).get("creationTimestamp"))
+    waited = (now() - (created or record.started_at)).total_seconds()
+    waiting = Waiting(not_started_s=None if progress.started or job is None else waited,
+                      start_limit_s=float(facts.get("start_timeout_seconds", float("inf"))),
+                      warning=events.last)
+    verdict = interpret(job, pods, waiting)
     updated = record.model_copy(update={"backend": BackendInfo(name=record.backend.name,
                                                                facts=facts)})
     if verdict is None:
         return updated
-    reason = verdict.reason
-    status = verdict.status
-    if job is None:
-        status, reason = Status.FAILED, "the Job no longer exists in the cluster; outcome unknown"
+    if verdict.cleanup and job is not None:
+        problem = delete_job(cluster, namespace, name)
+        if problem:
+            facts["cleanup_problem"] = problem
+    release_pods(cluster, namespace, name)
+    if collected is not None:
+        problem = unpack(collected, Path(record.output_dir),
+                         int(facts.get("outputs_max_bytes", 0)))
+        if problem:
+            facts["outputs_problem"] = problem
     ended = _completion_time(job) or now()
     return updated.model_copy(update={
-        "status": status, "exit_code": verdict.exit_code, "reason": reason, "ended_at": ended,
-        "duration_s": round((ended - record.started_at).total_seconds(), 3),
+        "status": verdict.status, "exit_code": verdict.exit_code, "reason": verdict.reason,
+        "ended_at": ended, "duration_s": round((ended - record.started_at).total_seconds(), 3),
+        "backend": BackendInfo(name=record.backend.name, facts=facts),
     })
+
+
+def _stamp(value: Any) -> datetime | None:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
 
 def _completion_time(job: Mapping[str, Any] | None) -> datetime | None:
@@ -308,4 +488,54 @@ def cancel_record(record: RunRecord, run_dir: Path) -> RunRecord:
     })
 
 
-__all__ = ["KubernetesBackend", "cancel_record", "job_name", "refresh_record"]
+def replay_config(record: RunRecord, run_dir: Path, override: str | None, cwd: Path,
+                  notify: Callable[[str], None]) -> str:
+    """The backend config to reproduce ``record``: the recorded one, ``override``'s keys on top.
+
+    The recorded Job template (kept beside the record) replaces the path to the original file;
+    the recorded image, by digest, is run again when the registry still has it (else the
+    image is built again from the recorded lock, if the config names a repository).
+    """
+    facts = record.backend.facts
+    config: dict[str, Any] = dict(facts.get("backend_config") or {})
+    template = facts.get("job_template_file")
+    if template and (run_dir / str(template)).is_file():
+        config["kube-job-template-path"] = str((run_dir / str(template)).resolve())
+    elif config.get("kube-job-template-path") and facts.get("job_template"):
+        config["kube-job-template-path"] = str(facts["job_template"])
+    given = load_config(override, cwd).config.recordable() if override else {}
+    image = facts.get("image")
+    if image and facts.get("image_digest") and "image" not in given:
+        pullable = _pullable(str(image))
+        if pullable is False:
+            again = ("it is built again from the recorded lock" if facts.get("image_source") ==
+                     "built" else "the backend config's image is used")
+            notify(f"warning: the registry no longer has the recorded image {image}; {again}")
+        else:
+            config["image"] = str(image)
+            if pullable is None:
+                notify(f"note: the registry of {image} could not be asked whether it still has "
+                       "the image; the cluster pulls it by digest")
+    config.update(given)
+    if override and not override.lstrip().startswith("{"):
+        template_given = given.get("kube-job-template-path")
+        if template_given:
+            base = (cwd / override).resolve().parent
+            config["kube-job-template-path"] = str((base / template_given).resolve())
+    return json.dumps(config)
+
+
+def _pullable(reference: str) -> bool | None:
+    """Whether the registry still has ``name@digest`` (None: it could not be asked)."""
+    from backends.kubernetes.registry import Registry, parse_reference
+
+    ref = parse_reference(reference)
+    if not ref.digest:
+        return None
+    try:
+        return Registry(ref.registry).manifest_digest(ref.repository, ref.digest) == ref.digest
+    except (BackendError, OSError):
+        return None
+
+
+__all__ = ["KubernetesBackend", "cancel_record", "job_name", "refresh_record", "replay_config"]

@@ -18,7 +18,11 @@ from runner.errors import Problem, SpecError, UsageError
 from runner.frozen import frozen
 from runner.spec.yamlfile import YamlDoc, load_yaml
 
+CHECK = "reprun validate --backend-config CONFIG"
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+KEY_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
 
 
@@ -92,10 +96,22 @@ class KubernetesConfig(_Model):
     )
     working_dir: str | None = Field(default=None, description="The container's working directory")
     resources: Resources = Field(default_factory=Resources)
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
-    service_account: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict,
+                                          description="Pod nodeSelector (added to the template's)")
+    tolerations: list[Toleration] = Field(default_factory=list,
+                                          description="Pod tolerations (added to the template's)")
+    service_account: str | None = Field(default=None, description="Pod serviceAccountName")
     image_pull_secrets: list[str] = Field(default_factory=list)
+    host_network: bool | None = Field(
+        default=None, description="Pod hostNetwork (clusters without a pod network); the "
+                                  "template's value wins")
+    priority_class: str | None = Field(default=None, description="Pod priorityClassName")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None, description="The container's imagePullPolicy")
+    termination_grace_period_seconds: int | None = Field(
+        default=None, ge=0, description="Pod terminationGracePeriodSeconds")
+    labels: dict[str, str] = Field(default_factory=dict, description="More pod labels")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Pod annotations")
     env: dict[str, str] = Field(default_factory=dict, description="Plain values (not secrets)")
     secret_env: dict[str, SecretRef] = Field(
         default_factory=dict, description="NAME: {secret, key}; the value is never read by reprun"
@@ -109,6 +125,16 @@ class KubernetesConfig(_Model):
     unschedulable_timeout_seconds: float = Field(
         default=300.0, ge=0, description="Fail a run whose pod stays unschedulable this long"
     )
+    start_timeout_seconds: float = Field(
+        default=600.0, ge=0,
+        description="Fail a run whose container has not started this long after the Job was "
+                    "created (no pod created, sandbox or volume errors, ContainerCreating...)",
+    )
+    outputs_max_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=0,
+        description="Largest gzipped tar of REPRUN_OUTPUT_DIR brought back through the pod's "
+                    "log (the kubelet rotates logs at 10 MiB by default); 0: bring none back",
+    )
     poll_seconds: float = Field(default=2.0, gt=0, le=60, description="Status check interval")
 
     @field_validator("env", "secret_env")
@@ -118,6 +144,37 @@ class KubernetesConfig(_Model):
             if not ENV_NAME.match(name):
                 raise ValueError(f"'{name}' is not a valid environment variable name")
         return value
+
+    @field_validator("labels", "annotations", "node_selector")
+    @classmethod
+    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            prefix, _, name = key.rpartition("/")
+            if (prefix and not DNS_SUBDOMAIN.match(prefix)) or not KEY_NAME.match(name) or len(
+                    name) > 63:
+                raise ValueError(f"'{key}' is not a valid key ([prefix/]name, name at most 63 "
+                                 "letters, digits, '-', '_', '.')")
+        return value
+
+    @field_validator("labels", "node_selector")
+    @classmethod
+    def _label_values(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, text in value.items():
+            if len(text) > 63 or not LABEL_VALUE.match(text):
+                raise ValueError(f"'{text}' (of '{key}') is not a valid label value")
+        return value
+
+    @field_validator("service_account", "priority_class")
+    @classmethod
+    def _object_name(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not DNS_SUBDOMAIN.match(value)):
+            raise ValueError(f"'{value}' is not a Kubernetes object name (lower case letters, "
+                             "digits, '-' and '.')")
+        return value
+
+    def recordable(self) -> dict[str, Any]:
+        """The config as given, for the record: ``secret_env`` holds references, not values."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
     def was_set(self, name: str) -> bool:
         """Whether the user gave ``name`` (as opposed to its default)."""
@@ -177,7 +234,7 @@ def _validate(data: dict[str, Any], doc: YamlDoc | None) -> KubernetesConfig:
                                                                     "kubernetes-config'"))
             else:
                 problems.append(Problem(None, f"--backend-config {key}", message))
-        raise SpecError(problems) from None
+        raise SpecError(problems, check=CHECK) from None
 
 
 def _finish(config: KubernetesConfig, source: Path | None, base: Path) -> LoadedConfig:

@@ -4,12 +4,25 @@ reprun owns a small set of fields and sets only those; everything else in a Job 
 
 - ``metadata``: ``name``, ``namespace``, and its own labels (added to the template's);
 - ``spec``: ``backoffLimit``, ``activeDeadlineSeconds``, ``ttlSecondsAfterFinished`` when the
-  backend config gives them (``backoffLimit`` defaults to 0 when neither gives it);
+  backend config gives them (``backoffLimit`` defaults to 0 when neither gives it); with a TTL
+  (from either), the pod carries the finalizer ``reprun.dev/outcome``, so that the TTL cannot
+  take the pod (its exit code, log and outputs) before reprun has read it; reprun removes it;
 - the pod: its labels, ``restartPolicy`` (``Never`` unless the template says ``OnFailure``),
   ``nodeSelector`` and ``tolerations`` (added), ``serviceAccountName``, ``imagePullSecrets``
   (added), ``volumes`` (added);
-- the first container: ``image``, ``command`` (``/bin/sh -c COMMAND``; ``args`` removed), ``env``
-  (added; reprun's names win), ``resources`` (per key), ``volumeMounts`` (added), ``workingDir``.
+- the pod settings of the config (``host_network``, ``priority_class``,
+  ``termination_grace_period_seconds``, pod ``labels`` and ``annotations``) only where the
+  template does not set them: a template overrides them;
+- the first container: ``image``, ``command`` (the outputs wrapper of
+  `backends.kubernetes.outputs` running ``/bin/sh -c COMMAND``; ``args`` removed), ``env`` (added;
+  reprun's names win), ``resources`` (per key), ``volumeMounts`` (added), ``workingDir``,
+  ``imagePullPolicy`` (unless the template sets it).
+
+``docker_env`` maps as follows: ``volumes`` to a PersistentVolumeClaim (``claim:/path``) or a
+hostPath (``/host:/path``, with ``allow_host_path``); ``gpus: N`` to an ``nvidia.com/gpu`` limit;
+``shm_size`` to a memory-backed ``emptyDir`` on ``/dev/shm`` with that ``sizeLimit``;
+``network: host`` to ``hostNetwork``. What has no Kubernetes form (``gpus: all``, another
+``network``) is refused with the fix in the message, never dropped in silence.
 """
 
 from __future__ import annotations
@@ -18,17 +31,25 @@ import copy
 import re
 from collections.abc import Mapping
 from dataclasses import field
+from pathlib import Path
 from typing import Any
 
 from backends.kubernetes.config import KubernetesConfig
+from backends.kubernetes.outputs import wrapped_command
 from runner.errors import Problem, SpecError
 from runner.frozen import frozen
 from runner.spec.types import DockerEnv
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SHM_SIZE = re.compile(r"^([0-9]+)([bkmgBKMG]?)$")
+SHM_UNITS = {"": "", "b": "", "k": "Ki", "m": "Mi", "g": "Gi"}
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+KEY_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_PREFIX = "reprun.dev"
 RUN_LABEL = f"{LABEL_PREFIX}/run-id"
+# Keeps a finished pod (status, log) until reprun has read it, when a TTL would delete it first.
+OUTCOME_FINALIZER = f"{LABEL_PREFIX}/outcome"
 GPU_RESOURCE = "nvidia.com/gpu"
 MAX_NAME = 63
 COPIED_MARK = "<copied from the submitting environment; not saved>"
@@ -47,6 +68,7 @@ class JobInputs:
     env: Mapping[str, str]
     docker_env: DockerEnv | None = None
     host_env: Mapping[str, str] = field(default_factory=dict)
+    outputs_max_bytes: int = 0
 
 
 @frozen
@@ -93,29 +115,39 @@ def render_job(config: KubernetesConfig, template: Mapping[str, Any] | None,
     _job_spec(config, spec)
     pod_template = _dict(spec, "template")
     _dict(_dict(pod_template, "metadata"), "labels").update(labels)
+    if spec.get("ttlSecondsAfterFinished") is not None:
+        finalizers = pod_template["metadata"].setdefault("finalizers", [])
+        if OUTCOME_FINALIZER not in finalizers:
+            finalizers.append(OUTCOME_FINALIZER)
     pod = _dict(pod_template, "spec")
     volumes, mounts = _volumes(config, inputs.docker_env)
     _pod_spec(config, pod, volumes)
+    _pod_settings(config, pod, _dict(pod_template, "metadata"), inputs.docker_env)
     containers = pod.setdefault("containers", [])
     if not containers:
         containers.append({"name": "main"})
     main = containers[0]
     main.setdefault("name", "main")
     main["image"] = inputs.image
-    main["command"] = ["/bin/sh", "-c", inputs.command]
+    main["command"] = wrapped_command(inputs.command, inputs.run_id, inputs.outputs_max_bytes)
     main.pop("args", None)
     if config.working_dir:
         main["workingDir"] = config.working_dir
+    if config.image_pull_policy:
+        main.setdefault("imagePullPolicy", config.image_pull_policy)
     env, copied = _env(config, inputs)
     main["env"] = [e for e in main.get("env", []) if e.get("name") not in env] + list(env.values())
-    _resources(config, _dict(main, "resources"))
+    _resources(config, _dict(main, "resources"), inputs.docker_env)
     if not main["resources"]:
         del main["resources"]
+    if inputs.docker_env is not None and inputs.docker_env.shm_size:
+        mounts.append({"name": "reprun-shm", "mountPath": "/dev/shm"})
     if mounts:
         main.setdefault("volumeMounts", []).extend(mounts)
     problems = check_rules(job)
     if problems:
-        raise SpecError([Problem(None, "Job", p) for p in problems])
+        raise SpecError([Problem(None, "Job", p) for p in problems],
+                        check="reprun validate --backend-config CONFIG")
     return Rendered(job, _saved_copy(job, copied))
 
 
@@ -156,7 +188,49 @@ def _pod_spec(config: KubernetesConfig, pod: dict[str, Any], volumes: list[Any])
         pod.setdefault("volumes", []).extend(volumes)
 
 
-def _resources(config: KubernetesConfig, res: dict[str, Any]) -> None:
+def _pod_settings(config: KubernetesConfig, pod: dict[str, Any], meta: dict[str, Any],
+                  docker: DockerEnv | None) -> None:
+    """The config's pod settings and docker_env's shm_size and network; the template wins."""
+    host_network = config.host_network
+    network = docker.network if docker else None
+    if network == "host":
+        host_network = True if host_network is None else host_network
+    elif network not in (None, "bridge", "default"):
+        raise SpecError([Problem(None, "docker_env.network", f"'{network}' has no Kubernetes "
+                                 "form: a pod always has the cluster's pod network",
+                                 hint="remove it (isolate the pod with a NetworkPolicy), or use "
+                                      "'host' for the node's network")])
+    if host_network is not None:
+        pod.setdefault("hostNetwork", host_network)
+        if host_network:
+            pod.setdefault("dnsPolicy", "ClusterFirstWithHostNet")
+    if config.priority_class:
+        pod.setdefault("priorityClassName", config.priority_class)
+    if config.termination_grace_period_seconds is not None:
+        pod.setdefault("terminationGracePeriodSeconds", config.termination_grace_period_seconds)
+    labels, annotations = _dict(meta, "labels"), _dict(meta, "annotations")
+    for key, value in config.labels.items():
+        labels.setdefault(key, value)
+    for key, value in config.annotations.items():
+        annotations.setdefault(key, value)
+    if not annotations:
+        del meta["annotations"]
+    shm = docker.shm_size if docker else None
+    if shm:
+        pod.setdefault("volumes", []).append(
+            {"name": "reprun-shm", "emptyDir": {"medium": "Memory", "sizeLimit": _shm(shm)}})
+
+
+def _shm(size: str) -> str:
+    """docker's --shm-size (``64m``, ``1g``, bytes) as a Kubernetes quantity."""
+    match = SHM_SIZE.match(size.strip())
+    if match is None:
+        raise SpecError([Problem(None, "docker_env.shm_size", f"'{size}' is not a size",
+                                 hint="give a number with b, k, m or g, e.g. '1g'")])
+    return match[1] + SHM_UNITS[match[2].lower()]
+
+
+def _resources(config: KubernetesConfig, res: dict[str, Any], docker: DockerEnv | None) -> None:
     wanted = config.resources
     requests: dict[str, str] = dict(wanted.requests)
     limits: dict[str, str] = dict(wanted.limits)
@@ -164,6 +238,14 @@ def _resources(config: KubernetesConfig, res: dict[str, Any]) -> None:
         requests["cpu"] = wanted.cpu
     if wanted.memory:
         requests["memory"] = limits["memory"] = wanted.memory
+    gpus = docker.gpus if docker else None
+    if gpus == "all" and not wanted.gpu:
+        raise SpecError([Problem(None, "docker_env.gpus", "'all' has no Kubernetes form: a pod "
+                                 "asks for a number of GPUs",
+                                 hint="set resources.gpu in the backend config (it wins), or "
+                                      "give gpus a number")])
+    if isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 0:
+        limits[GPU_RESOURCE] = str(gpus)
     if wanted.gpu:
         limits[GPU_RESOURCE] = str(wanted.gpu)
     if requests:
@@ -222,8 +304,16 @@ def _volumes(config: KubernetesConfig,
                                          hint="set allow_host_path: true in the backend config "
                                               "(the path must exist on the node) or remove it")])
             volumes.append({"name": name, "hostPath": {"path": source}})
-        else:
+        elif DNS1123_SUBDOMAIN.match(source) and len(source) <= 253:
             volumes.append({"name": name, "persistentVolumeClaim": {"claimName": source}})
+        else:
+            raise SpecError([Problem(
+                None, f"docker_env.volumes[{index}]",
+                f"'{source}' in '{spec}' is neither a PersistentVolumeClaim name (lower case "
+                "letters, digits, '-' and '.') nor an absolute path on the node",
+                hint="on Kubernetes name a claim ('my-claim:" + target + "') or give an absolute "
+                     "node path with allow_host_path: true; a path on this machine cannot be "
+                     "mounted in a pod")])
         mount: dict[str, Any] = {"name": name, "mountPath": target}
         if len(parts) == 3 and parts[2] == "ro":
             mount["readOnly"] = True
@@ -240,6 +330,14 @@ def _saved_copy(job: dict[str, Any], copied: set[str]) -> dict[str, Any]:
     return saved
 
 
+def valid_key(key: str) -> bool:
+    """A label or annotation key: ``[prefix/]name``, the prefix a DNS subdomain."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
+        return False
+    return len(name) <= MAX_NAME and bool(KEY_NAME.match(name))
+
+
 def check_rules(job: Mapping[str, Any]) -> list[str]:
     """What the OpenAPI schema does not check: names, label values, the restart policy."""
     problems = []
@@ -252,8 +350,13 @@ def check_rules(job: Mapping[str, Any]) -> list[str]:
                           ("spec.template.metadata.labels",
                            pod_template.get("metadata", {}).get("labels", {}))):
         for key, value in (labels or {}).items():
+            if not valid_key(str(key)):
+                problems.append(f"{where}: '{key}' is not a valid label key")
             if len(str(value)) > MAX_NAME or not LABEL_VALUE.match(str(value)):
                 problems.append(f"{where}.{key}: '{value}' is not a valid label value")
+    for key in (pod_template.get("metadata", {}).get("annotations") or {}):
+        if not valid_key(str(key)):
+            problems.append(f"spec.template.metadata.annotations: '{key}' is not a valid key")
     pod = pod_template.get("spec", {})
     policy = pod.get("restartPolicy")
     if policy not in ("Never", "OnFailure"):
@@ -264,3 +367,21 @@ def check_rules(job: Mapping[str, Any]) -> list[str]:
             problems.append(f"spec.template.spec.containers[{index}].name: '{cname}' is not a "
                             "DNS-1123 label")
     return problems
+
+
+def check_config(value: str, cwd: Path) -> str:
+    """``reprun validate --backend-config``: every problem of a config (and of the Job it
+    renders for a sample run), raised together; a one-line summary when there is none."""
+    from backends.kubernetes.config import load_config
+
+    loaded = load_config(value, cwd)
+    config = loaded.config
+    sample = JobInputs(run_id="0" * 32, project_name="sample", entry_point="main",
+                       command="true", image=config.image or "registry.invalid/sample@sha256:"
+                       + "0" * 64, namespace=config.namespace or "default", env={},
+                       outputs_max_bytes=config.outputs_max_bytes)
+    render_job(config, loaded.template, sample)
+    template = f", template {loaded.template_path.name}" if loaded.template_path else ""
+    image = config.image or (f"built into {config.repository_uri}" if config.repository_uri
+                             else "no image and no repository-uri (give one of them)")
+    return f"kubernetes backend config: image {image}{template}"

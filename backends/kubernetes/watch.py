@@ -2,12 +2,16 @@
 
 `interpret` maps the Job's conditions and its pods' states to a run status with a reason; it is
 pure and works on the JSON the API returns, so the same code completes detached records.
+`Events` shows the Job's and its pod's Warning events as they come (a pod that cannot be
+created or started says why there, and nowhere else); a container that has not started
+``start_timeout_seconds`` after the Job was created ends the run with the last warning as reason.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +20,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from backends.kubernetes.api import TRANSIENT, Cluster, NotFound, api_error, request
+from backends.kubernetes.config import KubernetesConfig
+from runner.errors import BackendError
 from runner.extras import needs_extra
 from runner.frozen import frozen
 
@@ -25,12 +31,16 @@ with needs_extra("kubernetes", "Kubernetes runs"):
 from runner.record.types import Status
 
 Sink = Callable[[bytes], None]
+Note = Callable[[str], None]
 Json = dict[str, Any]
+# What the log API puts before each line with timestamps=true (RFC 3339, nanoseconds).
+STAMP = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+MAX_WARNINGS = 20
 WAITING_FAILURES = frozenset({
     "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError",
     "CreateContainerError",
 })
-LOG_DRAIN_S = 15.0
+LOG_DRAIN_S = 3.0  # after the end: how long the log streams may take to deliver the rest
 
 
 @frozen
@@ -62,37 +72,74 @@ def _newest(pods: list[Json]) -> Json | None:
     return max(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
 
 
-def interpret(job: Json | None, pods: list[Json], unschedulable_s: float | None,
-              timeout_s: float) -> Verdict | None:
+@frozen
+class Waiting:
+    """How long the run has been waiting, and for what, when it is judged."""
+
+    unschedulable_s: float | None = None  # the newest pod has been unschedulable this long
+    unschedulable_limit_s: float = float("inf")
+    not_started_s: float | None = None  # since the Job was created, no container has started
+    start_limit_s: float = float("inf")
+    warning: str | None = None  # the last Warning event of the Job or its pod
+    seen_end: Json | None = None  # the last terminated state seen of the newest pod (a watch)
+
+
+def interpret(job: Json | None, pods: list[Json], waiting: Waiting | None = None) -> Verdict | None:
     """How the run ended, or None while it goes on."""
-    if job is None:
-        return Verdict(Status.KILLED, None, "the Job was deleted")
+    waiting = waiting or Waiting()
     pod = _newest(pods)
-    ended = _terminated(pod) if pod else None
+    ended = (_terminated(pod) if pod else None) or waiting.seen_end
     code = int(ended["exitCode"]) if ended and ended.get("exitCode") is not None else None
+    if job is None:
+        return _without_job(pod, ended, code)
     if _condition(job, "Complete") or _condition(job, "SuccessCriteriaMet"):
         return Verdict(Status.FINISHED, 0 if code is None else code, None)
     failed = _condition(job, "Failed")
     if failed:
-        why = failed.get("reason") or "Failed"
-        detail = failed.get("message") or ""
-        if ended and ended.get("reason") == "OOMKilled":
-            why, detail = "OOMKilled", f"the container ran out of memory ({why})"
-        elif code is not None:
-            detail = f"command exited with code {code}" + (f" ({why})" if why else "")
-            why = ended.get("reason") or why if ended else why
-        return Verdict(Status.FAILED, code, f"{why}: {detail}".rstrip(": "))
+        return _failed(failed, ended, code)
     for candidate in pods:
-        waiting = (_container(candidate).get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in WAITING_FAILURES:
-            message = waiting.get("message") or ""
-            return Verdict(Status.FAILED, None, f"{waiting['reason']}: {message}".rstrip(": "),
+        state = (_container(candidate).get("state") or {}).get("waiting") or {}
+        if state.get("reason") in WAITING_FAILURES:
+            message = state.get("message") or ""
+            return Verdict(Status.FAILED, None, f"{state['reason']}: {message}".rstrip(": "),
                            cleanup=True)
-    if unschedulable_s is not None and unschedulable_s >= timeout_s and pod is not None:
+    limit = waiting.unschedulable_limit_s
+    if waiting.unschedulable_s is not None and waiting.unschedulable_s >= limit and pod:
         message = unschedulable_message(pod) or "no node fits the pod"
         return Verdict(Status.FAILED, None,
-                       f"Unschedulable: {message} (for {unschedulable_s:.0f} s)", cleanup=True)
+                       f"Unschedulable: {message} (for {waiting.unschedulable_s:.0f} s)",
+                       cleanup=True)
+    if waiting.not_started_s is not None and waiting.not_started_s >= waiting.start_limit_s:
+        what = waiting.warning or (f"the pod stayed {phase_of(pod)[0]}" if pod
+                                   else "no pod was created")
+        return Verdict(Status.FAILED, None,
+                       f"{what} (the container did not start within "
+                       f"{waiting.start_limit_s:.0f} s: start_timeout_seconds)", cleanup=True)
     return None
+
+
+def _failed(failed: Json, ended: Json | None, code: int | None) -> Verdict:
+    why = failed.get("reason") or "Failed"
+    detail = failed.get("message") or ""
+    if ended and ended.get("reason") == "OOMKilled":
+        why, detail = "OOMKilled", f"the container ran out of memory ({why})"
+    elif code is not None:
+        detail = f"command exited with code {code}" + (f" ({why})" if why else "")
+        why = ended.get("reason") or why if ended else why
+    return Verdict(Status.FAILED, code, f"{why}: {detail}".rstrip(": "))
+
+
+def _without_job(pod: Json | None, ended: Json | None, code: int | None) -> Verdict:
+    """The Job is gone: its conditions can not be read. What the pod said is the outcome."""
+    gone = "the Job was deleted before reprun read its status (ttlSecondsAfterFinished?)"
+    if ended is not None and code is not None:
+        if code == 0:
+            return Verdict(Status.FINISHED, 0, None)
+        reason = ended.get("reason") or "Error"
+        return Verdict(Status.FAILED, code, f"{reason}: command exited with code {code}; {gone}")
+    if pod is not None:
+        return Verdict(Status.KILLED, None, "the Job was deleted while its pod ran")
+    return Verdict(Status.UNKNOWN, None, f"outcome unknown: {gone}, and no pod is left to ask")
 
 
 def unschedulable_message(pod: Json) -> str | None:
@@ -134,16 +181,33 @@ class Progress:
     node_name: str | None = None
     pod_name: str | None = None
     watch_restarts: int = 0
+    started: bool = False  # a container has run
+    ends: dict[str, Json] = field(default_factory=dict)  # pod -> its terminated state, as seen
 
     def observe(self, pods: list[Json]) -> None:
         for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
             name = pod["metadata"]["name"]
             phase, at = phase_of(pod)
-            last = next((p for p in reversed(self.phases) if p["pod"] == name), None)
-            if last is None or last["phase"] != phase:
-                self.phases.append({"pod": name, "phase": phase, "at": at})
+            ended = _terminated(pod)
+            if ended is not None:
+                self.ends[name] = dict(ended)
+                if ended.get("startedAt"):
+                    self._add(name, "Running", str(ended["startedAt"]))  # however short
+            self._add(name, phase, at)
+            state = _container(pod).get("state") or {}
+            self.started = self.started or "running" in state or ended is not None
             self.pod_name = name
             self.node_name = pod.get("spec", {}).get("nodeName") or self.node_name
+
+    def _add(self, pod: str, phase: str, at: str) -> None:
+        mine = [p for p in self.phases if p["pod"] == pod]
+        if any(p["phase"] == phase for p in mine) and phase == "Running":
+            return
+        if not mine or mine[-1]["phase"] != phase:
+            self.phases.append({"pod": pod, "phase": phase, "at": at})
+
+    def seen_end(self) -> Json | None:
+        return self.ends.get(self.pod_name or "")
 
     def facts(self) -> Json:
         facts: Json = {"pod_phases": list(self.phases)}
@@ -160,17 +224,24 @@ class LogStreamer(threading.Thread):
     """Follows one pod's log into ``sink``; reconnects (without repeating lines) until it ends."""
 
     def __init__(self, cluster: Cluster, namespace: str, pod: str, sink: Sink,
-                 stop: threading.Event, poll_s: float) -> None:
+                 stop: threading.Event, poll_s: float, note: Note | None = None) -> None:
         super().__init__(name=f"logs-{pod}", daemon=True)
         self.cluster, self.namespace, self.pod, self.sink = cluster, namespace, pod, sink
         self.stop, self.poll_s = stop, poll_s
+        self.note = note
         self.last_stamp = ""
         self.delivered_at_last = 0
         self.in_connection = 0
         self.reconnects = 0
+        self.connected = False  # a log stream was opened once (reconnects count after that)
+        self.kubelet_lines: list[str] = []
+        self.superseded = False  # catch_up has taken over
+        self.kubelet_said = False  # the last connection carried a kubelet message
+        self._lock = threading.Lock()
 
     def run(self) -> None:
         follow = True
+        last_tries = 3
         while not self.stop.is_set():
             try:
                 self._follow(follow)
@@ -180,16 +251,23 @@ class LogStreamer(threading.Thread):
             except (urllib3.exceptions.HTTPError, OSError):
                 pass
             if not follow:
-                return
+                if not self.kubelet_said or last_tries == 0 or self.stop.wait(self.poll_s):
+                    return
+                last_tries -= 1  # the kubelet answered instead of the log: ask again
+                continue
             if self._container_ended():
                 follow = False  # one last read for what a dropped stream did not deliver
                 continue
             if self.stop.wait(self.poll_s):
                 return
-            self.reconnects += 1
+            if self.connected:
+                self.reconnects += 1
 
-    def _follow(self, follow: bool) -> None:
+    def _follow(self, follow: bool, own: bool = False) -> None:
+        if self.superseded and not own:
+            return
         self.in_connection = 0
+        self.kubelet_said = False
         resp: Any = self.cluster.core.read_namespaced_pod_log(
             self.pod, self.namespace, follow=follow, timestamps=True, _preload_content=False,
             _request_timeout=(10, 600),
@@ -197,22 +275,48 @@ class LogStreamer(threading.Thread):
         try:
             if resp.status != 200:
                 raise ApiException(http_resp=resp)
+            self.connected = True
             pending = b""
             for chunk in resp.stream(8192):
                 lines = (pending + chunk).split(b"\n")
                 pending = lines.pop()
                 for line in lines:
-                    self._line(line)
-                if self.stop.is_set():
+                    self._line(line, own)
+                if self.stop.is_set() and not own:
                     return
             if pending:
-                self._line(pending)
+                self._line(pending, own)
         finally:
             resp.release_conn()
 
-    def _line(self, raw: bytes) -> None:
-        """Deliver a timestamped line unless an earlier connection delivered it already."""
+    def catch_up(self) -> None:
+        """From another thread, once this one is told to stop: read the rest of the log (no
+        follow); lines this thread still receives are dropped, those already sent are not sent
+        again."""
+        with self._lock:
+            self.superseded = True
+        with contextlib.suppress(ApiException, urllib3.exceptions.HTTPError, OSError):
+            self._follow(False, own=True)
+
+    def _line(self, raw: bytes, own: bool = False) -> None:
+        """Deliver a timestamped line unless an earlier connection delivered it already.
+
+        A line without a timestamp is not the program's: the kubelet writes its own errors
+        (``rpc error: code = NotFound ...``) into the stream when it loses the container. It is
+        kept apart (and shown once as a note), never delivered, never a timestamp.
+        """
+        if own:
+            self._deliver(raw)
+            return
+        with self._lock:
+            if not self.superseded:
+                self._deliver(raw)
+
+    def _deliver(self, raw: bytes) -> None:
         stamp, _, text = raw.partition(b" ")
+        if not STAMP.match(stamp):
+            self._kubelet_line(raw.decode("utf-8", "replace").strip())
+            return
         key = _stamp_key(stamp.decode("ascii", "replace"))
         if key < self.last_stamp:
             return
@@ -225,6 +329,15 @@ class LogStreamer(threading.Thread):
             self.last_stamp, self.delivered_at_last, self.in_connection = key, 1, 1
         self.sink(text + b"\n")
 
+    def _kubelet_line(self, line: str) -> None:
+        self.kubelet_said = True
+        if not line or line in self.kubelet_lines:
+            return
+        self.kubelet_lines.append(line)
+        if self.note is not None:
+            self.note(f"kubernetes: the log of pod {self.pod} carried a kubelet message "
+                      f"(not program output; reprun reconnects): {line}")
+
     def _container_ended(self) -> bool:
         try:
             pod = request("read the pod", self.cluster.core.read_namespaced_pod, self.pod,
@@ -234,17 +347,70 @@ class LogStreamer(threading.Thread):
         return _terminated(pod) is not None
 
 
+class Events:
+    """The Warning events of the Job and its pods, each shown once (``note``) as it comes."""
+
+    def __init__(self, cluster: Cluster, namespace: str, note: Note | None) -> None:
+        self.cluster, self.namespace, self.note = cluster, namespace, note
+        self.seen: set[str] = set()
+        self.warnings: list[str] = []
+        self.last: str | None = None
+        self.enabled = True
+
+    def poll(self, objects: list[tuple[str, str]]) -> None:
+        """Look at the events of ``objects`` ((kind, name) pairs); best effort."""
+        for kind, name in objects:
+            if not self.enabled:
+                return
+            try:
+                listed = request(
+                    "list events", self.cluster.core.list_namespaced_event, self.namespace,
+                    field_selector=f"involvedObject.kind={kind},involvedObject.name={name}")
+            except BackendError as exc:
+                self.enabled = False  # e.g. no RBAC for events: the run goes on without them
+                if self.note is not None:
+                    self.note(f"warning: cannot read the events of the run ({exc.message})")
+                return
+            items = sorted(listed.get("items") or [], key=_event_time)
+            for event in items:
+                self._one(kind, name, event)
+
+    def _one(self, kind: str, name: str, event: Json) -> None:
+        if event.get("type") != "Warning":
+            return
+        text = f"{event.get('reason') or 'Warning'}: {' '.join(str(event.get('message')).split())}"
+        self.last = text
+        uid = str(event.get("metadata", {}).get("uid") or text)
+        if uid in self.seen:
+            return
+        self.seen.add(uid)
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(f"{kind} {name}: {text}")
+        if self.note is not None:
+            self.note(f"kubernetes: {kind} {name}: {text}")
+
+
+def _event_time(event: Json) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime") or
+               event.get("metadata", {}).get("creationTimestamp") or "")
+
+
 class Follower:
     """Watches a Job until it ends (or ``stop`` is set), streaming its pods' logs."""
 
     def __init__(self, cluster: Cluster, namespace: str, job_name: str, sink: Sink,
-                 poll_s: float, unschedulable_timeout_s: float, stop: threading.Event) -> None:
+                 config: KubernetesConfig, stop: threading.Event,
+                 note: Note | None = None) -> None:
         self.cluster, self.namespace, self.job_name, self.sink = cluster, namespace, job_name, sink
-        self.poll_s, self.timeout_s, self.stop = poll_s, unschedulable_timeout_s, stop
+        self.poll_s, self.stop, self.note = config.poll_seconds, stop, note
+        self.timeout_s = config.unschedulable_timeout_seconds
+        self.start_timeout_s = config.start_timeout_seconds
         self.progress = Progress()
+        self.events = Events(cluster, namespace, note)
         self.selector = f"job-name={job_name}"
         self.streamers: dict[str, LogStreamer] = {}
         self._unschedulable_since: float | None = None
+        self._created = time.monotonic()
         self._log_stop = threading.Event()
 
     def run(self) -> Verdict | None:
@@ -254,7 +420,15 @@ class Follower:
             pods, version = self._pods()
             self.progress.observe(pods)
             self._stream_logs(pods)
-            verdict = interpret(job, pods, self._unschedulable_for(pods), self.timeout_s)
+            newest = _newest(pods)
+            self.events.poll([("Job", self.job_name)] + (
+                [("Pod", newest["metadata"]["name"])] if newest else []))
+            waiting = Waiting(
+                unschedulable_s=self._unschedulable_for(pods), unschedulable_limit_s=self.timeout_s,
+                not_started_s=None if self.progress.started else time.monotonic() - self._created,
+                start_limit_s=self.start_timeout_s, warning=self.events.last,
+                seen_end=self.progress.seen_end())
+            verdict = interpret(job, pods, waiting)
             if verdict is not None:
                 if verdict.cleanup:
                     self._log_stop.set()  # the container never ran: nothing more will come
@@ -263,12 +437,19 @@ class Follower:
             self._pause(version)
         return None
 
-    def finish_logs(self) -> None:
-        """Let the log streams drain what is left, then stop them."""
+    def stop_logs(self) -> None:
+        self._log_stop.set()
+
+    def finish_logs(self, catch_up: bool = True) -> None:
+        """Let the log streams drain what is left, then stop them; a stream still open (or
+        waiting to reconnect) by then is replaced by one last plain read of the log."""
         deadline = time.monotonic() + LOG_DRAIN_S
         for streamer in self.streamers.values():
             streamer.join(max(0.0, deadline - time.monotonic()))
         self._log_stop.set()
+        for streamer in self.streamers.values():
+            if streamer.is_alive() and catch_up:
+                streamer.catch_up()
 
     def _job(self) -> Json | None:
         try:
@@ -298,7 +479,7 @@ class Follower:
                 for earlier in self.streamers.values():
                     earlier.join(LOG_DRAIN_S)
                 streamer = LogStreamer(self.cluster, self.namespace, name, self.sink,
-                                       self._log_stop, self.poll_s)
+                                       self._log_stop, self.poll_s, self.note)
                 self.streamers[name] = streamer
                 streamer.start()
 
@@ -329,6 +510,10 @@ class Follower:
             self.progress.watch_restarts += 1
         elif not line:
             self.stop.wait(self.poll_s / 2)
+        else:
+            pod = json.loads(line).get("object") or {}
+            if pod.get("kind") == "Pod" and pod.get("metadata", {}).get("name"):
+                self.progress.observe([pod])  # a state the next list may not show any more
 
     def reconnects(self) -> int:
         return sum(s.reconnects for s in self.streamers.values())

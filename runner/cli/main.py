@@ -147,7 +147,8 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         say(f"run {record.run_id} submitted; follow it with 'reprun runs show "
             f"{record.run_id[:8]}' and 'reprun runs logs {record.run_id[:8]}'")
     elif not quiet:
-        say(f"run {record.run_id} {record.status.value} in {record.duration_s:.2f} s "
+        why = f": {record.reason}" if record.reason and record.status.value != "FINISHED" else ""
+        say(f"run {record.run_id} {record.status.value} in {record.duration_s:.2f} s{why} "
              f"(reprun runs show {record.run_id[:8]})")
     return run_exit_code(record)
 
@@ -204,11 +205,17 @@ def _print_container(docker: dict[str, Any]) -> None:
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path), default=Path())
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
-def validate(path: Path, strict: bool) -> int:
-    """Check the MLproject (and environment file) of the project at PATH."""
+@click.option("--backend-config", default=None, metavar="CONFIG",
+              help="Check this Kubernetes backend config (a JSON/YAML file or inline JSON) "
+                   "instead of a project.")
+def validate(path: Path, strict: bool, backend_config: str | None) -> int:
+    """Check the MLproject (and environment file) of the project at PATH, or a backend
+    config; every problem is printed."""
     from runner.errors import SpecError
     from runner.spec.project import load_project
 
+    if backend_config is not None:
+        return _validate_backend_config(backend_config)
     try:
         project = load_project(path, strict=strict)
     except SpecError as exc:
@@ -219,6 +226,20 @@ def validate(path: Path, strict: bool) -> int:
         click.echo(f"warning: {warning.render()}")
     names = ", ".join(project.spec.entry_points) or "none"
     click.echo(f"ok: {project.name}: entry points {names}; environment {project.env.kind}")
+    return 0
+
+
+def _validate_backend_config(value: str) -> int:
+    from backends.kubernetes.manifest import check_config
+    from runner.errors import SpecError
+
+    try:
+        summary = check_config(value, Path.cwd())
+    except SpecError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem.render()}")
+        return EXIT_USAGE
+    click.echo(f"ok: {summary}")
     return 0
 
 

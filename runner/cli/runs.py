@@ -34,10 +34,13 @@ if TYPE_CHECKING:
               envvar="REPRUN_DOCKER_BASE_IMAGE",
               help="With --backend docker: the base image (default: the recorded one, else "
                    "python:<version>-slim).")
+@click.option("--backend-config", default=None, metavar="CONFIG",
+              help="With a remote backend: keys (JSON or a JSON/YAML file) that replace the "
+                   "recorded backend config's.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
 def reproduce(target: str, backend: str | None, env_manager: str | None, check: bool,
               allow_drift: bool, grace_period: float, docker_base_image: str | None,
-              quiet: bool) -> int:
+              backend_config: str | None, quiet: bool) -> int:
     """Run a recorded run again: its commit and patch (or snapshot), parameters, locked
     environment and backend. RUN_ID is a run of the store (a unique prefix is enough); FILE is
     a file made by 'reprun export', or a run.json."""
@@ -48,6 +51,7 @@ def reproduce(target: str, backend: str | None, env_manager: str | None, check: 
         target=target, cwd=Path.cwd(), base_env=dict(os.environ), backend=backend,
         env_manager=env_manager, allow_drift=allow_drift, check=check,
         grace_period=grace_period, echo=True, docker_base_image=docker_base_image,
+        backend_config=backend_config,
     )
     runs_store = open_store()
     runs_store.check_writable()
@@ -58,8 +62,9 @@ def reproduce(target: str, backend: str | None, env_manager: str | None, check: 
             why = f" ({drift.reason})" if drift.reason else ""
             say(f"drift: {drift.entry}: locked {drift.recorded or '-'}, "
                  f"here {drift.found or '-'}{why}")
+        why = f": {record.reason}" if record.reason and record.status.value != "FINISHED" else ""
         say(f"run {record.run_id} reproduces {original.run_id}: {record.status.value} in "
-             f"{record.duration_s:.2f} s (reprun diff {original.run_id[:8]} "
+             f"{record.duration_s:.2f} s{why} (reprun diff {original.run_id[:8]} "
              f"{record.run_id[:8]})")
     code = run_exit_code(record)
     if not check or replay is None or replay.check is None:
@@ -399,10 +404,11 @@ def _current(runs_store: RunStore, run_id: str) -> RunRecord:
         say(f"warning: cannot ask {record.backend.name} about run {record.run_id[:8]}: "
             f"{exc.render()}")
         return record
-    if record.status.done:  # it ended while reprun was away: read what it reported
+    if record.status.done:  # it ended while reprun was away: what it brought back and reported
+        from runner.execute import with_outputs
         from runner.tracking.metrics import completed_later
 
-        record = completed_later(record, run_dir, say)
+        record = completed_later(with_outputs(record), run_dir, say)
     runs_store.save(record)
     return record
 

@@ -211,6 +211,17 @@ def lock_interpreter(lock: str) -> Interpreter | None:
     return None
 
 
+def pinned_packages(lock: str) -> tuple[tuple[str, str], ...]:
+    """The ``name==version`` pins of a lock, as (name, version): what an image build installs."""
+    pins = []
+    for entry in split_lock(lock)[0]:
+        requirement = entry.split(" --hash=", 1)[0].split(";", 1)[0].strip()
+        name, sep, version = requirement.partition("==")
+        if sep:
+            pins.append((name.split("[", 1)[0].strip(), version.strip()))
+    return tuple(sorted(pins))
+
+
 def split_lock(lock: str) -> tuple[list[str], list[str]]:
     """(hashed requirement text, local paths): local projects cannot carry a hash."""
     hashed: list[str] = []

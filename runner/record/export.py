@@ -59,11 +59,16 @@ class Recorded:
     origin: str
 
 
+BACKEND_FILES = ("manifest_file", "job_template_file")
+
+
 def bundled_files(record: RunRecord, directory: Path) -> list[str]:
     """The names, relative to the run's directory, of the files an export carries."""
     names = [RECORD, record.log_file, record.environment.lock_file, record.source.patch_file,
              record.source.snapshot.file if record.source.snapshot else None,
              record.metrics_file]
+    # What a backend saved beside the record (the Job and its template, to reproduce it).
+    names += [str(record.backend.facts.get(k) or "").replace("/", "") for k in BACKEND_FILES]
     found = [n for n in names if n and (directory / n).is_file()]
     found += sorted({i.manifest for i in record.inputs if i.manifest
                      and re.fullmatch(r"inputs/[0-9a-f]{32}\.json", i.manifest)

@@ -30,6 +30,7 @@ class Status(str, Enum):
     FINISHED = "FINISHED"
     FAILED = "FAILED"
     KILLED = "KILLED"
+    UNKNOWN = "UNKNOWN"  # it ended, but how could not be learnt (the reason says why)
 
     @property
     def done(self) -> bool:
