@@ -4,7 +4,6 @@ untimestamped kubelet lines, a Job deleted by its TTL, partial RBAC, Ctrl-C with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 from pathlib import Path
@@ -153,7 +152,9 @@ def test_outputs_come_back_with_sizes_and_digests(reprun: Reprun, fake_kube: Fak
     outputs = {o["path"]: o for o in record["outputs"]}
     assert set(outputs) == {"numbers.txt", "model/w.bin"}
     assert outputs["numbers.txt"]["size"] == 6
-    assert outputs["numbers.txt"]["sha256"] == hashlib.sha256(b"1\n2\n3\n").hexdigest()
+    import blake3
+
+    assert outputs["numbers.txt"]["digest"] == "blake3:" + blake3.blake3(b"1\n2\n3\n").hexdigest()
     local = Path(record["output_dir"])
     assert (local / "model" / "w.bin").read_bytes() == b"weights"
     assert reprun("runs", "logs", record["run_id"]).stdout == "writing\ndone\n"

@@ -12,6 +12,8 @@ import pytest
 from conftest import MakeProject, Reprun, git, init_repo
 from test_reproduce import fake_python, set_packages
 
+from runner.record.store import INDEX_VERSION
+
 PIPELINE = """
     name: pipe
     entry_points:
@@ -118,7 +120,7 @@ def test_an_old_index_is_upgraded_on_first_use(reprun: Reprun,
     assert down.code == 0, down.stderr
     assert train["run_id"][:12] in down.stdout
     with sqlite3.connect(index) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == INDEX_VERSION
         assert db.execute("SELECT count(*) FROM outputs").fetchone()[0] == 3
     assert reprun("runs", "reindex").code == 0
     assert reprun("runs", "lineage", prepare["run_id"], "--down").stdout == down.stdout

@@ -14,7 +14,7 @@ import pytest
 from conftest import MakeProject, Reprun
 
 from runner.record.host import host_info
-from runner.record.store import RunStore
+from runner.record.store import INDEX_VERSION, RunStore
 from runner.record.types import (
     BackendInfo,
     EnvironmentInfo,
@@ -204,7 +204,7 @@ def test_an_index_from_an_older_reprun_is_rebuilt_with_params_and_metrics(
     assert [names[i] for i in listed(reprun, "--where", "metrics.rmse < 0.8",
                                      "--sort", "metrics.rmse")] == ["a1", "a2"]
     db = sqlite3.connect(index)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == INDEX_VERSION
     assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 5
     assert db.execute("SELECT count(*) FROM metrics").fetchone()[0] == 7
     db.close()

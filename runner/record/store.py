@@ -331,10 +331,8 @@ class RunStore:
         stale += sorted(set(self._run_ids()) - indexed.keys())
         fresh = {summary.run_id: summary for summary in self._summaries(stale)}
         plain = where is None and not sort and not details
-        query, args = _select(None if fresh and plain else limit, where, sort)
         with self._index() as db:
-            rows = db.execute(query, args).fetchall()
-            found = _with_details(db, rows, fields) if details else [RunSummary(*r) for r in rows]
+            found = _query(db, None if fresh and plain else limit, where, sort, details, fields)
         if not (fresh and plain):
             return found  # filtered and sorted runs come from the index (``fresh`` went into it)
         merged = {row.run_id: row for row in found}
@@ -375,19 +373,20 @@ class RunStore:
 
         Runs still RUNNING and runs the index missed (its update failed on a full disk) are read
         from their records first. When the index cannot be read at all (a read-only or full
-        store), a plain listing comes from the records themselves; a filtered or sorted one is
-        refused in one line."""
-        plain = where is None and not sort and not details
+        store), the same query runs over an index made in memory from the records."""
         try:
             return self._list_indexed(limit, where, sort, details, fields)
-        except (sqlite3.OperationalError, OSError) as exc:
+        except (sqlite3.OperationalError, OSError):
             self.close()
-            if not plain:
-                raise StoreError(
-                    f"the run index {self.index_path} cannot be read ({exc})",
-                    hint="list without --where, --sort or columns, or make the store writable "
-                         "and run 'reprun runs reindex'") from None
-            return _newest(self._summaries(self._run_ids()), limit)
+        memory = sqlite3.connect(":memory:")
+        try:
+            memory.executescript(SCHEMA + LINEAGE_SCHEMA)
+            for run_id in self._run_ids():
+                with contextlib.suppress(RunNotFoundError):
+                    _upsert(memory, self.reconcile(self.load(run_id)))
+            return _query(memory, limit, where, sort, details, fields)
+        finally:
+            memory.close()
 
     def reindex(self) -> int:
         """Rebuild the index from the JSON records; returns how many runs it holds."""
@@ -555,6 +554,14 @@ def _number(text: str) -> float | None:
     except ValueError:
         return None
     return number if number - number == 0 else None  # not nan or inf
+
+
+def _query(db: sqlite3.Connection, limit: int | None, where: Condition | None,
+           sort: Sequence[tuple[str, bool]], details: bool,
+           fields: Sequence[str] | None) -> list[RunSummary]:
+    query, args = _select(limit, where, sort)
+    rows = db.execute(query, args).fetchall()
+    return _with_details(db, rows, fields) if details else [RunSummary(*row) for row in rows]
 
 
 def _select(limit: int | None, where: Condition | None,
