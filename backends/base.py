@@ -47,6 +47,7 @@ class RunRequest:
     backend_config: str | None = None  # --backend-config as given: inline JSON or a file
     config_dir: Path | None = None  # what a relative --backend-config path is relative to
     run_dir: Path | None = None  # the record's directory, for files the backend saves
+    metrics_stream: Path | None = None  # the file REPRUN_METRICS names here (runner.tracking)
     container: ContainerSpec | None = None
     notify: Callable[[str], None] = _quiet
 

@@ -1,11 +1,11 @@
 """``reprun diff``: what differs between two runs, as data (``--json``) and as aligned text.
 
 Each value that is compared appears as ``{"a": ..., "b": ..., "same": bool}``; each mapping
-(parameters, packages, host facts) as ``{"added": {...}, "removed": {...}, "changed":
-{name: [a, b]}, "same": count}``. Code files that differ come from ``git diff --name-only``
-between the two commits (in the local repository or reprun's git cache, whichever holds both),
-from the two patches (compared file by file) and, for projects outside git, from the two
-snapshots.
+(parameters, metrics by their last value, packages, host facts) as ``{"added": {...},
+"removed": {...}, "changed": {name: [a, b]}, "same": count}``. Code files that differ come from
+``git diff --name-only`` between the two commits (in the local repository or reprun's git cache,
+whichever holds both), from the two patches (compared file by file) and, for projects outside
+git, from the two snapshots.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def diff_runs(target_a: str, target_b: str, store: RunStore, env: Mapping[str, s
                         "facts": mapping_diff(ra.backend.facts, rb.backend.facts)},
             "host": mapping_diff(ra.host.model_dump(), rb.host.model_dump()),
             "outputs": outputs_diff(ra, rb),
+            "metrics": mapping_diff({k: m.last for k, m in ra.metrics.items()},
+                                    {k: m.last for k, m in rb.metrics.items()}),
             "status": pair(ra.status.value, rb.status.value),
             "exit_code": pair(ra.exit_code, rb.exit_code),
             "duration_s": pair(ra.duration_s, rb.duration_s),
@@ -182,6 +184,7 @@ def render_text(d: Json) -> str:
     rows += [(f"  {p}", "differs", "differs", True) for p in out["changed"]]
     rows += [(f"  {p}", "present", "-", True) for p in out["only_a"]]
     rows += [(f"  {p}", "-", "present", True) for p in out["only_b"]]
+    rows += _mapping_rows("metrics", d["metrics"])
     rows += [_row(k.replace("_", " "), d[k]) for k in ("status", "exit_code", "duration_s")]
     return _align(rows)
 

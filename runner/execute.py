@@ -78,8 +78,22 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
         store.save(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}))
         raise
     record = _finished(record, outcome, Path(record.output_dir))
+    record = _with_metrics(record, plan, run_dir, notify)
     store.save(record)
     return record
+
+
+def _with_metrics(record: RunRecord, plan: Plan, run_dir: Path, notify: Notify) -> RunRecord:
+    """What the run reported (files, the REPRUN_METRICS stream, printed lines), summarised."""
+    from runner.tracking.metrics import collect
+
+    try:
+        metrics, history = collect(run_dir, Path(record.output_dir), run_dir / record.log_file,
+                                   plan.entry.metrics, record.parameters, notify)
+    except OSError as exc:  # a full disk, a file made unreadable: the run's record comes first
+        notify(f"warning: metrics: not recorded: {exc}")
+        return record
+    return record.model_copy(update={"metrics": metrics, "metrics_file": history})
 
 
 class _SignalForwarder:
@@ -274,10 +288,14 @@ def _project_fields(plan: Plan) -> dict[str, Any]:
 def _request(
     plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify
 ) -> RunRequest:
+    from runner.tracking.metrics import STREAM_VARIABLE, stream_path
+
     env = resolved.child_env(plan.options.base_env)
+    metrics_stream = stream_path(run_dir)
     env.update({
         "REPRUN_RUN_ID": record.run_id,
         "REPRUN_OUTPUT_DIR": record.output_dir,
+        STREAM_VARIABLE: str(metrics_stream),
         "PYTHONUNBUFFERED": "1",
     })
     return RunRequest(
@@ -291,6 +309,7 @@ def _request(
         grace_period=plan.options.grace_period,
         echo=plan.options.echo,
         run_dir=run_dir,
+        metrics_stream=metrics_stream,
         container=plan.container,
         notify=notify,
         **_project_fields(plan),

@@ -19,8 +19,8 @@ from runner.spec import models as spec_models
 from runner.spec import types as spec_types
 from runner.spec.project import load_project
 
-PAIRS = ["ParameterSpec", "EntryPoint", "DockerEnv", "MLProject", "PythonEnvFile", "PipSection",
-         "CondaEnvFile"]
+PAIRS = ["ParameterSpec", "MetricsSpec", "EntryPoint", "DockerEnv", "MLProject", "PythonEnvFile",
+         "PipSection", "CondaEnvFile"]
 MLPROJECT = """\
 name: cached
 python_env: python_env.yaml

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from backends.base import Outcome, RunHandle, RunRequest
 from backends.docker import run_image
-from backends.docker.container import OUTPUT_TARGET, ContainerSpec
+from backends.docker.container import OUTPUT_TARGET, STREAM_TARGET, ContainerSpec
 from backends.docker.engine import (
     STDOUT,
     Engine,
@@ -83,10 +83,16 @@ def _prepare_image(
         build_log=BUILD_LOG if (run_dir / BUILD_LOG).exists() else None,
         container_name=_container_name(request.run_id), command=spec.argv(request.command),
         workdir=spec.workdir,
-        volumes=[*(m.render() for m in spec.mounts), f"{request.output_dir}:{OUTPUT_TARGET}:rw"],
+        volumes=[*(m.render() for m in spec.mounts), f"{request.output_dir}:{OUTPUT_TARGET}:rw",
+                 *_stream_volume(request)],
         env_names=spec.env_names(), network=spec.network, gpus=spec.gpus,
         shm_size=spec.shm_size, kept=spec.keep,
     )
+
+
+def _stream_volume(request: RunRequest) -> list[str]:
+    stream = request.metrics_stream
+    return [] if stream is None else [f"{stream.parent}:{STREAM_TARGET}:rw"]
 
 
 def _container_name(run_id: str) -> str:
@@ -106,6 +112,10 @@ def container_config(request: RunRequest, spec: ContainerSpec, image: str) -> di
               for m in spec.mounts]
     mounts.append({"Type": "bind", "Source": str(request.output_dir), "Target": OUTPUT_TARGET,
                    "ReadOnly": False})
+    stream = request.metrics_stream
+    if stream is not None:  # the REPRUN_METRICS file's directory, so that appends reach the host
+        mounts.append({"Type": "bind", "Source": str(stream.parent), "Target": STREAM_TARGET,
+                       "ReadOnly": False})
     host: dict[str, Any] = {"Mounts": mounts, "AutoRemove": not spec.keep}
     if spec.gpus is not None:
         count = -1 if spec.gpus == "all" else int(spec.gpus)
@@ -114,7 +124,8 @@ def container_config(request: RunRequest, spec: ContainerSpec, image: str) -> di
         host["ShmSize"] = shm_bytes(spec.shm_size)
     if spec.network is not None:
         host["NetworkMode"] = spec.network
-    env = spec.container_env(request.run_id, request.env)
+    env = spec.container_env(request.run_id, request.env,
+                             stream.name if stream is not None else None)
     return {
         "Image": image, "Cmd": spec.argv(request.command), "WorkingDir": spec.workdir,
         "Env": [f"{name}={value}" for name, value in env.items()],

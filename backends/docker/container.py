@@ -22,6 +22,7 @@ from runner.spec.types import EntryPoint, ParamType
 
 WORKSPACE = "/workspace"
 OUTPUT_TARGET = "/reprun/outputs"
+STREAM_TARGET = "/reprun/stream"  # the directory of the REPRUN_METRICS file (runner.tracking)
 REPO_PREFIX = "reprun"
 # Run the command with bash when the image has it (as a local run does), else with sh.
 SHELL_WRAPPER = (
@@ -90,20 +91,24 @@ class ContainerSpec:
 
     def env_names(self) -> list[str]:
         """Names (never values) of every variable the container gets."""
-        names = ["REPRUN_RUN_ID", "REPRUN_OUTPUT_DIR", "PYTHONUNBUFFERED"]
+        names = ["REPRUN_RUN_ID", "REPRUN_OUTPUT_DIR", "REPRUN_METRICS", "PYTHONUNBUFFERED"]
         names += [*self.copy_env, *(name for name, _value in self.set_env)]
         return list(dict.fromkeys(names))
 
-    def container_env(self, run_id: str, host_env: Mapping[str, str]) -> dict[str, str]:
+    def container_env(self, run_id: str, host_env: Mapping[str, str],
+                      metrics_file: str | None = None) -> dict[str, str]:
         """The container's variables: copied host ones, set pairs, then reprun's own."""
         env = {name: host_env[name] for name in self.copy_env if name in host_env}
         env.update(self.set_env)
         env.update({"REPRUN_RUN_ID": run_id, "REPRUN_OUTPUT_DIR": OUTPUT_TARGET,
                     "PYTHONUNBUFFERED": "1"})
+        if metrics_file is not None:
+            env["REPRUN_METRICS"] = f"{STREAM_TARGET}/{metrics_file}"
         return env
 
     def describe(self) -> dict[str, Any]:
-        mounts = [*(m.render() for m in self.mounts), f"<run outputs>:{OUTPUT_TARGET}:rw"]
+        mounts = [*(m.render() for m in self.mounts), f"<run outputs>:{OUTPUT_TARGET}:rw",
+                  f"<run metrics stream>:{STREAM_TARGET}:rw"]
         return {
             "base_image": self.base_image, "dockerfile": self.dockerfile,
             "image": f"{self.repository}:<content hash>", "workdir": self.workdir,

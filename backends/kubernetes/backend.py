@@ -33,13 +33,16 @@ if TYPE_CHECKING:
 
 MANIFEST_FILE = "job.yaml"
 POD_OUTPUT_DIR = "/var/tmp/reprun-outputs"
+# REPRUN_METRICS in the pod: appends succeed, but the file stays in the pod (printed metrics are
+# read from the log, which does come back).
+POD_METRICS_FILE = "/var/tmp/reprun-metrics.jsonl"
 GONE_WAIT_S = 60.0
 
 
 def _inputs(request: RunRequest, loaded: LoadedConfig, image: PinnedImage,
             namespace: str) -> JobInputs:
     env = {"REPRUN_RUN_ID": request.run_id, "REPRUN_OUTPUT_DIR": POD_OUTPUT_DIR,
-           "PYTHONUNBUFFERED": "1"}
+           "REPRUN_METRICS": POD_METRICS_FILE, "PYTHONUNBUFFERED": "1"}
     return JobInputs(
         run_id=request.run_id, project_name=request.project_name,
         entry_point=request.entry_point, command=request.command, image=image.reference,

@@ -1,4 +1,4 @@
-"""Commands about recorded runs: ``runs list|show|logs|reindex``, ``reproduce``, ``export``,
+"""Commands about recorded runs: ``runs list|show|compare|logs|reindex``, ``reproduce``, ``export``,
 ``diff``."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,7 +15,7 @@ from runner.cli.common import EXIT_FAILURE, run_exit_code, say
 from runner.cli.common import store as open_store
 
 if TYPE_CHECKING:
-    from runner.record.store import RunStore
+    from runner.record.store import RunStore, RunSummary
     from runner.record.types import RunRecord
 
 
@@ -108,23 +108,135 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (the shown columns).")
 @click.option("-n", "--limit", type=int, default=None, help="Show at most this many runs.")
-def runs_list(as_json: bool, limit: int | None) -> int:
-    """Recorded runs, newest first."""
-    import dataclasses
+@click.option("-c", "--columns", multiple=True, metavar="FIELDS",
+              help="Columns to show after the run id, comma-separated: params.NAME, "
+                   "metrics.NAME, status, started, duration, exit_code, project, entry_point, "
+                   "backend.")
+@click.option("--sort", multiple=True, metavar="FIELDS",
+              help="Sort by these fields (a leading '-' sorts descending: --sort=-metrics.r2); "
+                   "runs without a value come last.")
+@click.option("--where", "where", default=None, metavar="EXPR",
+              help="Only the runs that match, e.g. \"metrics.rmse < 0.8 and params.alpha >= 0.2 "
+                   "and status = FINISHED\" (and, or, not, parentheses, = != < <= > >=).")
+def runs_list(as_json: bool, as_csv: bool, limit: int | None, columns: tuple[str, ...],
+              sort: tuple[str, ...], where: str | None) -> int:
+    """Recorded runs, newest first (or as --sort says), with chosen columns and a filter."""
+    from runner.tracking.query import parse_columns, parse_sort, parse_where
 
-    summaries = open_store().list(limit)
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+    chosen = parse_columns(columns)
+    order = parse_sort(sort)
+    condition = parse_where(where) if where is not None else None
+    summaries = open_store().list(limit, where=condition, sort=order,
+                                  details=bool(chosen) or as_json or as_csv,
+                                  fields=chosen or None)
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(s) for s in summaries], indent=2))
-        return 0
-    click.echo(f"{'RUN ID':<12}  {'STATUS':<8}  {'STARTED':<19}  {'DURATION':>9}  {'EXIT':>4}  "
-               "PROJECT / ENTRY POINT")
+        click.echo(json.dumps([_json_row(s, chosen) for s in summaries], indent=2))
+    elif as_csv:
+        _print_csv(summaries, chosen or list(DEFAULT_CSV))
+    elif chosen:
+        _print_columns(summaries, chosen)
+    else:
+        _print_default(summaries)
+    return 0
+
+
+DEFAULT_CSV = ("status", "started", "duration", "exit_code", "project", "entry_point",
+               "backend")
+
+
+def _json_row(summary: RunSummary, chosen: list[str]) -> dict[str, Any]:
+    from runner.tracking.query import field_value
+
+    if not chosen:
+        row = summary._asdict()
+        return {**row, "params": dict(summary.params), "metrics": dict(summary.metrics)}
+    return {"run_id": summary.run_id, **{name: field_value(summary, name) for name in chosen}}
+
+
+def _print_csv(summaries: list[RunSummary], chosen: list[str]) -> None:
+    import csv
+
+    from runner.tracking.query import field_value
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["run_id", *chosen])
+    for s in summaries:
+        writer.writerow([s.run_id, *(_csv_cell(field_value(s, name)) for name in chosen)])
+    sys.stdout.flush()
+
+
+def _csv_cell(value: Any) -> str:
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
+def _print_columns(summaries: list[RunSummary], chosen: list[str]) -> None:
+    from runner.tracking.query import field_value
+
+    table = [["RUN ID", *(name.upper() if "." not in name else name for name in chosen)]]
+    for s in summaries:
+        table.append([s.run_id[:12], *(_cell(field_value(s, name)) for name in chosen)])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    click.echo("\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+                         for row in table))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _print_default(summaries: list[RunSummary]) -> None:
+    lines = [f"{'RUN ID':<12}  {'STATUS':<8}  {'STARTED':<19}  {'DURATION':>9}  {'EXIT':>4}  "
+             "PROJECT / ENTRY POINT"]
     for s in summaries:
         duration = f"{s.duration_s:.2f}s" if s.duration_s is not None else "-"
         code = "-" if s.exit_code is None else str(s.exit_code)
         started = s.started_at[:19].replace("T", " ")
-        click.echo(f"{s.run_id[:12]:<12}  {s.status:<8}  {started:<19}  {duration:>9}  "
-                   f"{code:>4}  {s.project} / {s.entry_point}")
+        lines.append(f"{s.run_id[:12]:<12}  {s.status:<8}  {started:<19}  {duration:>9}  "
+                     f"{code:>4}  {s.project} / {s.entry_point}")
+    click.echo("\n".join(lines))
+
+
+@runs.command("compare")
+@click.argument("run_ids", nargs=-1, metavar="[RUN]...")
+@click.option("--where", "where", default=None, metavar="EXPR",
+              help="Compare the runs that match (as in 'runs list --where'), besides RUN...")
+@click.option("--sort", multiple=True, metavar="FIELDS",
+              help="With --where: which runs come first (as in 'runs list --sort').")
+@click.option("-n", "--limit", type=int, default=20, show_default=True,
+              help="With --where: compare at most this many runs.")
+@click.option("--better", multiple=True, metavar="METRIC:min|max",
+              help="Which value of a metric is best, e.g. --better metrics.r2:max (default: "
+                   "the MLproject's metrics.better, else guessed from the name).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs_compare(run_ids: tuple[str, ...], where: str | None, sort: tuple[str, ...],
+                 limit: int, better: tuple[str, ...], as_json: bool) -> int:
+    """Runs side by side: parameters and metrics, those that differ first, the best value of
+    each metric marked. RUN is a run id or a unique prefix."""
+    from runner.errors import UsageError
+    from runner.tracking.compare import compare, parse_better, render
+    from runner.tracking.query import parse_sort, parse_where
+
+    given = parse_better(better)
+    runs_store = open_store()
+    ids = [runs_store.resolve_id(prefix) for prefix in run_ids]
+    if where is not None:
+        found = runs_store.list(limit, where=parse_where(where), sort=parse_sort(sort))
+        ids += [s.run_id for s in found]
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        raise UsageError("no runs to compare" if where is None else
+                         f"no run matches --where {where!r}",
+                         hint="give run ids, or a --where that matches runs")
+    result = compare([runs_store.get(run_id) for run_id in ids], given)
+    click.echo(json.dumps(result, indent=2) if as_json else render(result))
     return 0
 
 
@@ -157,12 +269,22 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),
         ("outputs", f"{len(record.outputs)} file(s) in {record.output_dir}"),
+        ("metrics", _metrics_line(record)),
         ("record", str(runs_store.run_dir(record.run_id))),
     ]
     for key, value in lines:
         if value is not None:
             click.echo(f"{key + ':':<13}{value}")
     return 0
+
+
+def _metrics_line(record: RunRecord) -> str | None:
+    if not record.metrics:
+        return None
+    shown = [f"{name}={m.last:.6g}" + (f" (step {m.step})" if m.step is not None else "")
+             for name, m in list(record.metrics.items())[:20]]
+    more = f", ... ({len(record.metrics)} in all)" if len(record.metrics) > 20 else ""
+    return ", ".join(shown) + more
 
 
 def _image_line(record: RunRecord) -> str | None:

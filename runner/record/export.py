@@ -6,8 +6,8 @@ The export is a gzipped tar (``reprun-<run id>.tar.gz``) holding, at its root:
   {name: sha256}}``, checked when the file is read;
 - ``run.json``: the record;
 - what the record names beside it: the environment's lock file, ``source.patch``,
-  ``source.tar.gz`` (the snapshot of a project outside git), ``output.log``, and ``spec/`` (copies
-  of the MLproject and environment files).
+  ``source.tar.gz`` (the snapshot of a project outside git), ``output.log``, ``metrics.jsonl``
+  (every metric value reported) and ``spec/`` (copies of the MLproject and environment files).
 
 Outputs are not included: the record lists each with its size and sha256, which is what
 ``reprun reproduce --check`` compares.
@@ -48,7 +48,8 @@ class Recorded:
 def bundled_files(record: RunRecord, directory: Path) -> list[str]:
     """The names, relative to the run's directory, of the files an export carries."""
     names = [RECORD, record.log_file, record.environment.lock_file, record.source.patch_file,
-             record.source.snapshot.file if record.source.snapshot else None]
+             record.source.snapshot.file if record.source.snapshot else None,
+             record.metrics_file]
     found = [n for n in names if n and (directory / n).is_file()]
     spec = directory / "spec"
     if spec.is_dir():

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from runner.frozen import frozen_kw
 from runner.record.model import MODEL_CONFIG, Model
@@ -270,6 +270,23 @@ class Reproduction(Model):
 
 
 @frozen_kw
+class MetricSummary(Model):
+    """One metric the run reported: its last value and how it went (the full history is in the
+    record's ``metrics_file``)."""
+
+    last: float
+    """The last value reported"""
+    step: int | None = None
+    """The step of the last value, when it had one"""
+    min: float
+    max: float
+    count: int
+    """How many values were reported"""
+    better: Literal["min", "max"] | None = None
+    """Which value is best, as the MLproject declares it (metrics.better)"""
+
+
+@frozen_kw
 class MlflowInfo(Model):
     """The run reprun made for this run on an MLflow tracking server."""
 
@@ -314,6 +331,10 @@ class RunRecord(Model):
     reproduces: str | None = None
     """The run this run reproduces"""
     reproduction: Reproduction | None = None
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)
+    """What the run reported (metrics files, REPRUN_METRICS, printed lines), by name"""
+    metrics_file: str | None = None
+    """Every value reported, one JSON object a line, beside the record"""
     mlflow: MlflowInfo | None = None
     """The MLflow run on a tracking server, when tracking was on"""
 

@@ -23,13 +23,16 @@ from pydantic import (
 from runner.spec.types import (
     TYPE_ALIASES,
     ParamType,
+    check_pattern,
+    check_relative,
     check_value,
     placeholders,
     yaml_scalar_text,
 )
 
-__all__ = ["TYPE_ALIASES", "CondaEnvFile", "DockerEnv", "EntryPoint", "MLProject", "ParamType",
-           "ParameterSpec", "PythonEnvFile", "check_value", "placeholders", "yaml_scalar_text"]
+__all__ = ["TYPE_ALIASES", "CondaEnvFile", "DockerEnv", "EntryPoint", "MLProject",
+           "MetricsSpec", "ParamType", "ParameterSpec", "PythonEnvFile", "check_value",
+           "placeholders", "yaml_scalar_text"]
 
 
 def _normalise_type(value: Any) -> Any:
@@ -81,6 +84,57 @@ ParameterDecl = Annotated[
 ]
 
 
+MetricName = Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[^\s]+$")]
+
+
+class MetricsSpec(BaseModel):
+    """How an entry point reports metrics without a library (a reprun key; MLflow ignores it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stdout: bool | dict[MetricName, str] = Field(
+        default=False,
+        description="true: read 'name: value' lines of the output; or a regular expression per "
+                    "metric whose one group (or group 'value', optional group 'step') is the value",
+    )
+    files: list[str] = Field(
+        default_factory=list,
+        description="Metrics files (JSON or YAML) relative to REPRUN_OUTPUT_DIR, read when the run "
+                    "ends, besides metrics.json and metrics.yaml",
+    )
+    better: dict[MetricName, Literal["min", "max"]] = Field(
+        default_factory=dict,
+        description="Which value of a metric is best when runs are compared (min or max)",
+    )
+
+    @field_validator("stdout", mode="before")
+    @classmethod
+    def _bool_or_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, bool | dict):
+            raise ValueError("must be true, false or a mapping of metric name to regular "
+                             "expression")
+        return value
+
+    @field_validator("stdout")
+    @classmethod
+    def _check_patterns(cls, value: bool | dict[str, str]) -> bool | dict[str, str]:
+        if isinstance(value, dict):
+            for name, pattern in value.items():
+                reason = check_pattern(pattern)
+                if reason is not None:
+                    raise ValueError(f"the pattern of '{name}' ('{pattern}') {reason}")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _check_files(cls, value: list[str]) -> list[str]:
+        for item in value:
+            reason = check_relative(item)
+            if reason is not None:
+                raise ValueError(f"'{item}' {reason}")
+        return value
+
+
 class EntryPoint(BaseModel):
     """A named command with its declared parameters."""
 
@@ -88,6 +142,7 @@ class EntryPoint(BaseModel):
 
     parameters: dict[str, ParameterDecl] = Field(default_factory=dict)
     command: str = Field(description="Run with bash -c; {name} is replaced by the quoted value")
+    metrics: MetricsSpec | None = None
 
     @field_validator("command")
     @classmethod
@@ -252,6 +307,7 @@ class CondaEnvFile(BaseModel):
 KNOWN_KEYS: dict[str, frozenset[str]] = {
     "project": frozenset(MLProject.model_fields),
     "entry_point": frozenset(EntryPoint.model_fields),
+    "metrics": frozenset(MetricsSpec.model_fields),
     "parameter": frozenset(ParameterSpec.model_fields),
     "docker_env": frozenset(DockerEnv.model_fields),
     "python_env_file": frozenset(PythonEnvFile.model_fields),

@@ -68,6 +68,35 @@ def check_value(ptype: ParamType, value: str, choices: list[str] | None = None) 
     return None
 
 
+def check_pattern(pattern: str) -> str | None:
+    """Why ``pattern`` cannot read a metric from a line of output, or None when it can: it must
+    compile and have one group, or a group named ``value`` (and optionally one named ``step``)."""
+    import re  # compiled here only when an MLproject is validated
+
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        return f"is not a valid regular expression: {exc}"
+    names = set(compiled.groupindex)
+    if names - {"value", "step"}:
+        unknown = ", ".join(sorted(names - {"value", "step"}))
+        return f"has named group(s) {unknown}; only 'value' and 'step' are understood"
+    if "value" not in names and compiled.groups != 1:
+        return (f"has {compiled.groups} groups; give exactly one group around the value, or name "
+                "it (?P<value>...)")
+    return None
+
+
+def check_relative(path: str) -> str | None:
+    """Why ``path`` is not a relative path that stays inside its directory, or None."""
+    parts = path.replace("\\", "/").split("/")
+    if not path.strip() or path.startswith(("/", "~")) or ":" in parts[0]:
+        return "must be a path relative to REPRUN_OUTPUT_DIR"
+    if ".." in parts:
+        return "may not leave REPRUN_OUTPUT_DIR ('..')"
+    return None
+
+
 def placeholders(command: str) -> list[str]:
     """The ``{name}`` fields of a command; raises ValueError for malformed braces."""
     names: list[str] = []
@@ -103,16 +132,34 @@ class ParameterSpec:
 
 
 @frozen
+class MetricsSpec:
+    """How an entry point reports metrics without a library (a reprun key; MLflow ignores it)."""
+
+    stdout: bool | dict[str, str] = False
+    files: list[str] = field(default_factory=list)
+    better: dict[str, Literal["min", "max"]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dump(cls, data: dict[str, Any]) -> MetricsSpec:
+        stdout = data.get("stdout", False)
+        return cls(dict(stdout) if isinstance(stdout, dict) else bool(stdout),
+                   list(data.get("files") or []), dict(data.get("better") or {}))
+
+
+@frozen
 class EntryPoint:
     """A named command with its declared parameters."""
 
     command: str
     parameters: dict[str, ParameterSpec] = field(default_factory=dict)
+    metrics: MetricsSpec | None = None
 
     @classmethod
     def from_dump(cls, data: dict[str, Any]) -> EntryPoint:
         params = data.get("parameters") or {}
-        return cls(data["command"], {k: ParameterSpec.from_dump(v) for k, v in params.items()})
+        metrics = data.get("metrics")
+        return cls(data["command"], {k: ParameterSpec.from_dump(v) for k, v in params.items()},
+                   MetricsSpec.from_dump(metrics) if metrics is not None else None)
 
 
 EnvItem = str | tuple[str, str]

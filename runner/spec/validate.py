@@ -93,6 +93,9 @@ def _clean_entry_point(doc: YamlDoc, at: KeyPath, ep: Any, warnings: list[Proble
     if not isinstance(ep, dict):
         return ep
     ep = _without_unknown(doc, at, ep, KNOWN_KEYS["entry_point"], warnings)
+    if isinstance(ep.get("metrics"), dict):
+        ep["metrics"] = _without_unknown(doc, (*at, "metrics"), ep["metrics"],
+                                         KNOWN_KEYS["metrics"], warnings)
     params = ep.get("parameters")
     if isinstance(params, dict):
         _require_text_keys(doc, (*at, "parameters"), params, "parameter")

@@ -1,0 +1,251 @@
+"""The fields of a run that ``reprun runs list`` shows, sorts and filters by, and ``--where``.
+
+A field is a column of the run index (``status``, ``entry_point``, ``project``, ``backend``,
+``started``, ``run_id``, ``exit_code``, ``duration``: `runner.record.store.RUN_FIELDS`, so a new
+column there is a new field here), ``params.NAME`` or ``metrics.NAME`` (the last value).
+
+``--where`` is a small language, parsed here and never evaluated as code::
+
+    expr       := term ("or" term)*
+    term       := factor ("and" factor)*
+    factor     := "not" factor | "(" expr ")" | FIELD OP VALUE
+    OP         := "=" | "==" | "!=" | "<>" | "<" | "<=" | ">" | ">="
+    VALUE      := a number | 'text' | "text" | a bare word (FINISHED, 2026-12-01)
+
+A number compares as a number (``params.alpha >= 0.2`` compares the parameter's value as a
+number), text as text; ``status`` ignores letter case. A run without the field matches no
+comparison (nor its negation). The result is SQL with every value bound as an argument
+(`runner.record.store.field_sql`); mistakes raise `UsageError` in one line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from runner.errors import UsageError
+from runner.frozen import frozen
+from runner.record.store import RUN_FIELDS, FieldSql, RunSummary
+
+OPERATORS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">",
+             ">=": ">="}
+NUMERIC_FIELDS = frozenset({"exit_code", "duration", "duration_s"})
+SUMMARY_ATTRS = {"id": "run_id", "started": "started_at", "duration": "duration_s"}
+KEYWORDS = frozenset({"and", "or", "not"})
+_TOKEN = re.compile(r"""\s*(?:(?P<op><=|>=|==|!=|<>|=|<|>)|(?P<paren>[()])|"""
+                    r"""(?P<str>'[^']*'|"[^"]*")|(?P<word>[\w.\-+:/@%]+)|(?P<bad>\S))""")
+_NAME = re.compile(r"^(?:params|metrics)\.[^\s]+$")
+
+
+def check_field(name: str, what: str) -> str:
+    """``name`` if it is a field of a run, else a one-line UsageError (``what`` is the option)."""
+    if name in RUN_FIELDS or _NAME.match(name):
+        return name
+    known = ", ".join(sorted(set(RUN_FIELDS) - {"id", "started_at", "duration_s"}))
+    raise UsageError(f"{what}: unknown field '{name}'",
+                     hint=f"use params.NAME, metrics.NAME or one of {known}")
+
+
+def field_value(summary: RunSummary, name: str) -> Any:
+    """The value of a field in a summary made with details; None when the run has none."""
+    kind, _, rest = name.partition(".")
+    if kind == "params" and rest:
+        return summary.params.get(rest)
+    if kind == "metrics" and rest:
+        return summary.metrics.get(rest)
+    return getattr(summary, SUMMARY_ATTRS.get(name, name))
+
+
+def parse_sort(specs: Sequence[str]) -> list[tuple[str, bool]]:
+    """``--sort`` values (comma-separated, a leading ``-`` sorts descending) as (field,
+    descending)."""
+    keys = []
+    for spec in specs:
+        for part in spec.split(","):
+            item = part.strip()
+            descending = item.startswith("-")
+            name = item.lstrip("-+")
+            if not name:
+                raise UsageError(f"--sort: empty field in '{spec}'",
+                                 hint="give fields such as metrics.rmse or -metrics.r2")
+            keys.append((check_field(name, "--sort"), descending))
+    return keys
+
+
+def parse_columns(specs: Sequence[str]) -> list[str]:
+    """``-c`` values (comma-separated fields), in order, without repeats."""
+    names = [item.strip() for spec in specs for item in spec.split(",")]
+    if not all(names):
+        raise UsageError("--columns: empty field name", hint="e.g. -c params.alpha,metrics.rmse")
+    return list(dict.fromkeys(check_field(n, "--columns") for n in names))
+
+
+# -- the --where language -----------------------------------------------------------------------
+
+@frozen
+class Compare:
+    field: str
+    op: str
+    value: float | str
+
+    def sql(self, resolve: FieldSql) -> tuple[str, list[Any]]:
+        expr, args = resolve(self.field, isinstance(self.value, float))
+        if self.field == "status":
+            return f"UPPER({expr}) {self.op} UPPER(?)", [*args, self.value]
+        return f"{expr} {self.op} ?", [*args, self.value]
+
+
+@frozen
+class Not:
+    item: Condition
+
+    def sql(self, resolve: FieldSql) -> tuple[str, list[Any]]:
+        text, args = self.item.sql(resolve)
+        return f"NOT ({text})", args
+
+
+@frozen
+class Junction:
+    word: str  # AND or OR
+    items: tuple[Condition, ...]
+
+    def sql(self, resolve: FieldSql) -> tuple[str, list[Any]]:
+        parts, args = [], []
+        for item in self.items:
+            text, item_args = item.sql(resolve)
+            parts.append(f"({text})")
+            args += item_args
+        return f" {self.word} ".join(parts), args
+
+
+Condition = Compare | Not | Junction
+
+
+@frozen
+class _Token:
+    kind: str  # op, paren, str, word, end
+    text: str
+    at: int
+
+
+def parse_where(text: str) -> Condition:
+    """The condition ``text`` says; UsageError naming the place of the first mistake."""
+    return _Parser(text).parse()
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokens(text)
+        self.pos = 0
+
+    def parse(self) -> Condition:
+        if self.tokens[0].kind == "end":
+            raise UsageError("--where is empty", hint="e.g. --where \"metrics.rmse < 0.8\"")
+        condition = self._expr()
+        if self._peek().kind != "end":
+            self._fail("expected 'and', 'or' or the end", self._peek())
+        return condition
+
+    def _peek(self) -> _Token:
+        return self.tokens[self.pos]
+
+    def _next(self) -> _Token:
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def _keyword(self, word: str) -> bool:
+        token = self._peek()
+        if token.kind == "word" and token.text.lower() == word:
+            self.pos += 1
+            return True
+        return False
+
+    def _expr(self) -> Condition:
+        return self._joined("or", self._term)
+
+    def _term(self) -> Condition:
+        return self._joined("and", self._factor)
+
+    def _joined(self, word: str, part: Callable[[], Condition]) -> Condition:
+        items = [part()]
+        while self._keyword(word):
+            items.append(part())
+        return items[0] if len(items) == 1 else Junction(word.upper(), tuple(items))
+
+    def _factor(self) -> Condition:
+        if self._keyword("not"):
+            return Not(self._factor())
+        token = self._peek()
+        if token.kind == "paren" and token.text == "(":
+            self.pos += 1
+            inner = self._expr()
+            closing = self._next()
+            if closing.kind != "paren" or closing.text != ")":
+                self._fail("expected ')'", closing)
+            return inner
+        return self._comparison()
+
+    def _comparison(self) -> Condition:
+        token = self._next()
+        if token.kind != "word" or token.text.lower() in KEYWORDS:
+            self._fail("expected a field such as metrics.rmse or status", token)
+        try:
+            name = check_field(token.text, "--where")
+        except UsageError:
+            self._fail(f"unknown field '{token.text}' (use params.NAME, metrics.NAME, status, "
+                       "entry_point, project, backend, started, ...)", token)
+        op = self._next()
+        if op.kind != "op":
+            self._fail(f"expected an operator (= != < <= > >=) after '{name}'", op)
+        return Compare(name, OPERATORS[op.text], self._value(name, self._next()))
+
+    def _value(self, name: str, token: _Token) -> float | str:
+        if token.kind == "str":
+            value: float | str = token.text[1:-1]
+        elif token.kind == "word" and token.text.lower() not in KEYWORDS:
+            value = _as_number(token.text)
+        else:
+            self._fail(f"expected a value to compare '{name}' with", token)
+        numeric = name.startswith("metrics.") or name in NUMERIC_FIELDS
+        if numeric and isinstance(value, str):
+            self._fail(f"'{name}' is a number; compare it with a number, not {token.text}",
+                       token)
+        if not numeric and not name.startswith("params.") and isinstance(value, float):
+            value = token.text  # a text field compares as text: started > 2026
+        return value
+
+    def _fail(self, message: str, token: _Token) -> Any:
+        where = ("at the end" if token.kind == "end"
+                 else f"at '{token.text}' (column {token.at + 1})")
+        raise UsageError(f"--where {self.text!r}: {message} {where}",
+                         hint="e.g. --where \"metrics.rmse < 0.8 and params.alpha >= 0.2\"")
+
+
+def _tokens(text: str) -> list[_Token]:
+    tokens = []
+    for found in _TOKEN.finditer(text):
+        kind = found.lastgroup
+        if kind is None:
+            continue
+        token = _Token(kind, found.group(kind), found.start(kind))
+        if kind == "bad":
+            where = f"at '{token.text}' (column {token.at + 1})"
+            if token.text in "'\"":
+                raise UsageError(f"--where {text!r}: unclosed quote {where}",
+                                 hint=f"end the text with {token.text}")
+            raise UsageError(f"--where {text!r}: unexpected character {where}",
+                             hint="use and, or, not, parentheses and = != < <= > >=")
+        tokens.append(token)
+    tokens.append(_Token("end", "", len(text)))
+    return tokens
+
+
+def _as_number(word: str) -> float | str:
+    try:
+        number = float(word)
+    except ValueError:
+        return word
+    return number if number - number == 0 else word  # nan and inf stay words
