@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType, MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends import BUILDS_OWN_ENVIRONMENT, get_backend
 from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
@@ -39,6 +39,9 @@ from runner.record.types import (
     now,
 )
 
+if TYPE_CHECKING:
+    from runner.tracking.mlflow_sink import Tracker
+
 PATCH_FILE = "source.patch"
 SPEC_DIR = "spec"
 DRY_RUN_ID = "dryrun00" + "0" * 24
@@ -53,34 +56,69 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     store.save(record)
     notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
+    tracker: Tracker | None = None
     try:
         with forwarder.installed():
+            tracker = _begin_tracking(plan, record, run_dir, notify)
+            if tracker is not None:
+                record = tracker.recorded(record)
+                store.save(record)
             resolved, drift = _build_environment(plan, notify)
             record = _with_environment(record, plan, resolved, run_dir, drift)
             store.save(record)
             backend = get_backend(plan.backend)
-            request = _request(plan, record, resolved, run_dir, notify)
+            request = _request(plan, record, resolved, run_dir, notify, tracker)
             forwarder.defer = True  # a signal from now on must reach the command, not abort us
             handle = backend.submit(request)
             forwarder.attach(handle)
             record = record.model_copy(update={"backend": handle.info()})
             record = _with_facts(record, handle.facts(), detached=plan.options.detach)
             store.save(record)
+            if tracker is not None:
+                tracker.submitted(record)
             if plan.options.detach:
                 notify(f"run {run_id} submitted to {plan.backend}; it goes on without reprun")
                 return record
             outcome = handle.wait()
     except Interrupted as exc:
-        store.save(_ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)}))
+        record = _ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)})
+        _end(record, store, tracker)
         raise
     except BaseException as exc:
         reason = str(exc) or type(exc).__name__
-        store.save(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}))
+        _end(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}), store, tracker)
         raise
     record = _finished(record, outcome, Path(record.output_dir))
     record = _with_metrics(record, plan, run_dir, notify)
-    store.save(record)
+    if tracker is not None:
+        record = tracker.read_back(record)
+    _end(record, store, tracker)
     return record
+
+
+def _begin_tracking(plan: Plan, record: RunRecord, run_dir: Path,
+                    notify: Notify) -> Tracker | None:
+    """The MLflow run on a tracking server, when one is named (see runner.tracking.settings)."""
+    options = plan.options.tracking
+    if options is None or options.uri is None:
+        return None
+    from runner.tracking.settings import is_server
+
+    if not is_server(options.uri):
+        return None
+    from runner.tracking.mlflow_sink import Tracker, mlflow_params
+
+    given = {n: plan.options.params.get(n, p.default or "") for n, p in
+             plan.entry.parameters.items() if p.type.value == "path"}
+    return Tracker.begin(record, options, options.uri, plan.options.base_env, run_dir, notify,
+                         mlflow_params(plan.params.values, given))
+
+
+def _end(record: RunRecord, store: RunStore, tracker: Tracker | None) -> None:
+    """The final record saved, then sent to the tracking server (or kept for 'runs sync')."""
+    store.save(record)
+    if tracker is not None:
+        tracker.finish(record)
 
 
 def _with_metrics(record: RunRecord, plan: Plan, run_dir: Path, notify: Notify) -> RunRecord:
@@ -286,7 +324,8 @@ def _project_fields(plan: Plan) -> dict[str, Any]:
 
 
 def _request(
-    plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify
+    plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify,
+    tracker: Tracker | None = None,
 ) -> RunRequest:
     from runner.tracking.metrics import STREAM_VARIABLE, stream_path
 
@@ -298,6 +337,8 @@ def _request(
         STREAM_VARIABLE: str(metrics_stream),
         "PYTHONUNBUFFERED": "1",
     })
+    tracking = _tracking_env(plan, tracker, notify)
+    env.update(tracking)
     return RunRequest(
         run_id=record.run_id,
         command=record.command,
@@ -310,10 +351,23 @@ def _request(
         echo=plan.options.echo,
         run_dir=run_dir,
         metrics_stream=metrics_stream,
+        tracking_env=MappingProxyType(tracking),
         container=plan.container,
         notify=notify,
         **_project_fields(plan),
     )
+
+
+def _tracking_env(plan: Plan, tracker: Tracker | None, notify: Notify) -> dict[str, str]:
+    """MLFLOW_RUN_ID, MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID for the command."""
+    if tracker is not None:
+        return tracker.child_env()
+    options = plan.options.tracking
+    if options is None or options.uri is None:
+        return {}
+    from runner.tracking.settings import passed_on
+
+    return passed_on(options, plan.options.cwd, notify)
 
 
 def _ended(

@@ -25,6 +25,7 @@ from runner.spec.types import EntryPoint
 if TYPE_CHECKING:
     from backends.docker.container import ContainerSpec
     from runner.envs.pylock import Compiling
+    from runner.tracking.settings import TrackingOptions
 
 # What --env-manager local (or no choice) means when the backend builds the environment itself:
 # use the image as it is.
@@ -54,6 +55,7 @@ class RunOptions:
     backend_config: str | None = None
     detach: bool = False
     resolve_early: bool = False  # start resolving python_env while validating (a real run)
+    tracking: TrackingOptions | None = None  # an MLflow tracking server or store, if named
 
 
 @frozen

@@ -9,9 +9,11 @@ reproduces, and ``--check`` compares its outputs with the original's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from runner.envs.base import Lock, PythonFacts
 from runner.errors import EnvBuildError
@@ -26,6 +28,9 @@ from runner.source.recorded import checkout_recorded
 from runner.spec.params import ResolvedParams
 from runner.spec.project import load_project
 from runner.spec.types import EntryPoint, ParamType
+
+if TYPE_CHECKING:
+    from runner.tracking.settings import TrackingOptions
 
 Notify = Callable[[str], None]
 
@@ -42,6 +47,7 @@ class ReproduceOptions:
     grace_period: float = 10.0
     echo: bool = True
     docker_base_image: str | None = None
+    tracking: TrackingOptions | None = None
 
 
 def reproduce(options: ReproduceOptions, store: RunStore,
@@ -93,6 +99,7 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions) -> Plan:
         entry_point=record.entry_point, version=record.source.requested_version,
         params=dict(record.parameters), env_manager=manager, backend=backend,
         grace_period=options.grace_period, echo=options.echo,
+        tracking=_tracking(record, options.tracking),
     )
     params = ResolvedParams(
         MappingProxyType(dict(record.parameters)),
@@ -107,6 +114,20 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions) -> Plan:
                                    options.docker_base_image or recorded_base, False)
     return Plan(run_options, checkout, project, entry, params, manager, backend,
                 container=container, replay=replay)
+
+
+def _tracking(record: RunRecord, given: TrackingOptions | None) -> TrackingOptions | None:
+    """A tracked run's reproduction goes to the same server and experiment unless told
+    otherwise; its MLflow run is tagged with the MLflow run it reproduces."""
+    mlflow = record.mlflow
+    if mlflow is None:
+        return given
+    from runner.tracking.settings import TrackingOptions
+
+    if given is None or given.uri is None:
+        given = TrackingOptions(uri=mlflow.tracking_uri, experiment_id=mlflow.experiment_id,
+                                run_name=given.run_name if given else None)
+    return dataclasses.replace(given, reproduces=mlflow.run_id)
 
 
 def recorded_lock(rec: Recorded, manager: str, allow_drift: bool) -> Lock | None:

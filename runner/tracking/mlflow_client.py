@@ -8,8 +8,8 @@ Credentials are read as the MLflow client reads them: ``MLFLOW_TRACKING_TOKEN`` 
 ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (Basic),
 ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH`` and
 ``MLFLOW_TRACKING_CLIENT_CERT_PATH``. They go into request headers and the TLS context only: no
-message, record or log ever holds them. ``MLFLOW_HTTP_REQUEST_TIMEOUT`` bounds each request (reprun's
-default is short, 10 s: a run never waits long on its tracking server).
+message, record or log ever holds them. ``MLFLOW_HTTP_REQUEST_TIMEOUT`` bounds each request
+(reprun's default is short, 10 s: a run never waits long on its tracking server).
 """
 
 from __future__ import annotations
@@ -103,6 +103,9 @@ class MlflowClient:
         """The new run's ``info`` (run_id, artifact_uri, status...)."""
         body: dict[str, Any] = {"experiment_id": experiment_id, "start_time": start_ms,
                                 "tags": _entries(tags[:MAX_TAGS], MAX_TAG_VALUE)}
+        user = dict(tags).get("mlflow.user")
+        if user:
+            body["user_id"] = user  # as MLflow's client fills it from the tag
         if run_name:
             body["run_name"] = run_name
         info: dict[str, Any] = self.call("POST", "runs/create", body)["run"]["info"]
@@ -182,7 +185,7 @@ class MlflowClient:
         if data is not None:
             headers["Content-Length"] = str(length)
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        where = url[len(self.base):].split("?")[0]
+        where = url[len(self.base):].split("?", maxsplit=1)[0]
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 raw: bytes = response.read()

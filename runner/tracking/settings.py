@@ -9,7 +9,7 @@ against the caller's directory first, so that it never lands in a temporary chec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from runner.errors import UsageError
@@ -72,3 +72,69 @@ def absolute_uri(uri: str, cwd: Path) -> str:
         path = Path(uri).expanduser()
         return str(path if path.is_absolute() else cwd / path)
     return uri
+
+
+def passed_on(options: TrackingOptions, cwd: Path, notify: Callable[[str], None]
+              ) -> dict[str, str]:
+    """The variables for a command whose tracking URI is no server: reprun cannot make the run."""
+    from runner.redact import redact_url
+
+    uri = absolute_uri(options.uri or "", cwd)
+    notify(f"mlflow: {redact_url(uri)} is no tracking server: reprun cannot create the MLflow "
+           "run itself; the command gets MLFLOW_TRACKING_URI and makes its own")
+    env = {URI_VARIABLE: uri}
+    if options.experiment_id:
+        env["MLFLOW_EXPERIMENT_ID"] = options.experiment_id
+    elif options.experiment_name:
+        env["MLFLOW_EXPERIMENT_NAME"] = options.experiment_name
+    return env
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def for_container(variables: Mapping[str, str], network: str | None, host_env: Mapping[str, str]
+                  ) -> tuple[dict[str, str], str | None, list[str]]:
+    """The tracking variables of a Docker container, its network and extra /etc/hosts lines.
+
+    A server on this machine's loopback (``localhost``, ``127.0.0.1``) is reached from the
+    container through the host's network: a container without a network of its own gets
+    ``--network host`` (the server may then listen on 127.0.0.1); one on another network reaches
+    the host as ``host.docker.internal`` (the engine's host gateway; the server must then listen
+    on an address the container can reach, e.g. 0.0.0.0). The credential variables set here are
+    passed too (their values never go into the record).
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    from runner.tracking.mlflow_client import CREDENTIAL_VARIABLES
+
+    env = dict(variables)
+    env.update({n: host_env[n] for n in CREDENTIAL_VARIABLES
+                if host_env.get(n) and not n.endswith("CERT_PATH")})
+    uri = env.get(URI_VARIABLE, "")
+    parts = urlsplit(uri)
+    if not is_server(uri) or not _is_loopback(parts.hostname or "") or network == "host":
+        return env, network, []
+    if network is None:
+        return env, "host", []
+    netloc = parts.netloc.replace(parts.hostname or "", "host.docker.internal", 1)
+    if parts.hostname == "::1":
+        netloc = parts.netloc.replace("[::1]", "host.docker.internal", 1)
+    env[URI_VARIABLE] = urlunsplit(parts._replace(netloc=netloc))
+    return env, network, ["host.docker.internal:host-gateway"]
+
+
+def for_pod(variables: Mapping[str, str], host_env: Mapping[str, str]
+            ) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The tracking variables of a Kubernetes pod (``KUBE_MLFLOW_TRACKING_URI`` replaces the
+    URI, as in MLflow) and the credential variables to copy from here (a Secret named in the
+    backend config's ``secret_env`` takes their place; copied values are never saved)."""
+    from runner.tracking.mlflow_client import CREDENTIAL_VARIABLES
+
+    env = dict(variables)
+    if host_env.get("KUBE_MLFLOW_TRACKING_URI"):
+        env[URI_VARIABLE] = host_env["KUBE_MLFLOW_TRACKING_URI"]
+    copies = tuple(n for n in CREDENTIAL_VARIABLES
+                   if host_env.get(n) and not n.endswith("CERT_PATH"))
+    return env, copies
