@@ -50,9 +50,9 @@ class Server:
         self.mlflow = mlflow
         self.log = log
 
-    def api(self, method: str, path: str, body: dict[str, Any] | None = None,
+    def api(self, method: str, endpoint: str, body: dict[str, Any] | None = None, /,
             **query: str) -> dict[str, Any]:
-        url = f"{self.url}/api/2.0/mlflow/{path}"
+        url = f"{self.url}/api/2.0/mlflow/{endpoint}"
         if query:
             url += "?" + urllib.parse.urlencode(query)
         data = json.dumps(body).encode() if body is not None else None
@@ -215,7 +215,7 @@ class Gateway:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _forward  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
