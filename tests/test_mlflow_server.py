@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.conftest import MakeProject, Reprun, git, init_repo
-from tests.mlflowserver import Gateway, Server, free_port, running_server
+from conftest import MakeProject, Reprun, git, init_repo
+from mlflowserver import Gateway, Server, free_port, running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow-server")]
 
@@ -378,3 +377,83 @@ def test_runs_push_and_reproduce(server: Server, reprun: Reprun,
     tags = server.tags(new["mlflow"]["run_id"])
     assert tags["reprun.reproduces"] == record["run_id"]
     assert tags["reprun.reproduces.mlflow_run_id"] == run_id
+
+
+# The project logs through the REST API with the standard library alone (no MLflow in the image).
+REST_LOGGER = """\
+    import json, os, time, urllib.request
+    uri, run = os.environ["MLFLOW_TRACKING_URI"], os.environ["MLFLOW_RUN_ID"]
+    body = {"run_id": run, "key": "from_child", "value": 1.5, "step": 0,
+            "timestamp": int(time.time() * 1000)}
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        headers["Authorization"] = "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"]
+    request = urllib.request.Request(uri + "/api/2.0/mlflow/runs/log-metric", method="POST",
+                                     data=json.dumps(body).encode(), headers=headers)
+    urllib.request.urlopen(request, timeout=60).read()
+    print("logged to", uri, "experiment", os.environ["MLFLOW_EXPERIMENT_ID"])
+"""
+
+
+def _rest_project(make_project: MakeProject, name: str) -> Path:
+    return make_project(f"name: {name}\nentry_points:\n  main:\n    command: python log.py\n",
+                        files={"log.py": REST_LOGGER}, name=name)
+
+
+@pytest.mark.docker
+def test_a_docker_run_reaches_a_server_on_localhost(
+    server: Server, reprun: Reprun, make_project: MakeProject, base_image: str, image_repo: str,
+) -> None:
+    project = _rest_project(make_project, image_repo)
+    local_url = server.url.replace("127.0.0.1", "localhost")
+    result = reprun("run", str(project), "--backend", "docker", "--docker-base-image", base_image,
+                    "--tracking-uri", local_url, env={"MLFLOW_TRACKING_TOKEN": "tok-in-docker"},
+                    timeout=900)
+    assert result.code == 0, result.stderr
+    record = reprun.last_record()
+    assert f"logged to {local_url}" in result.stdout
+    docker = record["backend"]["docker"]
+    assert docker["network"] == "host"  # the engine's default network cannot reach loopback
+    assert {"MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID",
+            "MLFLOW_TRACKING_TOKEN"} <= set(docker["env_names"])
+    run_id = record["mlflow"]["run_id"]
+    assert server.metrics(run_id) == {"from_child": 1.5}
+    assert record["metrics"]["from_child"]["last"] == 1.5
+    tags = server.tags(run_id)
+    assert tags["mlflow.project.env"] == "docker" and tags["reprun.backend"] == "docker"
+    assert tags["mlflow.docker.image.uri"] == docker["image"]
+    assert tags["mlflow.docker.image.id"] == docker["image_id"]
+    text = "\n".join(p.read_text(errors="replace") for p in
+                     (reprun.home / "runs" / record["run_id"]).rglob("*") if p.is_file())
+    assert "tok-in-docker" not in text
+
+
+def test_a_kubernetes_pod_joins_the_run_through_kube_mlflow_tracking_uri(
+    server: Server, reprun: Reprun, make_project: MakeProject, fake_kube: Any,
+) -> None:
+    project = _rest_project(make_project, "kube")
+    gateway = Gateway(server.url, token="pod-token").start()  # what the cluster reaches
+    digest = "sha256:" + "0f" * 32
+    config = json.dumps({"image": f"127.0.0.1:9/reprun/app@{digest}", "poll_seconds": 0.3,
+                         "working_dir": str(project)})
+    try:
+        result = reprun("run", str(project), "--backend", "kubernetes", "--backend-config",
+                        config, "--experiment-name", "kube", env={
+                            "KUBECONFIG": str(fake_kube.kubeconfig_path),
+                            "MLFLOW_TRACKING_URI": server.url,
+                            "KUBE_MLFLOW_TRACKING_URI": gateway.url,
+                            "MLFLOW_TRACKING_TOKEN": "pod-token"}, timeout=300)
+    finally:
+        gateway.stop()
+    assert result.code == 0, result.stderr
+    record = reprun.last_record()
+    assert f"logged to {gateway.url}" in result.stdout
+    assert any("runs/log-metric" in r for r in gateway.requests)
+    run_id = record["mlflow"]["run_id"]
+    assert server.metrics(run_id) == {"from_child": 1.5}
+    assert server.tags(run_id)["mlflow.project.backend"] == "kubernetes"
+    assert server.run(run_id)["info"]["status"] == "FINISHED"
+    saved = (reprun.home / "runs" / record["run_id"] / "job.yaml").read_text()
+    assert "pod-token" not in saved and "MLFLOW_TRACKING_TOKEN" in saved
+    assert f"value: {run_id}" in saved
+
