@@ -445,7 +445,7 @@ def test_a_kubernetes_pod_joins_the_run_through_kube_mlflow_tracking_uri(
                             "MLFLOW_TRACKING_TOKEN": "pod-token"}, timeout=300)
     finally:
         gateway.stop()
-    assert result.code == 0, result.stderr
+    assert result.code == 0, result.stdout + result.stderr
     record = reprun.last_record()
     assert f"logged to {gateway.url}" in result.stdout
     assert any("runs/log-metric" in r for r in gateway.requests)
