@@ -74,10 +74,10 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             record = record.model_copy(update={"backend": handle.info()})
             record = _with_facts(record, handle.facts(), detached=plan.options.detach)
             store.save(record)
-            if tracker is not None:
-                tracker.submitted(record)
             if plan.options.detach:
                 notify(f"run {run_id} submitted to {plan.backend}; it goes on without reprun")
+                if tracker is not None:
+                    tracker.detached(record)
                 return record
             outcome = handle.wait()
     except Interrupted as exc:

@@ -407,7 +407,8 @@ def runs_sync(run_ids: tuple[str, ...], tracking_uri: str | None) -> int:
     from runner.tracking.mlflow_sync import sync_run
 
     runs_store = open_store()
-    records = [runs_store.get(r) for r in run_ids] if run_ids else _pending_runs(runs_store)
+    records = [_current(runs_store, r) for r in run_ids] if run_ids else \
+        [_current(runs_store, r.run_id) for r in _pending_runs(runs_store)]
     failed = 0
     for given in records:
         try:

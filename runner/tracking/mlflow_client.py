@@ -15,10 +15,9 @@ message, record or log ever holds them. ``MLFLOW_HTTP_REQUEST_TIMEOUT`` bounds e
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,9 +62,10 @@ class MlflowClient:
         self.shown = redact_url(self.base)
         self.timeout = timeout if timeout is not None else _timeout(env)
         self._headers = _auth_headers(env, parts.username, parts.password)
-        handlers = [urllib.request.HTTPSHandler(context=_tls_context(env))] \
-            if parts.scheme == "https" else []
-        self._opener = urllib.request.build_opener(*handlers)
+        self._tls = _tls_context(env) if parts.scheme == "https" else None
+        self._address = (parts.hostname or "", parts.port)
+        self._prefix = parts.path.rstrip("/")
+        self._connection: http.client.HTTPConnection | None = None
 
     # -- the calls --------------------------------------------------------------------------
 
@@ -156,8 +156,7 @@ class MlflowClient:
                 hint="start the server with --serve-artifacts (the default) to store files")
         target = f"/api/2.0/mlflow-artifacts/artifacts/{base}/{quote(path)}"
         with file.open("rb") as body:
-            self._send("PUT", self.base + target, body, file.stat().st_size,
-                       "application/octet-stream")
+            self._send("PUT", target, body, file.stat().st_size, "application/octet-stream")
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.shown}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -166,7 +165,7 @@ class MlflowClient:
 
     def call(self, method: str, path: str, body: Mapping[str, Any] | None = None,
              query: Mapping[str, str] | None = None) -> dict[str, Any]:
-        url = f"{self.base}/api/2.0/mlflow/{path}"
+        url = f"/api/2.0/mlflow/{path}"
         if query:
             url += "?" + urlencode(query)
         data = json.dumps(body).encode() if body is not None else None
@@ -180,39 +179,68 @@ class MlflowClient:
             raise TrackingError(f"{self.shown} answered {method} {path} with {type(answer)}")
         return answer
 
-    def _send(self, method: str, url: str, data: Any, length: int, kind: str) -> bytes:
-        headers = {**self._headers, "Content-Type": kind}
-        if data is not None:
-            headers["Content-Length"] = str(length)
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        where = url[len(self.base):].split("?", maxsplit=1)[0]
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                raw: bytes = response.read()
-                return raw
-        except urllib.error.HTTPError as exc:
-            raise _refused(exc, method, where, self.shown) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise TrackingError(f"cannot reach the tracking server {self.shown}: {reason}",
-                                hint="is it running? check MLFLOW_TRACKING_URI") from None
+    def _send(self, method: str, target: str, data: Any, length: int, kind: str) -> bytes:
+        """One request on a kept-alive connection; a connection the server closed while idle
+        is opened again once (nothing was processed on it)."""
+        headers = {**self._headers, "Content-Type": kind, "Content-Length": str(length)}
+        where = target.split("?", maxsplit=1)[0]
+        for attempt in (1, 2):
+            connection, reused = self._connect()
+            try:
+                connection.request(method, self._prefix + target, body=data, headers=headers)
+                response = connection.getresponse()
+                raw = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if reused and attempt == 1:
+                    if hasattr(data, "seek"):
+                        data.seek(0)
+                    continue
+                raise TrackingError(f"the tracking server {self.shown} closed the connection",
+                                    hint="is it running? check MLFLOW_TRACKING_URI") from None
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                reason = str(exc) or type(exc).__name__
+                raise TrackingError(f"cannot reach the tracking server {self.shown}: {reason}",
+                                    hint="is it running? check MLFLOW_TRACKING_URI") from None
+            if response.status >= 400:
+                raise _refused(response.status, response.reason, raw, method, where, self.shown)
+            return raw
+        raise AssertionError("unreachable")
+
+    def _connect(self) -> tuple[http.client.HTTPConnection, bool]:
+        if self._connection is not None:
+            return self._connection, True
+        host, port = self._address
+        if self._tls is not None:
+            self._connection = http.client.HTTPSConnection(host, port, timeout=self.timeout,
+                                                           context=self._tls)
+        else:
+            self._connection = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        return self._connection, False
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
-def _refused(exc: urllib.error.HTTPError, method: str, where: str, shown: str) -> TrackingError:
+def _refused(status: int, reason: str, raw: bytes, method: str, where: str,
+             shown: str) -> TrackingError:
     try:
-        detail = json.loads(exc.read() or b"{}")
-    except (ValueError, OSError):
+        detail = json.loads(raw or b"{}")
+    except ValueError:
         detail = {}
     if not isinstance(detail, dict):
         detail = {}
     code = detail.get("error_code")
-    message = str(detail.get("message") or exc.reason or "")[:300]
+    message = str(detail.get("message") or reason or "")[:300]
     hint = ""
-    if exc.code in (401, 403):
+    if status in (401, 403):
         hint = "check MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD"
-    return TrackingError(f"{shown} refused {method} {where}: HTTP {exc.code}"
+    return TrackingError(f"{shown} refused {method} {where}: HTTP {status}"
                          f"{' ' + code if code else ''}{': ' + message if message else ''}",
-                         hint=hint, status=exc.code, code=code)
+                         hint=hint, status=status, code=code)
 
 
 def proxy_path(artifact_uri: str) -> str | None:

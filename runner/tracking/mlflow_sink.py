@@ -168,6 +168,7 @@ class Session:
     pending: list[Op] = field(default_factory=list)
     failure: str | None = None
     warned: bool = False
+    run_status: str | None = None
 
     @property
     def info(self) -> MlflowInfo:
@@ -200,14 +201,14 @@ class Session:
             self.pending.append(op)
             return None
 
-    def save_pending(self) -> None:
+    def save_pending(self, quiet: bool = False) -> None:
         path = self.run_dir / PENDING_FILE
         if not self.pending:
             path.unlink(missing_ok=True)
             return
         atomic_write_text(path, json.dumps({"tracking_uri": self.client.shown,
                                             "operations": self.pending}, indent=1))
-        if not self.warned:
+        if not self.warned and not quiet:
             self.warned = True
             self.notify(f"warning: mlflow: {self.failure}; kept {len(self.pending)} "
                         "pending call(s); send them later with 'reprun runs sync'")
@@ -238,9 +239,12 @@ def apply(session: Session, op: Op) -> Any:
         if file.is_file():
             client.upload(session.artifact_uri, op["path"], file)
     elif kind == "read_metrics":
-        return read_metrics(client, run_id)
+        readback = read_metrics(client, run_id)
+        session.run_status = readback.status
+        return readback
     elif kind == "end":
-        status = client.get_run(run_id)["info"].get("status")
+        # The status read back with the metrics still holds: the command has ended.
+        status = session.run_status or client.get_run(run_id)["info"].get("status")
         if status not in TERMINAL:  # the project may have ended the run itself
             client.update_run(run_id, op["status"], op["end_ms"])
     else:
@@ -253,6 +257,7 @@ class Readback:
     """The metrics the project logged to its MLflow run, each as (value, step) in order."""
 
     values: dict[str, list[tuple[float, int]]]
+    status: str | None = None
 
 
 def read_metrics(client: MlflowClient, run_id: str) -> Readback:
@@ -263,7 +268,7 @@ def read_metrics(client: MlflowClient, run_id: str) -> Readback:
         history = sorted(client.metric_history(run_id, key),
                          key=lambda m: (int(m.get("step", 0)), int(m.get("timestamp", 0))))
         values[key] = [(float(m["value"]), int(m.get("step", 0))) for m in history]
-    return Readback(values)
+    return Readback(values, run.get("info", {}).get("status"))
 
 
 def start(record: RunRecord, options: TrackingOptions, uri: str, env: Mapping[str, str],
@@ -285,9 +290,14 @@ def start(record: RunRecord, options: TrackingOptions, uri: str, env: Mapping[st
     return session
 
 
-def submitted(session: Session, record: RunRecord) -> None:
-    """The tags known once the command started (backend, image)."""
+def detached(session: Session, record: RunRecord, log_outputs: bool) -> None:
+    """A run that goes on without reprun: its MLflow run is ended by 'reprun runs sync' once
+    the run has ended (a pending 'finish')."""
     session.do({"op": "log_batch", "tags": environment_tags(record)})
+    session.pending.append({"op": "finish", "log_outputs": log_outputs})
+    session.save_pending(quiet=True)
+    session.notify("mlflow: the run goes on detached; 'reprun runs sync' ends its MLflow run "
+                   "once it has ended")
 
 
 def read_back(session: Session) -> Readback | None:
@@ -298,16 +308,24 @@ def read_back(session: Session) -> Readback | None:
 
 
 def finish(session: Session, record: RunRecord, log_outputs: bool) -> None:
-    """Send reprun's own metrics and files, then end the run; keep what could not be sent."""
-    metrics = own_metrics(session.run_dir, record)
-    if metrics:
-        session.do({"op": "log_batch", "metrics": metrics})
-    for file, path in artifacts(record, session.run_dir, log_outputs):
-        session.do({"op": "upload", "file": file, "path": path})
+    """Send the tags known at the end, reprun's own metrics and files, then end the run; keep
+    what could not be sent."""
+    for op in finish_ops(record, session.run_dir, log_outputs):
+        session.do(op)
+    session.save_pending()
+
+
+def finish_ops(record: RunRecord, run_dir: Path, log_outputs: bool) -> list[Op]:
+    """What ends an MLflow run: one batch (backend and image tags, the metrics reprun read
+    itself), the files, the status."""
+    ops: list[Op] = [{"op": "log_batch", "tags": environment_tags(record),
+                      "metrics": own_metrics(run_dir, record)}]
+    ops += [{"op": "upload", "file": file, "path": path}
+            for file, path in artifacts(record, run_dir, log_outputs)]
     status = record.status.value if record.status.done else "FAILED"
     end = record.ended_at.timestamp() if record.ended_at else None
-    session.do({"op": "end", "status": status, "end_ms": ms(end)})
-    session.save_pending()
+    ops.append({"op": "end", "status": status, "end_ms": ms(end)})
+    return ops
 
 
 def artifacts(record: RunRecord, run_dir: Path, log_outputs: bool) -> Iterator[tuple[str, str]]:
@@ -387,8 +405,8 @@ def credential_names(env: Mapping[str, str]) -> tuple[str, ...]:
 # -- one run of reprun, from start to end ------------------------------------------------------
 
 class Tracker:
-    """What ``runner.execute`` calls, in order: ``begin``, ``child_env``, ``submitted``,
-    ``read_back``, ``finish``. No call raises: the run never depends on the server."""
+    """What ``runner.execute`` calls, in order: ``begin``, ``child_env``, then ``read_back``
+    and ``finish`` (or ``detached``). No call raises: the run never depends on the server."""
 
     def __init__(self, session: Session, options: TrackingOptions, uri: str) -> None:
         self.session = session
@@ -416,8 +434,8 @@ class Tracker:
     def child_env(self) -> dict[str, str]:
         return self.session.child_env(self.uri)
 
-    def submitted(self, record: RunRecord) -> None:
-        submitted(self.session, record)
+    def detached(self, record: RunRecord) -> None:
+        detached(self.session, record, self.options.log_outputs)
 
     def read_back(self, record: RunRecord) -> RunRecord:
         readback = read_back(self.session)

@@ -20,6 +20,7 @@ from runner.tracking.mlflow_sink import (
     apply,
     artifacts,
     environment_tags,
+    finish_ops,
     merged_metrics,
     mlflow_params,
     ms,
@@ -55,8 +56,11 @@ def sync_run(store: RunStore, record: RunRecord, env: Mapping[str, str], uri: st
                       experiment_id=record.mlflow.experiment_id, run_id=record.mlflow.run_id)
     sent = 0
     try:
-        for op in list(ops):
-            record = _apply(session, op, record, store)
+        while ops:
+            if ops[0]["op"] == "finish":  # a detached run, now ended
+                ops[:1] = _finish_detached(session, ops[0], record)
+                continue
+            record = _apply(session, ops[0], record, store)
             ops.pop(0)
             sent += 1
     finally:
@@ -64,6 +68,14 @@ def sync_run(store: RunStore, record: RunRecord, env: Mapping[str, str], uri: st
         session.warned = True
         session.save_pending()
     return record, sent
+
+
+def _finish_detached(session: Session, op: Op, record: RunRecord) -> list[Op]:
+    if not record.status.done:
+        raise TrackingError(f"run {record.run_id[:8]} is still {record.status.value}",
+                            hint="sync it again once it has ended")
+    return [{"op": "read_metrics"}, *finish_ops(record, session.run_dir,
+                                               bool(op.get("log_outputs")))]
 
 
 def _apply(session: Session, op: Op, record: RunRecord, store: RunStore) -> RunRecord:
