@@ -56,9 +56,9 @@ def mlflow_server(mlflow: Path, directory: Path) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 300
         while True:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/health", timeout=5):
-                    break
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health",
+                                                                        timeout=5):
+                break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"mlflow server did not start; see {directory / 'server.log'}")
             time.sleep(0.5)
