@@ -59,15 +59,15 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     tracker: Tracker | None = None
     try:
         with forwarder.installed():
-            tracker = _begin_tracking(plan, record, run_dir, notify)
-            if tracker is not None:
-                record = tracker.recorded(record)
-                store.save(record)
+            tracker = _begin_tracking(plan, record, run_dir, notify)  # goes on in the background
             resolved, drift = _build_environment(plan, notify)
             record = _with_environment(record, plan, resolved, run_dir, drift)
             store.save(record)
             backend = get_backend(plan.backend)
             request = _request(plan, record, resolved, run_dir, notify, tracker)
+            if tracker is not None:
+                record = tracker.recorded(record)
+                store.save(record)
             forwarder.defer = True  # a signal from now on must reach the command, not abort us
             handle = backend.submit(request)
             forwarder.attach(handle)
@@ -116,6 +116,8 @@ def _begin_tracking(plan: Plan, record: RunRecord, run_dir: Path,
 
 def _end(record: RunRecord, store: RunStore, tracker: Tracker | None) -> None:
     """The final record saved, then sent to the tracking server (or kept for 'runs sync')."""
+    if tracker is not None and record.mlflow is None:
+        record = tracker.recorded(record)  # reprun failed before the command started
     store.save(record)
     if tracker is not None:
         tracker.finish(record)

@@ -15,6 +15,7 @@ message, record or log ever holds them. ``MLFLOW_HTTP_REQUEST_TIMEOUT`` bounds e
 from __future__ import annotations
 
 import base64
+import copy
 import http.client
 import json
 import ssl
@@ -218,6 +219,12 @@ class MlflowClient:
         else:
             self._connection = http.client.HTTPConnection(host, port, timeout=self.timeout)
         return self._connection, False
+
+    def twin(self) -> MlflowClient:
+        """The same server and credentials on a connection of its own (one per thread)."""
+        twin = copy.copy(self)
+        twin._connection = None
+        return twin
 
     def close(self) -> None:
         if self._connection is not None:

@@ -15,11 +15,13 @@ costs one timeout, not one per call).
 
 from __future__ import annotations
 
-import getpass
+import copy
 import json
 import shlex
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,8 @@ def mlflow_tags(record: RunRecord, run_name: str | None, parent_run_id: str | No
                 ) -> list[Pair]:
     """The tags ``mlflow run`` sets when it creates the run (mlflow/projects/utils.py)."""
     src = record.source
+    import getpass
+
     tags: list[Pair] = [
         ("mlflow.user", getpass.getuser()),
         ("mlflow.source.name", source_name(record)),
@@ -186,6 +190,40 @@ class Session:
             env["MLFLOW_EXPERIMENT_ID"] = self.experiment_id
         return env
 
+    def do_together(self, ops: Sequence[Op]) -> None:
+        """Independent calls (uploads) at once, each on a connection of its own; those that
+        fail are kept, in order, as ``do`` keeps them."""
+        if self.failure is not None or len(ops) < 2 or self.run_id is None:
+            for op in ops:
+                self.do(op)
+            return
+        if self.artifact_uri is None:
+            self.do({"op": "artifact_uri"})
+
+        def one(op: Op) -> TrackingError | None:
+            twin = copy.copy(self)
+            twin.client = self.client.twin()
+            try:
+                apply(twin, op)
+            except TrackingError as exc:
+                return exc
+            finally:
+                twin.client.close()
+            return None
+
+        with ThreadPoolExecutor(max_workers=min(4, len(ops))) as pool:
+            errors = list(pool.map(one, ops))
+        for op, error in zip(ops, errors, strict=True):
+            if error is not None:
+                self._failed(op, error)
+
+    def _failed(self, op: Op, exc: TrackingError) -> None:
+        if exc.status == 400 and exc.code == "INVALID_PARAMETER_VALUE":
+            self.notify(f"warning: mlflow: {exc.render()}; not sent")
+            return
+        self.failure = self.failure or exc.render()
+        self.pending.append(op)
+
     def do(self, op: Op) -> Any:
         """Carry out ``op`` now, or keep it for ``runs sync`` if the server failed (once)."""
         if self.failure is not None:
@@ -194,11 +232,7 @@ class Session:
         try:
             return apply(self, op)
         except TrackingError as exc:
-            if exc.status == 400 and exc.code == "INVALID_PARAMETER_VALUE":
-                self.notify(f"warning: mlflow: {exc.render()}; not sent")
-                return None
-            self.failure = exc.render()
-            self.pending.append(op)
+            self._failed(op, exc)
             return None
 
     def save_pending(self, quiet: bool = False) -> None:
@@ -232,6 +266,8 @@ def apply(session: Session, op: Op) -> Any:
                          [tuple(t) for t in op.get("tags", [])])
     elif kind == "log_inputs":
         client.log_inputs(run_id, op["datasets"])
+    elif kind == "artifact_uri":
+        session.artifact_uri = client.get_run(run_id)["info"]["artifact_uri"]
     elif kind == "upload":
         if session.artifact_uri is None:
             session.artifact_uri = client.get_run(run_id)["info"]["artifact_uri"]
@@ -310,8 +346,10 @@ def read_back(session: Session) -> Readback | None:
 def finish(session: Session, record: RunRecord, log_outputs: bool) -> None:
     """Send the tags known at the end, reprun's own metrics and files, then end the run; keep
     what could not be sent."""
-    for op in finish_ops(record, session.run_dir, log_outputs):
-        session.do(op)
+    ops = finish_ops(record, session.run_dir, log_outputs)
+    session.do(ops[0])
+    session.do_together(ops[1:-1])
+    session.do(ops[-1])
     session.save_pending()
 
 
@@ -408,47 +446,74 @@ class Tracker:
     """What ``runner.execute`` calls, in order: ``begin``, ``child_env``, then ``read_back``
     and ``finish`` (or ``detached``). No call raises: the run never depends on the server."""
 
-    def __init__(self, session: Session, options: TrackingOptions, uri: str) -> None:
-        self.session = session
+    def __init__(self, options: TrackingOptions, uri: str, starting: threading.Thread,
+                 started: list[Session]) -> None:
         self.options = options
         self.uri = uri
+        self._starting = starting
+        self._started = started
+
+    @property
+    def session(self) -> Session | None:
+        """The session, once the run is created (or its creation kept pending)."""
+        self._starting.join()
+        return self._started[0] if self._started else None
 
     @classmethod
     def begin(cls, record: RunRecord, options: TrackingOptions, uri: str,
               env: Mapping[str, str], run_dir: Path, notify: Notify,
               params: Sequence[Pair]) -> Tracker | None:
-        try:
-            session = start(record, options, uri, env, run_dir, notify, params)
-        except TrackingError as exc:  # unusable settings (a certificate file missing...)
-            notify(f"warning: mlflow: {exc.render()}; the run is not tracked")
-            return None
-        if session.failure is not None:
-            notify(f"warning: mlflow: {session.failure}; the run goes on, its MLflow run is "
-                   "made later by 'reprun runs sync'")
-            session.warned = True
-        return cls(session, options, uri)
+        """Start creating the MLflow run; it goes on while the environment is built."""
+        started: list[Session] = []
+
+        def create() -> None:
+            try:
+                session = start(record, options, uri, env, run_dir, notify, params)
+            except TrackingError as exc:  # unusable settings (a certificate file missing...)
+                notify(f"warning: mlflow: {exc.render()}; the run is not tracked")
+                return
+            if session.failure is not None:
+                notify(f"warning: mlflow: {session.failure}; the run goes on, its MLflow run "
+                       "is made later by 'reprun runs sync'")
+                session.warned = True
+            started.append(session)
+
+        starting = threading.Thread(target=create, name="reprun-mlflow-start", daemon=True)
+        starting.start()
+        return cls(options, uri, starting, started)
 
     def recorded(self, record: RunRecord) -> RunRecord:
-        return record.model_copy(update={"mlflow": self.session.info})
+        session = self.session
+        return record if session is None else record.model_copy(update={"mlflow": session.info})
 
     def child_env(self) -> dict[str, str]:
-        return self.session.child_env(self.uri)
+        session = self.session
+        if session is None:
+            return {}
+        return session.child_env(self.uri)
 
     def detached(self, record: RunRecord) -> None:
-        detached(self.session, record, self.options.log_outputs)
+        if self.session is not None:
+            detached(self.session, record, self.options.log_outputs)
 
     def read_back(self, record: RunRecord) -> RunRecord:
-        readback = read_back(self.session)
-        if readback is None:
+        session = self.session
+        readback = read_back(session) if session is not None else None
+        if session is None or readback is None:
             return record
         try:
-            return merged_metrics(record, self.session.run_dir, readback)
+            return merged_metrics(record, session.run_dir, readback)
         except OSError as exc:
-            self.session.notify(f"warning: mlflow: metrics not recorded: {exc}")
+            session.notify(f"warning: mlflow: metrics not recorded: {exc}")
             return record
 
     def finish(self, record: RunRecord) -> None:
+        session = self.session
+        if session is None:
+            return
         try:
-            finish(self.session, record, self.options.log_outputs)
+            finish(session, record, self.options.log_outputs)
         except OSError as exc:
-            self.session.notify(f"warning: mlflow: {exc}")
+            session.notify(f"warning: mlflow: {exc}")
+        finally:
+            session.client.close()
