@@ -457,3 +457,32 @@ def test_a_kubernetes_pod_joins_the_run_through_kube_mlflow_tracking_uri(
     assert "pod-token" not in saved and "MLFLOW_TRACKING_TOKEN" in saved
     assert f"value: {run_id}" in saved
 
+
+
+def test_a_detached_kubernetes_run_is_ended_by_runs_sync(
+    server: Server, reprun: Reprun, make_project: MakeProject, fake_kube: Any,
+) -> None:
+    project = _rest_project(make_project, "detached")
+    digest = "sha256:" + "0f" * 32
+    config = json.dumps({"image": f"127.0.0.1:9/reprun/app@{digest}", "poll_seconds": 0.3,
+                         "working_dir": str(project)})
+    env = {"KUBECONFIG": str(fake_kube.kubeconfig_path), "MLFLOW_TRACKING_URI": server.url}
+    result = reprun("run", str(project), "--backend", "kubernetes", "--backend-config", config,
+                    "--detach", env=env, timeout=300)
+    assert result.code == 0, result.stderr
+    assert "'reprun runs sync' ends its MLflow run" in result.stderr
+    record = reprun.last_record()
+    run_id = record["mlflow"]["run_id"]
+    assert server.run(run_id)["info"]["status"] == "RUNNING"
+    deadline = time.monotonic() + 120
+    while True:
+        synced = reprun("runs", "sync", env=env)
+        if synced.code == 0 or time.monotonic() > deadline:
+            break
+        assert "is still RUNNING" in synced.stderr, synced.stderr
+        time.sleep(1)
+    assert synced.code == 0, synced.stderr
+    assert server.run(run_id)["info"]["status"] == "FINISHED"
+    assert server.metrics(run_id) == {"from_child": 1.5}
+    assert reprun.record(record["run_id"])["metrics"]["from_child"]["last"] == 1.5
+    assert "reprun/run.json" in server.artifacts(run_id)
