@@ -21,6 +21,17 @@ PLANNED: tuple[str, ...] = ()
 BUILDS_OWN_ENVIRONMENT = frozenset({"docker", "kubernetes"})
 # Backends whose runs live elsewhere: they can be previewed, refreshed, detached and cancelled.
 REMOTE_BACKENDS = frozenset({"kubernetes"})
+# Backends that need the libraries of an extra for every run: (extra, what needs it). The docker
+# backend is not one: it needs the docker SDK only to build, pull or push an image.
+NEEDS_EXTRA: dict[str, tuple[str, str]] = {"kubernetes": ("kubernetes", "Kubernetes runs")}
+
+
+def check_installed(name: str) -> None:
+    """One line naming ``pip install 'reprun[EXTRA]'`` when backend ``name`` lacks its extra."""
+    if name in NEEDS_EXTRA:
+        from runner.extras import require
+
+        require(*NEEDS_EXTRA[name])
 
 
 def get_backend(name: str) -> Backend:

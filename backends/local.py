@@ -1,7 +1,9 @@
-"""The local backend: ``bash -c COMMAND`` in the project directory, in its own process group."""
+"""The local backend: ``bash -c COMMAND`` in the project directory, in its own session and
+containment tree: every process it starts is stopped with it, whatever its session."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -28,25 +30,53 @@ class LocalHandle:
 
     def __init__(self, request: RunRequest) -> None:
         self.request = request
-        self._log = request.log_path.open("ab")
+        self._log: BinaryIO | None = request.log_path.open("ab", buffering=0)
         self._log_lock = threading.Lock()
+        self._log_bytes = 0
+        self._log_error: str | None = None  # why the log stopped short (a full disk)
+        self._echo = request.echo
         self._stop_signal: int | None = None
         self._hurry = threading.Event()
         self._stopper: threading.Thread | None = None
         self._outcome: Outcome | None = None
+        self._leftovers = 0
         self.started_at = now()
         self._proc = GroupProcess(
             ["bash", "-c", request.command], request.workdir, request.env, self._sink
         )
 
     def _sink(self, stream: str, chunk: bytes) -> None:
+        """The log and the terminal, each on its own: one failing never stops the other."""
         with self._log_lock:
-            self._log.write(chunk)
-            self._log.flush()
-        if self.request.echo:
+            self._write_log(chunk)
+        if self._echo:
             out: BinaryIO = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
-            out.write(chunk)
-            out.flush()
+            try:
+                out.write(chunk)
+                out.flush()
+            except (OSError, ValueError):  # the terminal went away: the log goes on
+                self._echo = False
+
+    def _write_log(self, chunk: bytes) -> None:
+        if self._log is None:
+            return
+        view = memoryview(chunk)
+        try:
+            while view:
+                written = self._log.write(view) or 0
+                self._log_bytes += written
+                view = view[written:]
+        except OSError as exc:
+            self._log_error = (exc.strerror or str(exc)).lower()
+            self._close_log()
+            self.request.notify(f"warning: log truncated: {self._log_error}; the output still "
+                                "reaches the terminal")
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+            self._log = None
 
     def cancel(self, first_signal: int = signal.SIGINT) -> None:
         """Start the staged stop of the whole group; a second call kills at once."""
@@ -61,7 +91,7 @@ class LocalHandle:
         self._stopper.start()
 
     def facts(self) -> Mapping[str, Any]:
-        return MappingProxyType({})
+        return MappingProxyType({"containment": self._proc.containment})
 
     def status(self) -> Status:
         if self._outcome is not None:
@@ -76,17 +106,23 @@ class LocalHandle:
         if self._stopper is not None and self._stop_signal is not None:
             self._stopper.join()  # until the whole group is gone
             reason = f"stopped by {signal.Signals(self._stop_signal).name}"
-        elif not self._proc.finish_output(LEFTOVER_WAIT_S):
-            # The command exited but left processes of its group running: stop them too.
-            self._proc.stop(signal.SIGTERM, self.request.grace_period, self._hurry)
+        else:
+            # The command exited; what it left running (daemons included) is stopped too.
+            self._leftovers = self._proc.stop_leftovers(self.request.grace_period, self._hurry)
+        self._proc.close()
         self._proc.finish_output(LEFTOVER_WAIT_S)
-        self._log.close()
+        with self._log_lock:
+            self._close_log()
         self._outcome = self._make_outcome(self._proc.poll(), reason)
         return self._outcome
 
     def _make_outcome(self, returncode: int | None, reason: str | None) -> Outcome:
         code = returncode if returncode is None or returncode >= 0 else 128 - returncode
-        facts: dict[str, str] = {}
+        facts: dict[str, Any] = {"containment": self._proc.containment}
+        if self._leftovers:
+            facts["stopped_leftover_processes"] = self._leftovers
+        if self._log_error is not None:
+            facts["log_truncated"] = f"{self._log_error} after {self._log_bytes} bytes"
         if reason is not None and self._stop_signal is not None:
             status = Status.KILLED
             facts["signal"] = signal.Signals(self._stop_signal).name

@@ -41,6 +41,7 @@ def diff_runs(target_a: str, target_b: str, store: RunStore, env: Mapping[str, s
             "backend": {"name": pair(ra.backend.name, rb.backend.name),
                         "facts": mapping_diff(ra.backend.facts, rb.backend.facts)},
             "host": mapping_diff(ra.host.model_dump(), rb.host.model_dump()),
+            "inputs": inputs_diff(ra, rb),
             "outputs": outputs_diff(ra, rb),
             "metrics": mapping_diff({k: m.last for k, m in ra.metrics.items()},
                                     {k: m.last for k, m in rb.metrics.items()}),
@@ -76,14 +77,19 @@ def environment_diff(a: RunRecord, b: RunRecord) -> Json:
 
 
 def outputs_diff(a: RunRecord, b: RunRecord) -> Json:
-    oa = {o.path: o.sha256 for o in a.outputs}
-    ob = {o.path: o.sha256 for o in b.outputs}
+    oa = {o.path: o.content for o in a.outputs}
+    ob = {o.path: o.content for o in b.outputs}
     return {
         "changed": sorted(p for p in oa.keys() & ob.keys() if oa[p] != ob[p]),
         "only_a": sorted(oa.keys() - ob.keys()),
         "only_b": sorted(ob.keys() - oa.keys()),
         "same": sum(1 for p in oa.keys() & ob.keys() if oa[p] == ob[p]),
     }
+
+
+def inputs_diff(a: RunRecord, b: RunRecord) -> Json:
+    """Inputs by name: added, removed, changed (digests) and how many are the same."""
+    return mapping_diff({i.name: i.digest for i in a.inputs}, {i.name: i.digest for i in b.inputs})
 
 
 def code_diff(a: Recorded, b: Recorded, env: Mapping[str, str]) -> Json:
@@ -135,7 +141,8 @@ def _commit_files(a: RunRecord, b: RunRecord, env: Mapping[str, str]) -> list[st
     if ca == cb:
         return []
     for where in _repositories(a, env) + _repositories(b, env):
-        args = ["diff", "--name-only", "--no-renames", ca, cb, "--"]
+        args = ["diff", "--name-only", "--no-renames", "--no-ext-diff", "--no-textconv",
+                "--end-of-options", ca, cb, "--"]
         done = run_git(args, env, cwd=where) if (where / ".git").exists() else run_git(
             args, env, git_dir=where)
         if done.ok:
@@ -178,6 +185,7 @@ def render_text(d: Json) -> str:
     rows += _mapping_rows("  packages", env["packages"], indent="    ")
     rows += [_row("backend", d["backend"]["name"])]
     rows += _mapping_rows("host", d["host"])
+    rows += _mapping_rows("inputs", d["inputs"])
     out = d["outputs"]
     rows.append(("outputs", f"{out['same']} same", "", bool(out["changed"] or out["only_a"]
                                                             or out["only_b"])))
@@ -197,6 +205,8 @@ def _text(value: Any) -> str:
     if value is None:
         return "-"
     text = str(value)
+    if re.fullmatch(r"[a-z0-9]+:[0-9a-f]{64}", text):
+        return text[:text.index(":") + 13]
     return text[:12] if re.fullmatch(r"[0-9a-f]{40,64}", text) else text
 
 

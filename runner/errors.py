@@ -71,6 +71,15 @@ class SpecError(ReprunError):
         return self.message
 
 
+class MissingExtraError(UsageError):
+    """A feature whose libraries come with an extra of reprun that is not installed."""
+
+    def __init__(self, extra: str, feature: str) -> None:
+        super().__init__(f"{feature} need the {extra} extra: pip install 'reprun[{extra}]'")
+        self.extra = extra
+        self.feature = feature
+
+
 class ParameterError(ReprunError):
     """A parameter value given with ``-P`` (or a default) does not fit its declaration."""
 
@@ -130,6 +139,10 @@ class LockNotHonouredError(EnvBuildError):
                  "here and record the drift",
         )
         self.drift = tuple(drift)
+
+
+class StoreError(ReprunError):
+    """The run store cannot be written: a full disk, a read-only file system, no permission."""
 
 
 class BackendError(ReprunError):

@@ -13,12 +13,13 @@ from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from backends import BUILDS_OWN_ENVIRONMENT, get_backend
+from backends import BUILDS_OWN_ENVIRONMENT, check_installed, get_backend
 from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
 from runner.envs import get_builder
 from runner.envs.base import EnvSpec, Lock, ResolvedEnv, restore
-from runner.errors import Drift, Interrupted, NotSupportedError
-from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from runner.envs.cache import cache_root
+from runner.errors import Drift, Interrupted, NotSupportedError, ReprunError, StoreError
+from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
 from runner.plan import Plan
 from runner.process import process_start_ticks
 from runner.record.host import host_info
@@ -26,6 +27,7 @@ from runner.record.store import RunStore
 from runner.record.types import (
     BackendInfo,
     CondaInfo,
+    ConvertedPackage,
     DriftEntry,
     EnvironmentInfo,
     OutputFile,
@@ -38,8 +40,10 @@ from runner.record.types import (
     Status,
     now,
 )
+from runner.spec.types import ParamType
 
 if TYPE_CHECKING:
+    from runner.tracking.inputs import Found
     from runner.tracking.mlflow_sink import Tracker
 
 PATCH_FILE = "source.patch"
@@ -50,30 +54,33 @@ Notify = Callable[[str], None]
 
 def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     """Run ``plan`` to the end and return its final record."""
+    check_installed(plan.backend)  # before a run is recorded
+    found = _fingerprint_inputs(plan, notify) if _declares_inputs(plan) else None
     run_id = uuid.uuid4().hex
     run_dir = store.create_run_dir(run_id)
-    record = _initial_record(plan, run_id, run_dir, notify)
-    store.save(record)
+    record = _first_record(plan, store, run_id, run_dir, found, notify)
     notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
     tracker: Tracker | None = None
+    handle: RunHandle | None = None
     try:
         with forwarder.installed():
+            lock, reused = _try_reuse(plan, store, record, notify)
+            if reused is not None:
+                return reused
             tracker = _begin_tracking(plan, record, run_dir, notify)  # goes on in the background
-            resolved, drift = _build_environment(plan, notify)
+            resolved, drift = _build_environment(plan, notify, lock)
             record = _with_environment(record, plan, resolved, run_dir, drift)
             store.save(record)
             backend = get_backend(plan.backend)
             request = _request(plan, record, resolved, run_dir, notify, tracker)
-            if tracker is not None:
-                record = tracker.recorded(record)
-                store.save(record)
+            record = _with_tracking(record, store, tracker)
             forwarder.defer = True  # a signal from now on must reach the command, not abort us
             handle = backend.submit(request)
             forwarder.attach(handle)
             record = record.model_copy(update={"backend": handle.info()})
             record = _with_facts(record, handle.facts(), detached=plan.options.detach)
-            store.save(record)
+            _save_while_running(store, record, notify)
             if plan.options.detach:
                 notify(f"run {run_id} submitted to {plan.backend}; it goes on without reprun")
                 if tracker is not None:
@@ -82,17 +89,38 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             outcome = handle.wait()
     except Interrupted as exc:
         record = _ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)})
-        _end(record, store, tracker)
+        _end(record, store, tracker, _save_last)
         raise
     except BaseException as exc:
-        reason = str(exc) or type(exc).__name__
-        _end(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}), store, tracker)
+        if handle is not None and not plan.options.detach:
+            handle.cancel(signal.SIGTERM)  # reprun itself failed: the command must not go on
+            handle.wait()
+        reason = _describe(exc)
+        _end(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}), store, tracker,
+             _save_last)
+        if isinstance(exc, OSError):
+            raise ReprunError(reason) from exc  # a full disk, a lost file: one line, no traceback
         raise
-    record = _finished(record, outcome, Path(record.output_dir))
+    record = _finished(record, outcome, Path(record.output_dir), plan.options.base_env)
     record = _with_metrics(record, plan, run_dir, notify)
-    if tracker is not None:
-        record = tracker.read_back(record)
-    _end(record, store, tracker)
+    return _end(tracker.read_back(record) if tracker else record, store, tracker)
+
+
+def _try_reuse(plan: Plan, store: RunStore, record: RunRecord,
+               notify: Notify) -> tuple[Lock | None, RunRecord | None]:
+    """With --reuse: the new lock, and the record of a run whose outputs are taken, if any."""
+    if not plan.options.reuse or plan.replay is not None:
+        return None, None
+    lock = _new_lock(plan, notify)
+    return lock, _reuse(plan, store, record, lock, notify)
+
+
+def _with_tracking(record: RunRecord, store: RunStore, tracker: Tracker | None) -> RunRecord:
+    """The record with its MLflow run (created meanwhile in the background)."""
+    if tracker is None:
+        return record
+    record = tracker.recorded(record)
+    store.save(record)
     return record
 
 
@@ -114,26 +142,65 @@ def _begin_tracking(plan: Plan, record: RunRecord, run_dir: Path,
                          mlflow_params(plan.params.values, given))
 
 
-def _end(record: RunRecord, store: RunStore, tracker: Tracker | None) -> None:
+def _end(record: RunRecord, store: RunStore, tracker: Tracker | None,
+         save: Callable[[RunStore, RunRecord], None] | None = None) -> RunRecord:
     """The final record saved, then sent to the tracking server (or kept for 'runs sync')."""
     if tracker is not None and record.mlflow is None:
         record = tracker.recorded(record)  # reprun failed before the command started
-    store.save(record)
+    if save is None:
+        store.save(record)
+    else:
+        save(store, record)
     if tracker is not None:
         tracker.finish(record)
+    return record
+
+
+def _first_record(plan: Plan, store: RunStore, run_id: str, run_dir: Path,
+                  found: list[Found] | None, notify: Notify) -> RunRecord:
+    """The record written before anything runs; never a run directory without it."""
+    try:
+        record = _initial_record(plan, run_id, run_dir, notify)
+        if found is not None:
+            record = _with_inputs(record, plan, found, run_dir, store)
+        store.save(record)
+    except BaseException as exc:
+        store.discard(run_id)
+        if isinstance(exc, OSError):
+            raise store.cannot_write(exc, "the run was not started") from None
+        raise
+    return record
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ReprunError):
+        return exc.render()
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _save_while_running(store: RunStore, record: RunRecord, notify: Notify) -> None:
+    """A record update once the command runs: a full disk must not stop the command; the final
+    record (which has the run's reserve) says how it ended."""
+    try:
+        store.save(record)
+    except StoreError as exc:
+        notify(f"warning: {exc.render()}")
+
+
+def _save_last(store: RunStore, record: RunRecord) -> None:
+    """The record of a run reprun could not finish; the error that stopped it is what the user
+    sees, even when this save fails too (the run then shows FAILED once reprun has exited)."""
+    with contextlib.suppress(StoreError):
+        store.save(record)
 
 
 def _with_metrics(record: RunRecord, plan: Plan, run_dir: Path, notify: Notify) -> RunRecord:
     """What the run reported (files, the REPRUN_METRICS stream, printed lines), summarised."""
-    from runner.tracking.metrics import collect
+    from runner.tracking.metrics import with_metrics
 
-    try:
-        metrics, history = collect(run_dir, Path(record.output_dir), run_dir / record.log_file,
-                                   plan.entry.metrics, record.parameters, notify)
-    except OSError as exc:  # a full disk, a file made unreadable: the run's record comes first
-        notify(f"warning: metrics: not recorded: {exc}")
-        return record
-    return record.model_copy(update={"metrics": metrics, "metrics_file": history})
+    return with_metrics(record, run_dir, plan.entry.metrics, notify)
 
 
 class _SignalForwarder:
@@ -218,7 +285,8 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> R
             spec_file=str(plan.project.spec_file) if plan.project.spec_file else None,
         ),
         source=source,
-        environment=EnvironmentInfo(kind=plan.project.env.kind, manager=plan.manager),
+        environment=EnvironmentInfo(kind=plan.project.env.kind, manager=plan.manager,
+                                    **_conversion_fields(plan)),
         backend=BackendInfo(name=plan.backend),
         host=host,
         runner=RunnerProcess(hostname=host.hostname, pid=pid, start_ticks=process_start_ticks(pid)),
@@ -238,22 +306,34 @@ def _keep_spec(plan: Plan, directory: Path) -> None:
             shutil.copyfile(path, directory / path.name)
 
 
-def _build_environment(plan: Plan, notify: Notify) -> tuple[ResolvedEnv, tuple[Drift, ...]]:
+def _env_spec(plan: Plan, notify: Notify) -> EnvSpec:
     options = plan.options
-    spec = EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
+    return EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
                    notify=notify, live=options.progress_live,
                    conda_channels=options.conda_channels, resolving=plan.resolving)
+
+
+def _new_lock(plan: Plan, notify: Notify) -> Lock:
+    """The lock a new run would use (resolved, or the cached one), before anything is built."""
+    return get_builder(plan.manager).lock(_env_spec(plan, notify), refresh=plan.options.refresh)
+
+
+def _build_environment(
+    plan: Plan, notify: Notify, new_lock: Lock | None = None
+) -> tuple[ResolvedEnv, tuple[Drift, ...]]:
+    options = plan.options
+    spec = _env_spec(plan, notify)
     builder = get_builder(plan.manager)
     replay = plan.replay
     if plan.backend in BUILDS_OWN_ENVIRONMENT:
         # The backend installs the lock where the command runs (an image); nothing to build here.
         recorded = replay.lock if replay is not None else None
-        lock = recorded or builder.lock(spec, refresh=options.refresh)
+        lock = recorded or new_lock or builder.lock(spec, refresh=options.refresh)
         conda_env = plan.project.env.conda_env
         variables = dict(conda_env.variables) if conda_env and lock.manager == "conda" else {}
         return ResolvedEnv(lock.manager, lock, lock.sha256, variables=variables), ()
     if replay is None:
-        return builder.ensure(spec, builder.lock(spec, refresh=options.refresh)), ()
+        return builder.ensure(spec, new_lock or builder.lock(spec, refresh=options.refresh)), ()
     return restore(builder, spec, replay.lock, replay.allow_drift, replay.recorded)
 
 
@@ -273,13 +353,29 @@ def _with_environment(
         lock_file=resolved.lock.filename,
         lock_sha256=resolved.lock.sha256,
         conda=_conda_info(resolved),
+        **_conversion_fields(plan),
     )
-    update: dict[str, object] = {"environment": environment}
+    from runner.tracking.reuse import reuse_key
+
+    update: dict[str, object] = {
+        "environment": environment,
+        "reuse_key": reuse_key(record, resolved.lock.sha256, resolved.lock.manager),
+    }
     if record.reproduction is not None and drift:
         entries = [DriftEntry(entry=d.entry, recorded=d.recorded, found=d.found, reason=d.reason)
                    for d in drift]
         update["reproduction"] = record.reproduction.model_copy(update={"drift": entries})
     return record.model_copy(update=update)
+
+
+def _conversion_fields(plan: Plan) -> dict[str, Any]:
+    """How a conda_env file was carried over to PyPI, for the record (empty if it was not)."""
+    conversion = plan.project.env.conversion
+    if conversion is None:
+        return {}
+    return {"converted_from": "conda",
+            "conversion": [ConvertedPackage(conda=e.conda, pypi=e.pypi, note=e.note)
+                           for e in conversion.entries]}
 
 
 def _conda_info(resolved: ResolvedEnv) -> CondaInfo | None:
@@ -383,17 +479,127 @@ def _ended(
     })
 
 
-def _finished(record: RunRecord, outcome: Outcome, output_dir: Path) -> RunRecord:
+def _finished(record: RunRecord, outcome: Outcome, output_dir: Path,
+              env: Mapping[str, str]) -> RunRecord:
     facts = dict(outcome.facts)
     ended = _ended(record, outcome.status, outcome.exit_code, outcome.reason, facts)
-    return ended.model_copy(update={"outputs": list_outputs(output_dir)})
+    return ended.model_copy(update={"outputs": list_outputs(output_dir, env)})
 
 
-def list_outputs(output_dir: Path) -> list[OutputFile]:
-    """Every regular file under ``output_dir``, with its size and sha256, sorted by path."""
-    files = []
-    for path in sorted(output_dir.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            files.append(OutputFile(path=path.relative_to(output_dir).as_posix(),
-                                    size=path.stat().st_size, sha256=sha256_file(path)))
-    return files
+def list_outputs(output_dir: Path, env: Mapping[str, str] | None = None) -> list[OutputFile]:
+    """Every regular file under ``output_dir``, with its size and digest, sorted by path.
+
+    The digests go into the stat cache (of ``env``'s cache root) at once: the command has ended,
+    nothing writes these files any more, and a run that reads them next (or reuses them) need
+    not read them."""
+    paths = [p for p in sorted(output_dir.rglob("*")) if p.is_file() and not p.is_symlink()]
+    if not paths:
+        return []
+    from runner.tracking.fingerprint import fingerprint_paths
+    from runner.tracking.statcache import DATABASE, opened
+
+    cache = cache_root(env) / DATABASE if env is not None else None
+    with opened(cache, racy_s=0) as stat_cache:
+        prints = fingerprint_paths(paths, stat_cache)
+    return [OutputFile(path=p.relative_to(output_dir).as_posix(), size=f.size, digest=f.digest)
+            for p, f in zip(paths, prints, strict=True)]
+
+
+# --- inputs and reuse ----------------------------------------------------------------------------
+
+
+def _digest_cache(plan: Plan) -> Path:
+    from runner.tracking.statcache import DATABASE
+
+    return cache_root(plan.options.base_env) / DATABASE
+
+
+def _declares_inputs(plan: Plan) -> bool:
+    """Whether the run has inputs to fingerprint; cheap, so that a run without any imports
+    nothing of runner.tracking (path parameters, data:, or a DVC repository)."""
+    if plan.project.spec.data or any(
+            d.type is ParamType.PATH and n in plan.params.values
+            for n, d in plan.entry.parameters.items()):
+        return True
+    if plan.replay is not None and plan.replay.inputs:
+        return True
+    directory = plan.project.directory
+    return any((d / ".dvc").is_dir() for d in (directory, *directory.parents))
+
+
+def _fingerprint_inputs(plan: Plan, notify: Notify) -> list[Found]:
+    """The inputs and their fingerprints; a reproduction stops here if one changed."""
+    from runner.tracking.inputs import (
+        drift_error,
+        fingerprint_sources,
+        input_drift,
+        input_sources,
+        require_present,
+    )
+    from runner.tracking.statcache import opened
+
+    project = plan.project
+    sources = input_sources(project.directory, project.spec.data, plan.entry,
+                            plan.params.values, project.spec_file)
+    with opened(_digest_cache(plan)) as cache:
+        found = fingerprint_sources(sources, cache, plan.options.progress_live)
+    replay = plan.replay
+    if replay is None:
+        for warning in require_present(found, project.spec_file):
+            notify(f"warning: {warning}")
+        return found
+    drift = input_drift(replay.inputs, replay.record_dir, found)
+    if drift and not replay.allow_drift:
+        raise drift_error(replay.run_id, drift)
+    for item in drift:
+        notify(f"drift: input '{item.name}' changed: {', '.join(item.files)}")
+    return found
+
+
+def _with_inputs(record: RunRecord, plan: Plan, found: list[Found], run_dir: Path,
+                 store: RunStore) -> RunRecord:
+    from runner.tracking.inputs import input_drift, input_records
+    from runner.tracking.lineage import with_producers
+
+    infos = with_producers(input_records(found, run_dir), found, store)
+    update: dict[str, object] = {"inputs": infos}
+    replay = plan.replay
+    if replay is not None and record.reproduction is not None:
+        drift = input_drift(replay.inputs, replay.record_dir, found)
+        update["reproduction"] = record.reproduction.model_copy(update={"input_drift": drift})
+    return record.model_copy(update=update)
+
+
+def _reuse(plan: Plan, store: RunStore, record: RunRecord, lock: Lock,
+           notify: Notify) -> RunRecord | None:
+    """The run finished at once with the outputs of an earlier run with the same reuse key."""
+    from runner.tracking.reuse import copy_outputs, reuse_key
+    from runner.tracking.statcache import opened
+
+    key = reuse_key(record, lock.sha256, lock.manager)
+    if key is None:
+        notify("--reuse: the code of this run cannot be identified (no commit, no snapshot); "
+               "running it")
+        return None
+    run_dir = store.run_dir(record.run_id)
+    for candidate in store.reusable(key):
+        original = store.load(candidate)
+        with opened(_digest_cache(plan), racy_s=0) as cache:
+            outputs = copy_outputs(original, Path(record.output_dir), cache)
+        if outputs is None:
+            notify(f"run {candidate[:8]} ran the same, but its outputs have changed since; "
+                   "not reused")
+            continue
+        notify(f"unchanged since run {candidate[:8]}: reusing its outputs")
+        atomic_write_text(run_dir / lock.filename, lock.content)
+        atomic_write_text(run_dir / record.log_file,
+                          f"reprun: unchanged since run {candidate}: reused its outputs\n")
+        environment = original.environment.model_copy(
+            update={"lock_file": lock.filename, "lock_sha256": lock.sha256})
+        done = _ended(record.model_copy(update={
+            "environment": environment, "reuse_key": key, "reused_from": candidate,
+            "outputs": outputs, "runner": None,
+        }), Status.FINISHED, 0, None, {})
+        store.save(done)
+        return done
+    return None

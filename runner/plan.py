@@ -20,11 +20,12 @@ from runner.frozen import frozen
 from runner.source.checkout import Checkout, release, resolve_source
 from runner.spec.params import ResolvedParams, resolve
 from runner.spec.project import SPEC_CACHE, Project, load_project
-from runner.spec.types import EntryPoint
+from runner.spec.types import Conversion, EntryPoint
 
 if TYPE_CHECKING:
     from backends.docker.container import ContainerSpec
     from runner.envs.pylock import Compiling
+    from runner.record.types import InputInfo
     from runner.tracking.settings import TrackingOptions
 
 # What --env-manager local (or no choice) means when the backend builds the environment itself:
@@ -56,6 +57,8 @@ class RunOptions:
     detach: bool = False
     resolve_early: bool = False  # start resolving python_env while validating (a real run)
     tracking: TrackingOptions | None = None  # an MLflow tracking server or store, if named
+    allow_drift: bool = False  # install a conda project from PyPI without its conda-only packages
+    reuse: bool = False  # take the outputs of a FINISHED run with the same reuse key
 
 
 @frozen
@@ -72,6 +75,8 @@ class Replay:
     source: str
     recorded: PythonFacts = field(default_factory=PythonFacts)
     missing_paths: Mapping[str, str] = field(default_factory=dict)
+    inputs: tuple[InputInfo, ...] = ()  # the recorded inputs, checked before the command runs
+    record_dir: Path | None = None  # where the record's input manifests are
 
 
 @frozen
@@ -99,7 +104,8 @@ class Plan:
             "parameters": dict(self.params.values),
             "command": self.params.command,
             "environment": {"kind": self.project.env.kind, "manager": self.manager,
-                            "file": _str(self.project.env.file)},
+                            "file": _str(self.project.env.file),
+                            **_describe_conversion(self.project.env.conversion)},
             "backend": self.backend,
             "backend_config": self.options.backend_config,
             "source": self.checkout.facts.model_dump(mode="json"),
@@ -108,6 +114,15 @@ class Plan:
         if self.container is not None and self.backend == "docker":
             described["docker"] = _describe_container(self.container, self.params.command)
         return described
+
+
+def _describe_conversion(conversion: Conversion | None) -> dict[str, Any]:
+    if conversion is None:
+        return {}
+    return {"converted_from": "conda", "python": conversion.python,
+            "requirements": list(conversion.requirements),
+            "conversion": [{"conda": e.conda, "pypi": e.pypi, "note": e.note}
+                           for e in conversion.entries]}
 
 
 def _describe_container(spec: ContainerSpec, command: str) -> dict[str, Any]:
@@ -134,7 +149,7 @@ def make_plan(options: RunOptions) -> Plan:
                                  options.backend_config)
         image = fixed_image(backend, options.backend_config, options.cwd)
         manager = choose_manager(options.env_manager, project, backend, image is not None)
-        project = converted(project, manager)
+        project = converted(project, manager, options.allow_drift)
         params = resolve(entry, options.params, options.cwd)
         container = None
         if backend in BUILDS_OWN_ENVIRONMENT:
@@ -162,15 +177,18 @@ def _resolve_early(options: RunOptions, directory: Path, spec_cache: Path) -> Co
                          options.refresh)
 
 
-def converted(project: Project, manager: str) -> Project:
-    """A conda project for uv or virtualenv: its conda.yaml read as a python_env (or refused)."""
+def converted(project: Project, manager: str, allow_drift: bool = False) -> Project:
+    """A conda project for uv or virtualenv: its conda.yaml installed from PyPI, or refused.
+
+    With ``allow_drift`` the packages only conda has are dropped (the conversion says so).
+    """
     env = project.env
     if env.kind != "conda_env" or env.conda_env is None or manager not in CONVERTING_MANAGERS:
         return project
-    from runner.envs.condareq import to_python_env
+    from runner.envs.conda_pypi import converted_request
 
-    python_env = to_python_env(env.conda_env, env.file, manager)
-    return dataclasses.replace(project, env=dataclasses.replace(env, python_env=python_env))
+    request = converted_request(env, project.directory, manager, allow_drift)
+    return dataclasses.replace(project, env=request)
 
 
 def release_plan(plan: Plan) -> None:

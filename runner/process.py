@@ -1,15 +1,17 @@
 """The one subprocess seam of reprun.
 
 `capture` runs a short helper command (git, python -c ...) and returns its output; `Pending` is
-one started in the background (its own process group), to collect later or cancel.
-`GroupProcess` starts a long command in its own process group, pumps its output to a sink as it is
-produced, and stops the whole group in stages: interrupt, terminate, kill.
+one started in the background, to collect later or cancel.
+`GroupProcess` starts a long command in its own session and containment tree (runner.contain),
+pumps its output to a sink as it is produced, and stops everything the command started, whatever
+its session, in stages: interrupt, terminate, kill.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -17,10 +19,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from runner.contain import new_tree, register, unregister
 from runner.frozen import frozen
 
 Sink = Callable[[str, bytes], None]
 POLL_S = 0.05
+STOP_GRACE_S = 1.0  # helper commands: SIGTERM, then SIGKILL a second later
+LEFTOVER_WAIT_S = 1.0  # how long what a command left behind may take to end by itself
 
 
 @frozen
@@ -51,65 +56,111 @@ def capture(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 120.0,
+    contain: bool = False,
 ) -> Completed:
     """Run a short command to completion and capture its output.
 
-    Raises FileNotFoundError when the program does not exist and TimeoutError after ``timeout``.
+    ``contain`` runs it in a tree of its own (runner.contain): whatever it starts is stopped when
+    it ends, even processes that left its session. Raises FileNotFoundError when the program does
+    not exist and TimeoutError after ``timeout``.
     """
+    if contain:
+        return _capture_contained(argv, cwd, env if env is not None else os.environ, timeout)
+    proc = subprocess.Popen(
+        list(argv), cwd=cwd, env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    register(proc.pid)
     try:
-        proc = subprocess.run(
-            list(argv), cwd=cwd, env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
-        )
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.communicate()
         raise TimeoutError(f"'{argv[0]}' did not finish within {timeout:g} s") from exc
-    return Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        unregister(proc.pid)
+    return Completed(tuple(argv), proc.returncode, out, err)
+
+
+def _capture_contained(
+    argv: Sequence[str], cwd: Path | None, env: Mapping[str, str], timeout: float
+) -> Completed:
+    chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    # In reprun's own process group, as an uncontained helper is: a Ctrl-C at the terminal, or a
+    # signal to reprun's group, reaches it too.
+    group = GroupProcess(argv, cwd or Path.cwd(), env, lambda name, c: chunks[name].append(c),
+                         new_session=False)
+    try:
+        code = group.wait(timeout)
+        if code is None:
+            group.stop(signal.SIGTERM, STOP_GRACE_S)
+            raise TimeoutError(f"'{argv[0]}' did not finish within {timeout:g} s")
+        group.stop_leftovers(STOP_GRACE_S)
+    except BaseException:
+        group.stop(signal.SIGTERM, STOP_GRACE_S)
+        raise
+    finally:
+        group.close()
+    group.finish_output(STOP_GRACE_S)
+    return Completed(tuple(argv), code, b"".join(chunks["stdout"]), b"".join(chunks["stderr"]))
 
 
 class Pending:
-    """A short helper command started in the background, in its own process group."""
+    """A short helper command started in the background, in a tree of its own."""
 
     def __init__(self, argv: Sequence[str], cwd: Path | None, env: Mapping[str, str]) -> None:
         self.argv = tuple(argv)
-        self._proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
-        )
+        self._out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        self._group = GroupProcess(argv, cwd or Path.cwd(), env,
+                                   lambda name, chunk: self._out[name].append(chunk))
 
     def result(self, timeout: float = 120.0) -> Completed:
         """Wait for it and capture its output, as `capture` would; TimeoutError after
         ``timeout`` (the command is then stopped)."""
-        try:
-            out, err = self._proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
+        code = self._group.wait(timeout)
+        if code is None:
             self.cancel()
-            raise TimeoutError(f"'{self.argv[0]}' did not finish within {timeout:g} s") from exc
-        return Completed(self.argv, self._proc.returncode, out, err)
+            raise TimeoutError(f"'{self.argv[0]}' did not finish within {timeout:g} s")
+        self._group.stop_leftovers(STOP_GRACE_S)
+        self._group.close()
+        self._group.finish_output(STOP_GRACE_S)
+        out = b"".join(self._out["stdout"])
+        return Completed(self.argv, code, out, b"".join(self._out["stderr"]))
 
     def cancel(self) -> None:
-        """Stop its whole group if it still runs (SIGTERM, SIGKILL after a second)."""
-        if self._proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGTERM)
-            try:
-                self._proc.wait(1.0)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired, OSError, ValueError):
-            self._proc.communicate(timeout=1.0)
+        """Stop everything it started if it still runs (SIGTERM, SIGKILL after a second)."""
+        self._group.stop(signal.SIGTERM, STOP_GRACE_S)
+        self._group.close()
+        self._group.finish_output(STOP_GRACE_S)
 
 
 class GroupProcess:
-    """A command running in a new session (its own process group), output sent to ``sink``."""
+    """A command running in a new session (unless ``new_session`` is false) and a tree of its own
+    (runner.contain), output sent to ``sink``. Stopping it stops every process it started,
+    whatever their session."""
 
-    def __init__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Sink) -> None:
-        self._proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
-        )
+    def __init__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Sink,
+                 new_session: bool = True) -> None:
+        _check_program(argv[0], env)
+        self._tree = new_tree()
+        self.containment = self._tree.kind
+        try:
+            self._proc = subprocess.Popen(
+                self._tree.wrap(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=new_session,
+                close_fds=True,
+            )
+        except BaseException:
+            self._tree.close()
+            raise
         self.pid = self._proc.pid
-        self.pgid = self.pid
+        register(self.pid)
+        self._tree.started(self.pid)
+        self._closed = False
         self._pumps = [
             _pump(self._proc.stdout, "stdout", sink),
             _pump(self._proc.stderr, "stderr", sink),
@@ -124,20 +175,21 @@ class GroupProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    def signal_group(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pgid, sig)
+    def signal_tree(self, sig: int) -> None:
+        if sig == signal.SIGKILL:
+            self._tree.kill()
+        else:
+            self._tree.signal(sig)
 
-    def group_alive(self) -> bool:
-        """True while the leader or any other live (non-zombie) member of the group exists."""
-        if self._proc.poll() is None:
-            return True
-        return bool(group_members(self.pgid))
+    def tree_alive(self) -> bool:
+        """True while the first process or any other live process of the tree exists."""
+        return self._proc.poll() is None or bool(self._tree.members())
 
     def stop(self, first: int, grace: float, hurry: threading.Event | None = None) -> None:
-        """Stop the group: ``first`` (SIGINT or SIGTERM), SIGTERM half-way, SIGKILL at ``grace``.
+        """Stop the tree: ``first`` (SIGINT or SIGTERM), SIGTERM half-way, SIGKILL at ``grace``.
 
-        Setting ``hurry`` (a second Ctrl-C) skips straight to SIGKILL.
+        Each signal goes to every live process of the tree. Setting ``hurry`` (a second Ctrl-C)
+        skips straight to SIGKILL.
         """
         stages = [(0.0, first)]
         if first != signal.SIGTERM:
@@ -145,15 +197,32 @@ class GroupProcess:
         stages.append((grace, signal.SIGKILL))
         start = time.monotonic()
         for at, sig in stages:
-            while self.group_alive() and time.monotonic() - start < at:
+            while self.tree_alive() and time.monotonic() - start < at:
                 if hurry is not None and hurry.is_set():
                     break
                 time.sleep(POLL_S)
-            if not self.group_alive():
+            if not self.tree_alive():
                 break
-            self.signal_group(sig)
+            self.signal_tree(sig)
         while self._proc.poll() is None:
             time.sleep(POLL_S)
+
+    def stop_leftovers(self, grace: float, hurry: threading.Event | None = None) -> int:
+        """Once the first process has exited: stop what it left running (SIGTERM, SIGKILL after
+        ``grace``) and return how many processes that was."""
+        deadline = time.monotonic() + LEFTOVER_WAIT_S
+        while (left := self._tree.members()) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        if left:
+            self.stop(signal.SIGTERM, grace, hurry)
+        return len(left)
+
+    def close(self) -> None:
+        """Kill anything left and release the tree (remove its cgroup); idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._tree.close()
+            unregister(self.pid)
 
     def finish_output(self, timeout: float) -> bool:
         """Wait for the output pipes to close; False if some process still holds them."""
@@ -161,6 +230,21 @@ class GroupProcess:
         for pump in self._pumps:
             pump.join(max(0.0, deadline - time.monotonic()))
         return not any(p.is_alive() for p in self._pumps)
+
+
+def _check_program(program: str, env: Mapping[str, str]) -> None:
+    """FileNotFoundError or PermissionError as Popen would raise them, before a wrapper runs."""
+    if os.sep in program:
+        path = Path(program)
+        if not path.is_absolute():
+            return  # relative to the command's directory: Popen of the wrapper tells
+        if not path.exists():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if not os.access(path, os.X_OK) or path.is_dir():
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        return
+    if shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 def _pump(stream: object, name: str, sink: Sink) -> threading.Thread:
@@ -178,25 +262,6 @@ def _pump(stream: object, name: str, sink: Sink) -> threading.Thread:
     thread = threading.Thread(target=run, name=f"reprun-{name}", daemon=True)
     thread.start()
     return thread
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of group ``pgid``; uses /proc, falls back to killpg."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return []
-        return [pgid]
-    members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(entry / "stat")
-        if fields and fields[2] != "Z" and fields[4] == str(pgid):
-            members.append(int(entry.name))
-    return members
 
 
 def _stat_fields(path: Path) -> list[str]:

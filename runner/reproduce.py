@@ -19,7 +19,16 @@ from runner.envs.base import Lock, PythonFacts
 from runner.errors import EnvBuildError
 from runner.execute import execute
 from runner.frozen import frozen
-from runner.plan import Plan, Replay, RunOptions, choose_backend, choose_manager, release_plan
+from runner.fsutil import sha256_file
+from runner.plan import (
+    Plan,
+    Replay,
+    RunOptions,
+    choose_backend,
+    choose_manager,
+    converted,
+    release_plan,
+)
 from runner.record.export import Recorded, open_run
 from runner.record.store import RunStore
 from runner.record.types import OutputFile, OutputsCheck, RunRecord
@@ -64,7 +73,7 @@ def reproduce(options: ReproduceOptions, store: RunStore,
         finally:
             release_plan(plan)
         if options.check and record.reproduction is not None:
-            check = compare_outputs(rec.record.outputs, record.outputs)
+            check = compare_outputs(rec.record.outputs, record.outputs, Path(record.output_dir))
             reproduction = record.reproduction.model_copy(update={"check": check})
             record = record.model_copy(update={"reproduction": reproduction})
             store.save(record)
@@ -81,6 +90,10 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions) -> Plan:
         backend = choose_backend(options.backend or record.backend.name, project)
         manager = choose_manager(options.env_manager or record.environment.manager, project,
                                  backend)
+        # A conda project installed from PyPI: the recorded lock says what to install; the
+        # conversion is for the record (and for resolving anew), so conda-only packages are
+        # left out as the original run left them out.
+        project = converted(project, manager, allow_drift=True)
         lock = recorded_lock(rec, manager, options.allow_drift)
         env = record.environment
         recorded = PythonFacts(env.python_version, env.python_executable,
@@ -90,6 +103,7 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions) -> Plan:
             source="snapshot" if checkout.snapshot else "git",
             recorded=recorded if lock is None and env.lock_file else PythonFacts(),
             missing_paths=missing_paths(record, entry),
+            inputs=tuple(record.inputs), record_dir=rec.directory,
         )
     except BaseException:
         release(checkout, options.base_env)
@@ -165,12 +179,25 @@ def missing_paths(record: RunRecord, entry: EntryPoint) -> dict[str, str]:
     }
 
 
-def compare_outputs(original: list[OutputFile], new: list[OutputFile]) -> OutputsCheck:
-    """identical, different (which files, extra ones included) or missing (which files)."""
-    before = {o.path: (o.size, o.sha256) for o in original}
-    after = {o.path: (o.size, o.sha256) for o in new}
+def compare_outputs(original: list[OutputFile], new: list[OutputFile],
+                    output_dir: Path | None = None) -> OutputsCheck:
+    """identical, different (which files, extra ones included) or missing (which files).
+
+    An original recorded before reprun 0.2 has sha256 digests: the new files in ``output_dir``
+    are then hashed with sha256 to compare."""
+    before = {o.path: (o.size, o.content) for o in original}
+    after = {o.path: (o.size, _same_algorithm(o, before.get(o.path), output_dir)) for o in new}
     different = sorted(p for p in before.keys() & after.keys() if before[p] != after[p])
     missing = sorted(before.keys() - after.keys())
     extra = sorted(after.keys() - before.keys())
     result = "different" if different or extra else "missing" if missing else "identical"
     return OutputsCheck(result=result, different=different, missing=missing, extra=extra)
+
+
+def _same_algorithm(new: OutputFile, old: tuple[int, str] | None, output_dir: Path | None) -> str:
+    if old is None or not old[1].startswith("sha256:") or new.sha256 is not None:
+        return new.content
+    path = output_dir / new.path if output_dir is not None else None
+    if path is None or not path.is_file():
+        return new.content
+    return f"sha256:{sha256_file(path)}"

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,8 @@ def run_collect(tmp_path: Path, spec: MetricsSpec | None = None, *, log: str | b
     ({"metrics.json": '{"rmse": null}'}, "metrics.json: 'rmse' is null, not a number; ignored"),
     ({"metrics.json": '{"ok": true}'}, "metrics.json: 'ok' is True, not a number; ignored"),
     ({"metrics.json": '{"rmse": NaN}'}, "file:metrics.json: metric 'rmse' is nan, ignored"),
+    ({"metrics.json": '{"": 1}'}, "metrics.json: the name '' is not a usable metric name (1 to "
+                                  "250 printable characters); ignored"),
     ({"metrics.json": '{"big": 1' + "0" * 400 + "}"},
      "file:metrics.json: metric 'big' is inf, ignored"),
     ({"metrics.json": "[" * 100_000 + "]" * 100_000}, "metrics.json: not valid JSON ("),
@@ -255,7 +258,14 @@ def test_a_declared_file_that_is_missing_warns(tmp_path: Path) -> None:
     ("[1, 2]", "REPRUN_METRICS line 1: not a JSON object, ignored"),
     ('{"name": "loss", "value": "high"}',
      "REPRUN_METRICS line 1: 'loss' is 'high', not a number; ignored"),
-    ('{"name": 3, "value": 1}', "REPRUN_METRICS line 1: the name 3 is not text, ignored"),
+    ('{"name": 3, "value": 1}', "REPRUN_METRICS line 1: the name 3 is not a usable metric name "
+                                "(1 to 250 printable characters); ignored"),
+    ('{"name": "a\\u001b[31mb", "value": 1}', "REPRUN_METRICS line 1: the name 'a\\x1b[31mb' is "
+                                            "not a usable metric name (1 to 250 printable "
+                                            "characters); ignored"),
+    ('{"name": "' + "x" * 251 + '", "value": 1}',
+     "REPRUN_METRICS line 1: the name '" + "x" * 40 + "...' is not a usable metric name (1 to "
+     "250 printable characters); ignored"),
     ('{"name": "loss", "value": NaN}', "stream: metric 'loss' is nan, ignored"),
     ('{"name": "loss", "value": Infinity}', "stream: metric 'loss' is inf, ignored"),
 ])
@@ -374,18 +384,41 @@ def test_a_docker_run_reports_through_the_mounted_stream(
     assert any(v.endswith(":/reprun/stream:rw") for v in docker["volumes"])
 
 
-def test_a_kubernetes_run_reports_printed_metrics_from_its_log(
-        reprun: Reprun, make_project: MakeProject, fake_kube: Any) -> None:
+def kube_project(make_project: MakeProject) -> tuple[Path, str]:
+    # The fake cluster runs the command on this machine: the stream goes nowhere here.
     project = make_project(REPORTING.format(name="kube-metrics"),
                            files={"report.py": REPORTER.replace(
                                'os.environ["REPRUN_METRICS"], "a"', "os.devnull, 'a'")})
     config = json.dumps({"image": "127.0.0.1:9/reprun/app@sha256:" + "0f" * 32,
                          "poll_seconds": 0.3, "working_dir": str(project)})
+    return project, config
+
+
+def test_a_kubernetes_run_reports_printed_metrics_from_its_log(
+        reprun: Reprun, make_project: MakeProject, fake_kube: Any) -> None:
+    project, config = kube_project(make_project)
     result = reprun("run", str(project), "--backend", "kubernetes", "--backend-config", config,
                     env={"KUBECONFIG": str(fake_kube.kubeconfig_path)})
     assert result.code == 0, result.stderr
     assert "REPRUN_METRICS=/var/tmp/reprun-metrics.jsonl" in result.stdout  # set in the pod
     assert reprun.last_record()["metrics"]["acc"]["last"] == 0.9
+
+
+def test_a_detached_kubernetes_run_gets_its_metrics_when_it_is_completed(
+        reprun: Reprun, make_project: MakeProject, fake_kube: Any) -> None:
+    project, config = kube_project(make_project)
+    env = {"KUBECONFIG": str(fake_kube.kubeconfig_path)}
+    result = reprun("run", str(project), "--backend", "kubernetes", "--backend-config", config,
+                    "--detach", env=env)
+    assert result.code == 0, result.stderr
+    run_id = reprun.last_record()["run_id"]
+    deadline = time.monotonic() + 60
+    while (shown := reprun("runs", "show", run_id, "--json", env=env).json())["status"] \
+            == "RUNNING":
+        assert time.monotonic() < deadline, "the detached run did not finish"
+        time.sleep(0.3)
+    assert shown["status"] == "FINISHED"
+    assert shown["metrics"]["acc"]["last"] == 0.9 and shown["metrics_file"] == "metrics.jsonl"
 
 
 def test_metrics_that_cannot_be_written_leave_the_record_finished(
@@ -402,3 +435,24 @@ def test_metrics_that_cannot_be_written_leave_the_record_finished(
                                "directory") for line in result.stderr.splitlines()), result.stderr
     record = reprun.last_record()
     assert record["status"] == "FINISHED" and record["metrics"] == {}
+
+
+def test_a_run_completed_later_with_a_damaged_mlproject_copy_warns(
+        reprun: Reprun, make_project: MakeProject) -> None:
+    from runner.record.store import RunStore
+    from runner.tracking.metrics import completed_later
+
+    project = make_project("entry_points:\n  main:\n    command: 'echo \"loss: 2\"'\n"
+                           "    metrics: {stdout: true}\n")
+    assert reprun("run", str(project), "--env-manager", "local", "-q").code == 0
+    store = RunStore(reprun.home)
+    record = store.get(reprun.last_record()["run_id"])
+    run_dir = store.run_dir(record.run_id)
+    again = completed_later(record, run_dir, print)
+    assert again.metrics["loss"].last == 2.0  # read with the kept MLproject's declaration
+    (run_dir / "spec" / "MLproject").write_text("entry_points: [\n")
+    notes: list[str] = []
+    damaged = completed_later(record, run_dir, notes.append)
+    assert len(notes) == 1 and notes[0].startswith(
+        "warning: metrics: the MLproject kept with the run is not valid: "), notes
+    assert damaged.metrics == {}  # without the declaration, printed lines are not read

@@ -108,7 +108,8 @@ def test_lock_pins_every_distribution_with_the_artifact_hash(pyproj: PyProject) 
         assert f"{name.replace('-', '==')} \\\n    --hash=sha256:{_sha256(wheel)}" in lock
     assert "alpha==2.0" not in lock
     assert f"# from file://{pyproj.wheels}" in lock
-    assert f"# python: {platform.python_version()} " in lock
+    assert f"# python: {platform.python_version()}\n" in lock
+    assert str(pyproj.reprun.home) not in lock and str(pyproj.dir) not in lock
     packages = {p["name"]: p["version"] for p in env["packages"]}  # type: ignore[attr-defined]
     assert packages == {"alpha": "1.0", "beta": "1.0"}
     prefix = result.stdout.split("prefix ", 1)[1].strip()

@@ -27,7 +27,7 @@ def wine_repo(root: Path) -> tuple[Path, str]:
 
 
 def outputs(record: dict[str, Any]) -> dict[str, str]:
-    return {o["path"]: o["sha256"] for o in record["outputs"]}
+    return {o["path"]: o["digest"] for o in record["outputs"]}
 
 
 def fresh(reprun: Reprun, name: str = "other-machine") -> Reprun:
@@ -42,6 +42,9 @@ def test_export_then_reproduce_with_a_brand_new_home(reprun: Reprun, tmp_path: P
     assert reprun("run", str(repo), "-P", "alpha=0.2", "-q").code == 0
     original = reprun.last_record()
     assert original["source"]["git_dirty"] and "patched.txt" in outputs(original)
+    wine = (repo / "data" / "wine.csv").read_bytes()
+    assert [(i["name"], i["kind"], i["size"]) for i in original["inputs"]] == [
+        ("data/wine.csv", "data", len(wine))]
     exported = tmp_path / "carried.tar.gz"
     result = reprun("export", original["run_id"][:8], "-o", str(exported))
     assert result.code == 0, result.stderr
@@ -64,6 +67,7 @@ def test_export_then_reproduce_with_a_brand_new_home(reprun: Reprun, tmp_path: P
     assert new["environment"]["lock_sha256"] == original["environment"]["lock_sha256"]
     assert new["parameters"] == original["parameters"] and new["command"] == original["command"]
     assert outputs(new) == outputs(original)
+    assert new["inputs"] == original["inputs"] and new["reproduction"]["input_drift"] == []
     assert git(repo, "status", "--porcelain") == ""  # the user's working copy is untouched
     assert [r["run_id"] for r in other("runs", "list", "--json").json()] == [new["run_id"]]
 
@@ -79,7 +83,7 @@ def test_reproduce_a_url_run_at_its_commit_and_subdirectory(reprun: Reprun,
     assert original["source"]["subdirectory"] == "models/wine"
     # main moves on, with a change that would alter the outputs
     script = repo / "models" / "wine" / "train.py"
-    script.write_text(script.read_text().replace("make_data(400)", "make_data(380)"))
+    script.write_text(script.read_text().replace("TRAIN_ROWS = 300", "TRAIN_ROWS = 280"))
     git(repo, "commit", "-qam", "fewer rows")
 
     result = reprun("reproduce", original["run_id"], "--check")
@@ -131,19 +135,33 @@ def test_check_reports_a_different_output_and_a_gone_path(reprun: Reprun, tmp_pa
     data.write_text("two\n")
 
     result = reprun("reproduce", original["run_id"], "--check")
+    assert result.code == 1  # the input changed: nothing runs
+    assert result.error_lines == [
+        f"reprun: error: input 'data' of run {original['run_id'][:12]} changed: {data} (changed); "
+        "restore the data, or pass --allow-drift to run anyway and record the drift"]
+    assert len(reprun("runs", "list", "--json").json()) == 1
+
+    result = reprun("reproduce", original["run_id"], "--check", "--allow-drift")
     assert result.code == 1
+    assert f"reprun: drift: input 'data' changed: {data} (changed)" in result.stderr
     assert "reprun: outputs different: copy.txt" in result.stderr
-    check = reprun.last_record()["reproduction"]["check"]
-    assert check == {"result": "different", "different": ["copy.txt"], "missing": [],
-                     "extra": []}
+    record = reprun.last_record()
+    assert record["reproduction"]["check"] == {"result": "different", "different": ["copy.txt"],
+                                               "missing": [], "extra": []}
+    drift = record["reproduction"]["input_drift"]
+    assert drift == [{"name": "data", "recorded": original["inputs"][0]["digest"],
+                      "found": record["inputs"][0]["digest"], "files": [f"{data} (changed)"]}]
 
     data.unlink()
-    result = reprun("reproduce", original["run_id"], "--check")
+    result = reprun("reproduce", original["run_id"], "--check", "--allow-drift")
     assert f"warning: path parameter 'data' names '{data}', which is gone" in result.stderr
+    assert f"reprun: drift: input 'data' changed: {data} (missing)" in result.stderr
     assert result.code == 1  # cp failed: the command's own exit code
     record = reprun.last_record()
     assert record["reproduction"]["missing_paths"] == {"data": str(data)}
     assert record["reproduction"]["check"]["missing"] == ["copy.txt"]
+    assert record["inputs"] == [{**original["inputs"][0], "type": "missing", "digest": None,
+                                 "size": 0, "files": 0}]
 
 
 def fake_python(root: Path, packages: dict[str, str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blake3 import blake3
 from conftest import MakeProject, Reprun, git, init_repo
 
 
@@ -71,7 +72,8 @@ def test_record_is_complete(reprun: Reprun, make_project: MakeProject) -> None:
     assert record["duration_s"] >= 0 and record["ended_at"] >= record["started_at"]
     content = b"a b 'c'\n"
     assert record["outputs"] == [{"path": "msg.txt", "size": len(content),
-                                  "sha256": hashlib.sha256(content).hexdigest()}]
+                                  "digest": "blake3:" + blake3(content).hexdigest(),
+                                  "sha256": None}]
     assert Path(record["output_dir"], "msg.txt").read_bytes() == content
     logs = reprun("runs", "logs", run_id[:6])
     assert logs.code == 0 and f"run={run_id}" in logs.stdout

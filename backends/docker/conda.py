@@ -34,6 +34,7 @@ from runner.envs.base import Lock
 from runner.envs.cache import cache_root
 from runner.envs.condareq import redact_channel
 from runner.errors import EnvBuildError, NotSupportedError
+from runner.extras import needs_extra
 from runner.frozen import frozen
 from runner.process import capture
 
@@ -114,8 +115,9 @@ def _download(url: str, dest: Path) -> None:
                                 f"{exc.strerror or exc}",
                                 hint="the channel of the lock must still hold it") from None
         return
-    import rattler
-    from rattler.package_streaming import download_to_path
+    with needs_extra("conda", "conda environments"):
+        import rattler
+        from rattler.package_streaming import download_to_path
 
     from runner.envs.condasolve import run
 
@@ -142,7 +144,8 @@ def _check(archive: LockedArchive, path: Path) -> None:
 
 def rattler_wheel(subdir: str, env: Mapping[str, str]) -> Path:
     """The py-rattler wheel (this reprun's version, abi3) for Linux on ``subdir``'s machine."""
-    import rattler
+    with needs_extra("conda", "conda environments"):
+        import rattler
 
     version = str(rattler.__version__)
     machine = WHEEL_PLATFORMS[subdir]
@@ -157,7 +160,7 @@ def rattler_wheel(subdir: str, env: Mapping[str, str]) -> Path:
                 "--disable-pip-version-check", "--no-input", "--dest", str(staging),
                 "--platform", f"manylinux2014_{machine}", "--implementation", "cp",
                 "--python-version", "3.10", "--abi", "abi3", f"py-rattler=={version}"]
-        done = capture(argv, env=env, timeout=1800)
+        done = capture(argv, env=env, timeout=1800, contain=True)
         wheels = sorted(staging.glob("py_rattler-*.whl"))
         if not done.ok or not wheels:
             last = [ln for ln in done.stderr.splitlines() if ln.strip()][-1:] or ["no wheel"]

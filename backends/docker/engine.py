@@ -199,7 +199,10 @@ class Engine:
     def sdk(self) -> DockerClient:
         """A docker SDK client for the same engine (imports the SDK: build, pull, push only)."""
         if self._sdk is None:
-            import docker
+            from runner.extras import needs_extra
+
+            with needs_extra("docker", "Docker image builds, pulls and pushes"):
+                import docker
 
             self._sdk = docker.DockerClient.from_env(environment=self.env,
                                                      version=self.api_version)

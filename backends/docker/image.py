@@ -101,8 +101,10 @@ def conda_layer(lock: Lock, env: Mapping[str, str],
 
 
 def env_layer_for(lock: Lock | None, env: Mapping[str, str],
-                  variables: Mapping[str, str] | None = None) -> EnvLayer | None:
-    """The layer that installs ``lock`` in the image, or None when the base image is used as is."""
+                  variables: Mapping[str, str] | None = None,
+                  project_dir: Path | None = None) -> EnvLayer | None:
+    """The layer that installs ``lock`` in the image, or None when the base image is used as is;
+    ``project_dir`` anchors the lock's project-relative paths (``# from ./wheels``)."""
     if lock is not None and lock.manager == "conda":
         return conda_layer(lock, env, variables)
     if lock is None or lock.manager not in REQUIREMENTS_LOCKS:
@@ -116,7 +118,7 @@ def env_layer_for(lock: Lock | None, env: Mapping[str, str],
 
     if not pins_something(lock):
         return requirements_layer(lock, ())
-    return requirements_layer(lock, wheel_files(wheels_for(lock, env)))
+    return requirements_layer(lock, wheel_files(wheels_for(lock, env, project_dir)))
 
 
 def render_dockerfile(spec: ContainerSpec, base: str, layer: EnvLayer | None) -> str:
@@ -314,7 +316,10 @@ def ensure_base(engine: Engine, ref: str) -> str:
     found = find_image(engine, ref)
     if found is not None:
         return found
-    from docker.errors import APIError
+    from runner.extras import needs_extra
+
+    with needs_extra("docker", "Docker image builds, pulls and pushes"):
+        from docker.errors import APIError
 
     try:
         return str(engine.sdk().images.pull(ref).id)

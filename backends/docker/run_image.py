@@ -66,7 +66,7 @@ def prepare_run_image(
     else:
         base_ref = spec.base_image or ""
         base_id = ensure_base(engine, base_ref)
-    layer = env_layer_for(resolved.lock, env, resolved.variables)
+    layer = env_layer_for(resolved.lock, env, resolved.variables, workdir)
     dockerfile = render_dockerfile(spec, base_ref, layer)
     atomic_write_text(run_dir / SAVED_DOCKERFILE, dockerfile)
     context = make_context(workdir, dockerfile, layer)

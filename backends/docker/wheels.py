@@ -17,7 +17,7 @@ from pathlib import Path
 
 from runner.envs.base import Lock
 from runner.envs.cache import cache_root
-from runner.envs.pylock import redact_text
+from runner.envs.pylock import anchor_entry, project_location, redact_text
 from runner.envs.virtualenv import uv_sources_for_pip
 from runner.errors import EnvBuildError
 from runner.process import capture
@@ -26,22 +26,25 @@ from runner.redact import redact_url
 COMPLETE = ".complete"
 
 
-def lock_sources(lock: Lock) -> list[str]:
-    """pip options for the places the lock says its distributions came from (``# from URL``)."""
+def lock_sources(lock: Lock, project_dir: Path | None = None) -> list[str]:
+    """pip options for the places the lock says its distributions came from (``# from URL``;
+    ``# from ./wheels``: a folder of the project)."""
     args: list[str] = []
     for line in lock.content.splitlines():
         text = line.strip()
         if not text.startswith("# from "):
             continue
-        location = text.removeprefix("# from ").strip()
-        option = "--find-links" if location.startswith("file://") else "--extra-index-url"
+        location = project_location(text.removeprefix("# from ").strip(), project_dir)
+        local = location.startswith(("file://", "/"))
+        option = "--find-links" if local else "--extra-index-url"
         if [option, location] != args[-2:] and location not in args:
             args += [option, location]
     return args
 
 
-def wheels_for(lock: Lock, env: Mapping[str, str]) -> Path:
-    """A folder holding every artifact ``lock`` pins (downloaded once per lock, then reused)."""
+def wheels_for(lock: Lock, env: Mapping[str, str], project_dir: Path | None = None) -> Path:
+    """A folder holding every artifact ``lock`` pins (downloaded once per lock, then reused);
+    ``project_dir`` anchors the lock's project-relative paths (``./wheels``)."""
     folder = cache_root(env) / "wheels" / lock.sha256
     if (folder / COMPLETE).is_file():
         return folder
@@ -49,7 +52,7 @@ def wheels_for(lock: Lock, env: Mapping[str, str]) -> Path:
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".fetch-") as tmp:
         staging = Path(tmp) / "wheels"
         staging.mkdir()
-        _download(lock, env, staging, folder.parent / f"{lock.sha256[:16]}.log")
+        _download(lock, env, staging, folder.parent / f"{lock.sha256[:16]}.log", project_dir)
         (staging / COMPLETE).write_text(lock.sha256 + "\n")
         try:
             staging.rename(folder)
@@ -60,14 +63,18 @@ def wheels_for(lock: Lock, env: Mapping[str, str]) -> Path:
     return folder
 
 
-def _download(lock: Lock, env: Mapping[str, str], dest: Path, log: Path) -> None:
+def _download(lock: Lock, env: Mapping[str, str], dest: Path, log: Path,
+              project_dir: Path | None) -> None:
     requirements = dest.parent / lock.filename
-    requirements.write_text(lock.content, encoding="utf-8")
+    lines = lock.content.splitlines()
+    if project_dir is not None:
+        lines = [anchor_entry(line, project_dir) for line in lines]
+    requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
     argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
             "--disable-pip-version-check", "--no-input", "--dest", str(dest),
-            "-r", str(requirements), *lock_sources(lock), *uv_sources_for_pip(env)]
+            "-r", str(requirements), *lock_sources(lock, project_dir), *uv_sources_for_pip(env)]
     try:
-        done = capture(argv, env=env, timeout=3600)
+        done = capture(argv, env=env, timeout=3600, contain=True)
     except FileNotFoundError as exc:
         raise EnvBuildError(f"cannot run pip to fetch the locked packages: {exc}") from None
     shown = " ".join(redact_url(a) for a in argv)

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import urllib3
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
-
 from runner.errors import BackendError
+from runner.extras import needs_extra
+
+with needs_extra("kubernetes", "Kubernetes runs"):
+    import urllib3
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
 
 T = TypeVar("T")
 TRANSIENT = frozenset({410, 429, 500, 502, 503, 504})

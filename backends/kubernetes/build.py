@@ -112,7 +112,10 @@ def _push_if_missing(engine: Engine, image_id: str, target: ImageRef, image: Run
 
 
 def _push(engine: Engine, target: ImageRef, tag: str) -> str:
-    from docker.errors import DockerException
+    from runner.extras import needs_extra
+
+    with needs_extra("docker", "Docker image builds, pulls and pushes"):
+        from docker.errors import DockerException
 
     digest: str | None = None
     try:

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
-
 from backends.kubernetes.api import TRANSIENT, Cluster, NotFound, api_error, request
+from runner.extras import needs_extra
 from runner.frozen import frozen
+
+with needs_extra("kubernetes", "Kubernetes runs"):
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
 from runner.record.types import Status
 
 Sink = Callable[[bytes], None]

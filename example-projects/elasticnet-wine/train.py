@@ -1,13 +1,13 @@
-"""Elastic-net regression on a synthetic wine-quality data set, in pure Python.
+"""Elastic-net regression on a wine-quality data set (data/wine.csv), in pure Python.
 
-Deterministic: the same parameters give byte-identical files in REPRUN_OUTPUT_DIR.
+Deterministic: the same parameters and data give byte-identical files in REPRUN_OUTPUT_DIR.
 Usage: python train.py [alpha] [l1_ratio]
 """
 
+import csv
 import json
 import math
 import os
-import random
 import sys
 from pathlib import Path
 
@@ -15,17 +15,22 @@ FEATURES = [
     "fixed acidity", "volatile acidity", "citric acid", "residual sugar", "chlorides",
     "free sulfur dioxide", "total sulfur dioxide", "density", "pH", "sulphates", "alcohol",
 ]
-TRUE_WEIGHTS = [0.05, -1.1, -0.2, 0.02, -1.8, 0.004, -0.003, -0.5, -0.4, 0.9, 0.3]
+DATA = Path(__file__).parent / "data" / "wine.csv"
+TRAIN_ROWS = 300
 
 
-def make_data(n, seed=40):
-    rng = random.Random(seed)
-    rows, target = [], []
-    for _ in range(n):
-        x = [rng.gauss(0.0, 1.0) for _ in FEATURES]
-        y = 5.6 + sum(w * v for w, v in zip(TRUE_WEIGHTS, x)) + rng.gauss(0.0, 0.6)
-        rows.append(x)
-        target.append(y)
+def read_data(path):
+    """The feature rows and the quality column of the CSV file (a header line, then numbers)."""
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        if header != FEATURES + ["quality"]:
+            sys.exit(f"{path}: unexpected columns {header}")
+        rows, target = [], []
+        for line in reader:
+            values = [float(v) for v in line]
+            rows.append(values[:-1])
+            target.append(values[-1])
     return rows, target
 
 
@@ -69,8 +74,9 @@ def evaluate(rows, target, weights, intercept):
 def main():
     alpha = float(sys.argv[1]) if len(sys.argv) > 1 else 0.5
     l1_ratio = float(sys.argv[2]) if len(sys.argv) > 2 else 0.5
-    rows, target = make_data(400)
-    train_x, test_x, train_y, test_y = rows[:300], rows[300:], target[:300], target[300:]
+    rows, target = read_data(DATA)
+    cut = TRAIN_ROWS
+    train_x, test_x, train_y, test_y = rows[:cut], rows[cut:], target[:cut], target[cut:]
     weights, intercept = fit(train_x, train_y, alpha, l1_ratio)
     metrics = evaluate(test_x, test_y, weights, intercept)
     print(f"Elasticnet model (alpha={alpha:f}, l1_ratio={l1_ratio:f}):")

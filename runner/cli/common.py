@@ -20,9 +20,11 @@ def say(message: str) -> None:
 
 
 def store() -> RunStore:
-    from runner.record.store import RunStore, reprun_home
+    from runner.record.store import RunStore, check_layout, reprun_home
 
-    return RunStore(reprun_home(os.environ))
+    runs = RunStore(reprun_home(os.environ))
+    check_layout(runs)
+    return runs
 
 
 def run_exit_code(record: RunRecord) -> int:

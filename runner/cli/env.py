@@ -147,8 +147,11 @@ def env_path(run_id: str) -> int:
 @click.argument("uri", default=".")
 @click.option("--env-manager", default=None, metavar="MANAGER",
               help="uv (default), virtualenv, or conda (the default for conda projects).")
+@click.option("--allow-drift", is_flag=True,
+              help="With uv or virtualenv on a conda_env project: leave out the conda packages "
+                   "PyPI does not have.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-def env_refresh(uri: str, env_manager: str | None, quiet: bool) -> int:
+def env_refresh(uri: str, env_manager: str | None, allow_drift: bool, quiet: bool) -> int:
     """Resolve the environment of the project at URI again and build it if the lock changed."""
     import sys
 
@@ -162,11 +165,16 @@ def env_refresh(uri: str, env_manager: str | None, quiet: bool) -> int:
     if manager not in CACHED_MANAGERS:
         raise UsageError(f"'reprun env refresh' works with uv, virtualenv or conda, "
                          f"not '{manager}'")
-    project = converted(project, manager)
+    project = converted(project, manager, allow_drift)
 
     def say(message: str) -> None:
         click.echo(f"reprun: {message}", err=True)
 
+    if project.env.conversion is not None and not quiet:
+        from runner.envs.conda_pypi import summary
+
+        for line in summary(project.env.conversion):
+            say(line)
     spec = EnvSpec(project.env, project.directory, manager, dict(os.environ),
                    notify=None if quiet else say, live=not quiet and sys.stderr.isatty())
     builder = get_builder(manager)

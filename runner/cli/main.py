@@ -71,6 +71,9 @@ def cli(debug: bool) -> None:
                    "repeatable, by priority (mirrors, air-gapped sites).")
 @click.option("--refresh", is_flag=True,
               help="Resolve the environment again instead of reusing its cached lock.")
+@click.option("--allow-drift", is_flag=True,
+              help="With --env-manager uv or virtualenv on a conda_env project: run without "
+                   "the conda packages PyPI does not have, and record that they were dropped.")
 @click.option("-b", "--backend", default=None,
               help="Where to run: local, docker or kubernetes (default: docker for docker_env "
                    "projects, else local).")
@@ -101,12 +104,15 @@ def cli(debug: bool) -> None:
 @click.option("--run-name", default=None, metavar="NAME", help="The MLflow run's name.")
 @click.option("--log-outputs", is_flag=True,
               help="With a tracking server: upload the output files as artifacts too.")
+@click.option("--reuse", is_flag=True,
+              help="If a FINISHED run had the same code, entry point, command, lock, backend and "
+                   "input data, take its outputs instead of running.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...],
         env_manager: str | None, conda_channels: tuple[str, ...], refresh: bool,
-        backend: str | None, backend_config: str | None, detach: bool,
+        allow_drift: bool, backend: str | None, backend_config: str | None, detach: bool,
         docker_base_image: str | None, keep_container: bool, dry_run: bool, as_json: bool,
-        strict: bool, grace_period: float, tracking_uri: str | None,
+        strict: bool, grace_period: float, reuse: bool, tracking_uri: str | None,
         experiment_name: str | None, experiment_id: str | None, run_name: str | None,
         log_outputs: bool, quiet: bool) -> int:
     """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
@@ -122,13 +128,20 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         progress_live=not quiet and sys.stderr.isatty(),
         docker_base_image=docker_base_image, keep_container=keep_container,
         conda_channels=conda_channels, backend_config=backend_config, detach=detach,
-        resolve_early=not dry_run,
+        resolve_early=not dry_run, allow_drift=allow_drift, reuse=reuse,
         tracking=_tracking(tracking_uri, experiment_name, experiment_id, run_name, log_outputs),
     )
+    if not dry_run:
+        store().check_writable()  # before resolving or building anything
     plan = make_plan(options)
     if not quiet:
         for warning in plan.project.warnings:
             say(f"warning: {warning.render()}")
+        if plan.project.env.conversion is not None:
+            from runner.envs.conda_pypi import summary
+
+            for line in summary(plan.project.env.conversion):
+                say(line)
     if dry_run:
         try:
             described = plan.describe()
@@ -182,6 +195,14 @@ def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
     for name, value in plan["parameters"].items():
         click.echo(f"  {name} = {value}")
     click.echo(f"environment: {env['kind']} via {env['manager']}")
+    if "converted_from" in env:
+        python = f" (python {env['python']})" if env["python"] else ""
+        click.echo(f"  from PyPI:  {', '.join(env['requirements']) or 'nothing'}{python}")
+        for entry in env["conversion"]:
+            if entry["pypi"] is None:
+                click.echo(f"    {entry['conda']}: {entry['note']}")
+            elif entry["note"]:
+                click.echo(f"    {entry['conda']} -> {entry['pypi']} ({entry['note']})")
     click.echo(f"backend:     {plan['backend']}")
     click.echo(f"command:     {plan['command']}")
     if "docker" in plan:
@@ -252,11 +273,34 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(_invoke(args, debug))
 
 
+def _not_utf8(args: list[str]) -> str | None:
+    """Why an argument cannot be used (bytes that are not UTF-8 cannot be recorded), or None."""
+    for number, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            return (f"argument {number} ('{shown}') is not UTF-8 text (run records are UTF-8 "
+                    "JSON); pass it in UTF-8")
+    return None
+
+
 def _invoke(args: list[str], debug: bool) -> int:
     from runner.errors import USER_ERRORS, Interrupted, ReprunError
 
+    bad = _not_utf8(args)
+    if bad is not None:
+        say(f"error: {bad}")
+        return EXIT_USAGE
     try:
         code = cli.main(args=args, prog_name="reprun", standalone_mode=False)
+    except click.UsageError as exc:
+        if debug:
+            raise
+        where = exc.ctx.command_path if exc.ctx is not None else "reprun"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        say(f"error: {message}; see '{where} --help'")
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -267,6 +311,12 @@ def _invoke(args: list[str], debug: bool) -> int:
             raise
         say(f"error: {exc.render()}")
         return EXIT_USAGE if isinstance(exc, USER_ERRORS) else EXIT_FAILURE
+    except OSError as exc:  # a full disk, a read-only or vanished file: one line
+        if debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        say(f"error: {exc.strerror or exc}{where}")
+        return EXIT_FAILURE
     except Interrupted as exc:
         return 128 + exc.signum
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from runner.cli.common import store as open_store
 
 if TYPE_CHECKING:
     from runner.record.store import RunStore, RunSummary
-    from runner.record.types import RunRecord
+    from runner.record.types import InputInfo, RunRecord
     from runner.tracking.settings import TrackingOptions
 
 
@@ -58,7 +58,9 @@ def reproduce(target: str, backend: str | None, env_manager: str | None, check: 
         grace_period=grace_period, echo=True, docker_base_image=docker_base_image,
         tracking=_tracking(tracking_uri, experiment_name, experiment_id),
     )
-    original, record = run_again(options, open_store(), (lambda _m: None) if quiet else say)
+    runs_store = open_store()
+    runs_store.check_writable()
+    original, record = run_again(options, runs_store, (lambda _m: None) if quiet else say)
     replay = record.reproduction
     if not quiet:
         for drift in replay.drift if replay else []:
@@ -127,7 +129,8 @@ def runs() -> None:
 @runs.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (the shown columns).")
-@click.option("-n", "--limit", type=int, default=None, help="Show at most this many runs.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=None,
+              help="Show at most this many runs.")
 @click.option("-c", "--columns", multiple=True, metavar="FIELDS",
               help="Columns to show after the run id, comma-separated: params.NAME, "
                    "metrics.NAME, status, started, duration, exit_code, project, entry_point, "
@@ -228,7 +231,7 @@ def _print_default(summaries: list[RunSummary]) -> None:
               help="Compare the runs that match (as in 'runs list --where'), besides RUN...")
 @click.option("--sort", multiple=True, metavar="FIELDS",
               help="With --where: which runs come first (as in 'runs list --sort').")
-@click.option("-n", "--limit", type=int, default=20, show_default=True,
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="With --where: compare at most this many runs.")
 @click.option("--better", multiple=True, metavar="METRIC:min|max",
               help="Which value of a metric is best, e.g. --better metrics.r2:max (default: "
@@ -284,9 +287,14 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("submodules", ", ".join(f"{s.path}@{s.commit[:12]}" for s in src.submodules) or None),
         ("environment", f"{env.kind} via {env.manager}, python {env.python_version or '-'}, "
                         f"{len(env.packages)} packages"),
+        ("converted", _conversion_line(record)),
         ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),
+        ("reused from", record.reused_from),
+        *(("input", _input_line(i)) for i in record.inputs),
         ("outputs", f"{len(record.outputs)} file(s) in {record.output_dir}"),
+        ("log", _log_note(record)),
+        ("leftovers", _leftovers_note(record)),
         ("metrics", _metrics_line(record)),
         ("mlflow", _mlflow_line(record, runs_store)),
         ("record", str(runs_store.run_dir(record.run_id))),
@@ -316,6 +324,37 @@ def _mlflow_line(record: RunRecord, runs_store: RunStore) -> str | None:
     return shown
 
 
+def _conversion_line(record: RunRecord) -> str | None:
+    """``from conda: numpy>=1.14.3, torch>=2; not installed: pip, mkl``."""
+    env = record.environment
+    if env.converted_from is None:
+        return None
+    installed = ", ".join(c.pypi for c in env.conversion if c.pypi) or "-"
+    left_out = ", ".join(c.conda for c in env.conversion if c.pypi is None)
+    return f"from {env.converted_from}: {installed}" + (
+        f"; not installed: {left_out}" if left_out else "")
+
+
+def _input_line(info: InputInfo) -> str:
+    name = f"{info.name} = {info.path}" if info.kind == "param" else info.path
+    if info.digest is None:
+        return f"{name} ({info.kind}, missing)"
+    what = f"{info.files} files, " if info.type == "directory" else ""
+    made = info.produced_by[0] if info.produced_by else None
+    by = f", made by run {made.run_id[:8]} ({made.path})" if made else ""
+    return f"{name} ({info.kind}, {what}{info.size} bytes, {info.digest[:23]}){by}"
+
+
+def _log_note(record: RunRecord) -> str | None:
+    truncated = record.backend.facts.get("log_truncated")
+    return f"truncated: {truncated}" if truncated else None
+
+
+def _leftovers_note(record: RunRecord) -> str | None:
+    count = record.backend.facts.get("stopped_leftover_processes")
+    return f"{count} process(es) the command left running were stopped" if count else None
+
+
 def _image_line(record: RunRecord) -> str | None:
     docker = record.backend.docker
     if docker is None:
@@ -331,11 +370,34 @@ def runs_logs(run_id: str) -> int:
     runs_store = open_store()
     record = _current(runs_store, run_id)
     log = runs_store.run_dir(record.run_id) / record.log_file
+    if note := _log_note(record):
+        say(f"warning: this log was {note}; the terminal had all of the output")
     if log.is_file():
         with log.open("rb") as handle:
             while chunk := handle.read(65536):
                 sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
+    return 0
+
+
+@runs.command("lineage")
+@click.argument("run_id")
+@click.option("--down", is_flag=True,
+              help="The runs that read this run's outputs (default: the runs that made its "
+                   "inputs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the tree as JSON.")
+def runs_lineage(run_id: str, down: bool, as_json: bool) -> int:
+    """The chain of runs upstream of a run (whose outputs it read), or downstream with --down."""
+    import dataclasses
+
+    from runner.tracking.lineage import lineage, render
+
+    runs_store = open_store()
+    tree = lineage(runs_store, runs_store.resolve_id(run_id), down=down)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(tree), indent=2))
+    else:
+        click.echo("\n".join(render(tree)))
     return 0
 
 
@@ -359,12 +421,17 @@ def _current(runs_store: RunStore, run_id: str) -> RunRecord:
     backend = remote_backend(record.backend.name)
     if backend is None:
         return record
+    run_dir = runs_store.run_dir(record.run_id)
     try:
-        record = backend.refresh(record, runs_store.run_dir(record.run_id))
+        record = backend.refresh(record, run_dir)
     except ReprunError as exc:
         say(f"warning: cannot ask {record.backend.name} about run {record.run_id[:8]}: "
             f"{exc.render()}")
         return record
+    if record.status.done:  # it ended while reprun was away: read what it reported
+        from runner.tracking.metrics import completed_later
+
+        record = completed_later(record, run_dir, say)
     runs_store.save(record)
     return record
 

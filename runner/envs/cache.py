@@ -3,7 +3,8 @@
 Layout under ``REPRUN_CACHE_DIR`` (default ``REPRUN_HOME/cache``), for Python environments (conda
 prefixes have the same layout under ``conda/``, see ``runner.envs.conda``)::
 
-    python/locks/<request key>.txt     the lock a request resolved to (written atomically)
+    python/locks/<request key>.txt     the lock a request resolved to (written atomically), after
+                                       a first line "# request: <key>" (not part of the lock)
     python/envs/<env key>              symlink to the finished build: the "rename into place"
     python/builds/<env key>.<random>/  an environment; complete only with its marker inside
     python/keys/<key>.flock            one file lock per key: one builder at a time
@@ -38,6 +39,10 @@ USED = ".reprun-used"
 PROJECTS = ".reprun-projects"
 
 
+def _request_line(request_key: str) -> str:
+    return f"# request: {request_key}"
+
+
 def cache_root(env: Mapping[str, str]) -> Path:
     configured = env.get("REPRUN_CACHE_DIR")
     if configured:
@@ -66,15 +71,20 @@ class PythonCache:
     # --- locks -----------------------------------------------------------------------------
 
     def read_lock(self, request_key: str) -> str | None:
+        """The cached lock of ``request_key``. The key is kept beside the lock, not in it: the
+        key covers paths of this machine, the lock must not. A file of an older reprun (the key
+        inside the lock's header) is not used: it is resolved again into a portable lock."""
         try:
             text = (self.locks / f"{request_key}.txt").read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
-        return text if f"# request: {request_key}\n" in text else None
+        first, _, lock = text.partition("\n")
+        return lock if first == _request_line(request_key) else None
 
     def write_lock(self, request_key: str, content: str) -> None:
         self.locks.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.locks / f"{request_key}.txt", content)
+        atomic_write_text(self.locks / f"{request_key}.txt",
+                          f"{_request_line(request_key)}\n{content}")
 
     # --- environments ----------------------------------------------------------------------
 

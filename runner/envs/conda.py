@@ -55,6 +55,8 @@ class CondaBuilder:
         progress = Progress(spec.notify, spec.live)
 
         def solve() -> str:
+            from runner.envs import condasolve  # noqa: F401  (a missing extra fails here)
+
             with progress.phase(f"solving {len(request.specs)} conda spec(s) with rattler") as done:
                 text = self._solve(spec, request, cache)
                 facts = read_facts(text)

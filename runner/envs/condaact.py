@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from runner.errors import EnvBuildError
+from runner.extras import needs_extra
 from runner.process import capture
 
 BASE_PATH = "/usr/bin:/bin"
@@ -21,7 +22,8 @@ _IGNORED = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})
 
 def activation(prefix: Path, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """(PATH entries to put first, variables to set) that activating ``prefix`` amounts to."""
-    from rattler.shell import ActivationVariables, Shell, activate
+    with needs_extra("conda", "conda environments"):
+        from rattler.shell import ActivationVariables, Shell, activate
 
     script = activate(prefix, ActivationVariables(current_path=[]), Shell.bash).script
     base = {"PATH": BASE_PATH, "HOME": env.get("HOME", "/"), "LANG": "C.UTF-8"}

@@ -19,6 +19,7 @@ import yaml
 
 from runner.envs.condareq import CondaRequest, redact_channel
 from runner.errors import EnvBuildError
+from runner.extras import needs_extra
 from runner.frozen import frozen
 
 if sys.version_info >= (3, 11):
@@ -71,14 +72,15 @@ def pip_packages_from_pylock(text: str) -> list[PipPackage]:
 def write_lock(request: CondaRequest, records: Sequence[Any], pip: Sequence[PipPackage],
                channel_urls: Sequence[str], custom: Mapping[str, str]) -> str:
     """The text of a conda-lock.yml (v1) for ``records`` and ``pip`` on the request's platform."""
-    from conda_lock.lockfile import write_conda_lock_file
-    from conda_lock.lockfile.v2prelim.models import (
-        HashModel,
-        LockedDependency,
-        Lockfile,
-        LockMeta,
-    )
-    from conda_lock.models.channel import Channel
+    with needs_extra("conda", "conda environments"):
+        from conda_lock.lockfile import write_conda_lock_file
+        from conda_lock.lockfile.v2prelim.models import (
+            HashModel,
+            LockedDependency,
+            Lockfile,
+            LockMeta,
+        )
+        from conda_lock.models.channel import Channel
 
     platform = request.subdir
     packages = [LockedDependency(
@@ -102,8 +104,7 @@ def write_lock(request: CondaRequest, records: Sequence[Any], pip: Sequence[PipP
         path = Path(tmp) / LOCK_FILENAME
         write_conda_lock_file(lockfile, path, metadata_choices=None, include_help_text=True)
         body = path.read_text(encoding="utf-8")
-    header = (f"# reprun lock: solved by {custom.get('reprun_solver', 'rattler')} for {platform}\n"
-              f"# request: {request.key}\n")
+    header = f"# reprun lock: solved by {custom.get('reprun_solver', 'rattler')} for {platform}\n"
     return header + body
 
 
@@ -114,18 +115,26 @@ def _split_dep(dep: str) -> tuple[str, str]:
 
 def read_facts(text: str, filename: str = LOCK_FILENAME) -> LockFacts:
     """Platform, channels, conda and pip packages of a conda-lock.yml's text."""
+    from runner.spec.yamlfile import YamlLimitError, parse_yaml
+
     try:
-        data = yaml.safe_load(text)
-        meta = data["metadata"]
-        packages = data["package"]
-        platforms = list(meta["platforms"])
-    except (yaml.YAMLError, TypeError, KeyError) as exc:
-        raise EnvBuildError(f"{filename} is not a conda-lock file: {exc}".splitlines()[0]) \
-            from None
+        data = parse_yaml(text)[1]  # a recorded lock may come from anyone's export
+        return _facts(data["metadata"], data["package"])
+    except (yaml.YAMLError, YamlLimitError, TypeError, KeyError, ValueError, AttributeError) \
+            as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise EnvBuildError(f"{filename} is not a conda-lock file ({why})",
+                            hint="solve again with --refresh") from None
+
+
+def _facts(meta: Any, packages: Any) -> LockFacts:
     from runner.envs.condareq import current_subdir
 
+    platforms = list(meta["platforms"])
+    if not isinstance(packages, list):
+        raise TypeError("'package' is not a list")
     here = current_subdir()
-    platform = here if here in platforms else (platforms[0] if platforms else here)
+    platform = here if here in platforms else (str(platforms[0]) if platforms else here)
     mine = [p for p in packages if isinstance(p, dict) and p.get("platform") == platform]
     conda = tuple((str(p["name"]), str(p["version"])) for p in mine if p.get("manager") == "conda")
     pip = tuple(PipPackage(str(p["name"]), str(p["version"]), str(p["url"]),

@@ -5,9 +5,7 @@ file's layout or comments), the channels in effect (``--conda-channel`` override
 credentials removed), the platform, the C library version and ``CONDA_OVERRIDE_*`` variables
 (what virtual packages are detected from), and for the pip lines what the Python request key
 covers (files they refer to, index settings). The key selects a cached lock, never a prefix.
-
-Also here: MLflow's conversion of a conda.yaml into a python_env for ``--env-manager uv`` or
-``virtualenv``, which refuses, instead of warning, when conda packages would be dropped.
+A conda.yaml installed from PyPI (``--env-manager uv`` or ``virtualenv``): `runner.envs.conda_pypi`.
 """
 
 from __future__ import annotations
@@ -20,18 +18,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from runner.envs.pyreq import make_request
-from runner.errors import NotSupportedError, Problem, SpecError
 from runner.frozen import frozen
 from runner.fsutil import sha256_bytes
 from runner.redact import redact_url
-from runner.spec.types import CondaEnvFile, PythonEnvFile
+from runner.spec.types import CondaEnvFile
 
 KEY_VERSION = 1
 DEFAULT_CHANNELS = ("conda-forge",)
 _TOKEN = re.compile(r"/t/[^/]+/")
 _NAME = re.compile(r"^\s*([A-Za-z0-9_.\-]+)")
-_PYTHON_SPEC = re.compile(r"^\s*python\s*(?:(==|=|>=|<=|~=|<|>|!=)\s*|\s)?\s*([0-9][0-9.*]*)?\s*$")
-BUILD_TOOLS = ("pip", "setuptools", "wheel")
 
 
 @frozen
@@ -90,52 +85,3 @@ def make_conda_request(
 def spec_name(spec: str) -> str:
     match = _NAME.match(spec)
     return match.group(1).lower() if match else spec.strip().lower()
-
-
-def to_python_env(env_file: CondaEnvFile, source: Path | None, manager: str) -> PythonEnvFile:
-    """The python/pip part of a conda.yaml as a python_env, as MLflow converts it.
-
-    Refuses when the file asks for conda packages other than python, pip, setuptools and wheel
-    (MLflow drops them with a warning), naming every one that would be lost.
-    """
-    python: str | None = None
-    build: list[str] = []
-    dropped: list[str] = []
-    for spec in env_file.conda_specs:
-        name = spec_name(spec)
-        if name == "python":
-            python = _python_version(spec, source)
-        elif name in BUILD_TOOLS:
-            build.append(_pip_spec(spec))
-        else:
-            dropped.append(spec)
-    if dropped:
-        listed = ", ".join(f"'{d}'" for d in dropped)
-        raise NotSupportedError(
-            f"--env-manager {manager} cannot install the conda package(s) {listed} of "
-            f"{source or 'conda.yaml'}: only python and its pip: list carry over",
-            hint="use --env-manager conda (the default for conda projects), or move them to "
-                 "the pip: list if they are on PyPI",
-        )
-    return PythonEnvFile(python=python, build_dependencies=build, dependencies=env_file.pip)
-
-
-def _python_version(spec: str, source: Path | None) -> str | None:
-    match = _PYTHON_SPEC.match(spec)
-    if match is None or (match.group(1) or "=") not in ("=", "==") or (
-            match.group(1) and not match.group(2)):
-        raise SpecError([Problem(source, "dependencies",
-                                 f"'{spec}': a python converted for uv or virtualenv must be "
-                                 "pinned with = or == (python=3.11)",
-                                 hint="pin it, or use --env-manager conda")])
-    version = match.group(2)
-    return version.rstrip(".*") if version else None
-
-
-def _pip_spec(spec: str) -> str:
-    """``pip=24.0`` (conda) -> ``pip==24.0`` (pip)."""
-    name = spec_name(spec)
-    rest = spec.strip()[len(name):].strip()
-    if rest.startswith("=") and not rest.startswith("=="):
-        rest = "=" + rest
-    return f"{name}{rest}"

@@ -16,12 +16,15 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import rattler
-from rattler import Gateway, Subdir
-from rattler.exceptions import GatewayError, InvalidMatchSpecError, SolverError
-
 from runner.envs.condareq import CondaRequest, redact_channel, spec_name
 from runner.errors import EnvBuildError, Interrupted, Problem, SpecError
+from runner.extras import needs_extra
+
+with needs_extra("conda", "conda environments"):
+    import rattler
+    from rattler import Gateway, Subdir
+    from rattler.exceptions import GatewayError, InvalidMatchSpecError, SolverError
+
 from runner.frozen import frozen
 
 atexit.register(time.sleep, 0.2)

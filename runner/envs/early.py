@@ -20,7 +20,7 @@ from runner.envs.cache import PythonCache, cache_root
 from runner.envs.pybuild import default_interpreter, tool_env
 from runner.envs.pylock import Compiling, start_compile
 from runner.envs.pyreq import make_request
-from runner.spec.project import cached_dump, find_spec_file
+from runner.spec.project import cached_dump, find_spec_file, inside
 
 EARLY_MANAGERS = ("uv", "virtualenv")
 
@@ -46,9 +46,9 @@ def _start(directory: Path, manager: str, base_env: Mapping[str, str], spec_cach
     raw_env = env_file.read_bytes()
     if spec_validated and cached_dump(spec_cache, "python_env_file", raw_env) is not None:
         return None  # both files validated: validating costs nothing, nothing to overlap
-    import yaml
+    from runner.spec.yamlfile import parse_yaml
 
-    python, lines = _python_and_lines(yaml.safe_load(raw_env))
+    python, lines = _python_and_lines(parse_yaml(raw_env)[1])
     if python is not None or lines is None:  # a named version is found by the builder
         return None
     request = make_request(manager, python, lines, directory, env_file, base_env)
@@ -70,14 +70,16 @@ def _python_env_file(directory: Path, spec_cache: Path) -> tuple[Path, bool] | N
         data = cached_dump(spec_cache, "mlproject", raw_spec)
         validated = data is not None
         if data is None:
-            import yaml
+            from runner.spec.yamlfile import parse_yaml
 
-            data = yaml.safe_load(raw_spec)
+            data = parse_yaml(raw_spec)[1]
         if not isinstance(data, dict) or data.get("docker_env") or data.get("conda_env"):
             return None
         named = data.get("python_env")
         if named is not None:
-            return (directory / named, validated) if isinstance(named, str) else None
+            if not isinstance(named, str) or not inside(directory, directory / named):
+                return None  # the validation refuses it and says why
+            return directory / named, validated
     default = directory / "python_env.yaml"
     return (default, validated) if default.is_file() else None
 

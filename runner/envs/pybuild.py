@@ -22,7 +22,10 @@ from runner.envs.local import inspect_python
 from runner.envs.progress import Progress
 from runner.envs.pylock import (
     LOCK_FILENAME,
+    Compiling,
     Interpreter,
+    anchor_entry,
+    installs_project_files,
     lock_interpreter,
     log_path,
     split_lock,
@@ -69,10 +72,10 @@ class PythonBuilder:
                 compiling = start_compile(request, interpreter, self.kind, cache.logs,
                                           self.tool_env(spec), spec.project_dir)
             if not request.lines:  # nothing to resolve: the header alone
-                return compiling.text()
+                return self._lock_text(spec, compiling)
             doing = f"resolving with uv for python {interpreter.version}"
             with progress.phase(doing, since=compiling.started) as done:
-                text = compiling.text()
+                text = self._lock_text(spec, compiling)
                 done(f"{len(split_lock(text)[0])} package(s) pinned with hashes")
             return text
 
@@ -98,22 +101,44 @@ class PythonBuilder:
         env_file = spec.request.python_env
         python = env_file.python if env_file else None
         lines = [*env_file.build_dependencies, *env_file.dependencies] if env_file else []
+        conversion = spec.request.conversion
+        converted = None
+        if conversion is not None:
+            from runner.envs.conda_pypi import key_material
+
+            converted = key_material(conversion)
         return make_request(self.kind, python, lines, spec.project_dir, spec.request.file,
-                            spec.base_env)
+                            spec.base_env, converted)
+
+    def _lock_text(self, spec: EnvSpec, compiling: Compiling) -> str:
+        """The resolved lock; for a converted conda.yaml, the conversion under its header."""
+        conversion = spec.request.conversion
+        if conversion is None:
+            return compiling.text()
+        from runner.envs.conda_pypi import explain_not_found, with_conversion
+
+        try:
+            return with_conversion(compiling.text(), conversion)
+        except EnvBuildError as exc:
+            raise explain_not_found(exc, conversion) from None
 
     def env_key(self, spec: EnvSpec, lock: Lock) -> str:
-        return sha256_bytes(f"{self.kind}\n{lock.content}".encode())
+        """The lock's content; and the project's place when the lock installs a local package of
+        it (two checkouts of one project have one lock, but ``-e .`` points at one of them)."""
+        where = f"\nproject: {spec.project_dir}" if installs_project_files(lock.content) else ""
+        return sha256_bytes(f"{self.kind}\n{lock.content}{where}".encode())
 
     def tool_env(self, spec: EnvSpec) -> dict[str, str]:
         return tool_env(spec.base_env)
 
     def _build(self, spec: EnvSpec, lock: Lock, cache: PythonCache, key: str,
                progress: Progress) -> CachedEnv:
-        interpreter = lock_interpreter(lock.content) or self.find_interpreter(
-            self.request(spec).python, spec, cache.logs)
+        interpreter = self.lock_python(lock, spec, cache.logs)
         build = cache.new_build_dir(key)
         log = log_path(cache.logs, "build", key)
-        hashed, local = split_lock(lock.content)
+        hashed, local = (
+            [anchor_entry(e, spec.project_dir) for e in entries]
+            for entries in split_lock(lock.content))
         with progress.phase(f"building the {self.kind} environment {key[:12]}") as done:
             self.create(build, interpreter, spec, log)
             if hashed:
@@ -126,6 +151,21 @@ class PythonBuilder:
             marker = describe(build, self.kind, interpreter, self.tool_env(spec))
             done(f"{len(marker['packages'])} package(s) installed")
         return cache.publish(key, build, marker)
+
+    def lock_python(self, lock: Lock, spec: EnvSpec, logs: Path) -> Interpreter:
+        """The interpreter to install ``lock`` with: the request's when it has the locked version,
+        else one of exactly that version when this machine has it (a lock from elsewhere), else
+        the request's (the run's facts then show the version it really has)."""
+        locked = lock_interpreter(lock.content)
+        if locked is not None and locked.path and Path(locked.path).exists():
+            return locked  # a lock written before locks were portable names its interpreter
+        found = self.find_interpreter(self.request(spec).python, spec, logs)
+        if locked is None or not locked.version or found.version == locked.version:
+            return found
+        try:
+            return self.find_interpreter(locked.version, spec, logs)
+        except EnvBuildError:
+            return found
 
 
 def tool_env(base_env: Mapping[str, str]) -> dict[str, str]:

@@ -2,7 +2,13 @@
 
 The lock is a requirements file: every distribution pinned ``name==version`` with the sha256 of the
 artifact, annotated with the index it came from (credentials removed), under a short header that
-names the interpreter, the platform and the request key it was resolved for.
+names the Python version and the platform it was resolved for.
+
+The lock's bytes depend only on what was resolved, never on the machine that resolved it: no path
+of the store (uv's ``# via -r <input file>`` names the request ``python_env``), and paths inside
+the project (``-e .``, ``--find-links ./wheels``) are written relative to the project directory
+(``anchor_entry`` and ``project_location`` make them absolute again where the lock is used). So
+the same request gives the same lock, hash and image on every machine and in every checkout.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from runner.process import Completed, Pending, capture
 from runner.redact import redact_url
 
 LOCK_FILENAME = "python.lock.txt"
+REQUEST_LABEL = "python_env"  # what uv's "# via -r <input file>" names in a lock
 TIMEOUT_S = 3600.0
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 _NOT_FOUND = re.compile(r"Because (\S+) was not found in the (package registry|provided package"
@@ -50,7 +57,7 @@ def run_logged(
     """Run a tool to completion and append its command and output to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        done = capture(argv, env=env, cwd=cwd, timeout=TIMEOUT_S)
+        done = capture(argv, env=env, cwd=cwd, timeout=TIMEOUT_S, contain=True)
     except (FileNotFoundError, PermissionError) as exc:
         raise _cannot_run(argv, exc) from None
     append_log(log, done)
@@ -96,6 +103,7 @@ class Compiling:
     key: str
     interpreter: Interpreter
     header: str
+    project_dir: Path = Path()
     log: Path | None = None
     pending: Pending | None = None
     started: float = field(default_factory=time.monotonic)
@@ -108,7 +116,8 @@ class Compiling:
         if not done.ok:
             raise EnvBuildError(explain(done.stderr, "resolving the environment failed"),
                                 hint=f"full log: {self.log}")
-        return self.header + "\n".join(_clean(line) for line in done.stdout.splitlines()) + "\n"
+        body = portable(done.stdout, self.log.with_suffix(".in"), self.project_dir)
+        return self.header + "\n".join(_clean(line) for line in body.splitlines()) + "\n"
 
     def cancel(self) -> None:
         if self.pending is not None:
@@ -120,9 +129,9 @@ def start_compile(
     env: Mapping[str, str], project_dir: Path,
 ) -> Compiling:
     """Start resolving ``request`` (``uv pip compile --generate-hashes``) in the background."""
-    header = lock_header(request, interpreter, manager)
+    header = lock_header(interpreter, manager)
     if not request.lines:
-        return Compiling(request.key, interpreter, header)
+        return Compiling(request.key, interpreter, header, project_dir)
     log = log_path(logs, "resolve", request.key)
     infile = log.with_suffix(".in")
     infile.write_text("\n".join(request.lines) + "\n", encoding="utf-8")
@@ -133,14 +142,55 @@ def start_compile(
         pending = Pending(argv, project_dir, env)
     except (FileNotFoundError, PermissionError) as exc:
         raise _cannot_run(argv, exc) from None
-    return Compiling(request.key, interpreter, header, log, pending)
+    return Compiling(request.key, interpreter, header, project_dir, log, pending)
 
 
-def lock_header(request: PythonRequest, interpreter: Interpreter, manager: str) -> str:
+def lock_header(interpreter: Interpreter, manager: str) -> str:
+    """What the lock was resolved for. No path (of the interpreter or of the request): the
+    builder finds an interpreter of the locked version on the machine that installs it."""
     return (f"# reprun lock: resolved by uv pip compile --generate-hashes for {manager}\n"
-            f"# python: {interpreter.version} {interpreter.path}\n"
-            f"# platform: {platform_tag()}\n"
-            f"# request: {request.key}\n")
+            f"# python: {interpreter.version}\n"
+            f"# platform: {platform_tag()}\n")
+
+
+def portable(text: str, infile: Path, project_dir: Path) -> str:
+    """uv's output without the paths of this machine: the input file (a log of the store) is
+    named ``python_env``; paths inside the project become relative to it (``.``, ``./wheels``)."""
+    text = text.replace(f"-r {infile}", f"-r {REQUEST_LABEL}")
+    for root in dict.fromkeys((str(project_dir), str(project_dir.resolve()))):
+        if root in ("", ".", "/"):
+            continue
+        for prefix in (Path(root).as_uri(), f"file://{root}", root):
+            pattern = re.compile(re.escape(prefix) + r"(?=[/\s]|$)((?:/\S*)?)", re.MULTILINE)
+            text = pattern.sub(lambda m: "." + m.group(1), text)
+    return text
+
+
+def anchor_entry(entry: str, project_dir: Path) -> str:
+    """A lock entry (``-e ./pkg``, ``./wheels/x.whl --hash=...``) with a project-relative path
+    made absolute; absolute paths (locks written before paths were relative) are kept."""
+    words = entry.split(" ")
+    for index, word in enumerate(words):
+        if word in ("-e", "--editable"):
+            continue
+        if word == "." or word.startswith("./"):
+            words[index] = str(project_dir / word) if word != "." else str(project_dir)
+        break
+    return " ".join(words)
+
+
+def project_location(location: str, project_dir: Path | None) -> str:
+    """A ``# from`` location of the lock as pip can use it: ``./wheels`` under the project."""
+    if project_dir is not None and (location == "." or location.startswith("./")):
+        return str(project_dir / location)
+    return location
+
+
+def installs_project_files(lock: str) -> bool:
+    """Whether the lock installs a local package of the project (``-e .``, ``./pkg``): what is
+    installed is then that checkout's, not artifacts checked against a hash."""
+    _, local = split_lock(lock)
+    return any(anchor_entry(entry, Path("/")) != entry for entry in local)
 
 
 def _clean(line: str) -> str:
@@ -152,9 +202,11 @@ def _clean(line: str) -> str:
 
 
 def lock_interpreter(lock: str) -> Interpreter | None:
+    """The Python a lock was resolved for: its version, and its path in locks written before
+    locks were portable (an empty path otherwise)."""
     for line in lock.splitlines():
         if line.startswith("# python: "):
-            version, _, path = line.removeprefix("# python: ").partition(" ")
+            version, _, path = line.removeprefix("# python: ").strip().partition(" ")
             return Interpreter(path, version)
     return None
 

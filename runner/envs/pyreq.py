@@ -55,9 +55,10 @@ def platform_tag() -> str:
 
 def make_request(
     manager: str, python: str | None, lines: list[str], project_dir: Path, source: Path | None,
-    env: Mapping[str, str],
+    env: Mapping[str, str], converted: Mapping[str, object] | None = None,
 ) -> PythonRequest:
-    """Anchor ``lines`` to ``project_dir`` and compute the request key."""
+    """Anchor ``lines`` to ``project_dir`` and compute the request key (which also covers
+    ``converted``, how a conda.yaml became these lines, when it did)."""
     files: dict[str, str] = {}
     local: list[Path] = []
     anchored = [_anchor(line, project_dir, source, files, local) for line in lines]
@@ -72,6 +73,8 @@ def make_request(
         "local": {str(p): _local_digest(p) for p in local},
         "index": {k: redact_url(env[k]) for k in INDEX_VARIABLES if env.get(k)},
     }
+    if converted is not None:
+        material["converted"] = converted
     key_material = json.dumps(material, sort_keys=True)
     return PythonRequest(python, tuple(anchored), tuple(local), key_material)
 

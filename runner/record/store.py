@@ -3,21 +3,28 @@
 ``runs/<run_id>/run.json`` is the source of truth, replaced atomically at each step;
 ``index.sqlite`` only summarises it (a row per run, its parameters and its metrics, so that runs
 are filtered and sorted by them quickly) and can be rebuilt from the records (``reprun runs
-reindex``). An index written by an older reprun (``PRAGMA user_version`` below `INDEX_VERSION`)
+reindex``). An index written by another reprun (``PRAGMA user_version`` other than `INDEX_VERSION`)
 is rebuilt from the records the first time it is opened.
+
+Faults: each run directory holds a small reserve file, given back when the disk is full so that
+the record can still say how the run ended. The index is a convenience: when it cannot be written
+(full disk, read-only store) the record still is, and listing reads the records themselves for the
+runs the index misses, or all of them when the index cannot be read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from runner.errors import RunNotFoundError
+from runner.errors import RunNotFoundError, StoreError, UsageError
 from runner.fsutil import atomic_write_text
 from runner.process import hostname, process_alive
 
@@ -25,9 +32,15 @@ if TYPE_CHECKING:  # the record types are imported only when a record is used
     from runner.record.types import RunRecord
 
 RECORD = "run.json"
+Pairs = list[tuple[str, str]]
+Triples = list[tuple[str, str, str]]
+Names = list[str]
+RESERVE = ".reserve"
+RESERVE_BYTES = 256 * 1024  # room for the last records of a run once the disk is full
+FULL = (errno.ENOSPC, errno.EDQUOT)
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code",
            "backend")
-INDEX_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, status TEXT NOT NULL, started_at TEXT NOT NULL,
@@ -43,6 +56,22 @@ CREATE TABLE IF NOT EXISTS metrics (
     min REAL NOT NULL, max REAL NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (run_id, name)
 ) WITHOUT ROWID;
+"""
+# Version 2: parameters and metrics; outputs by digest, lineage links and reuse keys.
+# Version 3: both of those in one index.
+INDEX_VERSION = 3
+LINEAGE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outputs (
+    run_id TEXT NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, path)
+);
+CREATE INDEX IF NOT EXISTS outputs_digest ON outputs (digest);
+CREATE TABLE IF NOT EXISTS links (
+    consumer TEXT NOT NULL, producer TEXT NOT NULL, input TEXT NOT NULL, path TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS links_producer ON links (producer);
+CREATE INDEX IF NOT EXISTS links_consumer ON links (consumer);
+CREATE TABLE IF NOT EXISTS reuse (run_id TEXT PRIMARY KEY, key TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS reuse_key ON reuse (key);
 """
 # What a field of `field_sql` is, in SQL; a parameter or metric is looked up by its primary key.
 RUN_FIELDS = {
@@ -95,6 +124,26 @@ def reprun_home(env: Mapping[str, str]) -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".reprun"
 
 
+def check_layout(store: RunStore) -> None:
+    """Refuse a store whose parts are of the wrong kind (REPRUN_HOME or runs/ a file,
+    index.sqlite a directory...) before anything is written to it."""
+    for path, want_dir in ((store.home, True), (store.runs_dir, True),
+                           (store.index_path, False)):
+        if not path.exists() and not path.is_symlink():
+            continue
+        is_dir = path.is_dir()
+        if is_dir != want_dir or (not want_dir and not path.is_file()):
+            what = "a directory" if want_dir else "a file"
+            found = "a directory" if is_dir else "a broken link" if not path.exists() else (
+                "a file" if path.is_file() else "not a regular file")
+            name = "REPRUN_HOME" if path == store.home else str(path.relative_to(store.home))
+            fix = ("set REPRUN_HOME to a directory" if path == store.home else
+                   f"move '{path}' away" + (" and run 'reprun runs reindex'" if not want_dir
+                                            else ""))
+            raise UsageError(f"the run store is not usable: {name} ('{path}') is {found}, not "
+                             f"{what}", hint=fix)
+
+
 class RunSummary(NamedTuple):
     """One row of the run index, as `reprun runs list` shows it (a named tuple: listing ten
     thousand runs makes ten thousand of them)."""
@@ -122,17 +171,78 @@ class RunStore:
         return self.runs_dir / run_id
 
     def create_run_dir(self, run_id: str) -> Path:
+        """A new run's directory, with its reserve; StoreError when the store cannot take it."""
         path = self.run_dir(run_id)
-        path.mkdir(parents=True, exist_ok=False)
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            (path / RESERVE).write_bytes(bytes(RESERVE_BYTES))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                (path / RESERVE).unlink(missing_ok=True)
+                path.rmdir()
+            raise self.cannot_write(exc, "the run was not started") from None
         return path
 
+    def check_writable(self) -> None:
+        """StoreError now, before anything is prepared, if no run could be recorded here."""
+        existing = next((p for p in (self.runs_dir, *self.runs_dir.parents) if p.exists()), None)
+        if existing is not None and not os.access(existing, os.W_OK):
+            try:
+                read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+            except OSError:
+                read_only = False
+            code = errno.EROFS if read_only else errno.EACCES
+            raise self.cannot_write(OSError(code, os.strerror(code), str(existing)),
+                                    "the run was not started")
+
+    def cannot_write(self, exc: OSError, consequence: str) -> StoreError:
+        """The one-line error for a store that refuses a write."""
+        reason = exc.strerror or str(exc)
+        if exc.errno in READ_ONLY:
+            return StoreError(
+                f"the run store {self.home} is not writable ({reason}): {consequence}",
+                hint="runs can still be listed, shown and exported; set REPRUN_HOME to a "
+                     "writable directory to start runs")
+        if exc.errno in FULL:
+            return StoreError(f"the run store {self.home} is full ({reason}): {consequence}",
+                              hint="free some space and run again")
+        return StoreError(f"cannot write the run store {self.home}: {reason}: {consequence}")
+
     def save(self, record: RunRecord) -> None:
-        """Replace the record atomically, then update its index row."""
+        """Replace the record atomically, then update its index row (best effort).
+
+        On a full disk, the final record of a run gets the run's reserve and a second try."""
+        path = self.run_dir(record.run_id) / RECORD
         # Synced to disk once the run has ended; a RUNNING state is replaced moments later.
-        atomic_write_text(self.run_dir(record.run_id) / RECORD, record.model_dump_json(indent=2),
-                          durable=record.status.done)
-        with self._index() as db:
+        text = record.model_dump_json(indent=2)
+        try:
+            atomic_write_text(path, text, durable=record.status.done)
+        except OSError as exc:
+            final = record.status.done
+            if exc.errno not in FULL or not final or not self._release_reserve(record.run_id):
+                raise self.cannot_write(exc, f"the record {path} was not updated") from None
+            try:
+                atomic_write_text(path, text, durable=record.status.done)
+            except OSError as again:
+                raise self.cannot_write(again, f"the record {path} was not updated") from None
+        if record.status.done:
+            self._release_reserve(record.run_id)
+        # The index is rebuilt from the records: a full or read-only disk must not stop a run.
+        with contextlib.suppress(sqlite3.OperationalError, OSError), self._index() as db:
             _upsert(db, record)
+
+    def discard(self, run_id: str) -> None:
+        """Remove a run that could not be started, so that no run is left without a record."""
+        import shutil
+
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def _release_reserve(self, run_id: str) -> bool:
+        try:
+            (self.run_dir(run_id) / RESERVE).unlink()
+        except OSError:
+            return False
+        return True
 
     def load(self, run_id: str) -> RunRecord:
         from pydantic import ValidationError
@@ -166,12 +276,16 @@ class RunStore:
     def _ids_from_index(self, prefix: str) -> list[str]:
         if not self.index_path.exists():
             return []
-        with self._index() as db:
-            rows = db.execute(
-                "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT 6",
-                (prefix, prefix + "\uffff"),
-            )
-            found = [row[0] for row in rows]
+        try:
+            with self._index() as db:
+                rows = db.execute(
+                    "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? "
+                    "ORDER BY run_id LIMIT 6", (prefix, prefix + "\uffff"),
+                )
+                found = [row[0] for row in rows]
+        except sqlite3.OperationalError:  # an index that cannot be opened: the disk answers
+            self.close()
+            return []
         return [n for n in found if (self.run_dir(n) / RECORD).is_file()]
 
     def _ids_from_disk(self, prefix: str) -> list[str]:
@@ -202,8 +316,51 @@ class RunStore:
             "ended_at": ended,
             "duration_s": round((ended - record.started_at).total_seconds(), 3),
         })
-        self.save(fixed)
+        with contextlib.suppress(StoreError):  # a read-only store: shown, not written
+            self.save(fixed)
         return fixed
+
+    def _list_indexed(self, limit: int | None, where: Condition | None,
+                      sort: Sequence[tuple[str, bool]], details: bool,
+                      fields: Sequence[str] | None) -> list[RunSummary]:
+        if not self.index_path.exists():
+            self.reindex()
+        with self._index() as db:
+            indexed = dict(db.execute("SELECT run_id, status FROM runs").fetchall())
+        stale = [n for n, status in indexed.items() if status == "RUNNING"]
+        stale += sorted(set(self._run_ids()) - indexed.keys())
+        fresh = {summary.run_id: summary for summary in self._summaries(stale)}
+        plain = where is None and not sort and not details
+        query, args = _select(None if fresh and plain else limit, where, sort)
+        with self._index() as db:
+            rows = db.execute(query, args).fetchall()
+            found = _with_details(db, rows, fields) if details else [RunSummary(*r) for r in rows]
+        if not (fresh and plain):
+            return found  # filtered and sorted runs come from the index (``fresh`` went into it)
+        merged = {row.run_id: row for row in found}
+        merged.update(fresh)  # a run the index could not take is still listed
+        return _newest(list(merged.values()), limit)
+
+    def _run_ids(self) -> list[str]:
+        if not self.runs_dir.is_dir():
+            return []
+        return [p.name for p in self.runs_dir.iterdir() if not p.name.startswith(".")]
+
+    def _summaries(self, run_ids: list[str]) -> list[RunSummary]:
+        """Summaries read from the records (reconciled), written to the index when it can be."""
+        found = []
+        for run_id in run_ids:
+            try:
+                record = self.reconcile(self.load(run_id))
+            except RunNotFoundError:
+                continue
+            with contextlib.suppress(sqlite3.OperationalError, OSError), self._index() as db:
+                _upsert(db, record)
+            found.append(RunSummary(
+                record.run_id, record.status.value, record.started_at.isoformat(),
+                record.duration_s, record.project.name, record.entry_point, record.exit_code,
+                record.backend.name))
+        return found
 
     def list(
         self, limit: int | None = None, where: Condition | None = None,
@@ -214,20 +371,23 @@ class RunStore:
         the ``sort`` fields (name, descending) with runs lacking a value last, then newest first.
         With ``details`` each summary carries its parameters and metrics (last values): all of
         them, or only the ``params.NAME`` and ``metrics.NAME`` among ``fields``.
-        KeyError for an unknown sort field."""
-        if not self.index_path.exists():
-            self.reindex()
-        with self._index() as db:
-            running = [r[0] for r in db.execute("SELECT run_id FROM runs WHERE status='RUNNING'")]
-        for run_id in running:
-            with contextlib.suppress(RunNotFoundError):
-                self.reconcile(self.load(run_id))
-        query, args = _select(limit, where, sort)
-        with self._index() as db:
-            rows = db.execute(query, args).fetchall()
-            if not details:
-                return [RunSummary(*row) for row in rows]
-            return _with_details(db, rows, fields)
+        KeyError for an unknown sort field.
+
+        Runs still RUNNING and runs the index missed (its update failed on a full disk) are read
+        from their records first. When the index cannot be read at all (a read-only or full
+        store), a plain listing comes from the records themselves; a filtered or sorted one is
+        refused in one line."""
+        plain = where is None and not sort and not details
+        try:
+            return self._list_indexed(limit, where, sort, details, fields)
+        except (sqlite3.OperationalError, OSError) as exc:
+            self.close()
+            if not plain:
+                raise StoreError(
+                    f"the run index {self.index_path} cannot be read ({exc})",
+                    hint="list without --where, --sort or columns, or make the store writable "
+                         "and run 'reprun runs reindex'") from None
+            return _newest(self._summaries(self._run_ids()), limit)
 
     def reindex(self) -> int:
         """Rebuild the index from the JSON records; returns how many runs it holds."""
@@ -292,7 +452,7 @@ class RunStore:
                 old = [row[0] for row in tables]
                 for table in old:
                     db.execute(f'DROP TABLE "{table}"')
-                for statement in SCHEMA.split(";"):
+                for statement in (SCHEMA + LINEAGE_SCHEMA).split(";"):
                     if statement.strip():
                         db.execute(statement)
                 if old:  # an index from an older reprun: fill it from the records
@@ -307,10 +467,50 @@ class RunStore:
         finally:
             db.isolation_level = previous
 
+    def producers(self, digests: Iterable[str]) -> dict[str, Pairs]:
+        """Digest -> (run id, output path) of the FINISHED runs that wrote a file with it,
+        the first run first (the one that made it; later ones may have copied or remade it)."""
+        wanted = list(dict.fromkeys(digests))
+        found: dict[str, Pairs] = {}
+        with self._index() as db:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                rows = db.execute(
+                    "SELECT o.digest, o.run_id, o.path FROM outputs o JOIN runs r USING (run_id) "
+                    f"WHERE r.status='FINISHED' AND o.digest IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY r.started_at, o.run_id, o.path", chunk)
+                for digest, run_id, path in rows:
+                    found.setdefault(digest, []).append((run_id, path))
+        return found
+
+    def consumers(self, run_id: str) -> Triples:
+        """(run id, input name, output path) of the runs that read an output of ``run_id``."""
+        with self._index() as db:
+            rows = db.execute(
+                "SELECT DISTINCT l.consumer, l.input, l.path FROM links l JOIN runs r "
+                "ON r.run_id = l.consumer WHERE l.producer=? ORDER BY r.started_at, l.consumer",
+                (run_id,))
+            return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+    def reusable(self, key: str) -> Names:
+        """The FINISHED runs recorded with reuse key ``key``, newest first."""
+        with self._index() as db:
+            rows = db.execute(
+                "SELECT u.run_id FROM reuse u JOIN runs r USING (run_id) WHERE u.key=? AND "
+                "r.status='FINISHED' ORDER BY r.started_at DESC", (key,))
+            return [str(row[0]) for row in rows]
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _newest(summaries: list[RunSummary], limit: int | None) -> list[RunSummary]:
+    """Newest first, as the index orders them."""
+    ordered = sorted(sorted(summaries, key=lambda s: s.run_id), key=lambda s: s.started_at,
+                     reverse=True)
+    return ordered if limit is None or limit < 0 else ordered[:limit]  # as SQL's LIMIT
 
 
 def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
@@ -327,6 +527,25 @@ def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
     db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
                    [(run_id, k, m.last, m.step, m.min, m.max, m.count)
                     for k, m in record.metrics.items()])
+    _upsert_lineage(db, record)
+
+
+def _upsert_lineage(db: sqlite3.Connection, record: RunRecord) -> None:
+    """The run's output digests, the runs its inputs came from, and its reuse key.
+
+    An output with the content of one of the run's input files was passed through, not made:
+    it is not indexed, so that lineage names the run that made the content."""
+    run_id = record.run_id
+    for table, column in (("outputs", "run_id"), ("links", "consumer"), ("reuse", "run_id")):
+        db.execute(f"DELETE FROM {table} WHERE {column}=?", (run_id,))
+    read = {i.digest for i in record.inputs if i.type == "file"}
+    db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?)",
+                   [(run_id, o.path, o.content) for o in record.outputs if o.content not in read])
+    db.executemany("INSERT INTO links VALUES (?, ?, ?, ?)",
+                   [(run_id, p.run_id, i.name, p.path) for i in record.inputs
+                    for p in i.produced_by])
+    if record.reuse_key is not None:
+        db.execute("INSERT INTO reuse VALUES (?, ?)", (run_id, record.reuse_key))
 
 
 def _number(text: str) -> float | None:

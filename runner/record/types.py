@@ -135,6 +135,19 @@ class CondaInfo(Model):
 
 
 @frozen_kw
+class ConvertedPackage(Model):
+    """One conda dependency of a conda_env file installed from PyPI instead."""
+
+    conda: str
+    """The dependency as the file writes it"""
+    pypi: str | None = None
+    """The PyPI requirement it became; null when nothing was installed for it"""
+    note: str | None = None
+    """What changed on the way: another name, an ignored build string or channel, left to the
+    environment, dropped with --allow-drift"""
+
+
+@frozen_kw
 class EnvironmentInfo(Model):
     """The environment the command ran in, as resolved: manager, interpreter, lock."""
 
@@ -149,6 +162,10 @@ class EnvironmentInfo(Model):
     lock_file: str | None = None
     lock_sha256: str | None = None
     conda: CondaInfo | None = None
+    converted_from: str | None = None
+    """'conda' when a conda_env file was installed from PyPI (--env-manager uv or virtualenv)"""
+    conversion: list[ConvertedPackage] = field(default_factory=list)
+    """How each conda dependency was carried over to PyPI"""
 
 
 @frozen_kw
@@ -181,7 +198,65 @@ class OutputFile(Model):
     path: str
     """Relative to the run's output directory"""
     size: int
-    sha256: str
+    digest: str | None = None
+    """blake3:<hex>, the digest inputs are fingerprinted with"""
+    sha256: str | None = None
+    """Hex sha256, in records written before outputs had a BLAKE3 digest"""
+
+    @property
+    def content(self) -> str:
+        """The digest as ``algorithm:hex``, whichever the record carries."""
+        return self.digest or f"sha256:{self.sha256}"
+
+
+@frozen_kw
+class ProducedBy(Model):
+    """An earlier run that wrote (to its outputs) a file with the content of an input."""
+
+    run_id: str
+    path: str
+    """The file, relative to that run's output directory"""
+    file: str | None = None
+    """For a directory input: the file of the input that has this content"""
+
+
+@frozen_kw
+class InputInfo(Model):
+    """Data the run read: a path parameter, an entry of the MLproject's data:, or data tracked by
+    DVC; fingerprinted before the command started."""
+
+    name: str
+    """The parameter's name; for data: and DVC entries, the path as declared"""
+    path: str
+    """The path as given: absolute for a parameter, relative to the project otherwise"""
+    kind: str
+    """'param', 'data' or 'dvc'"""
+    type: str
+    """'file', 'directory' or 'missing' (DVC-tracked data not pulled)"""
+    digest: str | None = None
+    """blake3:<hex> of a file, or of a directory's manifest"""
+    size: int = 0
+    """Bytes, all files together"""
+    files: int = 0
+    manifest: str | None = None
+    """For a directory: the file beside the record listing path, size and digest of each file"""
+    dvc_md5: str | None = None
+    """The md5 DVC records for it (<hex>.dir for a directory), as DVC wrote it"""
+    dvc_file: str | None = None
+    """The .dvc or dvc.lock file that records it, relative to the project"""
+    produced_by: list[ProducedBy] = field(default_factory=list)
+    """Earlier runs whose outputs have this content (a directory: file by file, at most 20)"""
+
+
+@frozen_kw
+class InputDrift(Model):
+    """An input of the reproduced run whose content is different now (--allow-drift)."""
+
+    name: str
+    recorded: str | None
+    found: str | None
+    files: list[str] = field(default_factory=list)
+    """What changed, 'path (changed|added|removed)', at most 20"""
 
 
 @frozen_kw
@@ -266,6 +341,8 @@ class Reproduction(Model):
     """Lock entries not honoured (only with --allow-drift)"""
     missing_paths: dict[str, str] = field(default_factory=dict)
     """path parameters whose file is gone: name to path"""
+    input_drift: list[InputDrift] = field(default_factory=list)
+    """Inputs whose content changed since the recorded run (only with --allow-drift)"""
     check: OutputsCheck | None = None
 
 
@@ -323,6 +400,8 @@ class RunRecord(Model):
     host: HostInfo
     runner: RunnerProcess | None = None
     output_dir: str
+    inputs: list[InputInfo] = field(default_factory=list)
+    """The data the run read, fingerprinted before it started"""
     outputs: list[OutputFile] = field(default_factory=list)
     log_file: str = "output.log"
     started_at: datetime
@@ -331,6 +410,11 @@ class RunRecord(Model):
     reproduces: str | None = None
     """The run this run reproduces"""
     reproduction: Reproduction | None = None
+    reuse_key: str | None = None
+    """Digest of what decides the result (code, entry point, command, lock, backend, inputs); a
+    FINISHED run with the same key is reused by 'reprun run --reuse'"""
+    reused_from: str | None = None
+    """The run whose outputs this run took instead of running (--reuse)"""
     metrics: dict[str, MetricSummary] = field(default_factory=dict)
     """What the run reported (metrics files, REPRUN_METRICS, printed lines), by name"""
     metrics_file: str | None = None

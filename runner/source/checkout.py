@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,6 +63,8 @@ def resolve_source(
         return _from_url(parsed, base, version, genv)
     if base.startswith("file://"):
         path = file_url_path(base)
+        if not path.exists() and version is not None:
+            return _from_url(parsed, base, version, genv)  # the clone cache may hold it
         if not path.exists():
             raise ProjectNotFoundError(f"'{parsed.shown}' names '{path}', which does not exist",
                                        hint="check the path (a typo?)")
@@ -263,10 +266,11 @@ def uncommitted_patch(
     with tempfile.TemporaryDirectory(prefix="reprun-index-") as tmp:
         temp_index = Path(tmp) / "index"
         if index is not None and index.is_file():
-            temp_index.write_bytes(index.read_bytes())
+            shutil.copy2(index, temp_index)  # its mtime too: git then sees racily-clean files
         scratch = {**env, "GIT_INDEX_FILE": str(temp_index)}
         if not run_git(["add", "-A", "--", "."], scratch, cwd=top).ok:
             return b""
         done = run_git(["diff", "--cached", "--binary", "--no-color", "--no-ext-diff",
-                        commit or EMPTY_TREE], scratch, cwd=top)
+                        "--no-textconv", "--end-of-options", commit or EMPTY_TREE], scratch,
+                       cwd=top)
     return done.out if done.ok else b""

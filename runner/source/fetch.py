@@ -29,6 +29,7 @@ from runner.record.types import SubmoduleInfo
 from runner.redact import redact_url
 from runner.source.git import (
     FETCH_TIMEOUT_S,
+    check_url,
     fetch_error,
     git_output,
     last_line,
@@ -79,6 +80,9 @@ def clean_checkout(
     ``local_refs`` also takes the remote-tracking branches of ``url`` (a user's own repository);
     ``submodule_base`` is the URL relative submodule URLs are resolved against (default ``url``).
     """
+    check_url(url)
+    if version is not None:
+        check_version(version)
     root = cache_root(env) / "git"
     scratch = _new_scratch(root, env)
     tree = scratch / "tree"
@@ -102,6 +106,15 @@ def clean_checkout(
         remove_checkout(scratch, tuple(used), env)
         raise
     return CleanCheckout(tree, scratch, commit, branch, tuple(subs), tuple(used))
+
+
+def cached_commit(url: str, commit: str, env: Mapping[str, str]) -> bool:
+    """Whether the clone cache of ``url`` holds ``commit`` (a full SHA): it runs offline."""
+    repo = cache_root(env) / "git" / "repos" / cache_name(url)
+    if not _FULL_SHA.match(commit) or not (repo / "HEAD").is_file():
+        return False
+    with _locked(repo):
+        return _has_commit(repo, commit, env)
 
 
 def remove_checkout(scratch: Path, repos: tuple[Path, ...], env: Mapping[str, str]) -> None:
@@ -204,13 +217,15 @@ def _fetch(url: str, repo: Path, version: str | None, env: Mapping[str, str], *,
     if version is None or _names_head(version):
         specs.append(f"+HEAD:{HEAD_REF}")
     where, fetch_env = transport(url, env)
-    done = run_git(["fetch", "-q", "--prune", "--no-write-fetch-head", "--no-tags", where,
-                    *specs], fetch_env, git_dir=repo, timeout=FETCH_TIMEOUT_S)
+    done = run_git(["fetch", "-q", "--prune", "--no-write-fetch-head", "--no-tags",
+                    "--end-of-options", where, *specs], fetch_env, git_dir=repo,
+                   timeout=FETCH_TIMEOUT_S)
     if not done.ok:
         raise fetch_error(url, done.stderr)
     if version and _FULL_SHA.match(version) and not _has_commit(repo, version, env):
         # A commit no branch or tag reaches: servers that allow it send it when asked by SHA.
-        run_git(["fetch", "-q", "--no-write-fetch-head", "--no-tags", where, version],
+        run_git(["fetch", "-q", "--no-write-fetch-head", "--no-tags", "--end-of-options", where,
+                 version],
                 fetch_env, git_dir=repo, timeout=FETCH_TIMEOUT_S)
 
 
@@ -263,9 +278,9 @@ def _branch(repo: Path, version: str | None, commit: str, env: Mapping[str, str]
 
 
 def _add_worktree(repo: Path, commit: str, dest: Path, env: Mapping[str, str]) -> None:
-    # no hooks: a checkout made by reprun runs nothing but the project's own command
-    done = run_git(["-c", f"core.hooksPath={os.devnull}", "worktree", "add", "-q", "--detach",
-                    str(dest), commit], env, git_dir=repo)
+    # no hooks (run_git turns them off): a checkout runs nothing but the project's own command
+    done = run_git(["worktree", "add", "-q", "--detach", "--end-of-options", str(dest), commit],
+                   env, git_dir=repo)
     if not done.ok:
         raise SourceError(f"cannot check out commit {commit[:12]}: {last_line(done.stderr)}")
 
@@ -324,7 +339,7 @@ def _submodules(
         if depth >= MAX_SUBMODULE_DEPTH:
             raise SourceError(f"submodules of '{redact_url(url)}' nest deeper than "
                               f"{MAX_SUBMODULE_DEPTH} levels")
-        sub_url = join_url(url, link.url)
+        sub_url = check_url(join_url(url, link.url), f"the URL of submodule '{prefix}{link.path}'")
         sub_repo = _submodule_checkout(sub_url, link.commit, tree / link.path, env,
                                        prefix + link.path)
         used.append(sub_repo)

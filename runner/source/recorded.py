@@ -17,7 +17,7 @@ from runner.fsutil import sha256_bytes
 from runner.record.export import Recorded
 from runner.record.types import RunRecord
 from runner.source.checkout import Checkout, first_remote_raw, project_dir_in
-from runner.source.fetch import clean_checkout, new_scratch, remove_checkout
+from runner.source.fetch import cached_commit, clean_checkout, new_scratch, remove_checkout
 from runner.source.git import git_env, git_output, last_line, run_git
 from runner.source.snapshot import extract_snapshot
 from runner.source.uri import file_url_path, is_remote
@@ -67,6 +67,8 @@ def _repository(record: RunRecord, env: Mapping[str, str]) -> tuple[str, bool, s
             local = not uri.startswith("file://")
             base = (first_remote_raw(path, env) or src.git_remote) if local else None
             return uri, local, base
+        if src.resolved_commit and cached_commit(uri, src.resolved_commit, env):
+            return uri, False, src.git_remote  # the repository is gone; the cache holds it
     if src.git_remote:
         return src.git_remote, False, None
     raise SourceError(
@@ -103,7 +105,8 @@ def _from_snapshot(rec: Recorded, base_env: Mapping[str, str]) -> Checkout:
     assert snapshot is not None
     scratch = new_scratch(base_env)
     # the original directory's name, so a project without a `name` keeps its name
-    tree = scratch / (Path(record.project.path).name or "project")
+    name = Path(record.project.path).name
+    tree = scratch / (name if name not in ("", ".", "..") else "project")
     archive = rec.directory / snapshot.file
     try:
         extract_snapshot(archive, snapshot.sha256, tree)

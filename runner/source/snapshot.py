@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -201,20 +202,32 @@ def extract_snapshot(archive: Path, sha256: str, dest: Path) -> None:
         raise SourceError(f"snapshot '{archive}' has sha256 {found[:12]}..., the record says "
                           f"{sha256[:12]}...", hint="the file was changed; re-export the run")
     dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, mode="r:gz") as tar:
-        for member in _safe_members(tar, archive):
-            if hasattr(tarfile, "data_filter"):
-                tar.extract(member, dest, set_attrs=member.isfile(), filter="data")
-            else:  # pragma: no cover - Python before 3.10.12 / 3.11.4
-                tar.extract(member, dest, set_attrs=member.isfile())
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            for member in _safe_members(tar, archive):
+                if hasattr(tarfile, "data_filter"):
+                    tar.extract(member, dest, set_attrs=member.isfile(), filter="data")
+                else:  # pragma: no cover - Python before 3.10.12 / 3.11.4
+                    tar.extract(member, dest, set_attrs=member.isfile())
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise _damaged(archive, exc) from None
+
+
+def _damaged(archive: Path, exc: BaseException) -> SourceError:
+    why = " ".join(str(exc).split()) or type(exc).__name__
+    return SourceError(f"the snapshot '{archive}' cannot be unpacked ({why})",
+                       hint="the archive was not written by reprun; re-export the run")
 
 
 def snapshot_digests(archive: Path) -> dict[str, str]:
     """Path -> sha256 of each file in a snapshot (for ``reprun diff``)."""
     digests: dict[str, str] = {}
-    with tarfile.open(archive, mode="r:gz") as tar:
-        for member in tar.getmembers():
-            handle = tar.extractfile(member) if member.isfile() else None
-            if handle is not None:
-                digests[member.name] = hashlib.sha256(handle.read()).hexdigest()
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            for member in tar.getmembers():
+                handle = tar.extractfile(member) if member.isfile() else None
+                if handle is not None:
+                    digests[member.name] = hashlib.sha256(handle.read()).hexdigest()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise _damaged(archive, exc) from None
     return digests

@@ -26,6 +26,7 @@ from runner.spec.types import (
     check_pattern,
     check_relative,
     check_value,
+    data_path_problem,
     placeholders,
     yaml_scalar_text,
 )
@@ -228,6 +229,20 @@ class MLProject(BaseModel):
     python_env: str | None = Field(default=None, description="Path of a python_env.yaml file")
     conda_env: str | None = Field(default=None, description="Path of a conda.yaml file")
     docker_env: DockerEnv | None = None
+    data: list[str] = Field(
+        default_factory=list,
+        description="Files and directories the project reads, relative to it (data/wine.csv, "
+                    "data/images/); each run records their content digests",
+    )
+
+    @field_validator("data")
+    @classmethod
+    def _data_inside_project(cls, value: list[str]) -> list[str]:
+        for item in value:
+            reason = data_path_problem(item)
+            if reason is not None:
+                raise ValueError(reason)
+        return value
 
     @model_validator(mode="after")
     def _one_environment(self) -> MLProject:

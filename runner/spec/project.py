@@ -22,7 +22,14 @@ from runner import __version__
 from runner.errors import Problem, ProjectNotFoundError, SpecError
 from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
-from runner.spec.types import CondaEnvFile, DockerEnv, EntryPoint, MLProject, PythonEnvFile
+from runner.spec.types import (
+    CondaEnvFile,
+    Conversion,
+    DockerEnv,
+    EntryPoint,
+    MLProject,
+    PythonEnvFile,
+)
 
 EnvKind = Literal["python_env", "conda_env", "docker_env", "none"]
 SCRIPT_RUNNERS = {".py": "python", ".sh": "bash"}
@@ -38,6 +45,7 @@ class EnvRequest:
     python_env: PythonEnvFile | None = None
     docker: DockerEnv | None = None
     conda_env: CondaEnvFile | None = None
+    conversion: Conversion | None = None  # a conda_env to be installed from PyPI
 
 
 @frozen
@@ -61,6 +69,11 @@ class Project:
         suffix = Path(name).suffix
         if suffix in SCRIPT_RUNNERS:
             script = self.directory / name
+            if not inside(self.directory, script):
+                raise SpecError([Problem(
+                    None, "entry point", f"script '{name}' is outside the project directory "
+                    f"{self.directory}", hint="copy the script into the project, so that its "
+                    "commit or snapshot holds it and a reproduction finds it")])
             if not script.is_file():
                 raise SpecError(
                     [Problem(None, "entry point", f"script '{name}' not found in {self.directory}")]
@@ -242,8 +255,21 @@ def _environment(
     return EnvRequest("none")
 
 
+def inside(directory: Path, path: Path) -> bool:
+    """Whether ``path`` (symbolic links resolved) is ``directory`` or inside it."""
+    try:
+        return path.resolve().is_relative_to(directory.resolve())
+    except (OSError, RuntimeError):  # a loop of links
+        return False
+
+
 def _env_file(directory: Path, spec_file: Path | None, key: str, value: str) -> Path:
     path = directory / value
+    if not inside(directory, path):
+        raise SpecError([Problem(
+            spec_file, key, f"'{value}' is outside the project directory {directory}",
+            hint="keep the file in the project, so that its commit or snapshot holds it and a "
+                 "reproduction finds it")])
     if not path.is_file():
         raise SpecError([Problem(spec_file, key, f"file '{value}' not found in {directory}",
                                  hint="create it or fix the path (relative to the project)")])

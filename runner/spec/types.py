@@ -14,6 +14,7 @@ import math
 import string
 from dataclasses import field
 from enum import Enum
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -65,6 +66,21 @@ def check_value(ptype: ParamType, value: str, choices: list[str] | None = None) 
             return f"'{value}' is not one of the choices {', '.join(choices or [])}"
     elif ptype is ParamType.URI and not urlparse(value).scheme:
         return f"'{value}' is not a URI: it needs a scheme such as file://, s3:// or https://"
+    return None
+
+
+def data_path_problem(item: str) -> str | None:
+    """Why ``item`` (an entry of the MLproject's ``data:``) is not a path inside the project."""
+    if not item.strip():
+        return "an empty entry is not allowed"
+    path = PurePosixPath(item.replace("\\", "/"))
+    if path.is_absolute() or PureWindowsPath(item).drive:
+        return f"'{item}' is absolute; give a path relative to the project (data/wine.csv)"
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return f"'{item}' leads out of the project; data must be inside the project directory"
     return None
 
 
@@ -196,6 +212,7 @@ class MLProject:
     python_env: str | None = None
     conda_env: str | None = None
     docker_env: DockerEnv | None = None
+    data: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dump(cls, data: dict[str, Any]) -> MLProject:
@@ -205,6 +222,7 @@ class MLProject:
             {k: EntryPoint.from_dump(v) for k, v in (data.get("entry_points") or {}).items()},
             data.get("python_env"), data.get("conda_env"),
             DockerEnv.from_dump(docker) if docker is not None else None,
+            list(data.get("data") or []),
         )
 
 
@@ -254,3 +272,29 @@ class CondaEnvFile:
         ]
         return cls(data.get("name"), list(data.get("channels") or []), dependencies,
                    dict(data.get("variables") or {}))
+
+
+@frozen
+class ConvertedDependency:
+    """One conda dependency of a conda.yaml installed from PyPI: as written, the requirement it
+    became (None: nothing is installed for it) and what changed on the way."""
+
+    conda: str
+    pypi: str | None
+    note: str | None = None
+
+
+@frozen
+class Conversion:
+    """A conda.yaml read as a python_env (``--env-manager uv`` or ``virtualenv``)."""
+
+    file: str  # relative to the project
+    manager: str
+    python: str | None
+    entries: tuple[ConvertedDependency, ...]
+    pip: tuple[str, ...]  # the pip: list, carried over as it is
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """The requirement lines to resolve: the converted conda dependencies, then pip's."""
+        return (*(e.pypi for e in self.entries if e.pypi is not None), *self.pip)

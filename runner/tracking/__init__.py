@@ -1,8 +1,17 @@
 """What went in and what came out of a run.
 
-- `runner.tracking.metrics`: metrics a run reports without a library (metrics files,
+- ``digest``: the one content digest of reprun (BLAKE3, written ``blake3:<hex>``) for files and
+  directory manifests, inputs and outputs alike.
+- ``statcache``: (device, inode, size, mtime) -> digest under REPRUN_HOME, so that unchanged data
+  is never read twice.
+- ``dvc``: the hashes DVC already records in ``.dvc`` files and ``dvc.lock``, read without DVC.
+- ``inputs``: a run's inputs (path parameters, the MLproject's ``data:``, DVC-tracked data),
+  fingerprinted, and the check a reproduction makes against them.
+- ``lineage``: which earlier run wrote an input; the chain of runs up and down.
+- ``reuse``: the key that says two runs must give the same result (``reprun run --reuse``).
+- ``metrics``: metrics a run reports without a library (metrics files,
   the ``REPRUN_METRICS`` stream, printed lines), summarised into the record.
-- `runner.tracking.query`: the ``--where`` filter language and the fields of a run that
+- ``query``: the ``--where`` filter language and the fields of a run that
   ``reprun runs list`` shows, sorts and filters by.
-- `runner.tracking.compare`: runs side by side (``reprun runs compare``), best values marked.
+- ``compare``: runs side by side (``reprun runs compare``), best values marked.
 """

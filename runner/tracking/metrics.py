@@ -24,17 +24,17 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from runner.record.types import MetricSummary
+from runner.record.types import MetricSummary, RunRecord
 from runner.spec.types import MetricsSpec
 
 STREAM_VARIABLE = "REPRUN_METRICS"
 STREAM_DIR = "stream"
 STREAM_FILE = "metrics.jsonl"
 HISTORY_FILE = "metrics.jsonl"
+SPEC_DIR = "spec"  # copies of the MLproject and environment files beside the record
 DEFAULT_FILES = ("metrics.json", "metrics.yaml", "metrics.yml")
 MAX_NAMES = 1000
 MAX_HISTORY = 100_000
@@ -42,14 +42,14 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024
 MAX_LEAVES = 10_000
 SHOWN_PER_KIND = 3
+NAME_RULE = "1 to 250 printable characters"
 
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 # Guild AI's output-scalar convention, also indented: "loss: 0.31", "loss: 0.31 (step 12)".
-KEY_VALUE = re.compile(
+KEY_VALUE = (
     rf"^[ \t]*([A-Za-z_][\w.\-/]{{0,99}}):[ \t]+({NUMBER}|[-+]?(?:nan|inf))"
-    r"(?:[ \t]+\((?:step[ \t]+)?(\d+)\))?[ \t\r]*$",
-    re.IGNORECASE | re.MULTILINE,
-)
+    r"(?:[ \t]+\((?:step[ \t]+)?(\d+)\))?[ \t\r]*$"
+)  # compiled only when a run declares stdout: true (this module is imported by every run)
 CHUNK_BYTES = 4 * 1024 * 1024
 HISTORY_BUFFER = 10_000
 Notify = Callable[[str], None]
@@ -70,12 +70,12 @@ class _Summary:
         self.last, self.step, self.min, self.max, self.count = value, step, value, value, 1
 
 
-@dataclass
 class _Problems:
     """Warnings grouped by kind: the first few are shown, the rest counted."""
 
-    shown: dict[str, list[str]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.shown: dict[str, list[str]] = {}
+        self.counts: dict[str, int] = {}
 
     def add(self, kind: str, message: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -106,6 +106,7 @@ class Collector:
         self.problems = _Problems()
         self.kept = 0
         self._buffer: list[str] = []
+        self._sources: dict[str, str] = {}
 
     def add(self, name: str, value: float, step: int | None, source: str) -> None:
         """One value (this is the inner loop of reading a long log: kept flat)."""
@@ -132,8 +133,9 @@ class Collector:
                                f"count in the summaries but are not kept in {HISTORY_FILE}")
             return
         self.kept += 1
+        quoted = self._sources.get(source) or self._sources.setdefault(source, json.dumps(source))
         self._buffer.append(f'{{"name": {summary.quoted}, "value": {value!r}, "step": '
-                            f'{"null" if step is None else step}, "source": "{source}"}}\n')
+                            f'{"null" if step is None else step}, "source": {quoted}}}\n')
         if len(self._buffer) >= HISTORY_BUFFER:
             self.flush()
 
@@ -215,10 +217,11 @@ class _Convention:
     def __init__(self, parameters: frozenset[str]) -> None:
         self.parameters = parameters
         self.step: int | None = None
+        self.pattern = re.compile(KEY_VALUE, re.IGNORECASE | re.MULTILINE)
 
     def read(self, collector: Collector, text: str) -> None:
         add, parameters, step = collector.add, self.parameters, self.step
-        for name, value, step_text in KEY_VALUE.findall(text):
+        for name, value, step_text in self.pattern.findall(text):
             if name == "step":
                 step = int(float(value)) if _is_whole(value) else step
             elif name not in parameters:
@@ -283,9 +286,9 @@ def _stream_line(collector: Collector, number: int, line: str) -> None:
     else:
         pairs = [(k, v) for k, v in item.items() if k not in ("step", "timestamp")]
     for name, value in pairs:
-        if not isinstance(name, str) or not name.strip():
-            collector.problems.add("stream: bad name", f"{where}: the name {name!r} is not "
-                                   "text, ignored")
+        if not usable_name(name):
+            collector.problems.add("stream: bad name", f"{where}: the name {_shown(name)} is "
+                                   f"not a usable metric name ({NAME_RULE}); ignored")
         elif isinstance(value, bool) or not isinstance(value, int | float):
             collector.problems.add("stream: not a number", f"{where}: '{name}' is "
                                    f"{_shown(value)}, not a number; ignored")
@@ -345,7 +348,10 @@ def _read_file(collector: Collector, path: Path, name: str) -> None:
     if step_value is not None:
         leaves = [(k, v) for k, v in leaves if k != "step"]
     for key, value in leaves[:MAX_LEAVES]:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not usable_name(key):
+            collector.problems.add(f"file {name}: bad name", f"{name}: the name {_shown(key)} "
+                                   f"is not a usable metric name ({NAME_RULE}); ignored")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
             collector.problems.add(f"file {name}: not a number", f"{name}: '{key}' is "
                                    f"{_shown(value)}, not a number; ignored")
         else:
@@ -371,6 +377,12 @@ def _flatten(data: Mapping[Any, Any], prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _flatten(value, f"{name}.")
         else:
             yield name, value
+
+
+def usable_name(name: object) -> bool:
+    """Whether ``name`` can name a metric: text of 1 to 250 printable characters."""
+    return (isinstance(name, str) and bool(name.strip()) and len(name) <= 250
+            and name.isprintable())
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -405,7 +417,7 @@ def _step(value: Any) -> int | None:
 
 def _shown(value: Any) -> str:
     if isinstance(value, str):
-        return repr(value if len(value) <= 40 else value[:40] + "...")
+        return repr(value if len(value) <= 40 else value[:40] + "...")  # repr: no control chars
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -413,3 +425,36 @@ def _shown(value: Any) -> str:
     if value is None:
         return "null"
     return repr(value)
+
+
+def with_metrics(record: RunRecord, run_dir: Path, spec: MetricsSpec | None,
+                 notify: Notify) -> RunRecord:
+    """The record with what its run reported; a failure to read or write is a warning."""
+    try:
+        metrics, history = collect(run_dir, Path(record.output_dir), run_dir / record.log_file,
+                                   spec, record.parameters, notify)
+    except OSError as exc:  # a full disk, a file made unreadable: the run's record comes first
+        notify(f"warning: metrics: not recorded: {exc}")
+        return record
+    return record.model_copy(update={"metrics": metrics, "metrics_file": history})
+
+
+def completed_later(record: RunRecord, run_dir: Path, notify: Notify) -> RunRecord:
+    """The metrics of a run completed after reprun left it (a detached Kubernetes run, whose
+    log came back): the entry point's declaration is read from the MLproject kept with the run."""
+    spec = None
+    kept = run_dir / SPEC_DIR / Path(record.project.spec_file).name \
+        if record.project.spec_file else None
+    if kept is not None and kept.is_file():
+        from runner.errors import SpecError
+        from runner.spec.types import MLProject
+        from runner.spec.validate import validate_file
+
+        try:
+            dump, _warnings = validate_file(kept, "mlproject", strict=False)
+        except SpecError as exc:
+            notify(f"warning: metrics: the MLproject kept with the run is not valid: {exc}")
+        else:
+            entry = MLProject.from_dump(dump).entry_points.get(record.entry_point)
+            spec = entry.metrics if entry is not None else None
+    return with_metrics(record, run_dir, spec, notify)
