@@ -486,3 +486,20 @@ def test_a_detached_kubernetes_run_is_ended_by_runs_sync(
     assert server.metrics(run_id) == {"from_child": 1.5}
     assert reprun.record(record["run_id"])["metrics"]["from_child"]["last"] == 1.5
     assert "reprun/run.json" in server.artifacts(run_id)
+
+
+def test_input_fingerprints_are_tags_and_datasets(
+    server: Server, reprun: Reprun, make_project: MakeProject, tmp_path: Path,
+) -> None:
+    data = tmp_path / "train.csv"
+    data.write_text("a,b\n1,2\n")
+    project = make_project("name: fed\nentry_points:\n  main:\n    parameters:\n"
+                           "      data: {type: path}\n    command: cat {data}\n", name="fed")
+    result, record = _run(reprun, project, "-P", f"data={data}", env=_mlflow_env(server.url))
+    assert result.code == 0, result.stderr
+    digest = record["inputs"][0]["digest"]
+    run = server.run(record["mlflow"]["run_id"])
+    assert server.tags(record["mlflow"]["run_id"])["reprun.input.data"] == digest
+    dataset = run["inputs"]["dataset_inputs"][0]["dataset"]
+    assert dataset["name"] == "data" and dataset["digest"] == digest.split(":")[-1][:32]
+    assert json.loads(dataset["source"])["digest"] == digest

@@ -20,7 +20,7 @@ import json
 import shlex
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,19 +140,22 @@ def mlflow_params(values: Mapping[str, str], given: Mapping[str, str] | None = N
     return [(name, shlex.quote(given.get(name, value))) for name, value in values.items()]
 
 
-def input_logging(inputs: Iterable[tuple[str, str, str]]) -> tuple[list[Pair], list[Op]]:
-    """Tags and ``runs/log-inputs`` datasets for input files: (name, path or URI, sha256).
+def input_logging(record: RunRecord) -> tuple[list[Pair], list[Op]]:
+    """Tags and ``runs/log-inputs`` datasets for the data the run read (its fingerprints).
 
-    MLflow's dataset digest holds at most 36 characters; the full sha256 goes into the source
-    JSON and a tag. (The record's input fingerprints come with issue 15's sibling, ``inputs``.)
+    MLflow's dataset digest holds at most 36 characters: the first 32 hex digits go there; the
+    full digest goes into the source JSON and a tag ``reprun.input.<name>``.
     """
     tags: list[Pair] = []
     datasets: list[Op] = []
-    for name, location, digest in inputs:
-        tags.append((f"reprun.input.{name}.sha256", digest))
-        source = json.dumps({"uri": location, "sha256": digest})
+    for item in record.inputs:
+        if item.digest is None:
+            continue
+        tags.append((f"reprun.input.{item.name}", item.digest))
+        source = json.dumps({"path": item.path, "digest": item.digest, "kind": item.kind})
         datasets.append({"tags": [{"key": "mlflow.data.context", "value": "input"}],
-                         "dataset": {"name": name, "digest": digest[:36],
+                         "dataset": {"name": item.name,
+                                     "digest": item.digest.split(":")[-1][:32],
                                      "source_type": "local", "source": source}})
     return tags, datasets
 
@@ -321,8 +324,11 @@ def start(record: RunRecord, options: TrackingOptions, uri: str, env: Mapping[st
     else:
         create["experiment_id"] = options.experiment_id or "0"  # "0": the Default experiment
     session.do(create)
-    if params:
-        session.do({"op": "log_batch", "params": list(params)})
+    input_tags, datasets = input_logging(record)
+    if params or input_tags:
+        session.do({"op": "log_batch", "params": list(params), "tags": input_tags})
+    if datasets:
+        session.do({"op": "log_inputs", "datasets": datasets})
     return session
 
 
