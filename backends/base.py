@@ -49,6 +49,10 @@ class RunRequest:
     run_dir: Path | None = None  # the record's directory, for files the backend saves
     metrics_stream: Path | None = None  # the file REPRUN_METRICS names here (runner.tracking)
     container: ContainerSpec | None = None
+    # MLFLOW_RUN_ID, MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID (already in ``env``): a backend
+    # whose command does not inherit ``env`` passes these, and the MLflow credentials it finds in
+    # ``env`` (never recorded), to the command.
+    tracking_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     notify: Callable[[str], None] = _quiet
     detach: bool = False  # the caller returns once the run is submitted
 

@@ -149,6 +149,16 @@ class BackendError(ReprunError):
     """The execution backend could not start or follow the run."""
 
 
+class TrackingError(ReprunError):
+    """A tracking server could not be reached, or refused or failed a request."""
+
+    def __init__(self, message: str, hint: str = "", status: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.code = code
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM arrived before the command started."""
 

@@ -44,6 +44,7 @@ from runner.spec.types import ParamType
 
 if TYPE_CHECKING:
     from runner.tracking.inputs import Found
+    from runner.tracking.mlflow_sink import Tracker
 
 PATCH_FILE = "source.patch"
 SPEC_DIR = "spec"
@@ -60,20 +61,20 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     record = _first_record(plan, store, run_id, run_dir, found, notify)
     notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
+    tracker: Tracker | None = None
     handle: RunHandle | None = None
     try:
         with forwarder.installed():
-            lock = None
-            if plan.options.reuse and plan.replay is None:
-                lock = _new_lock(plan, notify)
-                reused = _reuse(plan, store, record, lock, notify)
-                if reused is not None:
-                    return reused
+            lock, reused = _try_reuse(plan, store, record, notify)
+            if reused is not None:
+                return reused
+            tracker = _begin_tracking(plan, record, run_dir, notify)  # goes on in the background
             resolved, drift = _build_environment(plan, notify, lock)
             record = _with_environment(record, plan, resolved, run_dir, drift)
             store.save(record)
             backend = get_backend(plan.backend)
-            request = _request(plan, record, resolved, run_dir, notify)
+            request = _request(plan, record, resolved, run_dir, notify, tracker)
+            record = _with_tracking(record, store, tracker)
             forwarder.defer = True  # a signal from now on must reach the command, not abort us
             handle = backend.submit(request)
             forwarder.attach(handle)
@@ -81,24 +82,76 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             record = _with_facts(record, handle.facts(), detached=plan.options.detach)
             _save_while_running(store, record, notify)
             if plan.options.detach:
+                if tracker is not None:
+                    tracker.detached(record)
                 return record
             outcome = handle.wait()
     except Interrupted as exc:
-        _save_last(store, _ended(record, Status.KILLED, None, f"stopped by {exc}",
-                                 {"signal": str(exc)}))
+        record = _ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)})
+        _end(record, store, tracker, _save_last)
         raise
     except BaseException as exc:
         if handle is not None and not plan.options.detach:
             handle.cancel(signal.SIGTERM)  # reprun itself failed: the command must not go on
             handle.wait()
         reason = _describe(exc)
-        _save_last(store, _ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}))
+        _end(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}), store, tracker,
+             _save_last)
         if isinstance(exc, OSError):
             raise ReprunError(reason) from exc  # a full disk, a lost file: one line, no traceback
         raise
     record = _finished(record, outcome, Path(record.output_dir), plan.options.base_env)
     record = _with_metrics(record, plan, run_dir, notify)
+    return _end(tracker.read_back(record) if tracker else record, store, tracker)
+
+
+def _try_reuse(plan: Plan, store: RunStore, record: RunRecord,
+               notify: Notify) -> tuple[Lock | None, RunRecord | None]:
+    """With --reuse: the new lock, and the record of a run whose outputs are taken, if any."""
+    if not plan.options.reuse or plan.replay is not None:
+        return None, None
+    lock = _new_lock(plan, notify)
+    return lock, _reuse(plan, store, record, lock, notify)
+
+
+def _with_tracking(record: RunRecord, store: RunStore, tracker: Tracker | None) -> RunRecord:
+    """The record with its MLflow run (created meanwhile in the background)."""
+    if tracker is None:
+        return record
+    record = tracker.recorded(record)
     store.save(record)
+    return record
+
+
+def _begin_tracking(plan: Plan, record: RunRecord, run_dir: Path,
+                    notify: Notify) -> Tracker | None:
+    """The MLflow run on a tracking server, when one is named (see runner.tracking.settings)."""
+    options = plan.options.tracking
+    if options is None or options.uri is None:
+        return None
+    from runner.tracking.settings import is_server
+
+    if not is_server(options.uri):
+        return None
+    from runner.tracking.mlflow_sink import Tracker, mlflow_params
+
+    given = {n: plan.options.params.get(n, p.default or "") for n, p in
+             plan.entry.parameters.items() if p.type.value == "path"}
+    return Tracker.begin(record, options, options.uri, plan.options.base_env, run_dir, notify,
+                         mlflow_params(plan.params.values, given))
+
+
+def _end(record: RunRecord, store: RunStore, tracker: Tracker | None,
+         save: Callable[[RunStore, RunRecord], None] | None = None) -> RunRecord:
+    """The final record saved, then sent to the tracking server (or kept for 'runs sync')."""
+    if tracker is not None and record.mlflow is None:
+        record = tracker.recorded(record)  # reprun failed before the command started
+    if save is None:
+        store.save(record)
+    else:
+        save(store, record)
+    if tracker is not None:
+        tracker.finish(record)
     return record
 
 
@@ -378,7 +431,8 @@ def _project_fields(plan: Plan) -> dict[str, Any]:
 
 
 def _request(
-    plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify
+    plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify,
+    tracker: Tracker | None = None,
 ) -> RunRequest:
     from runner.tracking.metrics import STREAM_VARIABLE, stream_path
 
@@ -390,6 +444,8 @@ def _request(
         STREAM_VARIABLE: str(metrics_stream),
         "PYTHONUNBUFFERED": "1",
     })
+    tracking = _tracking_env(plan, tracker, notify)
+    env.update(tracking)
     return RunRequest(
         run_id=record.run_id,
         command=record.command,
@@ -402,11 +458,24 @@ def _request(
         echo=plan.options.echo,
         run_dir=run_dir,
         metrics_stream=metrics_stream,
+        tracking_env=MappingProxyType(tracking),
         container=plan.container,
         notify=notify,
         detach=plan.options.detach,
         **_project_fields(plan),
     )
+
+
+def _tracking_env(plan: Plan, tracker: Tracker | None, notify: Notify) -> dict[str, str]:
+    """MLFLOW_RUN_ID, MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID for the command."""
+    if tracker is not None:
+        return tracker.child_env()
+    options = plan.options.tracking
+    if options is None or options.uri is None:
+        return {}
+    from runner.tracking.settings import passed_on
+
+    return passed_on(options, plan.options.cwd, notify)
 
 
 def _ended(

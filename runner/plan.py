@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from backends.docker.container import ContainerSpec
     from runner.envs.pylock import Compiling
     from runner.record.types import InputInfo
+    from runner.tracking.settings import TrackingOptions
 
 # What --env-manager local (or no choice) means when the backend builds the environment itself:
 # use the image as it is.
@@ -55,6 +56,7 @@ class RunOptions:
     backend_config: str | None = None
     detach: bool = False
     resolve_early: bool = False  # start resolving python_env while validating (a real run)
+    tracking: TrackingOptions | None = None  # an MLflow tracking server or store, if named
     allow_drift: bool = False  # install a conda project from PyPI without its conda-only packages
     reuse: bool = False  # take the outputs of a FINISHED run with the same reuse key
 

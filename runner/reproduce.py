@@ -9,9 +9,11 @@ reproduces, and ``--check`` compares its outputs with the original's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from backends import BUILDS_OWN_ENVIRONMENT, remote_backend
 from runner.envs.base import Lock, PythonFacts
@@ -37,6 +39,9 @@ from runner.spec.params import ResolvedParams
 from runner.spec.project import load_project
 from runner.spec.types import EntryPoint, ParamType
 
+if TYPE_CHECKING:
+    from runner.tracking.settings import TrackingOptions
+
 Notify = Callable[[str], None]
 
 
@@ -53,6 +58,7 @@ class ReproduceOptions:
     echo: bool = True
     docker_base_image: str | None = None
     backend_config: str | None = None  # a remote backend's: keys replacing the recorded ones
+    tracking: TrackingOptions | None = None
 
 
 def reproduce(options: ReproduceOptions, store: RunStore,
@@ -111,6 +117,7 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions,
         entry_point=record.entry_point, version=record.source.requested_version,
         params=dict(record.parameters), env_manager=manager, backend=backend,
         grace_period=options.grace_period, echo=options.echo, backend_config=backend_config,
+        tracking=_tracking(record, options.tracking),
     )
     params = ResolvedParams(
         MappingProxyType(dict(record.parameters)),
@@ -141,6 +148,20 @@ def _backend_config(rec: Recorded, backend: str, options: ReproduceOptions,
         return options.backend_config
     return remote.replay_config(rec.record, rec.directory, options.backend_config, options.cwd,
                                 notify)
+
+
+def _tracking(record: RunRecord, given: TrackingOptions | None) -> TrackingOptions | None:
+    """A tracked run's reproduction goes to the same server and experiment unless told
+    otherwise; its MLflow run is tagged with the MLflow run it reproduces."""
+    mlflow = record.mlflow
+    if mlflow is None:
+        return given
+    from runner.tracking.settings import TrackingOptions
+
+    if given is None or given.uri is None:
+        given = TrackingOptions(uri=mlflow.tracking_uri, experiment_id=mlflow.experiment_id,
+                                run_name=given.run_name if given else None)
+    return dataclasses.replace(given, reproduces=mlflow.run_id)
 
 
 def recorded_lock(rec: Recorded, manager: str, allow_drift: bool) -> Lock | None:

@@ -85,9 +85,20 @@ def _prepare_image(
         workdir=spec.workdir,
         volumes=[*(m.render() for m in spec.mounts), f"{request.output_dir}:{OUTPUT_TARGET}:rw",
                  *_stream_volume(request)],
-        env_names=spec.env_names(), network=spec.network, gpus=spec.gpus,
-        shm_size=spec.shm_size, kept=spec.keep,
+        env_names=list(dict.fromkeys([*spec.env_names(), *_tracking(request, spec)[0]])),
+        network=_tracking(request, spec)[1], gpus=spec.gpus, shm_size=spec.shm_size,
+        kept=spec.keep,
     )
+
+
+def _tracking(request: RunRequest, spec: ContainerSpec
+              ) -> tuple[dict[str, str], str | None, list[str]]:
+    """MLflow variables, network and extra hosts that let the command reach its server."""
+    if not request.tracking_env:
+        return {}, spec.network, []
+    from runner.tracking.settings import for_container
+
+    return for_container(request.tracking_env, spec.network, request.env)
 
 
 def _stream_volume(request: RunRequest) -> list[str]:
@@ -122,10 +133,14 @@ def container_config(request: RunRequest, spec: ContainerSpec, image: str) -> di
         host["DeviceRequests"] = [{"Driver": "", "Count": count, "Capabilities": [["gpu"]]}]
     if spec.shm_size is not None:
         host["ShmSize"] = shm_bytes(spec.shm_size)
-    if spec.network is not None:
-        host["NetworkMode"] = spec.network
+    tracking, network, extra_hosts = _tracking(request, spec)
+    if network is not None:
+        host["NetworkMode"] = network
+    if extra_hosts:
+        host["ExtraHosts"] = extra_hosts
     env = spec.container_env(request.run_id, request.env,
                              stream.name if stream is not None else None)
+    env.update(tracking)
     return {
         "Image": image, "Cmd": spec.argv(request.command), "WorkingDir": spec.workdir,
         "Env": [f"{name}={value}" for name, value in env.items()],

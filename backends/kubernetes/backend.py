@@ -64,11 +64,18 @@ def _inputs(request: RunRequest, loaded: LoadedConfig, image: PinnedImage,
             namespace: str) -> JobInputs:
     env = {"REPRUN_RUN_ID": request.run_id, "REPRUN_OUTPUT_DIR": POD_OUTPUT_DIR,
            "REPRUN_METRICS": POD_METRICS_FILE, "PYTHONUNBUFFERED": "1"}
+    copies: tuple[str, ...] = ()
+    if request.tracking_env:
+        from runner.tracking.settings import for_pod
+
+        tracking, copies = for_pod(request.tracking_env, request.env)
+        env.update(tracking)
     return JobInputs(
         run_id=request.run_id, project_name=request.project_name,
         entry_point=request.entry_point, command=request.command, image=image.reference,
         namespace=namespace, env=env, docker_env=request.docker_env, host_env=request.env,
         outputs_max_bytes=loaded.config.outputs_max_bytes,
+        host_copies=copies,
     )
 
 

@@ -69,6 +69,7 @@ class JobInputs:
     docker_env: DockerEnv | None = None
     host_env: Mapping[str, str] = field(default_factory=dict)
     outputs_max_bytes: int = 0
+    host_copies: tuple[str, ...] = ()  # copied from host_env if set; never saved (credentials)
 
 
 @frozen
@@ -273,6 +274,10 @@ def _env(config: KubernetesConfig, inputs: JobInputs) -> tuple[dict[str, Any], s
             copied.add(item)
         else:
             env[item[0]] = {"name": item[0], "value": item[1]}
+    for name in inputs.host_copies:
+        if name in inputs.host_env and name not in config.secret_env:
+            env[name] = {"name": name, "value": inputs.host_env[name]}
+            copied.add(name)
     for name, value in {**config.env, **inputs.env}.items():
         env[name] = {"name": name, "value": value}
         copied.discard(name)

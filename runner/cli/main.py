@@ -11,13 +11,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
 from backends import REMOTE_BACKENDS
 from runner import __version__
 from runner.cli.common import EXIT_FAILURE, EXIT_USAGE, run_exit_code, say, store
+
+if TYPE_CHECKING:
+    from runner.tracking.settings import TrackingOptions
 
 
 class _LazyGroup(click.Group):
@@ -91,6 +94,16 @@ def cli(debug: bool) -> None:
 @click.option("--strict", is_flag=True, help="Unknown keys in the MLproject file are errors.")
 @click.option("--grace-period", default=10.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between interrupting the command and killing it.")
+@click.option("--tracking-uri", default=None, metavar="URI",
+              help="An MLflow tracking server (http[s]://...): reprun creates the MLflow run, "
+                   "as mlflow run does (env MLFLOW_TRACKING_URI; see docs/tracking-server.md).")
+@click.option("--experiment-name", default=None, metavar="NAME",
+              help="The MLflow experiment, created if missing (env MLFLOW_EXPERIMENT_NAME).")
+@click.option("--experiment-id", default=None, metavar="ID",
+              help="The MLflow experiment by id (env MLFLOW_EXPERIMENT_ID).")
+@click.option("--run-name", default=None, metavar="NAME", help="The MLflow run's name.")
+@click.option("--log-outputs", is_flag=True,
+              help="With a tracking server: upload the output files as artifacts too.")
 @click.option("--reuse", is_flag=True,
               help="If a FINISHED run had the same code, entry point, command, lock, backend and "
                    "input data, take its outputs instead of running.")
@@ -99,7 +112,9 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         env_manager: str | None, conda_channels: tuple[str, ...], refresh: bool,
         allow_drift: bool, backend: str | None, backend_config: str | None, detach: bool,
         docker_base_image: str | None, keep_container: bool, dry_run: bool, as_json: bool,
-        strict: bool, grace_period: float, reuse: bool, quiet: bool) -> int:
+        strict: bool, grace_period: float, reuse: bool, tracking_uri: str | None,
+        experiment_name: str | None, experiment_id: str | None, run_name: str | None,
+        log_outputs: bool, quiet: bool) -> int:
     """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
     file://), optionally followed by #sub/dir to run a subdirectory of the repository."""
     from runner.plan import RunOptions, make_plan, release_plan
@@ -114,6 +129,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         docker_base_image=docker_base_image, keep_container=keep_container,
         conda_channels=conda_channels, backend_config=backend_config, detach=detach,
         resolve_early=not dry_run, allow_drift=allow_drift, reuse=reuse,
+        tracking=_tracking(tracking_uri, experiment_name, experiment_id, run_name, log_outputs),
     )
     if not dry_run:
         store().check_writable()  # before resolving or building anything
@@ -150,7 +166,20 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         why = f": {record.reason}" if record.reason and record.status.value != "FINISHED" else ""
         say(f"run {record.run_id} {record.status.value} in {record.duration_s:.2f} s{why} "
              f"(reprun runs show {record.run_id[:8]})")
+        if record.mlflow is not None and record.mlflow.run_url:
+            say(f"mlflow run {record.mlflow.run_id}: {record.mlflow.run_url}")
     return run_exit_code(record)
+
+
+def _tracking(uri: str | None, experiment_name: str | None, experiment_id: str | None,
+              run_name: str | None, log_outputs: bool) -> TrackingOptions | None:
+    """The MLflow tracking asked for; None (and nothing imported) when none is named."""
+    if not (uri or os.environ.get("MLFLOW_TRACKING_URI") or experiment_name or experiment_id):
+        return None
+    from runner.tracking.settings import tracking_options
+
+    return tracking_options(os.environ, uri, experiment_name, experiment_id, run_name,
+                            log_outputs)
 
 
 def _print_plan(plan: dict[str, Any], as_json: bool) -> None:

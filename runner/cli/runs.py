@@ -17,6 +17,7 @@ from runner.cli.common import store as open_store
 if TYPE_CHECKING:
     from runner.record.store import RunStore, RunSummary
     from runner.record.types import InputInfo, RunRecord
+    from runner.tracking.settings import TrackingOptions
 
 
 @click.command()
@@ -37,10 +38,17 @@ if TYPE_CHECKING:
 @click.option("--backend-config", default=None, metavar="CONFIG",
               help="With a remote backend: keys (JSON or a JSON/YAML file) that replace the "
                    "recorded backend config's.")
+@click.option("--tracking-uri", default=None, metavar="URI",
+              help="An MLflow tracking server for the new run (default: the original's, if it "
+                   "was tracked; env MLFLOW_TRACKING_URI).")
+@click.option("--experiment-name", default=None, metavar="NAME",
+              help="The MLflow experiment (default: the original's).")
+@click.option("--experiment-id", default=None, metavar="ID", help="The MLflow experiment by id.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
 def reproduce(target: str, backend: str | None, env_manager: str | None, check: bool,
               allow_drift: bool, grace_period: float, docker_base_image: str | None,
-              backend_config: str | None, quiet: bool) -> int:
+              backend_config: str | None, tracking_uri: str | None,
+              experiment_name: str | None, experiment_id: str | None, quiet: bool) -> int:
     """Run a recorded run again: its commit and patch (or snapshot), parameters, locked
     environment and backend. RUN_ID is a run of the store (a unique prefix is enough); FILE is
     a file made by 'reprun export', or a run.json."""
@@ -52,6 +60,7 @@ def reproduce(target: str, backend: str | None, env_manager: str | None, check: 
         env_manager=env_manager, allow_drift=allow_drift, check=check,
         grace_period=grace_period, echo=True, docker_base_image=docker_base_image,
         backend_config=backend_config,
+        tracking=_tracking(tracking_uri, experiment_name, experiment_id),
     )
     runs_store = open_store()
     runs_store.check_writable()
@@ -78,6 +87,15 @@ def reproduce(target: str, backend: str | None, env_manager: str | None, check: 
         if paths:
             say(f"outputs {what}: {', '.join(paths)}")
     return code or EXIT_FAILURE
+
+
+def _tracking(uri: str | None, experiment_name: str | None,
+              experiment_id: str | None) -> TrackingOptions | None:
+    if not (uri or os.environ.get("MLFLOW_TRACKING_URI") or experiment_name or experiment_id):
+        return None
+    from runner.tracking.settings import tracking_options
+
+    return tracking_options(os.environ, uri, experiment_name, experiment_id)
 
 
 @click.command("export")
@@ -283,6 +301,7 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("log", _log_note(record)),
         ("leftovers", _leftovers_note(record)),
         ("metrics", _metrics_line(record)),
+        ("mlflow", _mlflow_line(record, runs_store)),
         ("record", str(runs_store.run_dir(record.run_id))),
     ]
     for key, value in lines:
@@ -298,6 +317,16 @@ def _metrics_line(record: RunRecord) -> str | None:
              for name, m in list(record.metrics.items())[:20]]
     more = f", ... ({len(record.metrics)} in all)" if len(record.metrics) > 20 else ""
     return ", ".join(shown) + more
+
+
+def _mlflow_line(record: RunRecord, runs_store: RunStore) -> str | None:
+    mlflow = record.mlflow
+    if mlflow is None:
+        return None
+    shown = mlflow.run_url or f"{mlflow.tracking_uri} (no MLflow run yet)"
+    if (runs_store.run_dir(record.run_id) / "mlflow-pending.json").is_file():
+        shown += " (calls pending: reprun runs sync)"
+    return shown
 
 
 def _conversion_line(record: RunRecord) -> str | None:
@@ -438,3 +467,70 @@ def cancel(run_id: str) -> int:
         os.kill(runner.pid, signal.SIGTERM)
         say(f"run {record.run_id}: asked reprun (pid {runner.pid}) to stop it")
     return 0
+
+
+@runs.command("sync")
+@click.argument("run_ids", nargs=-1, metavar="[RUN]...")
+@click.option("--tracking-uri", default=None, metavar="URI",
+              help="Send to this server instead of the one recorded (a new address of it).")
+def runs_sync(run_ids: tuple[str, ...], tracking_uri: str | None) -> int:
+    """Send what runs could not send to their MLflow tracking server (every run with calls
+    pending, or the runs given)."""
+    from runner.errors import TrackingError
+    from runner.tracking.mlflow_sync import sync_run
+
+    runs_store = open_store()
+    records = [_current(runs_store, r) for r in run_ids] if run_ids else \
+        [_current(runs_store, r.run_id) for r in _pending_runs(runs_store)]
+    failed = 0
+    for given in records:
+        try:
+            record, sent = sync_run(runs_store, given, os.environ, tracking_uri, say)
+        except TrackingError as exc:
+            failed += 1
+            say(f"run {given.run_id[:8]}: not synced: {exc.render()}")
+            continue
+        where = record.mlflow.run_url if record.mlflow else None
+        say(f"run {record.run_id[:8]}: " + (f"{sent} call(s) sent" if sent else "nothing pending")
+            + (f"; {where}" if where else ""))
+    return EXIT_FAILURE if failed else 0
+
+
+def _pending_runs(runs_store: RunStore) -> list[RunRecord]:
+    from runner.tracking.mlflow_sink import PENDING_FILE
+
+    home = runs_store.run_dir("x").parent
+    found = sorted(home.glob(f"*/{PENDING_FILE}"), key=lambda p: p.stat().st_mtime)
+    return [runs_store.get(path.parent.name) for path in found]
+
+
+@runs.command("push")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@click.option("--tracking-uri", default=None, metavar="URI",
+              help="The MLflow tracking server (env MLFLOW_TRACKING_URI).")
+@click.option("--experiment-name", default=None, metavar="NAME",
+              help="The MLflow experiment, created if missing (env MLFLOW_EXPERIMENT_NAME).")
+@click.option("--experiment-id", default=None, metavar="ID",
+              help="The MLflow experiment by id (env MLFLOW_EXPERIMENT_ID).")
+@click.option("--log-outputs", is_flag=True, help="Upload the output files as artifacts too.")
+def runs_push(run_ids: tuple[str, ...], tracking_uri: str | None, experiment_name: str | None,
+              experiment_id: str | None, log_outputs: bool) -> int:
+    """Send recorded runs to an MLflow tracking server, each as a new MLflow run with the tags,
+    parameters, metrics and files a tracked run has."""
+    from runner.tracking.mlflow_sink import PENDING_FILE
+    from runner.tracking.mlflow_sync import push_run
+    from runner.tracking.settings import tracking_options
+
+    options = tracking_options(os.environ, tracking_uri, experiment_name, experiment_id,
+                               log_outputs=log_outputs)
+    runs_store = open_store()
+    records = [runs_store.get(r) for r in run_ids]
+    failed = 0
+    for given in records:
+        record = push_run(runs_store, given, options, os.environ, say)
+        mlflow = record.mlflow
+        if (runs_store.run_dir(record.run_id) / PENDING_FILE).is_file():
+            failed += 1
+        elif mlflow is not None:
+            say(f"run {record.run_id[:8]}: MLflow run {mlflow.run_id}: {mlflow.run_url}")
+    return EXIT_FAILURE if failed else 0

@@ -365,6 +365,19 @@ class MetricSummary(Model):
 
 
 @frozen_kw
+class MlflowInfo(Model):
+    """The run reprun made for this run on an MLflow tracking server."""
+
+    tracking_uri: str
+    """The server, credentials removed"""
+    experiment_id: str | None = None
+    run_id: str | None = None
+    """The MLflow run id; null while the run could not be created (see 'reprun runs sync')"""
+    run_url: str | None = None
+    """The run's page in the MLflow UI"""
+
+
+@frozen_kw
 class RunRecord(Model):
     """One run of a project: what ran, with what, where, and how it ended."""
 
@@ -407,6 +420,8 @@ class RunRecord(Model):
     """What the run reported (metrics files, REPRUN_METRICS, printed lines), by name"""
     metrics_file: str | None = None
     """Every value reported, one JSON object a line, beside the record"""
+    mlflow: MlflowInfo | None = None
+    """The MLflow run on a tracking server, when tracking was on"""
 
 
 def now() -> datetime:
