@@ -66,21 +66,21 @@ def test_a_uri_that_is_no_server_is_made_absolute_and_passed_on(reprun: Reprun,
 
 
 @pytest.mark.parametrize(("uri", "expected"), [
-    ("sqlite:///mlflow.db", "sqlite:////work/mlflow.db"),
-    ("sqlite:///sub/m.db?timeout=5", "sqlite:////work/sub/m.db?timeout=5"),
+    ("sqlite:///mlflow.db", "sqlite:////home/ada/proj/mlflow.db"),
+    ("sqlite:///sub/m.db?timeout=5", "sqlite:////home/ada/proj/sub/m.db?timeout=5"),
     ("sqlite:////abs/m.db", "sqlite:////abs/m.db"),
     ("sqlite:///:memory:", "sqlite:///:memory:"),
-    ("file:./mlruns", "file:///work/mlruns"),
-    ("file:mlruns", "file:///work/mlruns"),
+    ("file:./mlruns", "file:///home/ada/proj/mlruns"),
+    ("file:mlruns", "file:///home/ada/proj/mlruns"),
     ("file:///abs/mlruns", "file:///abs/mlruns"),
-    ("mlruns", "/work/mlruns"),
-    ("./mlruns", "/work/mlruns"),
+    ("mlruns", "/home/ada/proj/mlruns"),
+    ("./mlruns", "/home/ada/proj/mlruns"),
     ("/abs/mlruns", "/abs/mlruns"),
     ("databricks://profile", "databricks://profile"),
     ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
 ])
 def test_absolute_uri(uri: str, expected: str) -> None:
-    assert absolute_uri(uri, Path("/work")) == expected
+    assert absolute_uri(uri, Path("/home/ada/proj")) == expected
 
 
 def test_batches_keep_within_the_server_limits_and_cut_long_values() -> None:
