@@ -112,6 +112,22 @@ def test_recorded_file_names_stay_in_the_run_directory(reprun: Reprun, tmp_path:
         "made by 'reprun export'"]
 
 
+def test_a_recorded_metrics_file_stays_in_the_run_directory(reprun: Reprun,
+                                                            tmp_path: Path) -> None:
+    run_json, _ = _recorded_run(reprun, tmp_path)
+    data = json.loads(run_json.read_text())
+    data["metrics_file"] = "../../../etc/passwd"
+    run_json.write_text(json.dumps(data))  # the store's own record, tampered with
+    message = (f"reprun: error: '{run_json}' is not a usable reprun run record (metrics_file: "
+               "'../../../etc/passwd' is not a plain file name); give a run id, a run.json or "
+               "a file made by 'reprun export'")
+    for args in (("export", data["run_id"], "-o", str(tmp_path / "x.tar.gz")),
+                 ("reproduce", data["run_id"])):
+        result = reprun(*args, env=GIT_ENV)
+        assert result.code == 2 and result.error_lines == [message], result.stderr
+    assert not (tmp_path / "x.tar.gz").exists()
+
+
 def hostile_config_repo(tmp_path: Path, marker_dir: Path) -> Path:
     """A repository whose own .git/config runs programs (each one touches a marker) and that
     has uncommitted changes, so reprun's add/diff of the patch would trigger them."""

@@ -84,6 +84,7 @@ def export_run(store: RunStore, run_id: str, out: Path | None) -> Path:
     """Write the export of run ``run_id`` to ``out`` (default: reprun-<id>.tar.gz here)."""
     record = store.get(run_id)
     directory = store.run_dir(record.run_id)
+    check_record(record, str(directory / RECORD))  # it names the files the export reads
     target = export_target(out, f"reprun-{record.run_id[:12]}.tar.gz")
     names = bundled_files(record, directory)
     manifest = {"format": FORMAT, "version": VERSION, "run_id": record.run_id,
@@ -193,7 +194,8 @@ def check_record(record: RunRecord, shown: str) -> None:
             _bad_record(shown, where, f"'{_short(commit)}' is not a full commit SHA")
     files = {"log_file": record.log_file, "environment.lock_file": record.environment.lock_file,
              "source.patch_file": src.patch_file,
-             "source.snapshot.file": src.snapshot.file if src.snapshot else None}
+             "source.snapshot.file": src.snapshot.file if src.snapshot else None,
+             "metrics_file": record.metrics_file}
     for where, name in files.items():
         if name is not None and not _plain_name(name):
             _bad_record(shown, where, f"'{_short(name)}' is not a plain file name")
