@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType, MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from backends import BUILDS_OWN_ENVIRONMENT, check_installed, get_backend
 from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
@@ -38,6 +38,7 @@ from runner.record.types import (
     RunRecord,
     SourceInfo,
     Status,
+    SweepRef,
     now,
 )
 from runner.spec.types import ParamType
@@ -52,13 +53,30 @@ DRY_RUN_ID = "dryrun00" + "0" * 24
 Notify = Callable[[str], None]
 
 
-def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
+class Control(Protocol):
+    """How a caller running many plans at once (a sweep, in threads) follows and stops one.
+
+    ``begun`` gets the run id once the record exists; ``submitting`` is called just before the
+    command is started and raises `Interrupted` if it must not start; ``started`` gets the
+    handle (and cancels it at once if a stop came meanwhile)."""
+
+    def begun(self, run_id: str) -> None: ...
+
+    def submitting(self) -> None: ...
+
+    def started(self, handle: RunHandle) -> None: ...
+
+
+def execute(plan: Plan, store: RunStore, notify: Notify,
+            control: Control | None = None) -> RunRecord:
     """Run ``plan`` to the end and return its final record."""
     check_installed(plan.backend)  # before a run is recorded
     found = _fingerprint_inputs(plan, notify) if _declares_inputs(plan) else None
     run_id = uuid.uuid4().hex
     run_dir = store.create_run_dir(run_id)
     record = _first_record(plan, store, run_id, run_dir, found, notify)
+    if control is not None:
+        control.begun(run_id)
     notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
     tracker: Tracker | None = None
@@ -72,12 +90,9 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
             resolved, drift = _build_environment(plan, notify, lock)
             record = _with_environment(record, plan, resolved, run_dir, drift)
             store.save(record)
-            backend = get_backend(plan.backend)
             request = _request(plan, record, resolved, run_dir, notify, tracker)
             record = _with_tracking(record, store, tracker)
-            forwarder.defer = True  # a signal from now on must reach the command, not abort us
-            handle = backend.submit(request)
-            forwarder.attach(handle)
+            handle = _submit(plan, request, forwarder, control)
             record = record.model_copy(update={"backend": handle.info()})
             record = _with_facts(record, handle.facts(), detached=plan.options.detach)
             _save_while_running(store, record, notify)
@@ -103,6 +118,19 @@ def execute(plan: Plan, store: RunStore, notify: Notify) -> RunRecord:
     record = _finished(record, outcome, Path(record.output_dir), plan.options.base_env)
     record = _with_metrics(record, plan, run_dir, notify)
     return _end(tracker.read_back(record) if tracker else record, store, tracker)
+
+
+def _submit(plan: Plan, request: RunRequest, forwarder: _SignalForwarder,
+            control: Control | None) -> RunHandle:
+    """The command started; a signal from now on reaches it (or a sweep's stop does)."""
+    forwarder.defer = True  # a signal from now on must reach the command, not abort us
+    if control is not None:
+        control.submitting()
+    handle = get_backend(plan.backend).submit(request)
+    forwarder.attach(handle)
+    if control is not None:
+        control.started(handle)
+    return handle
 
 
 def _try_reuse(plan: Plan, store: RunStore, record: RunRecord,
@@ -292,6 +320,8 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> R
         output_dir=str(output_dir),
         started_at=now(),
         reproduces=replay.run_id if replay else None,
+        sweep=SweepRef(id=plan.options.sweep_id, trial=plan.options.trial or 0)
+        if plan.options.sweep_id is not None else None,
         reproduction=Reproduction(source=replay.source, missing_paths=dict(replay.missing_paths))
         if replay else None,
     )

@@ -59,6 +59,8 @@ class RunOptions:
     tracking: TrackingOptions | None = None  # an MLflow tracking server or store, if named
     allow_drift: bool = False  # install a conda project from PyPI without its conda-only packages
     reuse: bool = False  # take the outputs of a FINISHED run with the same reuse key
+    sweep_id: str | None = None  # the run is trial ``trial`` of this sweep (runner.sweep)
+    trial: int | None = None
 
 
 @frozen
@@ -166,6 +168,24 @@ def make_plan(options: RunOptions) -> Plan:
         raise
     return Plan(options, checkout, project, entry, params, manager, backend, container,
                 resolving=resolving)
+
+
+def with_params(plan: Plan, params: Mapping[str, str], sweep_id: str | None = None,
+                trial: int | None = None) -> Plan:
+    """``plan`` with other parameter values (a trial of a sweep): the same checkout, project,
+    environment and backend; the values validated and the command formed as for a new plan."""
+    options = dataclasses.replace(plan.options, params=dict(params), sweep_id=sweep_id,
+                                  trial=trial)
+    resolved = resolve(plan.entry, options.params, options.cwd)
+    container = plan.container
+    if container is not None:
+        from backends.docker.container import container_spec
+
+        container = container_spec(plan.project, plan.entry, resolved.values, options.base_env,
+                                   options.docker_base_image, options.keep_container,
+                                   check_host_vars=plan.backend == "docker")
+    return dataclasses.replace(plan, options=options, params=resolved, container=container,
+                               resolving=None)
 
 
 def _resolve_early(options: RunOptions, directory: Path, spec_cache: Path) -> Compiling | None:

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,13 +41,15 @@ RESERVE_BYTES = 256 * 1024  # room for the last records of a run once the disk i
 FULL = (errno.ENOSPC, errno.EDQUOT)
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code",
-           "backend")
+           "backend", "sweep", "trial")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, status TEXT NOT NULL, started_at TEXT NOT NULL,
-    duration_s REAL, project TEXT, entry_point TEXT, exit_code INTEGER, backend TEXT
+    duration_s REAL, project TEXT, entry_point TEXT, exit_code INTEGER, backend TEXT,
+    sweep TEXT, trial INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep);
 CREATE TABLE IF NOT EXISTS params (
     run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, number REAL,
     PRIMARY KEY (run_id, name)
@@ -58,8 +61,8 @@ CREATE TABLE IF NOT EXISTS metrics (
 ) WITHOUT ROWID;
 """
 # Version 2: parameters and metrics; outputs by digest, lineage links and reuse keys.
-# Version 3: both of those in one index.
-INDEX_VERSION = 3
+# Version 3: both of those in one index. Version 4: the sweep and trial of each run.
+INDEX_VERSION = 4
 LINEAGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
     run_id TEXT NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, path)
@@ -79,6 +82,7 @@ RUN_FIELDS = {
     "started": "runs.started_at", "started_at": "runs.started_at",
     "duration": "runs.duration_s", "duration_s": "runs.duration_s", "project": "runs.project",
     "entry_point": "runs.entry_point", "exit_code": "runs.exit_code", "backend": "runs.backend",
+    "sweep": "runs.sweep", "trial": "runs.trial",
 }
 PARAM_SQL = "(SELECT {col} FROM params p WHERE p.run_id = runs.run_id AND p.name = ?)"
 METRIC_SQL = "(SELECT last FROM metrics m WHERE m.run_id = runs.run_id AND m.name = ?)"
@@ -156,6 +160,8 @@ class RunSummary(NamedTuple):
     entry_point: str
     exit_code: int | None
     backend: str | None = None
+    sweep: str | None = None
+    trial: int | None = None
     params: Mapping[str, str] = MappingProxyType({})
     metrics: Mapping[str, float] = MappingProxyType({})
 
@@ -165,7 +171,16 @@ class RunStore:
         self.home = home
         self.runs_dir = home / "runs"
         self.index_path = home / "index.sqlite"
-        self._db: sqlite3.Connection | None = None
+        self._local = threading.local()  # one index connection per thread (a sweep's trials)
+
+    @property
+    def _db(self) -> sqlite3.Connection | None:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        return db
+
+    @_db.setter
+    def _db(self, db: sqlite3.Connection | None) -> None:
+        self._local.db = db
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
@@ -357,7 +372,7 @@ class RunStore:
             found.append(RunSummary(
                 record.run_id, record.status.value, record.started_at.isoformat(),
                 record.duration_s, record.project.name, record.entry_point, record.exit_code,
-                record.backend.name))
+                record.backend.name, *_sweep_columns(record)))
         return found
 
     def list(
@@ -515,9 +530,11 @@ def _newest(summaries: list[RunSummary], limit: int | None) -> list[RunSummary]:
 def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
     run_id = record.run_id
     db.execute(
-        f"INSERT OR REPLACE INTO runs ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO runs ({', '.join(COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(COLUMNS))})",
         (run_id, record.status.value, record.started_at.isoformat(), record.duration_s,
-         record.project.name, record.entry_point, record.exit_code, record.backend.name),
+         record.project.name, record.entry_point, record.exit_code, record.backend.name,
+         *_sweep_columns(record)),
     )
     db.execute("DELETE FROM params WHERE run_id = ?", (run_id,))
     db.executemany("INSERT INTO params VALUES (?, ?, ?, ?)",
@@ -527,6 +544,11 @@ def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
                    [(run_id, k, m.last, m.step, m.min, m.max, m.count)
                     for k, m in record.metrics.items()])
     _upsert_lineage(db, record)
+
+
+def _sweep_columns(record: RunRecord) -> tuple[str | None, int | None]:
+    sweep = record.sweep
+    return (sweep.id, sweep.trial) if sweep is not None else (None, None)
 
 
 def _upsert_lineage(db: sqlite3.Connection, record: RunRecord) -> None:

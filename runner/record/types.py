@@ -378,6 +378,16 @@ class MlflowInfo(Model):
 
 
 @frozen_kw
+class SweepRef(Model):
+    """The sweep a run is a trial of ('reprun sweep')."""
+
+    id: str
+    """The sweep's id ('reprun sweep show ID')"""
+    trial: int
+    """The trial's index in the sweep, from 0"""
+
+
+@frozen_kw
 class RunRecord(Model):
     """One run of a project: what ran, with what, where, and how it ended."""
 
@@ -422,6 +432,8 @@ class RunRecord(Model):
     """Every value reported, one JSON object a line, beside the record"""
     mlflow: MlflowInfo | None = None
     """The MLflow run on a tracking server, when tracking was on"""
+    sweep: SweepRef | None = None
+    """The sweep this run is a trial of, if any"""
 
 
 def now() -> datetime:

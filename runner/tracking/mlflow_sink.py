@@ -314,7 +314,9 @@ def start(record: RunRecord, options: TrackingOptions, uri: str, env: Mapping[st
           run_dir: Path, notify: Notify, params: Sequence[Pair]) -> Session:
     """Create the MLflow run (or keep its creation pending): tags, then parameters."""
     session = Session(MlflowClient(uri, env), run_dir, notify)
-    tags = mlflow_tags(record, options.run_name)
+    tags = mlflow_tags(record, options.run_name, options.parent_run_id)
+    if record.sweep is not None:
+        tags += [("reprun.sweep_id", record.sweep.id), ("reprun.trial", str(record.sweep.trial))]
     if options.reproduces:
         tags.append(("reprun.reproduces.mlflow_run_id", options.reproduces))
     create: Op = {"op": "create_run", "tags": tags,

@@ -1,7 +1,8 @@
 """The fields of a run that ``reprun runs list`` shows, sorts and filters by, and ``--where``.
 
 A field is a column of the run index (``status``, ``entry_point``, ``project``, ``backend``,
-``started``, ``run_id``, ``exit_code``, ``duration``: `runner.record.store.RUN_FIELDS`, so a new
+``started``, ``run_id``, ``exit_code``, ``duration``, ``sweep``, ``trial``:
+`runner.record.store.RUN_FIELDS`, so a new
 column there is a new field here), ``params.NAME`` or ``metrics.NAME`` (the last value).
 
 ``--where`` is a small language, parsed here and never evaluated as code::
@@ -30,7 +31,7 @@ from runner.record.store import RUN_FIELDS, FieldSql, RunSummary
 
 OPERATORS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">",
              ">=": ">="}
-NUMERIC_FIELDS = frozenset({"exit_code", "duration", "duration_s"})
+NUMERIC_FIELDS = frozenset({"exit_code", "duration", "duration_s", "trial"})
 SUMMARY_ATTRS = {"id": "run_id", "started": "started_at", "duration": "duration_s"}
 KEYWORDS = frozenset({"and", "or", "not"})
 _TOKEN = re.compile(r"""\s*(?:(?P<op><=|>=|==|!=|<>|=|<|>)|(?P<paren>[()])|"""

@@ -28,6 +28,7 @@ class TrackingOptions:
     run_name: str | None = None
     log_outputs: bool = False
     reproduces: str | None = None  # the reprun run a reproduction reproduces
+    parent_run_id: str | None = None  # the MLflow run of the sweep this run is a trial of
 
 
 def tracking_options(env: Mapping[str, str], uri: str | None = None, experiment_name:

@@ -1,0 +1,286 @@
+"""``reprun sweep``: many runs of one project over a grid, a random sample or a search."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from runner.cli.common import EXIT_FAILURE, say, store
+from runner.cli.main import _tracking
+from runner.cli.main import run as run_command
+
+if TYPE_CHECKING:
+    from runner.sweep.record import Goal, SweepRecord
+    from runner.sweep.store import SweepStore
+
+SUBCOMMANDS = ("show", "resume", "list")
+# The options of 'reprun run' a sweep's trials take as they are.
+NOT_SHARED = {"uri", "params", "detach", "dry_run", "as_json", "quiet"}
+
+
+class _SweepGroup(click.Group):
+    """``reprun sweep URI ...`` starts a sweep; ``reprun sweep show|resume|list`` are commands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help"):
+            args = ["start", *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("reprun sweep", "URI -P NAME=SPEC... [OPTIONS] | show SWEEP | "
+                                              "resume SWEEP | list")
+
+
+@click.group(cls=_SweepGroup)
+def sweep() -> None:
+    """Many runs of the project at URI over a grid of values (the default), a random sample
+    (--random N) or a search (--optimize METRIC:min --trials N), --parallel N at a time.
+
+    'reprun sweep URI --help' lists the options of a sweep; see docs/sweeps.md for the SPEC
+    syntax (a,b,c  start:stop:step  a..b  'uniform(a,b)'  'loguniform(a,b)'  'choice(a,b)'
+    and =TEXT for a literal value)."""
+
+
+def _sweeps() -> SweepStore:
+    from runner.record.store import reprun_home
+    from runner.sweep.store import SweepStore
+
+    return SweepStore(reprun_home(os.environ))
+
+
+@sweep.command("start", params=[p for p in run_command.params if p.name not in NOT_SHARED])
+@click.argument("uri")
+@click.option("-P", "--param", "params", multiple=True, metavar="NAME=SPEC",
+              help="A parameter's values: a,b,c or start:stop:step or a..b (a grid), "
+                   "'uniform(a,b)', 'loguniform(a,b)', 'choice(a,b)' (random, optimize); "
+                   "=TEXT is TEXT exactly; repeatable.")
+@click.option("--random", "random_count", type=click.IntRange(min=1), default=None,
+              metavar="N", help="Draw N random trials instead of the whole grid.")
+@click.option("--optimize", default=None, metavar="METRIC:min|max",
+              help="Search with Optuna (extra reprun[optuna]) for the best value of METRIC, "
+                   "e.g. metrics.rmse:min; with --trials N.")
+@click.option("--trials", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --optimize: how many trials.")
+@click.option("--max-trials", type=click.IntRange(min=1), default=None, metavar="N",
+              help="At most N trials of a grid (a sample drawn with --seed).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="The seed of random draws (default: a new one, recorded).")
+@click.option("--metric", default=None, metavar="METRIC:min|max",
+              help="Rank trials by this metric (--optimize sets it), e.g. metrics.rmse:min.")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Trials running at once.")
+@click.option("--max-failures", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Start no more trials once N have failed.")
+@click.option("--fail-fast", is_flag=True, help="Start no more trials once one failed.")
+@click.option("--dry-run", is_flag=True, help="Print the trials; run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print JSON.")
+def start(uri: str, params: tuple[str, ...], random_count: int | None, optimize: str | None,
+          trials: int | None, max_trials: int | None, seed: int | None, metric: str | None,
+          parallel: int, max_failures: int | None, fail_fast: bool, dry_run: bool,
+          as_json: bool, **run_options: Any) -> int:
+    """Run the project at URI once per trial; each trial is an ordinary run."""
+    from runner.plan import RunOptions, release_plan
+    from runner.sweep.run import SweepRequest, parse_goal, prepare, run_sweep
+    from runner.sweep.spec import parse_specs
+
+    mode, goal_text = _mode(random_count, optimize, trials, max_trials, metric)
+    name: str | None = None
+    goal: Goal = "min"
+    if goal_text:
+        name, goal = parse_goal(goal_text, "--optimize" if optimize else "--metric")
+    tracking = _tracking(run_options.pop("tracking_uri"), run_options.pop("experiment_name"),
+                         run_options.pop("experiment_id"), run_options.pop("run_name"),
+                         run_options.pop("log_outputs"))
+    options = RunOptions(uri=uri, cwd=Path.cwd(), base_env=dict(os.environ), echo=False,
+                         tracking=tracking, **run_options)
+    request = SweepRequest(options=options, specs=parse_specs(params), mode=mode,
+                           count=random_count or trials, max_trials=max_trials, seed=seed,
+                           metric=name, goal=goal, parallel=parallel,
+                           max_failures=1 if fail_fast else max_failures)
+    if not dry_run:
+        store().check_writable()
+    plan, record = prepare(request)
+    try:
+        if dry_run:
+            _print_trials(record, as_json)
+            return 0
+        sweeps = _sweeps()
+        sweeps.save(record)
+        say(f"sweep {record.sweep_id}: {_size(record)} of {record.project}, "
+            f"{parallel} at a time (reprun sweep show {record.sweep_id})")
+        final = run_sweep(plan, record, store(), sweeps, say)
+    finally:
+        release_plan(plan)
+    return _report(final)
+
+
+def _mode(random_count: int | None, optimize: str | None, trials: int | None,
+          max_trials: int | None, metric: str | None) -> tuple[Any, str | None]:
+    if random_count and optimize:
+        raise click.UsageError("give --random N or --optimize, not both")
+    if optimize:
+        if not trials:
+            raise click.UsageError("--optimize needs --trials N (how many trials to run)")
+        if metric:
+            raise click.UsageError("--optimize names the metric; leave out --metric")
+        return "optimize", optimize
+    if trials:
+        raise click.UsageError("--trials goes with --optimize; a random search takes --random N")
+    if random_count and max_trials:
+        raise click.UsageError("--max-trials caps a grid; with --random N, N is the number")
+    return ("random" if random_count else "grid"), metric
+
+
+def _size(record: SweepRecord) -> str:
+    count = record.spec.trials if record.spec.mode == "optimize" else len(record.trials)
+    what = {"grid": "grid", "random": "random", "optimize": "optimize"}[record.spec.mode]
+    return f"{count} trial{'s' if count != 1 else ''} ({what}, seed {record.spec.seed})"
+
+
+def _print_trials(record: SweepRecord, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"project": record.project, "mode": record.spec.mode,
+                               "seed": record.spec.seed,
+                               "trials": [t.params for t in record.trials]}, indent=2))
+        return
+    if record.spec.mode == "optimize":
+        click.echo(f"{record.spec.trials} trials chosen one by one by Optuna "
+                   f"(seed {record.spec.seed}) over: {', '.join(record.spec.params)}")
+        return
+    names = list(record.trials[0].params) if record.trials else []
+    rows = [["TRIAL", *names]] + [[str(t.index), *(t.params[n] for n in names)]
+                                  for t in record.trials]
+    _table(rows)
+    click.echo(f"{_size(record)}", err=True)
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    click.echo("\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip()
+                         for row in rows))
+
+
+def _report(record: SweepRecord) -> int:
+    from runner.record.types import Status
+    from runner.sweep.driver import best_trial
+
+    counts = {s: sum(1 for t in record.trials if t.status is s) for s in Status}
+    best = best_trial(record)
+    line = (f"sweep {record.sweep_id} {record.status.value}: {counts[Status.FINISHED]} finished, "
+            f"{counts[Status.FAILED] + counts[Status.UNKNOWN]} failed, "
+            f"{counts[Status.KILLED]} killed, "
+            f"{sum(1 for t in record.trials if t.status is None)} not run")
+    if best is not None and best.value is not None:
+        line += f"; best {record.spec.metric}={best.value:.6g} (trial {best.index}, run " \
+                f"{(best.run_id or '')[:8]})"
+    say(line + (f"; {record.reason}" if record.reason else ""))
+    if record.status is Status.KILLED:
+        return 130
+    return 0 if record.status is Status.FINISHED else EXIT_FAILURE
+
+
+@sweep.command("resume")
+@click.argument("sweep_id", metavar="SWEEP")
+@click.option("--reuse", is_flag=True,
+              help="Take the outputs of a FINISHED run with the same code, environment and "
+                   "data instead of running a trial again.")
+@click.option("--parallel", type=click.IntRange(min=1), default=None,
+              help="Trials running at once (default: as the sweep was started).")
+def resume(sweep_id: str, reuse: bool, parallel: int | None) -> int:
+    """Run the trials of an interrupted (or failed) sweep that did not finish."""
+    from runner.plan import make_plan, release_plan
+    from runner.record.types import Status
+    from runner.sweep.run import resumable, resume_options, run_sweep
+    from runner.sweep.spec import probe
+
+    sweeps = _sweeps()
+    record = sweeps.get(sweep_id)
+    indexes = resumable(record)
+    store().check_writable()
+    options = resume_options(record, dict(os.environ), reuse)
+    spec_params = dict(p.partition("=")[::2] for p in record.spec.params)
+    import dataclasses
+
+    plan = make_plan(dataclasses.replace(options, params=probe(spec_params)))
+    spec = record.spec
+    if parallel is not None:
+        spec = spec.model_copy(update={"parallel": parallel})
+    record = record.model_copy(update={"spec": spec, "resumed": record.resumed + 1,
+                                       "status": Status.RUNNING, "reason": None,
+                                       "ended_at": None})
+    try:
+        say(f"sweep {record.sweep_id}: resuming {len(indexes)} trial"
+            f"{'s' if len(indexes) != 1 else ''} of {len(record.trials)}")
+        final = run_sweep(plan, record, store(), sweeps, say, indexes)
+    finally:
+        release_plan(plan)
+    return _report(final)
+
+
+@sweep.command("show")
+@click.argument("sweep_id", metavar="SWEEP")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sweep record, trials ranked.")
+def show(sweep_id: str, as_csv: bool, as_json: bool) -> int:
+    """The trials of a sweep ranked by its metric, best first (failed and killed last)."""
+    from runner.sweep.driver import ranked
+
+    if as_csv and as_json:
+        raise click.UsageError("give --json or --csv, not both")
+    record = _sweeps().get(sweep_id)
+    trials = ranked(record)
+    names = list(dict.fromkeys(n for t in record.trials for n in t.params))
+    metric = record.spec.metric
+    if as_json:
+        data = record.model_dump(mode="json")
+        data["trials"] = [t.model_dump(mode="json") for t in trials]
+        click.echo(json.dumps(data, indent=2))
+        return 0
+    header = ["rank", "trial", "status", *([metric] if metric else []), *names, "run_id"]
+    rows = []
+    for rank, t in enumerate(trials, 1):
+        value = [] if not metric else ["" if t.value is None else repr(t.value)]
+        rows.append([str(rank), str(t.index), t.status.value if t.status else "PENDING",
+                     *value, *(t.params.get(n, "") for n in names), t.run_id or ""])
+    if as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerows([header, *rows])
+        return 0
+    goal = f" (by {metric}, {record.spec.goal})" if metric else ""
+    click.echo(f"sweep {record.sweep_id} {record.status.value}: {record.project}, "
+               f"{record.spec.mode}{goal}" + (f"; {record.reason}" if record.reason else ""))
+    shown = [[h.upper() if h in ("rank", "trial", "status", "run_id") else h for h in header]]
+    for t, row in zip(trials, rows, strict=True):
+        if metric and t.value is not None:
+            row[3] = f"{t.value:.6g}"
+        shown.append([*row[:-1], row[-1][:12]])
+    _table(shown)
+    return 0
+
+
+@sweep.command("list")
+def list_sweeps() -> int:
+    """Recorded sweeps, newest first."""
+    from runner.record.types import Status
+    from runner.sweep.driver import best_trial
+
+    sweeps = _sweeps()
+    records = sorted((sweeps.load(i) for i in sweeps.ids()), key=lambda r: r.created_at,
+                     reverse=True)
+    rows = [["SWEEP", "STATUS", "CREATED", "MODE", "TRIALS", "BEST", "PROJECT"]]
+    for r in records:
+        done = sum(1 for t in r.trials if t.status is Status.FINISHED)
+        best = best_trial(r)
+        best_text = f"{r.spec.metric}={best.value:.6g}" if best and best.value is not None \
+            else "-"
+        rows.append([r.sweep_id, r.status.value, r.created_at.isoformat()[:19].replace("T", " "),
+                     r.spec.mode, f"{done}/{len(r.trials)}", best_text, r.project])
+    _table(rows)
+    return 0

@@ -1,0 +1,308 @@
+"""Run the trials of a sweep: at most ``parallel`` at once, each an ordinary run in a thread.
+
+The first trial runs alone until its command starts (or it ends): its environment, or its image,
+is then built, and every other trial finds it ready. A failed trial does not stop the others;
+after ``max_failures`` failures no trial is started any more. SIGINT or SIGTERM stops every
+running trial through its handle (process group, container or Job) and records it KILLED; trials
+not yet started stay pending, so ``reprun sweep resume`` runs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from types import FrameType
+from typing import TYPE_CHECKING, Protocol
+
+from backends.base import RunHandle
+from runner.errors import Interrupted, ReprunError
+from runner.frozen import frozen
+from runner.plan import Plan, with_params
+from runner.record.types import RunRecord, Status, now
+from runner.sweep.record import SweepRecord, TrialInfo
+
+if TYPE_CHECKING:
+    from runner.record.store import RunStore
+    from runner.sweep.store import SweepStore
+
+Say = Callable[[str], None]
+POLL_S = 0.2
+
+
+class TrialSource(Protocol):
+    """Where the trials come from: a fixed list, or a search asking for one at a time."""
+
+    def next(self, record: SweepRecord) -> TrialInfo | None:
+        """The next trial to start (already in ``record.trials``), or None for now."""
+        ...
+
+    def told(self, trial: TrialInfo) -> None:
+        """A trial ended (its status and metric value are set)."""
+        ...
+
+
+class ListSource:
+    """The trials of a grid or a random sample that are not FINISHED, in order."""
+
+    def __init__(self, indexes: list[int]) -> None:
+        self._left = list(indexes)
+
+    def next(self, record: SweepRecord) -> TrialInfo | None:
+        return record.trials[self._left.pop(0)] if self._left else None
+
+    def told(self, trial: TrialInfo) -> None:
+        return None
+
+
+@frozen
+class Policy:
+    parallel: int = 1
+    max_failures: int | None = None  # stop starting trials after this many failures
+
+
+class _TrialControl:
+    """A trial's run id and handle, and the sweep's stop reaching it (runner.execute.Control)."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self.run_id: str | None = None
+        self.handle: RunHandle | None = None
+        self.ready = threading.Event()  # the command started, or the trial ended
+
+    def begun(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def submitting(self) -> None:
+        if self._driver.signum is not None:
+            raise Interrupted(self._driver.signum)
+
+    def started(self, handle: RunHandle) -> None:
+        with self._driver.lock:
+            self.handle = handle
+            signum = self._driver.signum
+        if signum is not None:
+            handle.cancel(signum)
+        self.ready.set()
+
+    def stop(self, signum: int) -> None:
+        if self.handle is not None:
+            self.handle.cancel(signum)  # a second call hurries the stop
+
+
+class Driver:
+    def __init__(self, plan: Plan, record: SweepRecord, sweeps: SweepStore, runs: RunStore,
+                 source: TrialSource, policy: Policy, say: Say,
+                 on_end: Callable[[TrialInfo], None] | None = None) -> None:
+        self.plan = plan
+        self.record = record
+        self.sweeps = sweeps
+        self.runs = runs
+        self.source = source
+        self.policy = policy
+        self.say = say
+        self.on_end = on_end
+        self.lock = threading.Lock()
+        self.signum: int | None = None
+        self.failures = 0
+        self.stop_reason: str | None = None
+        self._controls: dict[int, _TrialControl] = {}
+        self._gate: tuple[int, _TrialControl] | None = None  # the first trial started
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> SweepRecord:
+        """Run the trials; the final sweep record (saved)."""
+        self._save(status=Status.RUNNING, reason=None, ended_at=None)
+        running: dict[Future[TrialInfo], int] = {}
+        with self._signals(), ThreadPoolExecutor(self.policy.parallel,
+                                                 thread_name_prefix="reprun-trial") as pool:
+            while True:
+                while self._may_start() and len(running) < self._limit():
+                    trial = self.source.next(self.record)
+                    if trial is None:
+                        break
+                    if trial.index == len(self.record.trials):  # a search's new trial
+                        with self.lock:
+                            trials = [*self.record.trials, trial]
+                        self._save(trials=trials)
+                    control = _TrialControl(self)
+                    with self.lock:
+                        self._controls[trial.index] = control
+                    self._gate = self._gate or (trial.index, control)
+                    running[pool.submit(self._run_trial, trial, control)] = trial.index
+                if not running:
+                    break
+                done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    del running[future]
+                    self._ended(future.result())
+        return self._finish()
+
+    def _limit(self) -> int:
+        """One trial until the first one's command started (its environment is built)."""
+        gate = self._gate
+        return self.policy.parallel if gate is None or gate[1].ready.is_set() else 1
+
+    def _may_start(self) -> bool:
+        return self.signum is None and self.stop_reason is None
+
+    def _run_trial(self, trial: TrialInfo, control: _TrialControl) -> TrialInfo:
+        from runner.execute import execute
+
+        self._update(trial.index, status=Status.RUNNING, reason=None, value=None)
+        plan = with_params(self.plan, trial.params, self.record.sweep_id, trial.index)
+        notify = self._notify_for(trial.index, control)
+        try:
+            record = execute(plan, self.runs, notify, control)
+        except Interrupted as exc:
+            return self._update(trial.index, run_id=control.run_id, status=Status.KILLED,
+                                reason=f"stopped by {exc}")
+        except ReprunError as exc:
+            return self._update(trial.index, run_id=control.run_id, status=Status.FAILED,
+                                reason=exc.render())
+        except Exception as exc:  # reprun's own failure in one trial: the others go on
+            return self._update(trial.index, run_id=control.run_id, status=Status.FAILED,
+                                reason=f"reprun failed: {exc or type(exc).__name__}")
+        finally:
+            control.ready.set()
+        value = self._value(record)
+        reason = record.reason
+        metric = self.record.spec.metric
+        if metric and value is None and record.status is Status.FINISHED:
+            reason = f"the run reported no value of '{metric}'"
+        return self._update(trial.index, run_id=record.run_id, status=record.status,
+                            reason=reason, value=value)
+
+    def _notify_for(self, index: int, control: _TrialControl) -> Say:
+        """A trial's messages: all of the first trial's until its command starts (the
+        environment being built), then warnings only, each naming the trial."""
+        def notify(message: str) -> None:
+            gate = self._gate
+            first = gate is not None and gate[0] == index and not control.ready.is_set()
+            if first or message.startswith(("warning", "error", "drift")):
+                self.say(f"trial {index}: {message}")
+        return notify
+
+    def _value(self, record: RunRecord) -> float | None:
+        metric = self.record.spec.metric
+        summary = record.metrics.get(metric) if metric else None
+        return summary.last if summary is not None else None
+
+    def _ended(self, trial: TrialInfo) -> None:
+        with self.lock:
+            self._controls.pop(trial.index, None)
+        if trial.status is not Status.FINISHED and trial.status is not Status.KILLED:
+            self.failures += 1
+            limit = self.policy.max_failures
+            if limit is not None and self.failures >= limit and self.stop_reason is None:
+                self.stop_reason = (f"stopped after {self.failures} failed trial"
+                                    f"{'s' if self.failures > 1 else ''} (--max-failures "
+                                    f"{limit})" if limit > 1 else
+                                    "stopped at the first failed trial (--fail-fast)")
+        gate = self._gate
+        if gate is not None and gate[0] == trial.index and gate[1].handle is None \
+                and trial.status is Status.FAILED and self.stop_reason is None:
+            # Its environment (or image) could not be made: every other trial would fail alike.
+            self.stop_reason = f"the first trial could not start: {trial.reason}"
+        self.source.told(trial)
+        if self.on_end is not None:
+            self.on_end(trial)
+        self.say(self._progress(trial))
+
+    def _progress(self, trial: TrialInfo) -> str:
+        trials = self.record.trials
+        counts = {s: sum(1 for t in trials if t.status is s) for s in Status}
+        metric = self.record.spec.metric
+        value = f" {metric}={trial.value:.6g}" if metric and trial.value is not None else ""
+        why = f": {trial.reason}" if trial.reason else ""
+        run = f" (run {trial.run_id[:8]})" if trial.run_id else ""
+        line = (f"trial {trial.index} {trial.status.value if trial.status else '?'}{value}{run}"
+                f"{why} | {counts[Status.FINISHED]} done, {counts[Status.RUNNING]} running, "
+                f"{counts[Status.FAILED] + counts[Status.KILLED]} failed, "
+                f"{sum(1 for t in trials if t.status is None)} left")
+        best = best_trial(self.record)
+        if best is not None and metric:
+            line += f"; best {metric}={best.value:.6g} (trial {best.index})"
+        return line
+
+    def _finish(self) -> SweepRecord:
+        trials = self.record.trials
+        bad = [t for t in trials if t.status in (Status.FAILED, Status.UNKNOWN)]
+        if self.signum is not None:
+            status = Status.KILLED
+            reason = (f"interrupted by {signal.Signals(self.signum).name}; "
+                      f"'reprun sweep resume {self.record.sweep_id}' runs the trials left")
+        elif self.stop_reason is not None:
+            status, reason = Status.FAILED, self.stop_reason
+        elif bad:
+            status, reason = Status.FAILED, f"{len(bad)} of {len(trials)} trials failed"
+        else:
+            status, reason = Status.FINISHED, None
+        return self._save(status=status, reason=reason, ended_at=now())
+
+    # -- the record --------------------------------------------------------------------------
+
+    def _save(self, **update: object) -> SweepRecord:
+        with self.lock:
+            self.record = self.record.model_copy(update=update)
+            record = self.record
+        self.sweeps.save(record)
+        return record
+
+    def _update(self, index: int, **update: object) -> TrialInfo:
+        with self.lock:
+            trials = list(self.record.trials)
+            trial = trials[index]
+            if "run_id" in update and trial.run_id and update["run_id"] != trial.run_id:
+                update["attempts"] = [*trial.attempts, trial.run_id]
+            trials[index] = dataclasses.replace(trial, **update)  # type: ignore[arg-type]
+            self.record = self.record.model_copy(update={"trials": trials})
+            record = self.record
+        self.sweeps.save(record)
+        return record.trials[index]
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        with self.lock:
+            self.signum = self.signum or signum
+            controls = list(self._controls.values())
+        for control in controls:
+            control.stop(signum)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def best_trial(record: SweepRecord) -> TrialInfo | None:
+    """The FINISHED trial with the best value of the sweep's metric."""
+    scored = [t for t in record.trials if t.status is Status.FINISHED and t.value is not None]
+    if not scored:
+        return None
+    sign = -1.0 if record.spec.goal == "max" else 1.0
+    return min(scored, key=lambda t: (sign * (t.value or 0.0), t.index))
+
+
+def ranked(record: SweepRecord) -> list[TrialInfo]:
+    """Trials best first: FINISHED with a value by the metric, then FINISHED without one, then
+    the rest (failed, killed, not run), each group by index."""
+    sign = -1.0 if record.spec.goal == "max" else 1.0
+
+    def key(trial: TrialInfo) -> tuple[int, float, int]:
+        if trial.status is Status.FINISHED and trial.value is not None:
+            return 0, sign * trial.value, trial.index
+        return (1 if trial.status is Status.FINISHED else 2), 0.0, trial.index
+    return sorted(record.trials, key=key)
