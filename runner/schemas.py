@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from backends.kubernetes.config import KubernetesConfig
 from runner.record.types import RunRecord
 from runner.spec.models import CondaEnvFile, MLProject, PythonEnvFile
+from runner.sweep.record import SweepRecord
 
 
 class _HasSchema(Protocol):
@@ -26,6 +27,7 @@ SCHEMAS: dict[str, tuple[type[_HasSchema], str]] = {
     "conda_env": (CondaEnvFile, "conda_env.schema.json"),
     "run-record": (RunRecord, "run-record.schema.json"),
     "kubernetes-config": (KubernetesConfig, "kubernetes-config.schema.json"),
+    "sweep-record": (SweepRecord, "sweep-record.schema.json"),
 }
 
 

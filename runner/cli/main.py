@@ -275,11 +275,11 @@ def _validate_backend_config(value: str) -> int:
 
 @cli.command()
 @click.argument("kind", type=click.Choice(["mlproject", "python_env", "conda_env", "run-record",
-                                          "kubernetes-config"]),
+                                          "kubernetes-config", "sweep-record"]),
                 default="mlproject")
 def schema(kind: str) -> int:
     """Print the JSON Schema of the MLproject format (or python_env, conda_env, run-record,
-    kubernetes-config)."""
+    kubernetes-config, sweep-record)."""
     from runner.schemas import render
 
     click.echo(render(kind), nl=False)

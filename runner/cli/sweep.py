@@ -77,12 +77,14 @@ def _sweeps() -> SweepStore:
 @click.option("--max-failures", type=click.IntRange(min=1), default=None, metavar="N",
               help="Start no more trials once N have failed.")
 @click.option("--fail-fast", is_flag=True, help="Start no more trials once one failed.")
+@click.option("--verbose", is_flag=True,
+              help="Every trial's messages (environment, tracking...), not only its warnings.")
 @click.option("--dry-run", is_flag=True, help="Print the trials; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print JSON.")
 def start(uri: str, params: tuple[str, ...], random_count: int | None, optimize: str | None,
           trials: int | None, max_trials: int | None, seed: int | None, metric: str | None,
-          parallel: int, max_failures: int | None, fail_fast: bool, dry_run: bool,
-          as_json: bool, **run_options: Any) -> int:
+          parallel: int, max_failures: int | None, fail_fast: bool, verbose: bool,
+          dry_run: bool, as_json: bool, **run_options: Any) -> int:
     """Run the project at URI once per trial; each trial is an ordinary run."""
     from runner.plan import RunOptions, release_plan
     from runner.sweep.run import SweepRequest, parse_goal, prepare, run_sweep
@@ -113,7 +115,7 @@ def start(uri: str, params: tuple[str, ...], random_count: int | None, optimize:
         sweeps.save(record)
         say(f"sweep {record.sweep_id}: {_size(record)} of {record.project}, "
             f"{parallel} at a time (reprun sweep show {record.sweep_id})")
-        final = run_sweep(plan, record, store(), sweeps, say)
+        final = run_sweep(plan, record, store(), sweeps, say, verbose=verbose)
     finally:
         release_plan(plan)
     return _report(final)
@@ -191,7 +193,8 @@ def _report(record: SweepRecord) -> int:
                    "data instead of running a trial again.")
 @click.option("--parallel", type=click.IntRange(min=1), default=None,
               help="Trials running at once (default: as the sweep was started).")
-def resume(sweep_id: str, reuse: bool, parallel: int | None) -> int:
+@click.option("--verbose", is_flag=True, help="Every trial's messages.")
+def resume(sweep_id: str, reuse: bool, parallel: int | None, verbose: bool) -> int:
     """Run the trials of an interrupted (or failed) sweep that did not finish."""
     from runner.plan import make_plan, release_plan
     from runner.record.types import Status
@@ -216,7 +219,7 @@ def resume(sweep_id: str, reuse: bool, parallel: int | None) -> int:
     try:
         say(f"sweep {record.sweep_id}: resuming {len(indexes)} trial"
             f"{'s' if len(indexes) != 1 else ''} of {len(record.trials)}")
-        final = run_sweep(plan, record, store(), sweeps, say, indexes)
+        final = run_sweep(plan, record, store(), sweeps, say, indexes, verbose=verbose)
     finally:
         release_plan(plan)
     return _report(final)

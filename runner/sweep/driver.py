@@ -62,6 +62,7 @@ class ListSource:
 class Policy:
     parallel: int = 1
     max_failures: int | None = None  # stop starting trials after this many failures
+    verbose: bool = False  # every message of every trial
 
 
 class _TrialControl:
@@ -183,7 +184,7 @@ class Driver:
         def notify(message: str) -> None:
             gate = self._gate
             first = gate is not None and gate[0] == index and not control.ready.is_set()
-            if first or message.startswith(("warning", "error", "drift")):
+            if first or self.policy.verbose or message.startswith(("warning", "error", "drift")):
                 self.say(f"trial {index}: {message}")
         return notify
 
