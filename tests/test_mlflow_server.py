@@ -503,3 +503,65 @@ def test_input_fingerprints_are_tags_and_datasets(
     dataset = run["inputs"]["dataset_inputs"][0]["dataset"]
     assert dataset["name"] == "data" and dataset["digest"] == digest.split(":")[-1][:32]
     assert json.loads(dataset["source"])["digest"] == digest
+
+
+def test_a_sweep_is_one_parent_run_with_the_trials_as_children(
+        reprun: Reprun, make_project: MakeProject, server: Server) -> None:
+    project = make_project(PLAIN_PROJECT, files={"step.py": STEP})
+    result = reprun("sweep", str(project), "-P", "alpha=0.1,0.2,0.3", "--parallel", "2",
+                    "--env-manager", "local", "--experiment-name", "sweeps",
+                    "--metric", "metrics.alpha:max", "--tracking-uri", server.url,
+                    env={"EXIT_CODE": "0"})
+    assert result.code == 0, result.stderr
+    sweep_id = next(line.split()[2].rstrip(":") for line in result.stderr.splitlines()
+                    if line.startswith("reprun: sweep s"))
+    saved = json.loads((reprun.home / "sweeps" / sweep_id / "sweep.json").read_text())
+    parent_id = saved["mlflow_run_id"]
+    parent = server.run(parent_id)
+    assert parent["info"]["status"] == "FINISHED"
+    tags = server.tags(parent_id)
+    assert tags["mlflow.runName"] == f"sweep-{sweep_id}" and tags["reprun.sweep_id"] == sweep_id
+    assert server.params(parent_id)["sweep.alpha"] == "0.1,0.2,0.3"
+    assert server.params(parent_id)["sweep.metric"] == "alpha:max"
+    assert server.metrics(parent_id) == {"best_alpha": 0.3}
+    experiment_id = parent["info"]["experiment_id"]
+    children = [r for r in server.experiment_runs(experiment_id)
+                if r["info"]["run_id"] != parent_id]
+    assert len(children) == 3
+    trial_runs = {reprun.record(t["run_id"])["mlflow"]["run_id"]: t for t in saved["trials"]}
+    for child in children:
+        child_id = child["info"]["run_id"]
+        child_tags = server.tags(child_id)
+        assert child_tags["mlflow.parentRunId"] == parent_id
+        assert child_tags["reprun.sweep_id"] == sweep_id
+        trial = trial_runs[child_id]
+        assert child_tags["reprun.trial"] == str(trial["index"])
+        assert server.params(child_id)["alpha"] == trial["params"]["alpha"]
+        assert child["info"]["status"] == "FINISHED"
+
+
+def test_an_interrupted_sweep_ends_its_parent_killed(
+        reprun: Reprun, tmp_path: Path, make_project: MakeProject, server: Server) -> None:
+    project = make_project(PLAIN_PROJECT, files={"step.py": STEP})
+    gate = tmp_path / "gate"
+    proc = reprun.popen("sweep", str(project), "-P", "alpha=0.1,0.2", "--env-manager", "local",
+                        "--tracking-uri", server.url, "--experiment-name", "interrupted",
+                        env={"WAIT_FOR": str(gate)})
+    deadline = time.monotonic() + 60
+    while not Path(f"{gate}.started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    sweep_dir = next((reprun.home / "sweeps").iterdir())
+    saved = json.loads((sweep_dir / "sweep.json").read_text())
+    assert server.run(saved["mlflow_run_id"])["info"]["status"] == "KILLED"
+    child = reprun.record(saved["trials"][0]["run_id"])["mlflow"]["run_id"]
+    assert server.run(child)["info"]["status"] == "KILLED"
+    gate.write_text("go")
+    resumed = reprun("sweep", "resume", sweep_dir.name, env={"WAIT_FOR": str(gate)})
+    assert resumed.code == 0, resumed.stderr
+    assert server.run(saved["mlflow_run_id"])["info"]["status"] == "FINISHED"
+    runs = server.experiment_runs(server.run(saved["mlflow_run_id"])["info"]["experiment_id"])
+    parents = {server.tags(r["info"]["run_id"]).get("mlflow.parentRunId") for r in runs}
+    assert parents == {saved["mlflow_run_id"], None}  # one parent, every trial under it
