@@ -212,3 +212,51 @@ def test_real_ttl_zero(reprun: Reprun, make_project: MakeProject,
     while pods(core, ns):  # the finalizer was removed: the TTL takes the pods
         assert time.monotonic() < deadline, "pods were left behind"
         time.sleep(1)
+
+
+SWEEP_PROJECT = """
+name: reprun-real-sweep
+entry_points:
+  main:
+    parameters: {k: {type: int, default: 0}, pause: {type: int, default: 0}}
+    command: "sleep {pause}; echo score: {k}"
+    metrics: {stdout: true}
+"""
+
+
+def _sweep_file(reprun: Reprun) -> dict[str, Any]:
+    (directory,) = (reprun.home / "sweeps").iterdir()
+    data: dict[str, Any] = json.loads((directory / "sweep.json").read_text())
+    return data
+
+
+def test_real_sweep_one_job_per_trial(reprun: Reprun, make_project: MakeProject,
+                                      namespace: tuple[str, Any]) -> None:
+    ns, _ = namespace
+    result = reprun("sweep", str(make_project(SWEEP_PROJECT)), "-P", "k=1..3", "--parallel",
+                    "2", "--metric", "score:max", "--backend", "kubernetes",
+                    "--backend-config", backend_config(ns), env={"KUBECONFIG": str(KUBECONFIG)},
+                    timeout=900)
+    assert result.code == 0, result.stderr
+    saved = _sweep_file(reprun)
+    assert [t["value"] for t in saved["trials"]] == [1.0, 2.0, 3.0]
+    jobs = {reprun.record(t["run_id"])["backend"]["facts"]["job_uid"] for t in saved["trials"]}
+    assert len(jobs) == 3
+
+
+def test_real_sweep_ctrl_c_leaves_no_pod(reprun: Reprun, make_project: MakeProject,
+                                         namespace: tuple[str, Any]) -> None:
+    ns, core = namespace
+    proc = reprun.popen("sweep", str(make_project(SWEEP_PROJECT)), "-P", "k=1..3",
+                        "-P", "pause=300", "--parallel", "2", "--backend", "kubernetes",
+                        "--backend-config", backend_config(ns),
+                        env={"KUBECONFIG": str(KUBECONFIG)})
+    deadline = time.monotonic() + 300
+    while sum(1 for p in pods(core, ns) if p.status.phase == "Running") < 2:
+        assert time.monotonic() < deadline, "the trials' pods did not start"
+        time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=300)
+    assert proc.returncode == 130
+    assert pods(core, ns) == []
+    assert [t["status"] for t in _sweep_file(reprun)["trials"]] == ["KILLED", "KILLED", None]
