@@ -243,7 +243,7 @@ def test_sigterm_with_a_stubborn_trial(reprun: Reprun, tmp_path: Path,
     stubborn = int(pid_file.read_text())
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 143, err
     assert not pid_alive(stubborn)
     saved = sweep_record(reprun, sweep_id_of(err))
     assert [t["status"] for t in saved["trials"]] == ["KILLED", None]

@@ -139,7 +139,7 @@ def runs() -> None:
 @click.option("-c", "--columns", multiple=True, metavar="FIELDS",
               help="Columns to show after the run id, comma-separated: params.NAME, "
                    "metrics.NAME, status, started, duration, exit_code, project, entry_point, "
-                   "backend.")
+                   "backend, sweep, trial.")
 @click.option("--sort", multiple=True, metavar="FIELDS",
               help="Sort by these fields (a leading '-' sorts descending: --sort=-metrics.r2); "
                    "runs without a value come last.")

@@ -182,27 +182,28 @@ def _report(record: SweepRecord) -> int:
                 f"{(best.run_id or '')[:8]})"
     say(line + (f"; {record.reason}" if record.reason else ""))
     if record.status is Status.KILLED:
-        return 130
+        return 143 if record.reason and "SIGTERM" in record.reason else 130
     return 0 if record.status is Status.FINISHED else EXIT_FAILURE
 
 
 @sweep.command("resume")
-@click.argument("sweep_id", metavar="SWEEP")
+@click.argument("sweep_id", metavar="[SWEEP]", required=False)
 @click.option("--reuse", is_flag=True,
               help="Take the outputs of a FINISHED run with the same code, environment and "
                    "data instead of running a trial again.")
 @click.option("--parallel", type=click.IntRange(min=1), default=None,
               help="Trials running at once (default: as the sweep was started).")
 @click.option("--verbose", is_flag=True, help="Every trial's messages.")
-def resume(sweep_id: str, reuse: bool, parallel: int | None, verbose: bool) -> int:
-    """Run the trials of an interrupted (or failed) sweep that did not finish."""
+def resume(sweep_id: str | None, reuse: bool, parallel: int | None, verbose: bool) -> int:
+    """Run the trials of an interrupted (or failed) sweep that did not finish (SWEEP: an id or
+    its start; default: the newest sweep)."""
     from runner.plan import make_plan, release_plan
     from runner.record.types import Status
     from runner.sweep.run import resumable, resume_options, run_sweep
     from runner.sweep.spec import probe
 
     sweeps = _sweeps()
-    record = sweeps.get(sweep_id)
+    record = sweeps.get(sweep_id) if sweep_id else sweeps.newest()
     indexes = resumable(record)
     store().check_writable()
     options = resume_options(record, dict(os.environ), reuse)
@@ -226,16 +227,18 @@ def resume(sweep_id: str, reuse: bool, parallel: int | None, verbose: bool) -> i
 
 
 @sweep.command("show")
-@click.argument("sweep_id", metavar="SWEEP")
+@click.argument("sweep_id", metavar="[SWEEP]", required=False)
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep record, trials ranked.")
-def show(sweep_id: str, as_csv: bool, as_json: bool) -> int:
-    """The trials of a sweep ranked by its metric, best first (failed and killed last)."""
+def show(sweep_id: str | None, as_csv: bool, as_json: bool) -> int:
+    """The trials of a sweep ranked by its metric, best first (failed and killed last); SWEEP
+    is an id or its start (default: the newest sweep)."""
     from runner.sweep.driver import ranked
 
     if as_csv and as_json:
         raise click.UsageError("give --json or --csv, not both")
-    record = _sweeps().get(sweep_id)
+    sweeps = _sweeps()
+    record = sweeps.get(sweep_id) if sweep_id else sweeps.newest()
     trials = ranked(record)
     names = list(dict.fromkeys(n for t in record.trials for n in t.params))
     metric = record.spec.metric

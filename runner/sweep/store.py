@@ -75,5 +75,13 @@ class SweepStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / RECORD).is_file())
 
+    def newest(self) -> SweepRecord:
+        """The sweep started last."""
+        records = [self.load(i) for i in self.ids()]
+        if not records:
+            raise RunNotFoundError("no sweep is recorded yet",
+                                   hint="start one with 'reprun sweep URI -P name=a,b'")
+        return max(records, key=lambda r: r.created_at)
+
     def get(self, prefix: str) -> SweepRecord:
         return self.load(self.resolve_id(prefix))
