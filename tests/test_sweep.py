@@ -4,6 +4,7 @@ reuse and an Optuna search."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -318,3 +319,33 @@ def test_optimize_needs_the_extra_in_a_core_install(tmp_path: Path) -> None:
                           check=False)
     assert "sweeps with --optimize need the optuna extra: pip install 'reprun[optuna]'" in \
         done.stderr
+
+
+def test_a_dead_sweep_is_shown_killed_and_resumes(reprun: Reprun, tmp_path: Path,
+                                                  make_project: MakeProject) -> None:
+    pids = tmp_path / "pids"
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    project = make_project(f"""
+        entry_points:
+          main:
+            parameters: {{k: {{type: int, default: 0}}}}
+            command: 'if test -f {hold}; then sleep 300 & echo $! >> {pids}; wait; fi'
+    """)
+    proc = reprun.popen("sweep", str(project), "-P", "k=1..3", "--env-manager", "local")
+    wait_for(lambda: pids.exists() and pids.read_text().strip() != "")
+    sweep_id = next((reprun.home / "sweeps").iterdir()).name
+    busy = reprun("sweep", "resume", sweep_id)
+    assert busy.code == 2 and f"sweep {sweep_id} is running" in busy.error_lines[0]
+    proc.kill()  # kill -9: no chance to record anything
+    proc.wait(30)
+    for pid in (int(p) for p in pids.read_text().split()):
+        os.killpg(os.getpgid(pid), signal.SIGKILL)  # the orphaned trial (see test_run_local)
+    shown = reprun("sweep", "show", sweep_id)
+    assert f"sweep {sweep_id} KILLED" in shown.stdout and "ended without finishing" in \
+        shown.stdout
+    hold.unlink()
+    resumed = reprun("sweep", "resume", sweep_id)
+    assert resumed.code == 0, resumed.stderr
+    assert "resuming 3 trials of 3" in resumed.stderr
+    assert sweep_record(reprun, sweep_id)["status"] == "FINISHED"

@@ -278,7 +278,8 @@ def list_sweeps() -> int:
     from runner.sweep.driver import best_trial
 
     sweeps = _sweeps()
-    records = sorted((sweeps.load(i) for i in sweeps.ids()), key=lambda r: r.created_at,
+    records = sorted((sweeps.reconcile(sweeps.load(i)) for i in sweeps.ids()),
+                     key=lambda r: r.created_at,
                      reverse=True)
     rows = [["SWEEP", "STATUS", "CREATED", "MODE", "TRIALS", "BEST", "PROJECT"]]
     for r in records:

@@ -22,7 +22,7 @@ from backends.base import RunHandle
 from runner.errors import Interrupted, ReprunError
 from runner.frozen import frozen
 from runner.plan import Plan, with_params
-from runner.record.types import RunRecord, Status, now
+from runner.record.types import RunnerProcess, RunRecord, Status, now
 from runner.sweep.record import SweepRecord, TrialInfo
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Driver:
 
     def run(self) -> SweepRecord:
         """Run the trials; the final sweep record (saved)."""
-        self._save(status=Status.RUNNING, reason=None, ended_at=None)
+        self._save(status=Status.RUNNING, reason=None, ended_at=None, runner=this_process())
         running: dict[Future[TrialInfo], int] = {}
         with self._signals(), ThreadPoolExecutor(self.policy.parallel,
                                                  thread_name_prefix="reprun-trial") as pool:
@@ -243,7 +243,7 @@ class Driver:
             status, reason = Status.FAILED, f"{len(bad)} of {len(trials)} trials failed"
         else:
             status, reason = Status.FINISHED, None
-        return self._save(status=status, reason=reason, ended_at=now())
+        return self._save(status=status, reason=reason, ended_at=now(), runner=None)
 
     # -- the record --------------------------------------------------------------------------
 
@@ -286,6 +286,15 @@ class Driver:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def this_process() -> RunnerProcess:
+    import os
+
+    from runner.process import hostname, process_start_ticks
+
+    pid = os.getpid()
+    return RunnerProcess(hostname=hostname(), pid=pid, start_ticks=process_start_ticks(pid))
 
 
 def best_trial(record: SweepRecord) -> TrialInfo | None:

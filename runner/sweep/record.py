@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from runner.frozen import frozen_kw
 from runner.record.model import MODEL_CONFIG, Model
-from runner.record.types import Status
+from runner.record.types import RunnerProcess, Status
 
 SWEEP_SCHEMA_VERSION = 1
 Mode = Literal["grid", "random", "optimize"]
@@ -90,3 +90,5 @@ class SweepRecord(Model):
     """The parent MLflow run of the trials, when tracking was on"""
     resumed: int = 0
     """How many times 'reprun sweep resume' continued it"""
+    runner: RunnerProcess | None = None
+    """The reprun process running the sweep (null once it ended)"""

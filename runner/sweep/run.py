@@ -158,6 +158,10 @@ def resume_options(record: SweepRecord, base_env: Mapping[str, str], reuse: bool
 
 def resumable(record: SweepRecord) -> list[int]:
     """The trials a resume runs: those that did not finish."""
+    if record.status is Status.RUNNING and record.runner is not None:
+        raise UsageError(f"sweep {record.sweep_id} is running (reprun process "
+                         f"{record.runner.pid} on {record.runner.hostname})",
+                         hint="stop it (Ctrl-C) before resuming it")
     if record.status is Status.FINISHED:
         raise UsageError(f"sweep {record.sweep_id} finished: every trial ran",
                          hint=f"see 'reprun sweep show {record.sweep_id}'")

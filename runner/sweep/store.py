@@ -8,6 +8,8 @@ from pathlib import Path
 
 from runner.errors import RunNotFoundError, StoreError
 from runner.fsutil import atomic_write_text
+from runner.process import hostname, process_alive
+from runner.record.types import Status
 from runner.sweep.record import SweepRecord
 
 SWEEPS = "sweeps"
@@ -59,6 +61,21 @@ class SweepStore:
                              hint="the sweep record is damaged; its runs are still in "
                                   f"'reprun runs list --where \"sweep = {sweep_id}\"'") from None
 
+    def reconcile(self, record: SweepRecord) -> SweepRecord:
+        """A RUNNING sweep whose reprun process is gone is shown KILLED (not saved: a resume
+        saves it), its RUNNING trials FAILED."""
+        runner = record.runner
+        if record.status is not Status.RUNNING or runner is None or \
+                runner.hostname != hostname() or process_alive(runner.pid, runner.start_ticks):
+            return record
+        trials = [t.model_copy(update={"status": Status.FAILED,
+                                       "reason": "the reprun process ended during the trial"})
+                  if t.status is Status.RUNNING else t for t in record.trials]
+        return record.model_copy(update={
+            "status": Status.KILLED, "trials": trials, "runner": None,
+            "reason": f"the reprun process (pid {runner.pid}) ended without finishing the sweep;"
+                      f" 'reprun sweep resume {record.sweep_id}' runs the trials left"})
+
     def resolve_id(self, prefix: str) -> str:
         """The one sweep id that starts with ``prefix``."""
         matches = [i for i in self.ids() if i.startswith(prefix)] if prefix else []
@@ -77,11 +94,12 @@ class SweepStore:
 
     def newest(self) -> SweepRecord:
         """The sweep started last."""
-        records = [self.load(i) for i in self.ids()]
+        records = [self.reconcile(self.load(i)) for i in self.ids()]
         if not records:
             raise RunNotFoundError("no sweep is recorded yet",
                                    hint="start one with 'reprun sweep URI -P name=a,b'")
         return max(records, key=lambda r: r.created_at)
 
     def get(self, prefix: str) -> SweepRecord:
-        return self.load(self.resolve_id(prefix))
+        """The sweep whose id starts with ``prefix``, reconciled."""
+        return self.reconcile(self.load(self.resolve_id(prefix)))
