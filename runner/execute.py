@@ -344,7 +344,24 @@ def _env_spec(plan: Plan, notify: Notify) -> EnvSpec:
 
 def _new_lock(plan: Plan, notify: Notify) -> Lock:
     """The lock a new run would use (resolved, or the cached one), before anything is built."""
+    if plan.lock is not None:
+        return plan.lock
     return get_builder(plan.manager).lock(_env_spec(plan, notify), refresh=plan.options.refresh)
+
+
+def prepare_environment(plan: Plan, notify: Notify) -> Plan:
+    """``plan`` with its environment resolved and built, for many runs that share it (a
+    sweep's trials): none of them resolves or builds it again. A backend that builds its own
+    environment (an image) gets the lock only; it builds the image on the first submission."""
+    import dataclasses
+
+    if plan.replay is not None:
+        return plan  # a reproduction builds from its recorded lock
+    lock = _new_lock(plan, notify)
+    if plan.backend in BUILDS_OWN_ENVIRONMENT:
+        return dataclasses.replace(plan, lock=lock)
+    built = get_builder(plan.manager).ensure(_env_spec(plan, notify), lock)
+    return dataclasses.replace(plan, lock=lock, environment=built)
 
 
 def _build_environment(
@@ -354,16 +371,19 @@ def _build_environment(
     spec = _env_spec(plan, notify)
     builder = get_builder(plan.manager)
     replay = plan.replay
+    if plan.environment is not None and replay is None:
+        return plan.environment, ()  # built once for every run of the plan (a sweep)
     if plan.backend in BUILDS_OWN_ENVIRONMENT:
         # The backend installs the lock where the command runs (an image); nothing to build here.
         recorded = replay.lock if replay is not None else None
-        lock = recorded or new_lock or builder.lock(spec, refresh=options.refresh)
+        lock = recorded or new_lock or plan.lock or builder.lock(spec, refresh=options.refresh)
         conda_env = plan.project.env.conda_env
         variables = dict(conda_env.variables) if conda_env and lock.manager == "conda" else {}
         return ResolvedEnv(lock.manager, lock, lock.sha256, _image_python(lock),
                            variables=variables), ()
     if replay is None:
-        return builder.ensure(spec, new_lock or builder.lock(spec, refresh=options.refresh)), ()
+        lock = new_lock or plan.lock or builder.lock(spec, refresh=options.refresh)
+        return builder.ensure(spec, lock), ()
     return restore(builder, spec, replay.lock, replay.allow_drift, replay.recorded)
 
 

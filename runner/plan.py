@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT, fixed_image
 from runner.envs import BUILDERS, get_builder
-from runner.envs.base import Lock, PythonFacts
+from runner.envs.base import Lock, PythonFacts, ResolvedEnv
 from runner.envs.cache import cache_root
 from runner.errors import NotSupportedError, UsageError
 from runner.frozen import frozen
@@ -95,6 +95,8 @@ class Plan:
     container: ContainerSpec | None = None
     replay: Replay | None = None
     resolving: Compiling | None = None  # see runner.envs.early
+    lock: Lock | None = None  # resolved once for many runs of the plan (a sweep's trials)
+    environment: ResolvedEnv | None = None  # built once for them, when reprun builds it
 
     def describe(self) -> dict[str, Any]:
         """The plan as plain data (for --dry-run)."""

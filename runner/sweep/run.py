@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UsageError
+from runner.errors import Interrupted, UsageError
 from runner.frozen import frozen
 from runner.plan import Plan, RunOptions, make_plan, release_plan
 from runner.record.store import RunStore
@@ -113,6 +113,7 @@ def run_sweep(plan: Plan, record: SweepRecord, runs: RunStore, sweeps: SweepStor
     from runner.sweep.tracking import Parent
 
     spec = record.spec
+    plan = _with_environment(plan, record, sweeps, say)
     parent = Parent.begin(plan.options.tracking, plan.options.base_env, record, say)
     if parent is not None:
         record = record.model_copy(update={"mlflow_run_id": parent.run_id})
@@ -135,6 +136,22 @@ def run_sweep(plan: Plan, record: SweepRecord, runs: RunStore, sweeps: SweepStor
         if parent is not None:
             parent.end(driver.record if final is record else final)
     return final
+
+
+def _with_environment(plan: Plan, record: SweepRecord, sweeps: SweepStore, say: Say) -> Plan:
+    """The environment resolved and built once, before the first trial; a sweep that cannot
+    build it fails (an interrupted one is KILLED, and resumable)."""
+    from runner.execute import _describe, prepare_environment
+
+    try:
+        return prepare_environment(plan, say)
+    except BaseException as exc:
+        stopped = isinstance(exc, (KeyboardInterrupt, Interrupted))
+        sweeps.save(record.model_copy(update={
+            "status": Status.KILLED if stopped else Status.FAILED, "ended_at": now(),
+            "reason": "interrupted while building the environment" if stopped else
+            f"the environment could not be built: {_describe(exc)}"}))
+        raise
 
 
 def resume_options(record: SweepRecord, base_env: Mapping[str, str], reuse: bool) -> RunOptions:
