@@ -147,6 +147,15 @@ def test_bad_sweeps_are_one_line_and_run_nothing(reprun: Reprun, project: Path, 
     assert not (reprun.home / "runs").exists()
 
 
+def test_sweep_without_a_project_is_one_line(reprun: Reprun) -> None:
+    result = reprun("sweep")
+    assert result.code == 2 and result.error_lines == [
+        "reprun: error: give the project to sweep (reprun sweep URI -P NAME=SPEC...), or show, "
+        "resume or list; see 'reprun sweep --help'"]
+    assert reprun("sweep", "show", "nope").error_lines == [
+        "reprun: error: no sweep matches 'nope'; see 'reprun sweep list'"]
+
+
 def test_a_failed_trial_does_not_stop_the_others(reprun: Reprun, project: Path) -> None:
     result = reprun("sweep", str(project), "-P", "x=0.1,0.2,0.3", "--parallel", "2",
                     "--metric", "loss:min", "--env-manager", "local", env={"FAIL_AT": "0.2"})

@@ -27,13 +27,23 @@ class _SweepGroup(click.Group):
     """``reprun sweep URI ...`` starts a sweep; ``reprun sweep show|resume|list`` are commands."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help"):
+        if not args:
+            raise click.UsageError("give the project to sweep (reprun sweep URI -P NAME=SPEC...)"
+                                   ", or show, resume or list", ctx)
+        if args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help"):
             args = ["start", *args]
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage("reprun sweep", "URI -P NAME=SPEC... [OPTIONS] | show SWEEP | "
                                               "resume SWEEP | list")
+
+
+class _StartCommand(click.Command):
+    """``reprun sweep URI``: the group's default command, shown as such."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("reprun sweep", "URI -P NAME=SPEC... [OPTIONS]")
 
 
 @click.group(cls=_SweepGroup)
@@ -53,7 +63,8 @@ def _sweeps() -> SweepStore:
     return SweepStore(reprun_home(os.environ))
 
 
-@sweep.command("start", params=[p for p in run_command.params if p.name not in NOT_SHARED])
+@sweep.command("start", cls=_StartCommand, hidden=True,
+               params=[p for p in run_command.params if p.name not in NOT_SHARED])
 @click.argument("uri")
 @click.option("-P", "--param", "params", multiple=True, metavar="NAME=SPEC",
               help="A parameter's values: a,b,c or start:stop:step or a..b (a grid), "
@@ -85,7 +96,9 @@ def start(uri: str, params: tuple[str, ...], random_count: int | None, optimize:
           trials: int | None, max_trials: int | None, seed: int | None, metric: str | None,
           parallel: int, max_failures: int | None, fail_fast: bool, verbose: bool,
           dry_run: bool, as_json: bool, **run_options: Any) -> int:
-    """Run the project at URI once per trial; each trial is an ordinary run."""
+    """Run the project at URI once per trial, --parallel N at a time; each trial is an
+    ordinary run (its record has the sweep's id and the trial's index). Every option of
+    'reprun run' but --detach applies to every trial."""
     from runner.plan import RunOptions, release_plan
     from runner.sweep.run import SweepRequest, parse_goal, prepare, run_sweep
     from runner.sweep.spec import parse_specs
@@ -115,7 +128,8 @@ def start(uri: str, params: tuple[str, ...], random_count: int | None, optimize:
         sweeps.save(record)
         say(f"sweep {record.sweep_id}: {_size(record)} of {record.project}, "
             f"{parallel} at a time (reprun sweep show {record.sweep_id})")
-        final = run_sweep(plan, record, store(), sweeps, say, verbose=verbose)
+        final = run_sweep(plan, record, store(), sweeps, say, verbose=verbose,
+                          live=sys.stderr.isatty())
     finally:
         release_plan(plan)
     return _report(final)
@@ -197,10 +211,12 @@ def _report(record: SweepRecord) -> int:
 def resume(sweep_id: str | None, reuse: bool, parallel: int | None, verbose: bool) -> int:
     """Run the trials of an interrupted (or failed) sweep that did not finish (SWEEP: an id or
     its start; default: the newest sweep)."""
+    import dataclasses
+
     from runner.plan import make_plan, release_plan
     from runner.record.types import Status
     from runner.sweep.run import resumable, resume_options, run_sweep
-    from runner.sweep.spec import probe
+    from runner.sweep.spec import check_trials, probe
 
     sweeps = _sweeps()
     record = sweeps.get(sweep_id) if sweep_id else sweeps.newest()
@@ -208,9 +224,12 @@ def resume(sweep_id: str | None, reuse: bool, parallel: int | None, verbose: boo
     store().check_writable()
     options = resume_options(record, dict(os.environ), reuse)
     spec_params = dict(p.partition("=")[::2] for p in record.spec.params)
-    import dataclasses
-
     plan = make_plan(dataclasses.replace(options, params=probe(spec_params)))
+    try:  # the project may have changed since: the trials left must still fit it
+        check_trials(plan.entry, [record.trials[i].params for i in indexes], options.cwd)
+    except BaseException:
+        release_plan(plan)
+        raise
     spec = record.spec
     if parallel is not None:
         spec = spec.model_copy(update={"parallel": parallel})
@@ -220,7 +239,8 @@ def resume(sweep_id: str | None, reuse: bool, parallel: int | None, verbose: boo
     try:
         say(f"sweep {record.sweep_id}: resuming {len(indexes)} trial"
             f"{'s' if len(indexes) != 1 else ''} of {len(record.trials)}")
-        final = run_sweep(plan, record, store(), sweeps, say, indexes, verbose=verbose)
+        final = run_sweep(plan, record, store(), sweeps, say, indexes, verbose=verbose,
+                          live=sys.stderr.isatty())
     finally:
         release_plan(plan)
     return _report(final)

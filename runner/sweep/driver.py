@@ -63,6 +63,7 @@ class Policy:
     parallel: int = 1
     max_failures: int | None = None  # stop starting trials after this many failures
     verbose: bool = False  # every message of every trial
+    live: bool = False  # a status line on the terminal (runner.sweep.progress)
 
 
 class _TrialControl:
@@ -96,16 +97,17 @@ class _TrialControl:
 
 class Driver:
     def __init__(self, plan: Plan, record: SweepRecord, sweeps: SweepStore, runs: RunStore,
-                 source: TrialSource, policy: Policy, say: Say,
-                 on_end: Callable[[TrialInfo], None] | None = None) -> None:
+                 source: TrialSource, policy: Policy, say: Say) -> None:
+        from runner.sweep.progress import Progress
+
         self.plan = plan
         self.record = record
         self.sweeps = sweeps
         self.runs = runs
         self.source = source
         self.policy = policy
-        self.say = say
-        self.on_end = on_end
+        self.progress = Progress(say, policy.live)
+        self.say = self.progress.line
         self.lock = threading.Lock()
         self.signum: int | None = None
         self.failures = 0
@@ -119,7 +121,7 @@ class Driver:
         """Run the trials; the final sweep record (saved)."""
         self._save(status=Status.RUNNING, reason=None, ended_at=None, runner=this_process())
         running: dict[Future[TrialInfo], int] = {}
-        with self._signals(), ThreadPoolExecutor(self.policy.parallel,
+        with self._signals(), self.progress.shown(), ThreadPoolExecutor(self.policy.parallel,
                                                  thread_name_prefix="reprun-trial") as pool:
             while True:
                 while self._may_start() and len(running) < self._limit():
@@ -135,6 +137,7 @@ class Driver:
                         self._controls[trial.index] = control
                     self._gate = self._gate or (trial.index, control)
                     running[pool.submit(self._run_trial, trial, control)] = trial.index
+                    self.progress.status(self._counts())
                 if not running:
                     break
                 done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
@@ -210,25 +213,29 @@ class Driver:
             # Its environment (or image) could not be made: every other trial would fail alike.
             self.stop_reason = f"the first trial could not start: {trial.reason}"
         self.source.told(trial)
-        if self.on_end is not None:
-            self.on_end(trial)
         self.say(self._progress(trial))
+        self.progress.status(self._counts())
 
     def _progress(self, trial: TrialInfo) -> str:
-        trials = self.record.trials
-        counts = {s: sum(1 for t in trials if t.status is s) for s in Status}
         metric = self.record.spec.metric
         value = f" {metric}={trial.value:.6g}" if metric and trial.value is not None else ""
         why = f": {trial.reason}" if trial.reason else ""
         run = f" (run {trial.run_id[:8]})" if trial.run_id else ""
-        line = (f"trial {trial.index} {trial.status.value if trial.status else '?'}{value}{run}"
-                f"{why} | {counts[Status.FINISHED]} done, {counts[Status.RUNNING]} running, "
+        return (f"trial {trial.index} {trial.status.value if trial.status else '?'}{value}{run}"
+                f"{why} | {self._counts()}")
+
+    def _counts(self) -> str:
+        """Trials done, running, failed and left; the best so far."""
+        trials = self.record.trials
+        counts = {s: sum(1 for t in trials if t.status is s) for s in Status}
+        text = (f"{counts[Status.FINISHED]} done, {counts[Status.RUNNING]} running, "
                 f"{counts[Status.FAILED] + counts[Status.KILLED]} failed, "
                 f"{sum(1 for t in trials if t.status is None)} left")
         best = best_trial(self.record)
+        metric = self.record.spec.metric
         if best is not None and metric:
-            line += f"; best {metric}={best.value:.6g} (trial {best.index})"
-        return line
+            text += f"; best {metric}={best.value:.6g} (trial {best.index})"
+        return text
 
     def _finish(self) -> SweepRecord:
         trials = self.record.trials

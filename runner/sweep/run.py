@@ -108,7 +108,8 @@ def recorded_options(options: RunOptions) -> dict[str, Any]:
 
 
 def run_sweep(plan: Plan, record: SweepRecord, runs: RunStore, sweeps: SweepStore,
-              say: Say, indexes: list[int] | None = None, verbose: bool = False) -> SweepRecord:
+              say: Say, indexes: list[int] | None = None, verbose: bool = False,
+              live: bool = False) -> SweepRecord:
     """Run the trials ``indexes`` (default: all) of a recorded sweep; its final record."""
     from runner.sweep.tracking import Parent
 
@@ -128,7 +129,7 @@ def run_sweep(plan: Plan, record: SweepRecord, runs: RunStore, sweeps: SweepStor
         pending = [t.index for t in record.trials if t.status is not Status.FINISHED]
         source = ListSource(pending if indexes is None else indexes)
     driver = Driver(plan, record, sweeps, runs, source,
-                    Policy(spec.parallel, spec.max_failures, verbose), say)
+                    Policy(spec.parallel, spec.max_failures, verbose, live), say)
     final = record
     try:
         final = driver.run()
