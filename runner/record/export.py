@@ -238,6 +238,15 @@ def unpack(archive: Path, dest: Path) -> Path:
     return dest / RECORD
 
 
+def _to_the_end(tar: tarfile.TarFile) -> None:
+    """Read what follows the last member (the zero blocks that end a tar, the gzip trailer): a
+    file cut within them lists every member, and fails only here, on its length and CRC."""
+    stream = tar.fileobj
+    if stream is not None:
+        while stream.read(1 << 16):
+            pass
+
+
 def _unpack(archive: Path, dest: Path) -> None:
     bad = f"'{archive}' is not a file made by 'reprun export'"
     with tarfile.open(archive, mode="r:*") as tar:
@@ -246,6 +255,7 @@ def _unpack(archive: Path, dest: Path) -> None:
             if member.name in members:
                 raise UsageError(f"{bad}: it holds '{_short(member.name)}' twice")
             members[member.name] = member
+        _to_the_end(tar)
         manifest = _manifest(tar, members.get(MANIFEST), archive, bad)
         if RECORD not in manifest:
             raise UsageError(f"{bad}: it holds no {RECORD}")
