@@ -10,9 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_k8s_build
 from conftest import MakeProject, Reprun
 from fakekube import FakeKube
 
+# The fixtures tiny_base (a one-file base image) and cleanup of test_k8s_build, here.
+tiny_base_fixture = test_k8s_build.tiny_base
+cleanup_fixture = test_k8s_build.cleanup
 DIGEST = "sha256:" + "0f" * 32
 IMAGE = f"127.0.0.1:9/reprun/app@{DIGEST}"  # no registry listens on port 9: nothing is pushed
 MLPROJECT = """
@@ -93,3 +97,31 @@ def test_ctrl_c_deletes_every_job_of_the_sweep(
     for trial in saved["trials"][:2]:
         record = reprun.record(trial["run_id"])
         assert record["status"] == "KILLED" and "the Job was deleted" in record["reason"]
+
+
+@pytest.mark.docker
+def test_the_image_is_built_and_pushed_once_for_every_trial(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
+        tiny_base_fixture: str, image_repo: str, cleanup_fixture: list[str]) -> None:
+    project = make_project(f"""
+        name: {image_repo}
+        docker_env:
+          image: {tiny_base_fixture}
+        entry_points:
+          main:
+            parameters: {{k: {{type: int, default: 0}}}}
+            command: "echo score: {{k}}"
+            metrics: {{stdout: true}}
+    """, name=image_repo)
+    repo = f"{registry}/team/sweep"
+    result = reprun("sweep", str(project), "-P", "k=1..4", "--parallel", "2", "--backend",
+                    "kubernetes", "--backend-config",
+                    json.dumps({"poll_seconds": 0.3, "repository-uri": repo}),
+                    env={"KUBECONFIG": str(fake_kube.kubeconfig_path)}, timeout=600)
+    assert result.code == 0, result.stderr
+    saved = sweep_of(reprun)
+    facts = [reprun.record(t["run_id"])["backend"]["facts"] for t in saved["trials"]]
+    cleanup_fixture.append(facts[0]["image_id"])
+    assert [f["image_built"] for f in facts] == [True, False, False, False]
+    assert [f["image_pushed"] for f in facts] == [True, False, False, False]
+    assert len({f["image"] for f in facts}) == 1  # one digest for every Job
