@@ -156,6 +156,28 @@ def test_sweep_without_a_project_is_one_line(reprun: Reprun) -> None:
         "reprun: error: no sweep matches 'nope'; see 'reprun sweep list'"]
 
 
+def test_an_environment_that_cannot_be_built_fails_the_sweep_before_any_trial(
+        reprun: Reprun, make_project: MakeProject) -> None:
+    project = make_project("""
+        name: bad
+        python_env: python_env.yaml
+        entry_points:
+          main:
+            parameters: {k: {type: int, default: 0}}
+            command: "echo {k}"
+    """, files={"python_env.yaml": "dependencies: [no-such-package-reprun-xyz==1.0]\n"})
+    result = reprun("sweep", str(project), "-P", "k=1,2", "--env-manager", "uv")
+    assert result.code == 1
+    assert len(result.error_lines) == 1
+    assert "'no-such-package-reprun-xyz' not found" in result.error_lines[0]
+    (sweep_dir,) = (reprun.home / "sweeps").iterdir()
+    saved = sweep_record(reprun, sweep_dir.name)
+    assert saved["status"] == "FAILED" and saved["runner"] is None
+    assert saved["reason"].startswith("the environment could not be built: package")
+    assert [t["status"] for t in saved["trials"]] == [None, None]
+    assert not (reprun.home / "runs").exists() or not list((reprun.home / "runs").iterdir())
+
+
 def test_a_failed_trial_does_not_stop_the_others(reprun: Reprun, project: Path) -> None:
     result = reprun("sweep", str(project), "-P", "x=0.1,0.2,0.3", "--parallel", "2",
                     "--metric", "loss:min", "--env-manager", "local", env={"FAIL_AT": "0.2"})

@@ -154,8 +154,10 @@ def _mode(random_count: int | None, optimize: str | None, trials: int | None,
 
 def _size(record: SweepRecord) -> str:
     count = record.spec.trials if record.spec.mode == "optimize" else len(record.trials)
-    what = {"grid": "grid", "random": "random", "optimize": "optimize"}[record.spec.mode]
-    return f"{count} trial{'s' if count != 1 else ''} ({what}, seed {record.spec.seed})"
+    spec = record.spec
+    seeded = spec.mode != "grid" or spec.max_trials is not None  # a plain grid draws nothing
+    seed = f", seed {spec.seed}" if seeded else ""
+    return f"{count} trial{'s' if count != 1 else ''} ({spec.mode}{seed})"
 
 
 def _print_trials(record: SweepRecord, as_json: bool) -> None:

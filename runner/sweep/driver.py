@@ -10,13 +10,12 @@ not yet started stay pending, so ``reprun sweep resume`` runs them.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import FrameType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from backends.base import RunHandle
 from runner.errors import Interrupted, ReprunError
@@ -261,13 +260,13 @@ class Driver:
         self.sweeps.save(record)
         return record
 
-    def _update(self, index: int, **update: object) -> TrialInfo:
+    def _update(self, index: int, **update: Any) -> TrialInfo:
         with self.lock:
             trials = list(self.record.trials)
             trial = trials[index]
             if "run_id" in update and trial.run_id and update["run_id"] != trial.run_id:
                 update["attempts"] = [*trial.attempts, trial.run_id]
-            trials[index] = dataclasses.replace(trial, **update)  # type: ignore[arg-type]
+            trials[index] = trial.model_copy(update=update)
             self.record = self.record.model_copy(update={"trials": trials})
             record = self.record
         self.sweeps.save(record)

@@ -15,7 +15,7 @@ from runner.plan import Plan, RunOptions, make_plan, release_plan
 from runner.record.store import RunStore
 from runner.record.types import Status, now
 from runner.redact import redact_url
-from runner.sweep.driver import Driver, ListSource, Policy, TrialSource
+from runner.sweep.driver import Driver, ListSource, Policy, TrialSource, this_process
 from runner.sweep.record import Goal, Mode, SweepRecord, SweepSpec, TrialInfo
 from runner.sweep.spec import axes_for, check_trials, expand, probe
 from runner.sweep.store import SweepStore, new_sweep_id
@@ -114,6 +114,8 @@ def run_sweep(plan: Plan, record: SweepRecord, runs: RunStore, sweeps: SweepStor
     from runner.sweep.tracking import Parent
 
     spec = record.spec
+    record = record.model_copy(update={"status": Status.RUNNING, "runner": this_process()})
+    sweeps.save(record)  # a sweep killed from now on shows KILLED, and resumes
     plan = _with_environment(plan, record, sweeps, say)
     parent = Parent.begin(plan.options.tracking, plan.options.base_env, record, say)
     if parent is not None:
@@ -150,6 +152,7 @@ def _with_environment(plan: Plan, record: SweepRecord, sweeps: SweepStore, say: 
         stopped = isinstance(exc, (KeyboardInterrupt, Interrupted))
         sweeps.save(record.model_copy(update={
             "status": Status.KILLED if stopped else Status.FAILED, "ended_at": now(),
+            "runner": None,
             "reason": "interrupted while building the environment" if stopped else
             f"the environment could not be built: {_describe(exc)}"}))
         raise
