@@ -120,23 +120,14 @@ class Driver:
         """Run the trials; the final sweep record (saved)."""
         self._save(status=Status.RUNNING, reason=None, ended_at=None, runner=this_process())
         running: dict[Future[TrialInfo], int] = {}
-        with self._signals(), self.progress.shown(), ThreadPoolExecutor(self.policy.parallel,
-                                                 thread_name_prefix="reprun-trial") as pool:
+        pool = ThreadPoolExecutor(self.policy.parallel, thread_name_prefix="reprun-trial")
+        with self._signals(), self.progress.shown(), pool:
             while True:
                 while self._may_start() and len(running) < self._limit():
                     trial = self.source.next(self.record)
                     if trial is None:
                         break
-                    if trial.index == len(self.record.trials):  # a search's new trial
-                        with self.lock:
-                            trials = [*self.record.trials, trial]
-                        self._save(trials=trials)
-                    control = _TrialControl(self)
-                    with self.lock:
-                        self._controls[trial.index] = control
-                    self._gate = self._gate or (trial.index, control)
-                    running[pool.submit(self._run_trial, trial, control)] = trial.index
-                    self.progress.status(self._counts())
+                    running[self._start(pool, trial)] = trial.index
                 if not running:
                     break
                 done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
@@ -144,6 +135,19 @@ class Driver:
                     del running[future]
                     self._ended(future.result())
         return self._finish()
+
+    def _start(self, pool: ThreadPoolExecutor, trial: TrialInfo) -> Future[TrialInfo]:
+        if trial.index == len(self.record.trials):  # a search's new trial
+            with self.lock:
+                trials = [*self.record.trials, trial]
+            self._save(trials=trials)
+        control = _TrialControl(self)
+        with self.lock:
+            self._controls[trial.index] = control
+        self._gate = self._gate or (trial.index, control)
+        future = pool.submit(self._run_trial, trial, control)
+        self.progress.status(self._counts())
+        return future
 
     def _limit(self) -> int:
         """One trial until the first one's command started (its environment is built)."""
@@ -157,9 +161,9 @@ class Driver:
         from runner.execute import execute
 
         self._update(trial.index, status=Status.RUNNING, reason=None, value=None)
-        plan = with_params(self.plan, trial.params, self.record.sweep_id, trial.index)
         notify = self._notify_for(trial.index, control)
         try:
+            plan = with_params(self.plan, trial.params, self.record.sweep_id, trial.index)
             record = execute(plan, self.runs, notify, control)
         except Interrupted as exc:
             return self._update(trial.index, run_id=control.run_id, status=Status.KILLED,
