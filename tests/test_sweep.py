@@ -381,3 +381,44 @@ def test_a_dead_sweep_is_shown_killed_and_resumes(reprun: Reprun, tmp_path: Path
     assert resumed.code == 0, resumed.stderr
     assert "resuming 3 trials of 3" in resumed.stderr
     assert sweep_record(reprun, sweep_id)["status"] == "FINISHED"
+
+
+def test_show_lists_every_metric_and_ranks_by_any(reprun: Reprun, make_project: MakeProject
+                                                  ) -> None:
+    two = TRAIN + '    print(f"score: {10 - x}")\n'
+    project = make_project(MLPROJECT, files={"train.py": two})
+    result = reprun("sweep", str(project), "-P", "x=0.1,0.3,0.9", "-P", "n=0",
+                    "--env-manager", "local")
+    assert result.code == 0, result.stderr
+    shown = reprun("sweep", "show")
+    assert shown.code == 0, shown.stderr
+    header = shown.stdout.splitlines()[1].split()
+    assert header == ["RANK", "TRIAL", "STATUS", "loss", "score", "n", "x", "RUN_ID"] or \
+        header == ["RANK", "TRIAL", "STATUS", "loss", "score", "x", "n", "RUN_ID"]
+    assert "rank the trials with --metric, e.g. --metric metrics.loss:min" in shown.stderr
+    by_score = reprun("sweep", "show", "--metric", "metrics.score:max", "--csv")
+    rows = [line.split(",") for line in by_score.stdout.splitlines()]
+    assert rows[0][:5] == ["rank", "trial", "status", "score", "loss"]
+    assert [row[3] for row in rows[1:]] == ["9.9", "9.7", "9.1"]
+    by_loss = reprun("sweep", "show", "--metric", "loss:min", "--json").json()
+    assert [t["params"]["x"] for t in by_loss["trials"]] == ["0.3", "0.1", "0.9"]
+    assert by_loss["spec"]["metric"] == "loss"
+    record = sweep_record(reprun, by_loss["sweep_id"])
+    assert record["spec"]["metric"] is None  # shown ranked, not changed
+    bad = reprun("sweep", "show", "--metric", "score")
+    assert bad.code == 2
+    assert bad.stderr.strip() == ("reprun: error: --metric score: say which way is better; "
+                                  "write --metric metrics.score:min (or :max)")
+
+
+def test_the_metric_the_entry_point_ranks_is_the_default(reprun: Reprun,
+                                                         make_project: MakeProject) -> None:
+    declared = MLPROJECT.replace("stdout: true", "stdout: true\n          better: {loss: min}")
+    project = make_project(declared, files={"train.py": TRAIN})
+    result = reprun("sweep", str(project), "-P", "x=0.9,0.3", "-P", "n=0",
+                    "--env-manager", "local")
+    assert result.code == 0, result.stderr
+    assert "best loss=0" in result.stderr
+    shown = reprun("sweep", "show", "--json").json()
+    assert (shown["spec"]["metric"], shown["spec"]["goal"]) == ("loss", "min")
+    assert shown["trials"][0]["params"]["x"] == "0.3"

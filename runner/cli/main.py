@@ -130,7 +130,8 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         docker_base_image=docker_base_image, keep_container=keep_container,
         conda_channels=conda_channels, backend_config=backend_config, detach=detach,
         resolve_early=not dry_run, allow_drift=allow_drift, reuse=reuse,
-        tracking=_tracking(tracking_uri, experiment_name, experiment_id, run_name, log_outputs),
+        tracking=tracking_asked(tracking_uri, experiment_name, experiment_id, run_name,
+                                log_outputs),
     )
     if not dry_run:
         store().check_writable()  # before resolving or building anything
@@ -172,8 +173,8 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
     return run_exit_code(record)
 
 
-def _tracking(uri: str | None, experiment_name: str | None, experiment_id: str | None,
-              run_name: str | None, log_outputs: bool) -> TrackingOptions | None:
+def tracking_asked(uri: str | None, experiment_name: str | None, experiment_id: str | None,
+                   run_name: str | None, log_outputs: bool) -> TrackingOptions | None:
     """The MLflow tracking asked for; None (and nothing imported) when none is named."""
     if not (uri or os.environ.get("MLFLOW_TRACKING_URI") or experiment_name or experiment_id):
         return None

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from runner.cli.common import EXIT_FAILURE, say, store
-from runner.cli.main import _tracking
 from runner.cli.main import run as run_command
+from runner.cli.main import tracking_asked
 
 if TYPE_CHECKING:
     from runner.sweep.record import Goal, SweepRecord
@@ -108,9 +108,10 @@ def start(uri: str, params: tuple[str, ...], random_count: int | None, optimize:
     goal: Goal = "min"
     if goal_text:
         name, goal = parse_goal(goal_text, "--optimize" if optimize else "--metric")
-    tracking = _tracking(run_options.pop("tracking_uri"), run_options.pop("experiment_name"),
-                         run_options.pop("experiment_id"), run_options.pop("run_name"),
-                         run_options.pop("log_outputs"))
+    tracking = tracking_asked(run_options.pop("tracking_uri"),
+                              run_options.pop("experiment_name"),
+                              run_options.pop("experiment_id"), run_options.pop("run_name"),
+                              run_options.pop("log_outputs"))
     options = RunOptions(uri=uri, cwd=Path.cwd(), base_env=dict(os.environ), echo=False,
                          tracking=tracking, **run_options)
     request = SweepRequest(options=options, specs=parse_specs(params), mode=mode,
@@ -250,47 +251,83 @@ def resume(sweep_id: str | None, reuse: bool, parallel: int | None, verbose: boo
 
 @sweep.command("show")
 @click.argument("sweep_id", metavar="[SWEEP]", required=False)
+@click.option("--metric", default=None, metavar="METRIC:min|max",
+              help="Rank by this metric instead of the sweep's, e.g. metrics.r2:max.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep record, trials ranked.")
-def show(sweep_id: str | None, as_csv: bool, as_json: bool) -> int:
-    """The trials of a sweep ranked by its metric, best first (failed and killed last); SWEEP
-    is an id or its start (default: the newest sweep)."""
+def show(sweep_id: str | None, metric: str | None, as_csv: bool, as_json: bool) -> int:
+    """The trials of a sweep ranked by its metric, best first (failed and killed last), with
+    every metric they reported; SWEEP is an id or its start (default: the newest sweep)."""
     from runner.sweep.driver import ranked
 
     if as_csv and as_json:
         raise click.UsageError("give --json or --csv, not both")
     sweeps = _sweeps()
     record = sweeps.get(sweep_id) if sweep_id else sweeps.newest()
+    reported = _reported(record)
+    if metric is not None:
+        record = _ranked_by(record, metric, reported)
     trials = ranked(record)
-    names = list(dict.fromkeys(n for t in record.trials for n in t.params))
-    metric = record.spec.metric
     if as_json:
         data = record.model_dump(mode="json")
         data["trials"] = [t.model_dump(mode="json") for t in trials]
         click.echo(json.dumps(data, indent=2))
         return 0
-    header = ["rank", "trial", "status", *([metric] if metric else []), *names, "run_id"]
+    names = list(dict.fromkeys(n for t in record.trials for n in t.params))
+    chosen = record.spec.metric
+    others = sorted({m for values in reported.values() for m in values} - {chosen or ""})
+    metrics = [*([chosen] if chosen else []), *others]
+    header = ["rank", "trial", "status", *metrics, *names, "run_id"]
     rows = []
     for rank, t in enumerate(trials, 1):
-        value = [] if not metric else ["" if t.value is None else repr(t.value)]
+        values = reported.get(t.run_id or "", {})
+        if chosen and t.value is not None:
+            values = {**values, chosen: t.value}
         rows.append([str(rank), str(t.index), t.status.value if t.status else "PENDING",
-                     *value, *(t.params.get(n, "") for n in names), t.run_id or ""])
+                     *(_number(values.get(m), as_csv) for m in metrics),
+                     *(t.params.get(n, "") for n in names), t.run_id or ""])
     if as_csv:
         import csv
 
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerows([header, *rows])
         return 0
-    goal = f" (by {metric}, {record.spec.goal})" if metric else ""
+    goal = f" (by {chosen}, {record.spec.goal})" if chosen else ""
     click.echo(f"sweep {record.sweep_id} {record.status.value}: {record.project}, "
                f"{record.spec.mode}{goal}" + (f"; {record.reason}" if record.reason else ""))
     shown = [[h.upper() if h in ("rank", "trial", "status", "run_id") else h for h in header]]
-    for t, row in zip(trials, rows, strict=True):
-        if metric and t.value is not None:
-            row[3] = f"{t.value:.6g}"
-        shown.append([*row[:-1], row[-1][:12]])
+    shown += [[*row[:-1], row[-1][:12]] for row in rows]
     _table(shown)
+    if not chosen and others:
+        say(f"rank the trials with --metric, e.g. --metric metrics.{others[0]}:min")
     return 0
+
+
+def _number(value: float | None, exact: bool) -> str:
+    if value is None:
+        return ""
+    return repr(value) if exact else f"{value:.6g}"
+
+
+def _reported(record: SweepRecord) -> dict[str, dict[str, float]]:
+    """Run id -> the last value of each metric it reported, from the run index."""
+    from runner.tracking.query import parse_where
+
+    where = parse_where(f"sweep = {record.sweep_id}")
+    return {s.run_id: dict(s.metrics) for s in store().list(where=where, details=True)}
+
+
+def _ranked_by(record: SweepRecord, metric: str, reported: dict[str, dict[str, float]]
+               ) -> SweepRecord:
+    """The record as if its metric were ``metric`` (shown, not saved)."""
+    from runner.sweep.run import parse_goal
+
+    name, goal = parse_goal(metric, "--metric")
+    assert name is not None
+    trials = [t.model_copy(update={"value": reported.get(t.run_id or "", {}).get(name)})
+              for t in record.trials]
+    spec = record.spec.model_copy(update={"metric": name, "goal": goal})
+    return record.model_copy(update={"spec": spec, "trials": trials})
 
 
 @sweep.command("list")

@@ -81,11 +81,16 @@ def prepare(request: SweepRequest) -> tuple[Plan, SweepRecord]:
     except BaseException:
         release_plan(plan)
         raise
+    metric, goal = request.metric, request.goal
+    if metric is None:  # the one metric the entry point says which way is better
+        declared = plan.entry.metrics.better if plan.entry.metrics else {}
+        if len(declared) == 1:
+            metric, goal = next(iter(declared.items()))
     spec = SweepSpec(
         uri=redact_url(options.uri), cwd=str(options.cwd), entry_point=options.entry_point,
         version=options.version, params=[f"{n}={s}" for n, s in request.specs.items()],
         mode=request.mode, seed=seed, trials=request.count, max_trials=request.max_trials,
-        metric=request.metric, goal=request.goal, parallel=request.parallel,
+        metric=metric, goal=goal, parallel=request.parallel,
         max_failures=request.max_failures, options=recorded_options(options),
     )
     record = SweepRecord(
