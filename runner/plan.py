@@ -176,8 +176,12 @@ def with_params(plan: Plan, params: Mapping[str, str], sweep_id: str | None = No
                 trial: int | None = None) -> Plan:
     """``plan`` with other parameter values (a trial of a sweep): the same checkout, project,
     environment and backend; the values validated and the command formed as for a new plan."""
+    tracking = plan.options.tracking
+    if tracking is not None and sweep_id is not None and tracking.run_name is None:
+        # the trial's MLflow run is named after it, not by the server at random
+        tracking = dataclasses.replace(tracking, run_name=f"{sweep_id}-trial-{trial}")
     options = dataclasses.replace(plan.options, params=dict(params), sweep_id=sweep_id,
-                                  trial=trial)
+                                  trial=trial, tracking=tracking)
     resolved = resolve(plan.entry, options.params, options.cwd)
     container = plan.container
     if container is not None:

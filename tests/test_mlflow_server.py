@@ -580,6 +580,7 @@ def test_a_sweep_is_one_parent_run_with_the_trials_as_children(
         assert child_tags["reprun.sweep_id"] == sweep_id
         trial = trial_runs[child_id]
         assert child_tags["reprun.trial"] == str(trial["index"])
+        assert child["info"]["run_name"] == f"{sweep_id}-trial-{trial['index']}"
         assert server.params(child_id)["alpha"] == trial["params"]["alpha"]
         assert child["info"]["status"] == "FINISHED"
 
