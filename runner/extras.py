@@ -27,6 +27,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "docker": ("docker",),
     "kubernetes": ("kubernetes", "docker"),
     "conda": ("rattler", "conda_lock"),
+    "ui": ("plotly",),
 }
 
 

@@ -30,6 +30,7 @@ class _LazyGroup(click.Group):
         "reproduce": "runner.cli.runs:reproduce", "export": "runner.cli.runs:export_cmd",
         "diff": "runner.cli.runs:diff_cmd", "runs": "runner.cli.runs:runs",
         "cancel": "runner.cli.runs:cancel", "env": "runner.cli.env:env",
+        "ui": "runner.cli.ui:ui",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

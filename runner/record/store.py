@@ -499,6 +499,21 @@ class RunStore:
                 "r.status='FINISHED' ORDER BY r.started_at DESC", (key,))
             return [str(row[0]) for row in rows]
 
+    def field_names(self) -> dict[str, Names]:
+        """The names of the parameters and metrics any indexed run has, sorted (for choosing
+        columns); empty when the index cannot be read."""
+        names: dict[str, Names] = {"params": [], "metrics": []}
+        if not self.index_path.exists():
+            return names
+        try:
+            with self._index() as db:
+                for table in names:
+                    rows = db.execute(f"SELECT DISTINCT name FROM {table} ORDER BY name")
+                    names[table] = [str(row[0]) for row in rows]
+        except sqlite3.OperationalError:
+            self.close()
+        return names
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
