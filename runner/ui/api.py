@@ -70,7 +70,7 @@ def _user_error(exc: ReprunError) -> ApiError:
 def run_id(store: RunStore, given: str) -> str:
     """The full id of the run ``given`` (an id or a unique prefix) names; 404 otherwise."""
     if not RUN_ID.match(given):
-        raise ApiError(404, f"no run matches {given!r}: a run id is hexadecimal")
+        raise ApiError(404, f"no run matches {given!r}: a run id is 4 to 64 hexadecimal digits")
     try:
         return store.resolve_id(given)
     except RunNotFoundError as exc:

@@ -3,8 +3,8 @@
 Rules kept here, for every request:
 
 - GET and HEAD only (anything else: 405).
-- The Host header must name the address the server listens on (DNS rebinding: a page of
-  another site that resolves its own name to 127.0.0.1 gets 403).
+- On the loopback (no token), the Host header must name the address the server listens on
+  (DNS rebinding: a page of another site that resolves its own name to 127.0.0.1 gets 403).
 - Bound to another address than the loopback, a token is required (``Authorization: Bearer``,
   or the cookie a first visit with ``?token=`` sets); otherwise 401. Compared in constant time.
 - Static files come from a fixed table of names (the page, its script and style, Plotly's
@@ -117,7 +117,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
         host = self.headers.get("Host", "")
-        if host.lower() not in self.settings.allowed_hosts():
+        # Without a token (the loopback only), the Host must be this server's: a page whose
+        # name was made to resolve to 127.0.0.1 (DNS rebinding) is refused. With a token,
+        # whatever name reaches the server, the token decides.
+        if self.settings.token is None and host.lower() not in self.settings.allowed_hosts():
             self._error(403, f"this server answers to {self.settings.host}, not to Host "
                              f"{host[:100]!r}")
             return
@@ -287,7 +290,7 @@ def make_server(store: RunStore, host: str = "127.0.0.1", port: int = 0,
 
     bundle = plotly_bundle()
     if bundle is None:
-        raise MissingExtraError("ui", "the web view (reprun ui)")
+        raise MissingExtraError("ui", "web views (reprun ui)")
     if token is None and not is_loopback(host):
         raise UsageError(f"--host {host} lets other machines connect: a token is needed",
                          hint="give --token TOKEN, or --token generate")
