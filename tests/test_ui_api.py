@@ -4,22 +4,17 @@ folder, a missing token, another method, another Host."""
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
-import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import Reprun
-from uistore import HTML_VALUE, DemoStore, build
+from uistore import HTML_VALUE, Client, DemoStore, build, serving
 
 from runner.record.store import RunStore
 from runner.ui import make_server
@@ -32,50 +27,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
     root = tmp_path_factory.mktemp("ui-store")
     (root / "work").mkdir()
     return build(Reprun(root / "reprun-home", root / "work"), root)
-
-
-class Client:
-    """Raw HTTP to a server: the path is sent exactly as given."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self.port = port
-        self.host = host
-
-    def request(self, path: str, method: str = "GET",
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        try:
-            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-            sent = {"Host": f"127.0.0.1:{self.port}", **(headers or {})}
-            for key, value in sent.items():
-                conn.putheader(key, value)
-            conn.endheaders()
-            response = conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        finally:
-            conn.close()
-
-    def json(self, path: str, status: int = 200, **kw: Any) -> Any:
-        code, _headers, body = self.request(path, **kw)
-        assert code == status, body[:500]
-        return json.loads(body)
-
-    def error(self, path: str, status: int, **kw: Any) -> str:
-        message: str = self.json(path, status, **kw)["error"]
-        return message
-
-
-@contextlib.contextmanager
-def serving(home: Path, token: str | None = None, host: str = "127.0.0.1") -> Iterator[Client]:
-    server = make_server(RunStore(home), host, 0, token, dict(os.environ))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield Client(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,23 @@ that is HTML. Also a fast maker of many fabricated records (for the benchmark)."
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import os
 import textwrap
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from conftest import Reprun, git, init_repo
+
+from runner.record.store import RunStore
+from runner.ui import make_server
 
 MLPROJECT = """\
 name: demo
@@ -36,6 +44,9 @@ entry_points:
     metrics: {stdout: true}
   fail:
     command: "echo about to fail && exit 3"
+  slow:
+    parameters: {gate: string}
+    command: 'echo first line; while [ ! -e {gate} ]; do sleep 0.1; done; echo second line'
 """
 TRAIN = """\
 import sys, time
@@ -108,3 +119,47 @@ def fabricate(home: Path, count: int, template: dict[str, Any]) -> None:
         folder.mkdir(parents=True)
         (folder / "run.json").write_text(json.dumps(record))
         (folder / record["log_file"]).write_text(textwrap.dedent(f"run {n}\n"))
+
+
+class Client:
+    """Raw HTTP to a server: the path is sent exactly as given."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.port = port
+        self.host = host
+
+    def request(self, path: str, method: str = "GET",
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            sent = {"Host": f"127.0.0.1:{self.port}", **(headers or {})}
+            for key, value in sent.items():
+                conn.putheader(key, value)
+            conn.endheaders()
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def json(self, path: str, status: int = 200, **kw: Any) -> Any:
+        code, _headers, body = self.request(path, **kw)
+        assert code == status, body[:500]
+        return json.loads(body)
+
+    def error(self, path: str, status: int, **kw: Any) -> str:
+        message: str = self.json(path, status, **kw)["error"]
+        return message
+
+
+@contextlib.contextmanager
+def serving(home: Path, token: str | None = None, host: str = "127.0.0.1") -> Iterator[Client]:
+    server = make_server(RunStore(home), host, 0, token, dict(os.environ))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield Client(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -7,7 +7,6 @@ const BASE_COLUMNS = ["status", "started", "duration", "project", "entry_point"]
 const POLL_MS = 2000;
 const LOG_POLL_MS = 1000;
 let pageToken = 0; // changes when the page changes: timers of the old page stop
-let lastStamp = null;
 
 // -- small helpers -------------------------------------------------------------------------
 
@@ -161,8 +160,9 @@ async function runsPage(token, params) {
     document.body.dataset.rendered = String(t);
     if (window.__firstRender === undefined) window.__firstRender = t;
   };
+  const stamp = await stampNow();
   await load();
-  watchStore(token, load);
+  watchStore(token, load, stamp);
 }
 
 function runsTable(rows, columns, sort, selected, refreshButtons, state) {
@@ -204,14 +204,21 @@ function runsTable(rows, columns, sort, selected, refreshButtons, state) {
   return rows.length ? table : el("div", {}, table, el("p", { class: "muted", id: "empty", text: "No run matches." }));
 }
 
-function watchStore(token, reload) {
+async function stampNow() {
+  try { return (await apiJson("changes")).stamp; } catch (e) { return null; }
+}
+
+// Poll the store's change stamp (taken before the page read its data) and call reload when it
+// moves: new runs, and runs that end, appear without a reload of the page.
+function watchStore(token, reload, stamp) {
   const live = document.getElementById("live");
+  let seen = stamp;
   const tick = async () => {
     if (token !== pageToken) return;
     try {
-      const { stamp } = await apiJson("changes");
+      const now = (await apiJson("changes")).stamp;
       live.textContent = "live";
-      if (lastStamp !== null && stamp !== lastStamp) { lastStamp = stamp; await reload(); } else lastStamp = stamp;
+      if (now !== seen) { seen = now; await reload(); }
     } catch (e) { live.textContent = "server unreachable"; }
     if (token === pageToken) setTimeout(tick, POLL_MS);
   };
@@ -221,6 +228,7 @@ function watchStore(token, reload) {
 // -- one run -------------------------------------------------------------------------------
 
 async function runPage(token, id) {
+  const stamp = await stampNow();
   let record;
   try { record = await apiJson("runs/" + encodeURIComponent(id)); } catch (err) { show(el("h1", { text: "Run" }), errorBox(err)); return; }
   if (token !== pageToken) return;
@@ -254,7 +262,7 @@ async function runPage(token, id) {
   const params = Object.entries(record.parameters || {});
   sections.push(el("h2", { text: "Parameters" }), params.length
     ? el("table", { class: "grid", id: "parameters" }, el("tr", {}, el("th", { text: "name" }), el("th", { text: "value" })),
-      params.map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { class: "param-value", text: v }))))
+      params.map(([k, v]) => el("tr", { "data-name": k }, el("td", { text: k }), el("td", { class: "param-value", text: v }))))
     : el("p", { class: "muted", text: "none" }));
 
   sections.push(el("h2", { text: "Environment" }), kv([
@@ -293,7 +301,7 @@ async function runPage(token, id) {
   downstream(record.run_id, downHolder);
   if (metrics.length) metricHistory(record.run_id, metricPlot);
   followLog(token, record.run_id, log, logNote);
-  if (record.status === "RUNNING") watchStore(token, async () => { if (token === pageToken) { const t = ++pageToken; await runPage(t, id); } });
+  if (record.status === "RUNNING") watchStore(token, async () => { if (token === pageToken) { const t = ++pageToken; await runPage(t, id); } }, stamp);
 }
 
 function sweepLink(record) {
@@ -471,20 +479,78 @@ async function plotsPage(token, params) {
     scatterDiv.dataset.ready = String(usable.length);
   }
   if (dims.length) {
-    const dimensions = dims.map(d => axis(d, usable.map(r => r[d])));
-    dimensions.push({ label: "metrics." + metric, values: usable.map(r => r["metrics." + metric]) });
-    await newPlot(parDiv, [{ type: "parcoords", line: { color: usable.map(r => r["metrics." + metric]), colorscale: "Viridis", showscale: true }, dimensions }], { height: 420, margin: { t: 60, l: 70, r: 70, b: 30 } });
+    const axes = [...dims.map(d => axis(d, usable.map(r => r[d]))), axis("metrics." + metric, usable.map(r => r["metrics." + metric]))];
+    parDiv.replaceChildren(parallelCoordinates(axes, usable.map(r => r.run_id), axes.length - 1));
     parDiv.dataset.ready = String(usable.length);
   }
+}
+
+// Parallel coordinates drawn as SVG by this page (Plotly's are WebGL, whose code generation
+// the page's Content-Security-Policy forbids): an axis per dimension, a line per run coloured
+// by the metric (the last axis); a line links to its run, its title names the values.
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+function colour(t) { // a perceptual ramp from dark blue to yellow (as viridis)
+  const stops = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+  const x = Math.min(Math.max(t, 0), 1) * (stops.length - 1), i = Math.min(Math.floor(x), stops.length - 2), f = x - i;
+  const c = stops[i].map((v, k) => Math.round(v + (stops[i + 1][k] - v) * f));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
+function parallelCoordinates(axes, ids, colourAxis) {
+  const width = 1100, height = 380, top = 40, bottom = 30, left = 80, right = 80;
+  const step = axes.length > 1 ? (width - left - right) / (axes.length - 1) : 0;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", class: "parcoords", role: "img" });
+  const y = (a, v) => {
+    if (v === null || Number.isNaN(v)) return null;
+    const span = a.max - a.min || 1;
+    return top + (height - top - bottom) * (1 - (v - a.min) / span);
+  };
+  const c = axes[colourAxis];
+  ids.forEach((id, row) => {
+    const points = axes.map((a, i) => [left + i * step, y(a, a.values[row])]).filter(p => p[1] !== null);
+    if (points.length < 2) return;
+    const t = c.max > c.min ? (c.values[row] - c.min) / (c.max - c.min) : 0.5;
+    const line = svg("polyline", { points: points.map(p => p.join(",")).join(" "), fill: "none", stroke: colour(t), "stroke-width": 2, "stroke-opacity": 0.8, class: "pc-line", "data-run": id },
+      svg("title", {}, id.slice(0, 12) + "\n" + axes.map(a => `${a.label}: ${a.shown[row]}`).join("\n")));
+    line.addEventListener("click", () => { location.hash = "#/run/" + id; });
+    root.append(line);
+  });
+  axes.forEach((a, i) => {
+    const x = left + i * step;
+    const g = svg("g", { class: "pc-axis" }, svg("line", { x1: x, x2: x, y1: top, y2: height - bottom, stroke: "#344054" }),
+      svg("text", { x, y: top - 16, "text-anchor": "middle", class: "axis-title" }, a.label));
+    for (const [value, label] of a.ticks) {
+      const ty = y(a, value);
+      g.append(svg("line", { x1: x - 4, x2: x, y1: ty, y2: ty, stroke: "#344054" }),
+        svg("text", { x: x - 7, y: ty + 4, "text-anchor": "end", class: "tick" }, label));
+    }
+    root.append(g);
+  });
+  return root;
 }
 
 function asAxis(value) { const n = Number(value); return value !== null && value !== "" && Number.isFinite(n) ? n : value; }
 
 function axis(label, values) {
-  const numeric = values.every(v => v === null || v === undefined || Number.isFinite(Number(v)));
-  if (numeric) return { label, values: values.map(v => (v === null || v === undefined ? NaN : Number(v))) };
-  const names = [...new Set(values.map(v => String(v)))].sort();
-  return { label, values: values.map(v => names.indexOf(String(v))), tickvals: names.map((_, i) => i), ticktext: names };
+  const present = values.filter(v => v !== null && v !== undefined);
+  const numeric = present.every(v => v !== "" && Number.isFinite(Number(v)));
+  if (numeric) {
+    const nums = values.map(v => (v === null || v === undefined ? NaN : Number(v)));
+    const real = nums.filter(v => !Number.isNaN(v));
+    const min = real.length ? Math.min(...real) : 0, max = real.length ? Math.max(...real) : 1;
+    const ticks = min === max ? [[min, fmt(min)]] : [0, 0.25, 0.5, 0.75, 1].map(f => [min + (max - min) * f, fmt(min + (max - min) * f)]);
+    return { label, values: nums, min, max, ticks, shown: values.map(fmt) };
+  }
+  const names = [...new Set(present.map(v => String(v)))].sort();
+  return { label, values: values.map(v => (v === null || v === undefined ? NaN : names.indexOf(String(v)))), min: 0, max: Math.max(names.length - 1, 1),
+    ticks: names.map((n, i) => [i, n.length > 24 ? n.slice(0, 23) + "…" : n]), shown: values.map(fmt) };
 }
 
 async function stepsPlot(ids, metric, node) {
