@@ -545,7 +545,8 @@ function axis(label, values) {
     const nums = values.map(v => (v === null || v === undefined ? NaN : Number(v)));
     const real = nums.filter(v => !Number.isNaN(v));
     const min = real.length ? Math.min(...real) : 0, max = real.length ? Math.max(...real) : 1;
-    const ticks = min === max ? [[min, fmt(min)]] : [0, 0.25, 0.5, 0.75, 1].map(f => [min + (max - min) * f, fmt(min + (max - min) * f)]);
+    const tick = v => fmt(Number(v.toPrecision(4)));
+    const ticks = min === max ? [[min, tick(min)]] : [0, 0.25, 0.5, 0.75, 1].map(f => [min + (max - min) * f, tick(min + (max - min) * f)]);
     return { label, values: nums, min, max, ticks, shown: values.map(fmt) };
   }
   const names = [...new Set(present.map(v => String(v)))].sort();
