@@ -400,6 +400,50 @@ def _rest_project(make_project: MakeProject, name: str) -> Path:
                         files={"log.py": REST_LOGGER}, name=name)
 
 
+PRINT_AND_LOG = """\
+    import json, os, time, urllib.request
+    uri, run = os.environ["MLFLOW_TRACKING_URI"], os.environ["MLFLOW_RUN_ID"]
+    def log(key, value, step):
+        body = {"run_id": run, "key": key, "value": value, "step": step,
+                "timestamp": int(time.time() * 1000)}
+        request = urllib.request.Request(
+            uri + "/api/2.0/mlflow/runs/log-metric", method="POST",
+            data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=60).read()
+    for step, loss in enumerate([0.9, 0.5]):
+        print(f"loss: {loss} (step {step})")
+        log("loss", loss, step)
+    log("loss", 0.25, 2)     # logged only
+    print("acc: 0.8")        # printed only: reprun sends it
+    log("acc", 0.8, 1)       # the same value at another step: not the same point
+"""
+
+
+def test_a_value_both_printed_and_logged_is_counted_once(
+    server: Server, reprun: Reprun, make_project: MakeProject,
+) -> None:
+    project = make_project("name: twice\nentry_points:\n  main:\n    command: python log.py\n"
+                           "    metrics: {stdout: true}\n",
+                           files={"log.py": PRINT_AND_LOG}, name="twice")
+    result, record = _run(reprun, project, env=_mlflow_env(server.url))
+    assert result.code == 0, result.stderr
+    assert record["metrics"]["loss"] == {"last": 0.25, "step": 2, "min": 0.25, "max": 0.9,
+                                         "count": 3, "better": None}
+    assert record["metrics"]["acc"]["count"] == 2
+    history_file = Path(reprun.home) / "runs" / record["run_id"] / record["metrics_file"]
+    lines = [json.loads(line) for line in history_file.read_text().splitlines()]
+    seen = [(x["name"], x["value"], x["step"], x["source"]) for x in lines]
+    assert seen[:3] == [("loss", 0.9, 0, "stdout"), ("loss", 0.5, 1, "stdout"),
+                        ("acc", 0.8, None, "stdout")]
+    assert sorted(seen[3:]) == [("acc", 0.8, 1, "mlflow"), ("loss", 0.25, 2, "mlflow")]
+    run_id = record["mlflow"]["run_id"]
+    logged = server.api("GET", "metrics/get-history", run_id=run_id, metric_key="loss")
+    assert sorted((m["step"], m["value"]) for m in logged["metrics"]) == [
+        (0, 0.9), (1, 0.5), (2, 0.25)]
+    acc = server.api("GET", "metrics/get-history", run_id=run_id, metric_key="acc")
+    assert sorted((m["step"], m["value"]) for m in acc["metrics"]) == [(0, 0.8), (1, 0.8)]
+
+
 @pytest.mark.docker
 def test_a_docker_run_reaches_a_server_on_localhost(
     server: Server, reprun: Reprun, make_project: MakeProject, base_image: str, image_repo: str,

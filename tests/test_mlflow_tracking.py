@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import MakeProject, Reprun
 
+from backends.base import RunRequest
+from backends.docker.backend import container_config
+from backends.docker.container import ContainerSpec
 from backends.kubernetes.config import KubernetesConfig, SecretRef
 from backends.kubernetes.manifest import COPIED_MARK, JobInputs, render_job
+from runner.envs.base import Lock, ResolvedEnv
 from runner.tracking.mlflow_client import (
     MAX_ENTITIES,
     MAX_METRICS,
@@ -21,7 +25,7 @@ from runner.tracking.mlflow_client import (
     batches,
     proxy_path,
 )
-from runner.tracking.settings import absolute_uri, for_container, for_pod
+from runner.tracking.settings import ContainerTracking, absolute_uri, for_container, for_pod
 
 ECHO = """\
     import os
@@ -109,19 +113,42 @@ def test_the_client_never_shows_credentials() -> None:
     assert proxy_path("s3://bucket/3/abc/artifacts") is None
 
 
-def test_a_container_reaches_a_server_on_the_host() -> None:
+def test_a_container_reaches_a_server_on_the_host(tmp_path: Path) -> None:
     variables = {"MLFLOW_TRACKING_URI": "http://localhost:5000", "MLFLOW_RUN_ID": "r"}
-    host = {"MLFLOW_TRACKING_TOKEN": "t", "MLFLOW_TRACKING_SERVER_CERT_PATH": "/etc/ca.pem",
+    host = {"MLFLOW_TRACKING_TOKEN": "t", "MLFLOW_TRACKING_SERVER_CERT_PATH": "/nonexistent/ca",
             "OTHER": "x"}
-    env, network, extra = for_container(variables, None, host)
-    assert (network, extra) == ("host", [])
-    assert env == {**variables, "MLFLOW_TRACKING_TOKEN": "t"}  # a host path means nothing there
-    env, network, extra = for_container(variables, "bridge", host)
-    assert network == "bridge" and extra == ["host.docker.internal:host-gateway"]
-    assert env["MLFLOW_TRACKING_URI"] == "http://host.docker.internal:5000"
+    got = for_container(variables, None, host)
+    assert (got.network, got.extra_hosts, got.mounts) == ("host", (), ())
+    assert got.env == {**variables, "MLFLOW_TRACKING_TOKEN": "t"}  # no such file: not passed
+    got = for_container(variables, "bridge", host)
+    assert got.network == "bridge" and got.extra_hosts == ("host.docker.internal:host-gateway",)
+    assert got.env["MLFLOW_TRACKING_URI"] == "http://host.docker.internal:5000"
     remote = {"MLFLOW_TRACKING_URI": "https://mlflow.example.com"}
-    assert for_container(remote, None, {}) == (remote, None, [])
-    assert for_container(variables, "host", {})[1:] == ("host", [])
+    assert for_container(remote, None, {}) == ContainerTracking(remote, None)
+    assert for_container(variables, "host", {}).network == "host"
+
+
+def test_a_container_gets_the_tls_files_named_on_the_host_read_only(tmp_path: Path) -> None:
+    ca, client = tmp_path / "corp ca.pem", tmp_path / "me.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    client.write_text("-----BEGIN CERTIFICATE-----\n")
+    host = {"MLFLOW_TRACKING_SERVER_CERT_PATH": str(ca),
+            "MLFLOW_TRACKING_CLIENT_CERT_PATH": str(client)}
+    got = for_container({"MLFLOW_TRACKING_URI": "https://mlflow.corp"}, None, host)
+    assert got.env["MLFLOW_TRACKING_SERVER_CERT_PATH"] == "/run/reprun/mlflow/server-ca.pem"
+    assert got.env["MLFLOW_TRACKING_CLIENT_CERT_PATH"] == "/run/reprun/mlflow/client-cert.pem"
+    assert got.mounts == ((str(ca), "/run/reprun/mlflow/server-ca.pem"),
+                          (str(client), "/run/reprun/mlflow/client-cert.pem"))
+    request = RunRequest(
+        run_id="r" * 32, command="true", workdir=tmp_path, env={**host, "PATH": "/usr/bin"},
+        resolved_env=ResolvedEnv("local", Lock("local", "none.txt", ""), "k"),
+        output_dir=tmp_path / "out", log_path=tmp_path / "log",
+        tracking_env={"MLFLOW_TRACKING_URI": "https://mlflow.corp"})
+    config = container_config(request, ContainerSpec(name="p", workdir="/w"), "img")
+    assert {"Type": "bind", "Source": str(ca), "Target": "/run/reprun/mlflow/server-ca.pem",
+            "ReadOnly": True} in config["HostConfig"]["Mounts"]
+    assert "MLFLOW_TRACKING_CLIENT_CERT_PATH=/run/reprun/mlflow/client-cert.pem" in config["Env"]
+    assert not any(str(tmp_path) in item for item in config["Env"])
 
 
 def test_a_pod_gets_kube_mlflow_tracking_uri_and_credentials_never_saved() -> None:

@@ -35,6 +35,7 @@ from backends.docker.engine import (
 )
 from runner.errors import BackendError
 from runner.record.types import BackendInfo, DockerInfo, Status, now
+from runner.tracking.settings import ContainerTracking, for_container
 
 DOCKERFILE_NAME = run_image.SAVED_DOCKERFILE
 BUILD_LOG = run_image.BUILD_LOG
@@ -76,6 +77,7 @@ def _prepare_image(
         built = run_image.build_run_image(engine, image, spec, run_dir, request.notify)
     finally:
         image.close()
+    tracking = _tracking(request, spec)
     return DockerInfo(
         base_image=spec.base_label,
         base_image_id=image.base_id, image=built.tag, image_id=built.image_id,
@@ -84,19 +86,18 @@ def _prepare_image(
         container_name=_container_name(request.run_id), command=spec.argv(request.command),
         workdir=spec.workdir,
         volumes=[*(m.render() for m in spec.mounts), f"{request.output_dir}:{OUTPUT_TARGET}:rw",
-                 *_stream_volume(request)],
-        env_names=list(dict.fromkeys([*spec.env_names(), *_tracking(request, spec)[0]])),
-        network=_tracking(request, spec)[1], gpus=spec.gpus, shm_size=spec.shm_size,
+                 *_stream_volume(request), *(f"{s}:{t}:ro" for s, t in tracking.mounts)],
+        env_names=list(dict.fromkeys([*spec.env_names(), *tracking.env])),
+        network=tracking.network, gpus=spec.gpus, shm_size=spec.shm_size,
         kept=spec.keep,
     )
 
 
-def _tracking(request: RunRequest, spec: ContainerSpec
-              ) -> tuple[dict[str, str], str | None, list[str]]:
-    """MLflow variables, network and extra hosts that let the command reach its server."""
+def _tracking(request: RunRequest, spec: ContainerSpec) -> ContainerTracking:
+    """MLflow variables, network, extra hosts and TLS files that let the command reach its
+    server."""
     if not request.tracking_env:
-        return {}, spec.network, []
-    from runner.tracking.settings import for_container
+        return ContainerTracking({}, spec.network)
 
     return for_container(request.tracking_env, spec.network, request.env)
 
@@ -133,14 +134,16 @@ def container_config(request: RunRequest, spec: ContainerSpec, image: str) -> di
         host["DeviceRequests"] = [{"Driver": "", "Count": count, "Capabilities": [["gpu"]]}]
     if spec.shm_size is not None:
         host["ShmSize"] = shm_bytes(spec.shm_size)
-    tracking, network, extra_hosts = _tracking(request, spec)
-    if network is not None:
-        host["NetworkMode"] = network
-    if extra_hosts:
-        host["ExtraHosts"] = extra_hosts
+    tracking = _tracking(request, spec)
+    mounts += [{"Type": "bind", "Source": source, "Target": target, "ReadOnly": True}
+               for source, target in tracking.mounts]
+    if tracking.network is not None:
+        host["NetworkMode"] = tracking.network
+    if tracking.extra_hosts:
+        host["ExtraHosts"] = list(tracking.extra_hosts)
     env = spec.container_env(request.run_id, request.env,
                              stream.name if stream is not None else None)
-    env.update(tracking)
+    env.update(tracking.env)
     return {
         "Image": image, "Cmd": spec.argv(request.command), "WorkingDir": spec.workdir,
         "Env": [f"{name}={value}" for name, value in env.items()],

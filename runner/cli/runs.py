@@ -1,5 +1,5 @@
-"""Commands about recorded runs: ``runs list|show|compare|logs|reindex``, ``reproduce``, ``export``,
-``diff``."""
+"""Commands about recorded runs: ``runs list|show|compare|logs|reindex`` (``runs delete`` is in
+`runner.cli.delete`), ``reproduce``, ``export``, ``diff``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import click
 
 from runner.cli.common import EXIT_FAILURE, run_exit_code, say
 from runner.cli.common import store as open_store
+from runner.cli.delete import runs_delete
 
 if TYPE_CHECKING:
     from runner.record.store import RunStore, RunSummary
@@ -502,3 +503,6 @@ def runs_push(run_ids: tuple[str, ...], tracking_uri: str | None, experiment_nam
         elif mlflow is not None:
             say(f"run {record.run_id[:8]}: MLflow run {mlflow.run_id}: {mlflow.run_url}")
     return EXIT_FAILURE if failed else 0
+
+
+runs.add_command(runs_delete)

@@ -36,6 +36,7 @@ Pairs = list[tuple[str, str]]
 Triples = list[tuple[str, str, str]]
 Names = list[str]
 RESERVE = ".reserve"
+TRASH = "trash"  # runs being deleted, outside runs/
 RESERVE_BYTES = 256 * 1024  # room for the last records of a run once the disk is full
 FULL = (errno.ENOSPC, errno.EDQUOT)
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
@@ -73,6 +74,9 @@ CREATE INDEX IF NOT EXISTS links_consumer ON links (consumer);
 CREATE TABLE IF NOT EXISTS reuse (run_id TEXT PRIMARY KEY, key TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS reuse_key ON reuse (key);
 """
+# Where the index holds a run (a run read by others keeps their links: they say what they read).
+INDEXED_BY_RUN = (("runs", "run_id"), ("params", "run_id"), ("metrics", "run_id"),
+                  ("outputs", "run_id"), ("links", "consumer"), ("reuse", "run_id"))
 # What a field of `field_sql` is, in SQL; a parameter or metric is looked up by its primary key.
 RUN_FIELDS = {
     "run_id": "runs.run_id", "id": "runs.run_id", "status": "runs.status",
@@ -236,6 +240,35 @@ class RunStore:
         import shutil
 
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def delete(self, run_id: str) -> None:
+        """Remove a recorded run: its directory is first moved out of ``runs/`` (one rename,
+        so no half-removed run is ever listed or reindexed), then its index rows go, then the
+        files. StoreError when the store refuses."""
+        import shutil
+
+        trash = self.home / TRASH / f"{run_id}.{os.getpid()}"
+        try:
+            trash.parent.mkdir(exist_ok=True)
+            self.run_dir(run_id).replace(trash)
+        except FileNotFoundError:
+            raise RunNotFoundError(f"run '{run_id}' has no record in {self.runs_dir}") from None
+        except OSError as exc:
+            raise self.cannot_write(exc, f"run {run_id[:8]} was not deleted") from None
+        with contextlib.suppress(sqlite3.OperationalError, OSError), self._index() as db:
+            for table, column in INDEXED_BY_RUN:
+                db.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+        shutil.rmtree(trash, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            trash.parent.rmdir()  # when no other deletion is going on
+
+    def empty_trash(self) -> None:
+        """Finish deletions a stopped reprun left half done."""
+        import shutil
+
+        if (self.home / TRASH).is_dir():
+            for left in (self.home / TRASH).iterdir():
+                shutil.rmtree(left, ignore_errors=True)
 
     def _release_reserve(self, run_id: str) -> bool:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from runner.errors import RunNotFoundError
 from runner.frozen import frozen
 from runner.record.store import RunStore
 from runner.record.types import InputInfo, ProducedBy
@@ -63,7 +64,10 @@ def lineage(store: RunStore, run_id: str, down: bool = False, depth: int = 50) -
     shown: set[str] = set()
 
     def node(rid: str, via: str, level: int) -> Node:
-        record = store.get(rid)
+        try:
+            record = store.get(rid)
+        except RunNotFoundError:
+            return Node(rid, "(no longer in the store)", via)
         label = f"{record.project.name} / {record.entry_point} ({record.status.value})"
         if rid in shown or level >= depth:
             return Node(rid, label, via, seen=True)

@@ -20,6 +20,7 @@ import json
 import shlex
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -349,21 +350,23 @@ def read_back(session: Session) -> Readback | None:
     return result if isinstance(result, Readback) else None
 
 
-def finish(session: Session, record: RunRecord, log_outputs: bool) -> None:
+def finish(session: Session, record: RunRecord, log_outputs: bool,
+           logged: Readback | None = None) -> None:
     """Send the tags known at the end, reprun's own metrics and files, then end the run; keep
     what could not be sent."""
-    ops = finish_ops(record, session.run_dir, log_outputs)
+    ops = finish_ops(record, session.run_dir, log_outputs, logged)
     session.do(ops[0])
     session.do_together(ops[1:-1])
     session.do(ops[-1])
     session.save_pending()
 
 
-def finish_ops(record: RunRecord, run_dir: Path, log_outputs: bool) -> list[Op]:
+def finish_ops(record: RunRecord, run_dir: Path, log_outputs: bool,
+               logged: Readback | None = None) -> list[Op]:
     """What ends an MLflow run: one batch (backend and image tags, the metrics reprun read
-    itself), the files, the status."""
+    itself that the project did not log already), the files, the status."""
     ops: list[Op] = [{"op": "log_batch", "tags": environment_tags(record),
-                      "metrics": own_metrics(run_dir, record)}]
+                      "metrics": own_metrics(run_dir, record, logged=logged)}]
     ops += [{"op": "upload", "file": file, "path": path}
             for file, path in artifacts(record, run_dir, log_outputs)]
     status = record.status.value if record.status.done else "FAILED"
@@ -390,41 +393,73 @@ def artifacts(record: RunRecord, run_dir: Path, log_outputs: bool) -> Iterator[t
                 yield relative, f"{OUTPUTS_ARTIFACT_DIR}/{output.path}"
 
 
-def own_metrics(run_dir: Path, record: RunRecord, everything: bool = False) -> list[Metric]:
+def own_metrics(run_dir: Path, record: RunRecord, everything: bool = False,
+                logged: Readback | None = None) -> list[Metric]:
     """What reprun read itself (files, stream, printed lines): for the MLflow run too; with
-    ``everything``, also what was read back from MLflow (to push a past run to a new server)."""
-    if not record.metrics_file:
-        return []
-    path = run_dir / record.metrics_file
-    if not path.is_file():
-        return []
+    ``everything``, also what was read back from MLflow (to push a past run to a new server).
+    A value the project also logged to MLflow itself (in ``logged``) is not sent again."""
     stamp = ms(record.ended_at.timestamp() if record.ended_at else None)
+    already = _Multiset(logged.values if logged else {})
     metrics: list[Metric] = []
+    for item in _history(run_dir, record):
+        if item.get("source") == "mlflow" and not everything:
+            continue
+        if already.take(item["name"], item["value"], item.get("step")):
+            continue
+        metrics.append({"key": item["name"], "value": item["value"], "timestamp": stamp,
+                        "step": item.get("step") or 0})
+    return metrics
+
+
+def _history(run_dir: Path, record: RunRecord) -> Iterator[dict[str, Any]]:
+    """The lines of the run's metrics history, in order."""
+    path = run_dir / record.metrics_file if record.metrics_file else None
+    if path is None or not path.is_file():
+        return
     with path.open(encoding="utf-8") as handle:
         for line in handle:
-            item = json.loads(line)
-            if item.get("source") == "mlflow" and not everything:
-                continue
-            metrics.append({"key": item["name"], "value": item["value"], "timestamp": stamp,
-                            "step": item.get("step") or 0})
-    return metrics
+            yield json.loads(line)
+
+
+class _Multiset:
+    """Values by (name, value, step), each taken at most as often as it was given; a step
+    of None is MLflow's default step 0."""
+
+    def __init__(self, values: Mapping[str, Sequence[tuple[float, int | None]]]) -> None:
+        self.counts: Counter[tuple[str, float, int]] = Counter(
+            (name, float(v), s or 0) for name, pairs in values.items() for v, s in pairs)
+
+    def take(self, name: str, value: float, step: int | None) -> bool:
+        key = (name, float(value), step or 0)
+        if self.counts[key] <= 0:
+            return False
+        self.counts[key] -= 1
+        return True
 
 
 # -- metrics read back into the record --------------------------------------------------------
 
 def merged_metrics(record: RunRecord, run_dir: Path, readback: Readback) -> RunRecord:
-    """The record with the MLflow values added to its summaries and history (source mlflow)."""
-    if not readback.values:
-        return record
+    """The record with the MLflow values added to its summaries and history (source mlflow).
+    A value reprun already read itself (a line the project printed and also logged with
+    ``mlflow.log_metric``) is counted once."""
+    own: dict[str, list[tuple[float, int | None]]] = {}
+    for item in _history(run_dir, record):
+        if item.get("source") != "mlflow":
+            own.setdefault(item["name"], []).append((item["value"], item.get("step")))
+    seen = _Multiset(own)
     summaries = dict(record.metrics)
-    history_name = record.metrics_file or "metrics.jsonl"
     lines = []
-    for name, values in readback.values.items():
+    for name, logged in readback.values.items():
+        values = [(v, s) for v, s in logged if not seen.take(name, v, s)]
         if not values:
             continue
         lines += [json.dumps({"name": name, "value": v, "step": s, "source": "mlflow"}) + "\n"
                   for v, s in values]
         summaries[name] = _summary(summaries.get(name), values)
+    if not lines:
+        return record
+    history_name = record.metrics_file or "metrics.jsonl"
     with (run_dir / history_name).open("a", encoding="utf-8") as handle:
         handle.write("".join(lines))
     return record.model_copy(update={"metrics": summaries, "metrics_file": history_name})
@@ -458,6 +493,7 @@ class Tracker:
         self.uri = uri
         self._starting = starting
         self._started = started
+        self._logged: Readback | None = None
 
     @property
     def session(self) -> Session | None:
@@ -507,6 +543,7 @@ class Tracker:
         readback = read_back(session) if session is not None else None
         if session is None or readback is None:
             return record
+        self._logged = readback
         try:
             return merged_metrics(record, session.run_dir, readback)
         except OSError as exc:
@@ -518,7 +555,7 @@ class Tracker:
         if session is None:
             return
         try:
-            finish(session, record, self.options.log_outputs)
+            finish(session, record, self.options.log_outputs, self._logged)
         except OSError as exc:
             session.notify(f"warning: mlflow: {exc}")
         finally:

@@ -58,7 +58,7 @@ def sync_run(store: RunStore, record: RunRecord, env: Mapping[str, str], uri: st
     try:
         while ops:
             if ops[0]["op"] == "finish":  # a detached run, now ended
-                ops[:1] = _finish_detached(session, ops[0], record)
+                record, ops[:1] = _finish_detached(session, ops[0], record, store)
                 continue
             record = _apply(session, ops[0], record, store)
             ops.pop(0)
@@ -70,12 +70,20 @@ def sync_run(store: RunStore, record: RunRecord, env: Mapping[str, str], uri: st
     return record, sent
 
 
-def _finish_detached(session: Session, op: Op, record: RunRecord) -> list[Op]:
+def _finish_detached(session: Session, op: Op, record: RunRecord,
+                     store: RunStore) -> tuple[RunRecord, list[Op]]:
+    """Read back what the project logged (kept in the record), then the calls that end the
+    MLflow run without sending those values again."""
     if not record.status.done:
         raise TrackingError(f"run {record.run_id[:8]} is still {record.status.value}",
                             hint="sync it again once it has ended")
-    return [{"op": "read_metrics"}, *finish_ops(record, session.run_dir,
-                                               bool(op.get("log_outputs")))]
+    logged = apply(session, {"op": "read_metrics"})
+    if isinstance(logged, Readback):
+        record = merged_metrics(record, session.run_dir, logged)
+        store.save(record)
+    else:
+        logged = None
+    return record, finish_ops(record, session.run_dir, bool(op.get("log_outputs")), logged)
 
 
 def _apply(session: Session, op: Op, record: RunRecord, store: RunStore) -> RunRecord:

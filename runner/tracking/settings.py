@@ -94,16 +94,31 @@ def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+CERT_TARGET = "/run/reprun/mlflow"  # where a container finds the TLS files named on the host
+
+
+@frozen
+class ContainerTracking:
+    """What a Docker container needs to reach its tracking server: variables, network, extra
+    /etc/hosts lines, and read-only bind mounts (host file, container path)."""
+
+    env: Mapping[str, str]
+    network: str | None
+    extra_hosts: tuple[str, ...] = ()
+    mounts: tuple[tuple[str, str], ...] = ()
+
+
 def for_container(variables: Mapping[str, str], network: str | None, host_env: Mapping[str, str]
-                  ) -> tuple[dict[str, str], str | None, list[str]]:
-    """The tracking variables of a Docker container, its network and extra /etc/hosts lines.
+                  ) -> ContainerTracking:
+    """The tracking settings of a Docker container.
 
     A server on this machine's loopback (``localhost``, ``127.0.0.1``) is reached from the
     container through the host's network: a container without a network of its own gets
     ``--network host`` (the server may then listen on 127.0.0.1); one on another network reaches
     the host as ``host.docker.internal`` (the engine's host gateway; the server must then listen
     on an address the container can reach, e.g. 0.0.0.0). The credential variables set here are
-    passed too (their values never go into the record).
+    passed too (their values never go into the record); a CA bundle or client certificate named
+    by a ``*_CERT_PATH`` variable is mounted read-only and the variable names it there.
     """
     from urllib.parse import urlsplit, urlunsplit
 
@@ -112,17 +127,35 @@ def for_container(variables: Mapping[str, str], network: str | None, host_env: M
     env = dict(variables)
     env.update({n: host_env[n] for n in CREDENTIAL_VARIABLES
                 if host_env.get(n) and not n.endswith("CERT_PATH")})
+    mounts = _cert_mounts(host_env)
+    env.update({name: target for name, (_source, target) in mounts.items()})
     uri = env.get(URI_VARIABLE, "")
     parts = urlsplit(uri)
+    binds = tuple(mounts.values())
     if not is_server(uri) or not _is_loopback(parts.hostname or "") or network == "host":
-        return env, network, []
+        return ContainerTracking(env, network, (), binds)
     if network is None:
-        return env, "host", []
+        return ContainerTracking(env, "host", (), binds)
     netloc = parts.netloc.replace(parts.hostname or "", "host.docker.internal", 1)
     if parts.hostname == "::1":
         netloc = parts.netloc.replace("[::1]", "host.docker.internal", 1)
     env[URI_VARIABLE] = urlunsplit(parts._replace(netloc=netloc))
-    return env, network, ["host.docker.internal:host-gateway"]
+    return ContainerTracking(env, network, ("host.docker.internal:host-gateway",), binds)
+
+
+CERT_FILES = {"MLFLOW_TRACKING_SERVER_CERT_PATH": "server-ca.pem",
+              "MLFLOW_TRACKING_CLIENT_CERT_PATH": "client-cert.pem"}
+
+
+def _cert_mounts(host_env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Variable -> (host file, container path) of the TLS files set here; a path that is no
+    file is left out (the client then fails as it would on this machine, with its own error)."""
+    mounts = {}
+    for name, file in CERT_FILES.items():
+        value = host_env.get(name)
+        if value and Path(value).expanduser().is_file():
+            mounts[name] = (str(Path(value).expanduser().resolve()), f"{CERT_TARGET}/{file}")
+    return mounts
 
 
 def for_pod(variables: Mapping[str, str], host_env: Mapping[str, str]
