@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from browser import start_browser, wait_for  # noqa: E402
-from conftest import Reprun  # noqa: E402
-from uistore import build, run, serving  # noqa: E402
+from browser import start_browser, wait_for
+from conftest import Reprun
+from uistore import build, run, serving
 
 PAGES = ("runs", "run", "compare", "plots")
 

@@ -14,20 +14,23 @@ from runner.cli.common import store as open_store
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="The address to listen on; any other than the loopback needs --token.")
+              help="The address to listen on; on any other than the loopback, every request "
+                   "needs a token (--token, else a random one is made and printed).")
 @click.option("-p", "--port", default=5050, show_default=True, type=click.IntRange(0, 65535),
               help="The port (0: any free one).")
 @click.option("--token", default=None, metavar="TOKEN|generate",
-              help="Ask every request for this token ('generate': a random one, printed in "
-                   "the address). Needed with a --host other than the loopback.")
+              help="Ask every request for this token ('generate': a random one), given in the "
+                   "printed address. Without it, a --host other than the loopback gets a random "
+                   "one.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
 def ui(host: str, port: int, token: str | None, open_browser: bool) -> int:
     """Serve a read-only web view of the runs of REPRUN_HOME: the runs table (sort, filter,
     columns, CSV), a run (source, parameters, environment, lineage, metrics, log), comparisons
     and plots. Stop it with Ctrl-C."""
     from runner.ui import make_server
+    from runner.ui.server import is_loopback
 
-    if token == "generate":
+    if token == "generate" or (token is None and not is_loopback(host)):
         token = secrets.token_urlsafe(24)
     elif token is not None and (len(token) < 8 or not token.isprintable()):
         raise click.BadParameter("a token needs at least 8 printable characters",
@@ -41,6 +44,8 @@ def ui(host: str, port: int, token: str | None, open_browser: bool) -> int:
         url += "?" + urllib.parse.urlencode({"token": token})
     click.echo(url, err=False)
     say(f"serving the runs of {runs_store.home} (read-only); Ctrl-C stops")
+    if token is not None:
+        say("every request needs the token in this address (or 'Authorization: Bearer TOKEN')")
     if open_browser:
         import webbrowser
 

@@ -292,8 +292,8 @@ def make_server(store: RunStore, host: str = "127.0.0.1", port: int = 0,
     if bundle is None:
         raise MissingExtraError("ui", "web views (reprun ui)")
     if token is None and not is_loopback(host):
-        raise UsageError(f"--host {host} lets other machines connect: a token is needed",
-                         hint="give --token TOKEN, or --token generate")
+        raise UsageError(f"the address {host} lets other machines connect: a token is needed",
+                         hint="give one, e.g. reprun ui --token TOKEN")
     family = Server.address_family
     if ":" in host:
         import socket
