@@ -87,6 +87,7 @@ RUN_FIELDS = {
 PARAM_SQL = "(SELECT {col} FROM params p WHERE p.run_id = runs.run_id AND p.name = ?)"
 METRIC_SQL = "(SELECT last FROM metrics m WHERE m.run_id = runs.run_id AND m.name = ?)"
 ID_CHUNK = 500
+SCAN_CHUNKS = 10  # more runs than this many chunks: one scan of the table is quicker
 
 
 class Condition(Protocol):
@@ -652,14 +653,16 @@ def _with_details(db: sqlite3.Connection, rows: list[tuple[Any, ...]],
 
 def _detail_rows(db: sqlite3.Connection, table: str, column: str, ids: list[str],
                  names: list[str] | None) -> Iterator[tuple[str, str, Any]]:
-    """(run_id, name, value) of the runs ``ids`` (a whole table scan when they are many)."""
+    """(run_id, name, value) of the runs ``ids``: looked up by key, in chunks, or by a scan of
+    the whole table when they are many."""
     by_name = f" AND name IN ({', '.join('?' * len(names))})" if names else ""
     name_args: list[Any] = list(names or [])
-    if len(ids) > ID_CHUNK:
+    if len(ids) > ID_CHUNK * SCAN_CHUNKS:
         yield from db.execute(f"SELECT run_id, name, {column} FROM {table} WHERE 1{by_name}",
                               name_args)
         return
-    if ids:
-        marks = ", ".join("?" * len(ids))
+    for start in range(0, len(ids), ID_CHUNK):  # a page of a big store: by primary key
+        chunk = ids[start:start + ID_CHUNK]
+        marks = ", ".join("?" * len(chunk))
         yield from db.execute(f"SELECT run_id, name, {column} FROM {table} "
-                              f"WHERE run_id IN ({marks}){by_name}", [*ids, *name_args])
+                              f"WHERE run_id IN ({marks}){by_name}", [*chunk, *name_args])
