@@ -322,3 +322,17 @@ def test_reprun_ui_prints_the_address_and_serves(demo: DemoStore) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_malformed_request_gets_the_same_kind_of_answer(client: Client) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", client.port), timeout=10) as sock:
+        sock.sendall(b"GET /a b HTTP/1.1\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"Content-Security-Policy: default-src 'self'" in head
+    assert json.loads(body)["status"] == 400

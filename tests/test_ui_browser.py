@@ -304,3 +304,21 @@ def test_a_browser_that_cannot_start_fails(tmp_path: Path) -> None:
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode != 0
     assert "Failed" in done.stderr and "chromium and chromedriver are needed" in done.stderr
+
+
+def test_a_long_log_is_read_in_parts_without_breaking_a_character(
+        browser: Any, demo: DemoStore, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(demo.reprun.home, home)
+    run = demo.runs["a0.5-l4"]
+    record = Reprun(home, tmp_path).record(run)
+    text = "a" * ((1 << 20) - 1) + "é, naïve — 日本\nthe end\n"  # é straddles the first 1 MiB
+    (home / "runs" / run / record["log_file"]).write_text(text, encoding="utf-8")
+    with serving(home) as client:
+        page = Page(browser, client, tmp_path)
+        page.open(f"/run/{run}")
+        size = len(text.encode())
+        wait_for(browser, lambda _b: page.find("#log-note").text == f"{size} bytes", 30,
+                 "the whole log")
+        shown = browser.execute_script("return document.getElementById('log').textContent")
+        assert shown == text

@@ -94,6 +94,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "reprun-ui"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = 60  # an idle kept-alive connection is closed after a minute
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """A request the base class refuses (malformed, too long) gets the JSON error and the
+        same headers as any other answer."""
+        self.close_connection = True
+        self._error(code, message or self.responses.get(code, ("error",))[0])
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the terminal shows the address, not every request."""

@@ -350,19 +350,23 @@ async function metricHistory(id, node) {
   node.dataset.ready = "1";
 }
 
+// The log from a byte offset, again and again while the run is running (bytes are counted as
+// sent, and decoded as a stream: a character split between two answers is kept whole).
 async function followLog(token, id, pre, note) {
   let offset = 0;
+  const decoder = new TextDecoder("utf-8");
   const tick = async () => {
     if (token !== pageToken) return;
     let response;
     try { response = await api(`runs/${encodeURIComponent(id)}/log`, { offset: String(offset) }); } catch (err) {
       note.textContent = err.status === 404 ? "no log" : err.message; return;
     }
-    const text = await response.text();
+    const bytes = new Uint8Array(await response.arrayBuffer());
     const size = Number(response.headers.get("X-File-Size"));
     const status = response.headers.get("X-Run-Status");
+    const text = decoder.decode(bytes, { stream: true });
     if (text) { pre.append(document.createTextNode(text)); pre.scrollTop = pre.scrollHeight; }
-    offset += new TextEncoder().encode(text).length;
+    offset += bytes.length;
     if (offset < size) { setTimeout(tick, 0); return; }
     if (status === "RUNNING") { note.textContent = "following the log while the run is running…"; setTimeout(tick, LOG_POLL_MS); }
     else note.textContent = `${size} bytes`;
