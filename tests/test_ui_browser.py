@@ -229,6 +229,12 @@ def test_plots_over_steps_against_a_parameter_and_parallel_coordinates(
     labels = [t.get_attribute("textContent") for t in page.all("#parcoords-plot .axis-title")]
     assert labels == ["params.alpha", "params.layers", "params.note", "metrics.r2"]
     assert len(page.all("#parcoords-plot .pc-line")) == rows
+    # Without chosen axes, the parameters that vary among the runs the filter selects.
+    page.open("/plots?" + urllib.parse.urlencode({
+        "where": "entry_point = main and params.layers = 2", "metric": "loss"}))
+    page.wait('#parcoords-plot[data-ready="3"]', "the default axes")
+    labels = [t.get_attribute("textContent") for t in page.all("#parcoords-plot .axis-title")]
+    assert labels == ["params.alpha", "params.note", "metrics.loss"]
     # The HTML value is a tick label, as text.
     ticks = [t.get_attribute("textContent") for t in page.all("#parcoords-plot text.tick")]
     assert HTML_VALUE[:23] + "…" in ticks and page.all("#parcoords-plot img") == []

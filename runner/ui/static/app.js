@@ -438,55 +438,64 @@ function diffView(d) {
 
 // -- plots ---------------------------------------------------------------------------------
 
+// The plots of the runs a filter selects (all runs without one): their parameters and metrics
+// come with each run (runs list --json), so the choices offered are those of these runs, and the
+// parameters that vary among them are the default axes (a sweep's, for a sweep).
 async function plotsPage(token, params) {
   const ids = (params.get("runs") || "").split(",").filter(Boolean);
   const where = params.get("where") || "";
-  let fields = { params: [], metrics: [] };
-  try { fields = await apiJson("fields"); } catch (err) { show(errorBox(err)); return; }
-  if (token !== pageToken) return;
-  const metric = params.get("metric") || fields.metrics[0] || "";
-  const x = params.get("x") || (fields.params[0] ? "params." + fields.params[0] : "");
-  const dims = (params.get("dims") || fields.params.slice(0, 6).map(n => "params." + n).join(",")).split(",").filter(Boolean);
   const update = (key, value) => { const p = new URLSearchParams(params); p.set(key, value); setHash("/plots", p); };
-  const select = (id, value, options, key) => {
-    const s = el("select", { id, onchange: () => update(key, s.value) }, options.map(o => el("option", { value: o, text: o })));
-    s.value = value; return s;
-  };
   const whereInput = el("input", { type: "text", id: "plot-where", value: where, placeholder: "which runs (the --where language); empty: all" });
   whereInput.addEventListener("keydown", e => { if (e.key === "Enter") update("where", whereInput.value.trim()); });
+  const head = [el("h1", { text: "Plots" }), el("div", { class: "toolbar" }, "runs: ", whereInput,
+    el("button", { id: "plot-apply", onclick: () => update("where", whereInput.value.trim()) }, "Apply"))];
+  let rows;
+  try { rows = await apiJson("runs", where ? { where, limit: "10000" } : { limit: "10000" }); } catch (err) { show(...head, errorBox(err)); return; }
+  if (token !== pageToken) return;
+  const names = key => [...new Set(rows.flatMap(r => Object.keys(r[key] || {})))].sort();
+  const paramNames = names("params"), metricNames = names("metrics");
+  const varying = paramNames.filter(n => new Set(rows.map(r => String((r.params || {})[n]))).size > 1);
+  const metric = params.get("metric") || metricNames[0] || "";
+  const x = params.get("x") || (varying[0] || paramNames[0] ? "params." + (varying[0] || paramNames[0]) : "");
+  const dims = (params.get("dims") || varying.slice(0, 8).map(n => "params." + n).join(",")).split(",").filter(Boolean);
+  const value = (r, field) => {
+    const [kind, ...rest] = field.split(".");
+    const bag = r[kind === "params" ? "params" : "metrics"] || {};
+    const v = bag[rest.join(".")];
+    return v === undefined ? null : v;
+  };
+  const select = (id, chosen, options, key) => {
+    const s = el("select", { id, onchange: () => update(key, s.value) }, options.map(o => el("option", { value: o, text: o })));
+    s.value = chosen; return s;
+  };
+  const dimsInput = el("input", { type: "text", id: "plot-dims", value: dims.join(","), list: "param-names" });
+  dimsInput.addEventListener("keydown", e => { if (e.key === "Enter") update("dims", dimsInput.value.trim()); });
   const stepsDiv = plotDiv("steps-plot"), scatterDiv = plotDiv("scatter-plot"), parDiv = plotDiv("parcoords-plot");
-  show(el("h1", { text: "Plots" }),
-    el("div", { class: "toolbar" }, "runs: ", whereInput, el("button", { onclick: () => update("where", whereInput.value.trim()) }, "Apply"),
-      "metric: ", select("plot-metric", metric, fields.metrics, "metric")),
+  head[1].append("metric: ", select("plot-metric", metric, metricNames, "metric"), el("span", { class: "muted", text: `${rows.length} runs` }));
+  show(...head,
     el("h2", { text: `${metric || "A metric"} over steps` + (ids.length ? ` (${ids.length} selected runs)` : "") }),
     ids.length ? stepsDiv : el("p", { class: "muted", text: "Select runs in the table and press “Plot selected”." }),
-    el("h2", {}, `${metric} against `, select("plot-x", x, fields.params.map(n => "params." + n), "x")), scatterDiv,
+    el("h2", {}, `${metric} against `, select("plot-x", x, paramNames.map(n => "params." + n), "x")), scatterDiv,
     el("h2", { text: "Parallel coordinates" }),
-    el("div", { class: "toolbar" }, "parameters: ", (() => { const i = el("input", { type: "text", id: "plot-dims", value: dims.join(","), list: "param-names" }); i.addEventListener("keydown", e => { if (e.key === "Enter") update("dims", i.value.trim()); }); return i; })(),
-      el("datalist", { id: "param-names" }, fields.params.map(n => el("option", { value: "params." + n })))),
+    el("div", { class: "toolbar" }, "parameters: ", dimsInput,
+      el("datalist", { id: "param-names" }, paramNames.map(n => el("option", { value: "params." + n })))),
     parDiv);
-  if (!metric) { scatterDiv.replaceWith(el("p", { class: "muted", text: "No run has reported a metric." })); parDiv.remove(); return; }
+  if (!metric) { scatterDiv.replaceWith(el("p", { class: "muted", text: "None of these runs reported a metric." })); parDiv.remove(); return; }
   if (ids.length) stepsPlot(ids, metric, stepsDiv);
-  let rows;
-  try {
-    const query = { columns: ["status", "entry_point", x, ...dims, "metrics." + metric].filter(Boolean).join(","), limit: "10000" };
-    if (where) query.where = where;
-    rows = await apiJson("runs", query);
-  } catch (err) { scatterDiv.replaceWith(errorBox(err)); parDiv.remove(); return; }
-  if (token !== pageToken) return;
-  const usable = rows.filter(r => typeof r["metrics." + metric] === "number");
+  const m = "metrics." + metric;
+  const usable = rows.filter(r => typeof value(r, m) === "number");
   if (x) {
-    await newPlot(scatterDiv, [{ type: "scatter", mode: "markers", x: usable.map(r => asAxis(r[x])), y: usable.map(r => r["metrics." + metric]),
+    await newPlot(scatterDiv, [{ type: "scatter", mode: "markers", x: usable.map(r => asAxis(value(r, x))), y: usable.map(r => value(r, m)),
       text: usable.map(r => r.run_id.slice(0, 12)), customdata: usable.map(r => r.run_id), marker: { size: 9 } }],
-    { xaxis: { title: { text: x } }, yaxis: { title: { text: "metrics." + metric } }, height: 380 });
+    { xaxis: { title: { text: x } }, yaxis: { title: { text: m } }, height: 380 });
     scatterDiv.on("plotly_click", ev => { const p = ev.points[0]; if (p && p.customdata) location.hash = "#/run/" + p.customdata; });
     scatterDiv.dataset.ready = String(usable.length);
   }
   if (dims.length) {
-    const axes = [...dims.map(d => axis(d, usable.map(r => r[d]))), axis("metrics." + metric, usable.map(r => r["metrics." + metric]))];
+    const axes = [...dims.map(d => axis(d, usable.map(r => value(r, d)))), axis(m, usable.map(r => value(r, m)))];
     parDiv.replaceChildren(parallelCoordinates(axes, usable.map(r => r.run_id), axes.length - 1));
     parDiv.dataset.ready = String(usable.length);
-  }
+  } else parDiv.replaceChildren(el("p", { class: "muted", text: "No parameter varies among these runs." }));
 }
 
 // Parallel coordinates drawn as SVG by this page (Plotly's are WebGL, whose code generation
