@@ -166,6 +166,7 @@ async function runsPage(token, params) {
 }
 
 function runsTable(rows, columns, sort, selected, refreshButtons, state) {
+  const extra = columns.filter(c => !BASE_COLUMNS.includes(c));
   const [sortField, descending] = sort ? [sort.replace(/^-/, ""), sort.startsWith("-")] : [null, false];
   const header = el("tr", {}, el("th", {}, ""), el("th", { text: "run" }), columns.map(c => {
     const cls = "sortable" + (c === sortField ? (descending ? " sorted-desc" : " sorted-asc") : "");
@@ -192,6 +193,7 @@ function runsTable(rows, columns, sort, selected, refreshButtons, state) {
       if (c === "status") cell = el("td", {}, statusCell(value));
       else if (c === "started") cell = el("td", { text: when(value) });
       else if (c === "duration") cell = el("td", { class: "num", text: duration(value) });
+      else if (c === "sweep" && typeof value === "string") cell = el("td", {}, el("a", { class: "sweep-link", href: "#/runs?" + new URLSearchParams({ where: `sweep = '${value}'`, cols: [...extra].join(",") }).toString(), text: value.slice(0, 12) }));
       else cell = el("td", { class: typeof value === "number" ? "num" : null, text: fmt(value) });
       cell.dataset.field = c;
       tr.append(cell);
