@@ -219,10 +219,12 @@ def test_a_link_out_of_the_run_folder_is_refused(tmp_path: Path, demo: DemoStore
 
 
 def test_only_get_and_head(client: Client) -> None:
-    for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
-        code, headers, _body = client.request("/api/runs", method=method)
+    for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"):
+        code, headers, body = client.request("/api/runs", method=method)
         assert code == 405
         assert headers["Allow"] == "GET, HEAD"
+        assert json.loads(body)["error"] == (f"{method} is not allowed: the web view is "
+                                             "read-only (GET, HEAD)")
     code, headers, body = client.request("/api/runs", method="HEAD")
     assert code == 200 and body == b"" and int(headers["Content-Length"]) > 2
 
@@ -259,12 +261,16 @@ def test_a_token_is_asked_for_every_request(demo: DemoStore) -> None:
             assert headers["WWW-Authenticate"].startswith("Bearer")
         assert c.request("/api/runs", headers={"Authorization": "Bearer wrong"})[0] == 401
         assert c.request("/api/runs?token=wrong")[0] == 401
-        assert c.request("/api/runs", headers={"Cookie": "reprun_ui_token=wrong"})[0] == 401
+        cookie_name = f"reprun_ui_token_{c.port}"
+        assert c.request("/api/runs", headers={"Cookie": f"{cookie_name}=wrong"})[0] == 401
+        right_port = {"Cookie": f"reprun_ui_token_{c.port + 1}=s3cret-token"}
+        assert c.request("/api/runs", headers=right_port)[0] == 401
         ok = {"Authorization": "Bearer s3cret-token"}
         assert c.request("/api/runs", headers=ok)[0] == 200
         code, headers, _ = c.request("/?token=s3cret-token")
         assert code == 200
         cookie = headers["Set-Cookie"]
+        assert cookie.startswith(f"{cookie_name}=s3cret-token;")
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         assert c.request("/api/runs", headers={"Cookie": cookie.split(";")[0]})[0] == 200
 
@@ -274,10 +280,11 @@ def test_another_address_needs_a_token(demo: DemoStore) -> None:
 
     with pytest.raises(UsageError, match="a token is needed"):
         make_server(RunStore(demo.reprun.home), "0.0.0.0", 0, None, {})
-    short = demo.reprun("ui", "--token", "abc")
-    assert short.code == 2
-    assert short.error_lines == ["reprun: error: Invalid value for --token: a token needs at "
-                                 "least 8 printable characters; see 'reprun ui --help'"]
+    for bad in ("abc", "has space s", "semi;colon", "x" * 201):
+        refused = demo.reprun("ui", "--token", bad)
+        assert refused.code == 2
+        assert refused.error_lines == ["reprun: error: a token is 8 to 200 letters, digits, '.', "
+                                       "'_', '~' or '-'; e.g. reprun ui --token generate"]
 
 
 def _start(reprun: Reprun, *args: str) -> tuple[subprocess.Popen[str], str]:

@@ -21,6 +21,7 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ ASSETS: dict[str, tuple[str | None, str]] = {
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'none'")
-COOKIE = "reprun_ui_token"
+COOKIE = "reprun_ui_token_{port}"  # cookies are shared by the ports of a host
+TOKEN = re.compile(r"^[A-Za-z0-9._~-]{8,200}$")  # what a cookie and a URL carry as they are
 
 
 def plotly_bundle() -> Path | None:
@@ -113,8 +115,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._answer(head=True)
 
     def _not_allowed(self) -> None:
-        self._send(405, b"only GET and HEAD: the web view is read-only\n", "text/plain",
-                   extra={"Allow": "GET, HEAD"})
+        self.close_connection = True  # a body it may have sent is not read
+        self._error(405, f"{self.command} is not allowed: the web view is read-only (GET, HEAD)",
+                    extra={"Allow": "GET, HEAD"})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 
@@ -136,7 +139,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.settings.token is not None:
             given = query.pop("token", [None])[-1]
             if given is not None and self._token_ok(given):
-                cookie = f"{COOKIE}={given}; Path=/; HttpOnly; SameSite=Strict"
+                cookie = (f"{self._cookie_name()}={given}; Path=/; HttpOnly; "
+                          "SameSite=Strict")
             elif not self._token_ok(self._presented()):
                 self._error(401, "a token is needed: open the address reprun ui printed, or "
                                  "send 'Authorization: Bearer TOKEN'",
@@ -177,8 +181,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             jar.load(self.headers.get("Cookie", ""))
         except CookieError:
             return None
-        morsel = jar.get(COOKIE)
+        morsel = jar.get(self._cookie_name())
         return morsel.value if morsel is not None else None
+
+    def _cookie_name(self) -> str:
+        return COOKIE.format(port=self.settings.port)
 
     def _token_ok(self, given: str | None) -> bool:
         expected = self.settings.token
@@ -302,6 +309,9 @@ def make_server(store: RunStore, host: str = "127.0.0.1", port: int = 0,
     if token is None and not is_loopback(host):
         raise UsageError(f"the address {host} lets other machines connect: a token is needed",
                          hint="give one, e.g. reprun ui --token TOKEN")
+    if token is not None and not TOKEN.match(token):
+        raise UsageError("a token is 8 to 200 letters, digits, '.', '_', '~' or '-'",
+                         hint="e.g. reprun ui --token generate")
     family = Server.address_family
     if ":" in host:
         import socket
