@@ -497,6 +497,7 @@ async function plotsPage(token, params) {
     const axes = [...dims.map(d => axis(d, usable.map(r => value(r, d)))), axis(m, usable.map(r => value(r, m)))];
     parDiv.replaceChildren(parallelCoordinates(axes, usable.map(r => r.run_id), axes.length - 1));
     parDiv.dataset.ready = String(usable.length);
+    if (params.get("kind") === "parcoords") parDiv.scrollIntoView();
   } else parDiv.replaceChildren(el("p", { class: "muted", text: "No parameter varies among these runs." }));
 }
 
