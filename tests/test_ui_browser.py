@@ -239,6 +239,13 @@ def test_plots_over_steps_against_a_parameter_and_parallel_coordinates(
     ticks = [t.get_attribute("textContent") for t in page.all("#parcoords-plot text.tick")]
     assert HTML_VALUE[:23] + "…" in ticks and page.all("#parcoords-plot img") == []
     page.shot("plots")
+    # A text parameter on Plotly's axis is shown as its text (Plotly reads <b>, <a> in labels).
+    page.open("/plots?" + urllib.parse.urlencode({
+        "where": "entry_point = main", "metric": "r2", "x": "params.note"}))
+    page.wait(f'#scatter-plot[data-ready="{rows}"]', "the metric against a text parameter")
+    ticks = [t.get_attribute("textContent") for t in page.all("#scatter-plot .xtick text")]
+    assert sorted(ticks) == sorted([HTML_VALUE, "plain"])
+    assert page.all("#scatter-plot .xtick text tspan") == []  # no <b> made bold
 
 
 def test_csv_download_link_asks_for_the_table(page: Page, demo: DemoStore,

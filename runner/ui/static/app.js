@@ -96,6 +96,12 @@ function plotly() {
 
 function plotDiv(id) { return el("div", { class: "plot", id }); }
 
+// Plotly reads a few HTML tags in its labels (<b>, <br>, <a href>): every label from the store is
+// given as escaped text, so that it is shown as it is.
+function plotText(value) {
+  return typeof value === "string" ? value.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;") : value;
+}
+
 function newPlot(node, traces, layout) {
   const base = { margin: { t: 30, r: 20, b: 50, l: 60 }, font: { size: 12 }, hovermode: "closest" };
   return plotly().newPlot(node, traces, Object.assign(base, layout || {}), { displaylogo: false, responsive: true });
@@ -346,7 +352,7 @@ async function textFile(id, which, holder, title, isDiff) {
 async function metricHistory(id, node) {
   let series;
   try { series = await apiJson(`runs/${encodeURIComponent(id)}/history`); } catch (err) { node.replaceWith(errorBox(err)); return; }
-  const traces = Object.entries(series).map(([name, s]) => ({ type: "scatter", mode: s.step.length > 1 ? "lines+markers" : "markers", name, x: s.step, y: s.value }));
+  const traces = Object.entries(series).map(([name, s]) => ({ type: "scatter", mode: s.step.length > 1 ? "lines+markers" : "markers", name: plotText(name), x: s.step, y: s.value }));
   if (!traces.length) { node.replaceWith(el("p", { class: "muted", text: "no history kept" })); return; }
   await newPlot(node, traces, { xaxis: { title: { text: "step" } }, yaxis: { title: { text: "value" } }, height: 360 });
   node.dataset.ready = "1";
@@ -489,7 +495,7 @@ async function plotsPage(token, params) {
   if (x) {
     await newPlot(scatterDiv, [{ type: "scatter", mode: "markers", x: usable.map(r => asAxis(value(r, x))), y: usable.map(r => value(r, m)),
       text: usable.map(r => r.run_id.slice(0, 12)), customdata: usable.map(r => r.run_id), marker: { size: 9 } }],
-    { xaxis: { title: { text: x } }, yaxis: { title: { text: m } }, height: 380 });
+    { xaxis: { title: { text: plotText(x) } }, yaxis: { title: { text: plotText(m) } }, height: 380 });
     scatterDiv.on("plotly_click", ev => { const p = ev.points[0]; if (p && p.customdata) location.hash = "#/run/" + p.customdata; });
     scatterDiv.dataset.ready = String(usable.length);
   }
@@ -552,7 +558,7 @@ function parallelCoordinates(axes, ids, colourAxis) {
   return root;
 }
 
-function asAxis(value) { const n = Number(value); return value !== null && value !== "" && Number.isFinite(n) ? n : value; }
+function asAxis(value) { const n = Number(value); return value !== null && value !== "" && Number.isFinite(n) ? n : plotText(value); }
 
 function axis(label, values) {
   const present = values.filter(v => v !== null && v !== undefined);
@@ -580,7 +586,7 @@ async function stepsPlot(ids, metric, node) {
     } catch (err) { node.before(errorBox(err)); }
   }
   if (!traces.length) { node.replaceWith(el("p", { class: "muted", text: `none of these runs reported ${metric}` })); return; }
-  await newPlot(node, traces, { xaxis: { title: { text: "step" } }, yaxis: { title: { text: metric } }, height: 380 });
+  await newPlot(node, traces, { xaxis: { title: { text: "step" } }, yaxis: { title: { text: plotText(metric) } }, height: 380 });
   node.dataset.ready = String(traces.length);
 }
 
