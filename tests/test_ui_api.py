@@ -343,3 +343,13 @@ def test_a_malformed_request_gets_the_same_kind_of_answer(client: Client) -> Non
     assert head.startswith(b"HTTP/1.1 400")
     assert b"Content-Security-Policy: default-src 'self'" in head
     assert json.loads(body)["status"] == 400
+
+
+def test_a_port_in_use_is_one_line(demo: DemoStore, client: Client) -> None:
+    taken = demo.reprun("ui", "--port", str(client.port))
+    assert taken.code == 2
+    assert taken.error_lines == [f"reprun: error: port {client.port} of 127.0.0.1 is in use; "
+                                 "give another with --port (0: any free one)"]
+    nowhere = demo.reprun("ui", "--host", "192.0.2.1", "--port", "0", "--token", "abcdefgh")
+    assert nowhere.code == 2
+    assert nowhere.error_lines[0].startswith("reprun: error: cannot listen on 192.0.2.1:0: ")

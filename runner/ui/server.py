@@ -324,7 +324,16 @@ def make_server(store: RunStore, host: str = "127.0.0.1", port: int = 0,
     class BoundHandler(Handler):
         pass
 
-    server = Bound((host, port), BoundHandler)
+    try:
+        server = Bound((host, port), BoundHandler)
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} of {host} is in use",
+                             hint="give another with --port (0: any free one)") from None
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                         hint="give another --host or --port") from None
     BoundHandler.settings = Settings(store, host, server.server_address[1], token, bundle,
                                      dict(env if env is not None else os.environ))
     return server
