@@ -246,6 +246,7 @@ def _unpack(archive: Path, dest: Path) -> None:
             if member.name in members:
                 raise UsageError(f"{bad}: it holds '{_short(member.name)}' twice")
             members[member.name] = member
+        _read_to_the_end(tar)
         manifest = _manifest(tar, members.get(MANIFEST), archive, bad)
         if RECORD not in manifest:
             raise UsageError(f"{bad}: it holds no {RECORD}")
@@ -262,6 +263,17 @@ def _unpack(archive: Path, dest: Path) -> None:
             if _copy_out(tar, members[name], out) != digest:
                 raise UsageError(f"'{archive}': {name} does not match its sha256 in the manifest",
                                  hint="the file was changed or truncated; export the run again")
+
+
+def _read_to_the_end(tar: tarfile.TarFile) -> None:
+    """Read the rest of the stream: tarfile stops at the end-of-archive block, so a cut in the
+    compressed padding after it, or in the gzip trailer (its CRC and size), is found only by
+    reading on (EOFError, or BadGzipFile for a wrong CRC)."""
+    stream = tar.fileobj
+    if stream is None:
+        return
+    while stream.read(1 << 16):
+        pass
 
 
 def _check_size(total: int, archive: Path) -> None:
