@@ -28,27 +28,33 @@ Json = dict[str, Any]
 
 
 def diff_runs(target_a: str, target_b: str, store: RunStore, env: Mapping[str, str]) -> Json:
+    """What differs between two runs, each a run id (prefix), an export or a run.json."""
     with contextlib.ExitStack() as stack:
-        a, b = open_run(target_a, store, stack), open_run(target_b, store, stack)
-        ra, rb = a.record, b.record
-        return {
-            "runs": {"a": ra.run_id, "b": rb.run_id},
-            "code": code_diff(a, b, git_env(env)),
-            "entry_point": pair(ra.entry_point, rb.entry_point),
-            "command": pair(ra.command, rb.command),
-            "parameters": mapping_diff(ra.parameters, rb.parameters),
-            "environment": environment_diff(ra, rb),
-            "backend": {"name": pair(ra.backend.name, rb.backend.name),
-                        "facts": mapping_diff(ra.backend.facts, rb.backend.facts)},
-            "host": mapping_diff(ra.host.model_dump(), rb.host.model_dump()),
-            "inputs": inputs_diff(ra, rb),
-            "outputs": outputs_diff(ra, rb),
-            "metrics": mapping_diff({k: m.last for k, m in ra.metrics.items()},
-                                    {k: m.last for k, m in rb.metrics.items()}),
-            "status": pair(ra.status.value, rb.status.value),
-            "exit_code": pair(ra.exit_code, rb.exit_code),
-            "duration_s": pair(ra.duration_s, rb.duration_s),
-        }
+        return diff_recorded(open_run(target_a, store, stack), open_run(target_b, store, stack),
+                             env)
+
+
+def diff_recorded(a: Recorded, b: Recorded, env: Mapping[str, str]) -> Json:
+    """What differs between two opened runs (``reprun diff --json``)."""
+    ra, rb = a.record, b.record
+    return {
+        "runs": {"a": ra.run_id, "b": rb.run_id},
+        "code": code_diff(a, b, git_env(env)),
+        "entry_point": pair(ra.entry_point, rb.entry_point),
+        "command": pair(ra.command, rb.command),
+        "parameters": mapping_diff(ra.parameters, rb.parameters),
+        "environment": environment_diff(ra, rb),
+        "backend": {"name": pair(ra.backend.name, rb.backend.name),
+                    "facts": mapping_diff(ra.backend.facts, rb.backend.facts)},
+        "host": mapping_diff(ra.host.model_dump(), rb.host.model_dump()),
+        "inputs": inputs_diff(ra, rb),
+        "outputs": outputs_diff(ra, rb),
+        "metrics": mapping_diff({k: m.last for k, m in ra.metrics.items()},
+                                {k: m.last for k, m in rb.metrics.items()}),
+        "status": pair(ra.status.value, rb.status.value),
+        "exit_code": pair(ra.exit_code, rb.exit_code),
+        "duration_s": pair(ra.duration_s, rb.duration_s),
+    }
 
 
 def pair(a: Any, b: Any) -> Json:

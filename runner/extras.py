@@ -28,6 +28,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "kubernetes": ("kubernetes", "docker"),
     "conda": ("rattler", "conda_lock"),
     "optuna": ("optuna",),
+    "ui": ("plotly",),
 }
 
 

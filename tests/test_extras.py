@@ -23,7 +23,7 @@ from conftest import EXAMPLES, MakeProject, Reprun, init_repo
 from test_conda import conda_project
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRA_MODULES = ("docker", "kubernetes", "rattler", "conda_lock")
+EXTRA_MODULES = ("docker", "kubernetes", "rattler", "conda_lock", "plotly")
 
 
 def _line(extra: str, feature: str) -> str:
@@ -33,6 +33,7 @@ def _line(extra: str, feature: str) -> str:
 CONDA_LINE = _line("conda", "conda environments")
 DOCKER_LINE = _line("docker", "Docker image builds, pulls and pushes")
 KUBERNETES_LINE = _line("kubernetes", "Kubernetes runs")
+UI_LINE = _line("ui", "web views (reprun ui)")
 
 
 def _last_line(stderr: str) -> str:
@@ -200,3 +201,11 @@ def test_a_built_image_runs_without_the_docker_sdk_and_a_build_names_the_extra(
         assert _last_line(changed.stderr) == DOCKER_LINE
     finally:
         docker_client.images.remove(image_id, force=True)
+
+
+def test_the_web_view_is_one_line_naming_the_ui_extra(core: CoreReprun) -> None:
+    """Without plotly, ``reprun ui`` says which extra to install, before it listens; the other
+    commands that read the store need nothing."""
+    result = core("ui", "--port", "0")
+    assert (result.code, result.stderr, result.stdout) == (2, UI_LINE, "")
+    assert core("runs", "list", "--json").code == 0

@@ -31,6 +31,7 @@ class _LazyGroup(click.Group):
         "diff": "runner.cli.runs:diff_cmd", "runs": "runner.cli.runs:runs",
         "cancel": "runner.cli.runs:cancel", "env": "runner.cli.env:env",
         "sweep": "runner.cli.sweep:sweep",
+        "ui": "runner.cli.ui:ui",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -150,54 +150,22 @@ def runs() -> None:
 def runs_list(as_json: bool, as_csv: bool, limit: int | None, columns: tuple[str, ...],
               sort: tuple[str, ...], where: str | None) -> int:
     """Recorded runs, newest first (or as --sort says), with chosen columns and a filter."""
-    from runner.tracking.query import parse_columns, parse_sort, parse_where
+    from runner.tracking.query import CSV_DEFAULT, list_runs, summary_json, write_csv
 
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
-    chosen = parse_columns(columns)
-    order = parse_sort(sort)
-    condition = parse_where(where) if where is not None else None
-    summaries = open_store().list(limit, where=condition, sort=order,
-                                  details=bool(chosen) or as_json or as_csv,
-                                  fields=chosen or None)
+    summaries, chosen = list_runs(open_store(), where, sort, columns, limit,
+                                  details=as_json or as_csv)
     if as_json:
-        click.echo(json.dumps([_json_row(s, chosen) for s in summaries], indent=2))
+        click.echo(json.dumps([summary_json(s, chosen) for s in summaries], indent=2))
     elif as_csv:
-        _print_csv(summaries, chosen or list(DEFAULT_CSV))
+        write_csv(summaries, chosen or list(CSV_DEFAULT), sys.stdout)
+        sys.stdout.flush()
     elif chosen:
         _print_columns(summaries, chosen)
     else:
         _print_default(summaries)
     return 0
-
-
-DEFAULT_CSV = ("status", "started", "duration", "exit_code", "project", "entry_point",
-               "backend")
-
-
-def _json_row(summary: RunSummary, chosen: list[str]) -> dict[str, Any]:
-    from runner.tracking.query import field_value
-
-    if not chosen:
-        row = summary._asdict()
-        return {**row, "params": dict(summary.params), "metrics": dict(summary.metrics)}
-    return {"run_id": summary.run_id, **{name: field_value(summary, name) for name in chosen}}
-
-
-def _print_csv(summaries: list[RunSummary], chosen: list[str]) -> None:
-    import csv
-
-    from runner.tracking.query import field_value
-
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["run_id", *chosen])
-    for s in summaries:
-        writer.writerow([s.run_id, *(_csv_cell(field_value(s, name)) for name in chosen)])
-    sys.stdout.flush()
-
-
-def _csv_cell(value: Any) -> str:
-    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
 
 
 def _print_columns(summaries: list[RunSummary], chosen: list[str]) -> None:

@@ -91,6 +91,7 @@ RUN_FIELDS = {
 PARAM_SQL = "(SELECT {col} FROM params p WHERE p.run_id = runs.run_id AND p.name = ?)"
 METRIC_SQL = "(SELECT last FROM metrics m WHERE m.run_id = runs.run_id AND m.name = ?)"
 ID_CHUNK = 500
+SCAN_CHUNKS = 10  # more runs than this many chunks: one scan of the table is quicker
 
 
 class Condition(Protocol):
@@ -547,6 +548,21 @@ class RunStore:
                 "r.status='FINISHED' ORDER BY r.started_at DESC", (key,))
             return [str(row[0]) for row in rows]
 
+    def field_names(self) -> dict[str, Names]:
+        """The names of the parameters and metrics any indexed run has, sorted (for choosing
+        columns); empty when the index cannot be read."""
+        names: dict[str, Names] = {"params": [], "metrics": []}
+        if not self.index_path.exists():
+            return names
+        try:
+            with self._index() as db:
+                for table in names:
+                    rows = db.execute(f"SELECT DISTINCT name FROM {table} ORDER BY name")
+                    names[table] = [str(row[0]) for row in rows]
+        except sqlite3.OperationalError:
+            self.close()
+        return names
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -659,14 +675,16 @@ def _with_details(db: sqlite3.Connection, rows: list[tuple[Any, ...]],
 
 def _detail_rows(db: sqlite3.Connection, table: str, column: str, ids: list[str],
                  names: list[str] | None) -> Iterator[tuple[str, str, Any]]:
-    """(run_id, name, value) of the runs ``ids`` (a whole table scan when they are many)."""
+    """(run_id, name, value) of the runs ``ids``: looked up by key, in chunks, or by a scan of
+    the whole table when they are many."""
     by_name = f" AND name IN ({', '.join('?' * len(names))})" if names else ""
     name_args: list[Any] = list(names or [])
-    if len(ids) > ID_CHUNK:
+    if len(ids) > ID_CHUNK * SCAN_CHUNKS:
         yield from db.execute(f"SELECT run_id, name, {column} FROM {table} WHERE 1{by_name}",
                               name_args)
         return
-    if ids:
-        marks = ", ".join("?" * len(ids))
+    for start in range(0, len(ids), ID_CHUNK):  # a page of a big store: by primary key
+        chunk = ids[start:start + ID_CHUNK]
+        marks = ", ".join("?" * len(chunk))
         yield from db.execute(f"SELECT run_id, name, {column} FROM {table} "
-                              f"WHERE run_id IN ({marks}){by_name}", [*ids, *name_args])
+                              f"WHERE run_id IN ({marks}){by_name}", [*chunk, *name_args])

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from runner.errors import UsageError
 from runner.frozen import frozen
 from runner.record.store import RUN_FIELDS, FieldSql, RunSummary
+
+if TYPE_CHECKING:
+    from runner.record.store import RunStore
 
 OPERATORS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">",
              ">=": ">="}
@@ -80,6 +83,47 @@ def parse_columns(specs: Sequence[str]) -> list[str]:
     if not all(names):
         raise UsageError("--columns: empty field name", hint="e.g. -c params.alpha,metrics.rmse")
     return list(dict.fromkeys(check_field(n, "--columns") for n in names))
+
+
+# -- listing: one model, two faces (``runs list --json|--csv`` and the web view) --------------
+
+CSV_DEFAULT = ("status", "started", "duration", "exit_code", "project", "entry_point", "backend")
+
+
+def list_runs(store: RunStore, where: str | None = None, sort: Sequence[str] = (),
+              columns: Sequence[str] = (), limit: int | None = None,
+              details: bool = True) -> tuple[list[RunSummary], list[str]]:
+    """The runs ``where`` selects (the --where language), ordered by ``sort`` (--sort values),
+    at most ``limit``, and the chosen ``columns`` (--columns values); UsageError for a mistake
+    in any of them, in the CLI's words."""
+    chosen = parse_columns(columns)
+    order = parse_sort(sort)
+    condition = parse_where(where) if where is not None else None
+    summaries = store.list(limit, where=condition, sort=order, details=details or bool(chosen),
+                           fields=chosen or None)
+    return summaries, chosen
+
+
+def summary_json(summary: RunSummary, chosen: Sequence[str]) -> dict[str, Any]:
+    """One run as ``runs list --json`` prints it: the chosen fields, or all of the summary."""
+    if not chosen:
+        row = summary._asdict()
+        return {**row, "params": dict(summary.params), "metrics": dict(summary.metrics)}
+    return {"run_id": summary.run_id, **{name: field_value(summary, name) for name in chosen}}
+
+
+def write_csv(summaries: Sequence[RunSummary], chosen: Sequence[str], out: IO[str]) -> None:
+    """The runs as ``runs list --csv`` prints them: a header, then a row per run."""
+    import csv
+
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["run_id", *chosen])
+    for s in summaries:
+        writer.writerow([s.run_id, *(_csv_cell(field_value(s, name)) for name in chosen)])
+
+
+def _csv_cell(value: Any) -> str:
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
 
 
 # -- the --where language -----------------------------------------------------------------------

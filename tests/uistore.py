@@ -1,0 +1,165 @@
+"""A store of real runs for the web view's tests and screenshots: a git project whose ``train``
+entry point prints its loss per step and an r2, runs with different parameters, one with
+uncommitted changes, one failing, a ``prepare -> train`` lineage chain, and a parameter value
+that is HTML. Also a fast maker of many fabricated records (for the benchmark)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import textwrap
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from conftest import Reprun, git, init_repo
+
+from runner.record.store import RunStore
+from runner.ui import make_server
+
+MLPROJECT = """\
+name: demo
+entry_points:
+  prepare:
+    parameters: {raw: path}
+    command: 'tr a-z A-Z < {raw} > "$REPRUN_OUTPUT_DIR/clean.csv" && echo prepared'
+  main:
+    parameters:
+      alpha: {type: float, default: 0.5}
+      layers: {type: int, default: 2}
+      note: {type: string, default: plain}
+    command: "python train.py {alpha} {layers}"
+    metrics:
+      stdout: true
+      better: {r2: max}
+  fit:
+    parameters: {table: path}
+    command: 'wc -l < {table} > "$REPRUN_OUTPUT_DIR/model.txt" && echo "r2: 0.42"'
+    metrics: {stdout: true}
+  fail:
+    command: "echo about to fail && exit 3"
+  slow:
+    parameters: {gate: string}
+    command: 'echo first line; while [ ! -e {gate} ]; do sleep 0.1; done; echo second line'
+"""
+TRAIN = """\
+import sys, time
+alpha, layers = float(sys.argv[1]), int(sys.argv[2])
+print(f"training alpha={alpha} layers={layers}")
+for step in range(5):
+    loss = round(1.0 / (step + 1) + alpha / layers, 4)
+    print(f"loss: {loss} (step {step})", flush=True)
+print(f"r2: {round(1 - alpha / (layers + 1), 4)}")
+"""
+HTML_VALUE = '<img src=x onerror="document.title=1"><b>bold</b>'
+
+
+@dataclass
+class DemoStore:
+    reprun: Reprun
+    project: Path
+    runs: dict[str, str] = field(default_factory=dict)  # role -> run id
+
+
+def run(reprun: Reprun, *args: str, ok: bool = True) -> str:
+    result = reprun("run", *args, "--env-manager", "local", "-q")
+    assert (result.code == 0) == ok, result.stderr
+    listed = reprun("runs", "list", "--json", "-n", "1").json()
+    return str(listed[0]["run_id"])
+
+
+def build(reprun: Reprun, root: Path) -> DemoStore:
+    """Runs in ``reprun``'s store of a project made under ``root``."""
+    project = root / "demo"
+    project.mkdir(parents=True)
+    (project / "MLproject").write_text(MLPROJECT)
+    (project / "train.py").write_text(TRAIN)
+    init_repo(project)
+    demo = DemoStore(reprun, project)
+    raw = root / "raw.csv"
+    raw.write_text("a,b\nc,d\n")
+    demo.runs["prepare"] = run(reprun, str(project), "-e", "prepare", "-P", f"raw={raw}")
+    clean = reprun.home / "runs" / demo.runs["prepare"] / "outputs" / "clean.csv"
+    for alpha, layers in ((0.1, 2), (0.9, 2), (0.5, 4)):
+        demo.runs[f"a{alpha}-l{layers}"] = run(reprun, str(project), "-P", f"alpha={alpha}",
+                                               "-P", f"layers={layers}")
+    demo.runs["fit"] = run(reprun, str(project), "-e", "fit", "-P", f"table={clean}")
+    demo.runs["html"] = run(reprun, str(project), "-P", "alpha=0.7", "-P", f"note={HTML_VALUE}")
+    (project / "train.py").write_text(TRAIN.replace("time", "os"))  # uncommitted
+    demo.runs["dirty"] = run(reprun, str(project), "-P", "alpha=0.2", "-P", "layers=3")
+    git(project, "checkout", "-q", "--", "train.py")
+    demo.runs["failed"] = run(reprun, str(project), "-e", "fail", ok=False)
+    return demo
+
+
+def fabricate(home: Path, count: int, template: dict[str, Any]) -> None:
+    """``count`` records made from a real one, with other ids, times, parameters and metrics
+    (written directly: fast enough for ten thousand); index them with ``runs reindex``."""
+    runs = home / "runs"
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for n in range(count):
+        run_id = uuid.uuid4().hex
+        record = json.loads(json.dumps(template))
+        alpha = round((n % 97) / 97, 4)
+        record.update(
+            run_id=run_id, started_at=(start + timedelta(minutes=n)).isoformat(),
+            parameters={**record["parameters"], "alpha": str(alpha), "layers": str(1 + n % 7)},
+            metrics={"loss": {"last": round(1 - alpha / 2, 4), "step": 4, "min": 0.1,
+                              "max": 1.0, "count": 5},
+                     "r2": {"last": round(alpha * 0.9, 4), "step": None, "min": 0.0,
+                            "max": 1.0, "count": 1}},
+            metrics_file=None, inputs=[], outputs=[], status="FINISHED")
+        folder = runs / run_id
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps(record))
+        (folder / record["log_file"]).write_text(textwrap.dedent(f"run {n}\n"))
+
+
+class Client:
+    """Raw HTTP to a server: the path is sent exactly as given."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.port = port
+        self.host = host
+
+    def request(self, path: str, method: str = "GET",
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            sent = {"Host": f"127.0.0.1:{self.port}", **(headers or {})}
+            for key, value in sent.items():
+                conn.putheader(key, value)
+            conn.endheaders()
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def json(self, path: str, status: int = 200, **kw: Any) -> Any:
+        code, _headers, body = self.request(path, **kw)
+        assert code == status, body[:500]
+        return json.loads(body)
+
+    def error(self, path: str, status: int, **kw: Any) -> str:
+        message: str = self.json(path, status, **kw)["error"]
+        return message
+
+
+@contextlib.contextmanager
+def serving(home: Path, token: str | None = None, host: str = "127.0.0.1") -> Iterator[Client]:
+    server = make_server(RunStore(home), host, 0, token, dict(os.environ))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield Client(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
