@@ -76,7 +76,23 @@ class Page:
         return path
 
     def table_ids(self) -> list[str]:
-        return [row.get_attribute("data-run") for row in self.all("#runs tbody tr")]
+        """The run ids of the table's rows, read again if the table was redrawn meanwhile (it
+        is, when the page's poll finds the store changed or the columns arrive)."""
+        return self.stable(lambda: [row.get_attribute("data-run")
+                                    for row in self.all("#runs tbody tr")])
+
+    def click(self, css: str) -> None:
+        self.stable(lambda: self.find(css).click())
+
+    def stable(self, read: Any, tries: int = 50) -> Any:
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(tries - 1):
+            try:
+                return read()
+            except StaleElementReferenceException:
+                continue
+        return read()
 
     def hash_params(self) -> dict[str, str]:
         fragment = urllib.parse.urlsplit(self.browser.current_url).fragment
@@ -105,17 +121,18 @@ def test_the_runs_table_sorts_filters_and_escapes(page: Page, demo: DemoStore) -
     assert page.table_ids() == cli_ids(demo)
     assert page.browser.title == "reprun"
     # The parameter that is HTML is shown as its text; no element was made from it.
-    cell = page.find(f'tr[data-run="{demo.runs["html"]}"] td[data-field="params.note"]')
-    assert cell.text == HTML_VALUE
+    note = f'tr[data-run="{demo.runs["html"]}"] td[data-field="params.note"]'
+    assert page.stable(lambda: page.find(note).text) == HTML_VALUE
     assert page.all("#runs img, #runs b") == []
     page.shot("runs")
 
-    page.find('th[data-field="metrics.r2"]').click()
+    page.click('th[data-field="metrics.r2"]')
     wait_for(page.browser, lambda _b: page.hash_params().get("sort") == "metrics.r2")
     wait_for(page.browser, lambda _b: page.table_ids() == cli_ids(demo, "--sort", "metrics.r2"))
-    page.find('th[data-field="metrics.r2"]').click()
+    page.click('th[data-field="metrics.r2"]')
     wait_for(page.browser, lambda _b: page.table_ids() == cli_ids(demo, "--sort", "-metrics.r2"))
-    assert "sorted-desc" in page.find('th[data-field="metrics.r2"]').get_attribute("class")
+    assert "sorted-desc" in page.stable(
+        lambda: page.find('th[data-field="metrics.r2"]').get_attribute("class"))
     page.shot("sorted")
 
     where = page.find("#where")
@@ -145,7 +162,7 @@ def test_the_runs_table_sorts_filters_and_escapes(page: Page, demo: DemoStore) -
 def test_a_run_shows_its_record_log_and_metric_plot(page: Page, demo: DemoStore) -> None:
     page.open("/runs")
     page.wait("#runs tbody tr")
-    page.find(f'tr[data-run="{demo.runs["dirty"]}"] a.run-link').click()
+    page.click(f'tr[data-run="{demo.runs["dirty"]}"] a.run-link')
     page.wait("#run-id")
     assert page.find("#run-id").text == demo.runs["dirty"]
     log = wait_for(page.browser, lambda _b: "loss: " in page.find("#log").text and page.find(
@@ -176,10 +193,10 @@ def test_two_selected_runs_are_compared(page: Page, demo: DemoStore) -> None:
     page.open("/runs")
     page.wait("#runs tbody tr")
     assert page.find("#compare").get_attribute("disabled") is not None
-    page.find(f'input.select[data-run="{a}"]').click()
-    page.find(f'input.select[data-run="{b}"]').click()
+    page.click(f'input.select[data-run="{a}"]')
+    page.click(f'input.select[data-run="{b}"]')
     assert page.hash_params()["sel"].split(",") == [a, b]
-    page.find("#compare").click()
+    page.click("#compare")
     page.wait("#compare-table")
     headers = [th.text for th in page.all("#compare-table tr:first-child th")][1:]
     assert headers == [a[:12], b[:12]]
@@ -216,7 +233,7 @@ def test_plots_over_steps_against_a_parameter_and_parallel_coordinates(
     a, b = demo.runs["a0.1-l2"], demo.runs["a0.9-l2"]
     page.open("/runs?" + urllib.parse.urlencode({"sel": f"{a},{b}"}))
     page.wait("#runs tbody tr")
-    page.find("#plot-selected").click()
+    page.click("#plot-selected")
     page.wait('#steps-plot[data-ready="2"]', "two runs' loss over steps")
     assert len(page.all("#steps-plot .scatterlayer .trace")) == 2
     page.open("/plots?" + urllib.parse.urlencode({
@@ -281,10 +298,10 @@ def test_new_runs_and_a_running_log_appear_without_a_reload(
                      "the new run in the table")
             new = page.table_ids()[0]
             status = f'tr[data-run="{new}"] td[data-field="status"]'
-            assert page.find(status).text == "RUNNING"
+            assert page.stable(lambda: page.find(status).text) == "RUNNING"
             assert browser.execute_script("return window.__marker") == "same page"
             page.shot("running-in-table")
-            page.find(f'tr[data-run="{new}"] a.run-link').click()
+            page.click(f'tr[data-run="{new}"] a.run-link')
             wait_for(browser, lambda _b: "first line" in page.find("#log").text, 30,
                      "the first line of the running log")
             assert "second line" not in page.find("#log").text
