@@ -190,6 +190,15 @@ def test_a_failed_trial_does_not_stop_the_others(reprun: Reprun, project: Path) 
     assert "1 failed" in result.stderr.splitlines()[-1]
     shown = reprun("sweep", "show", sweep_id, "--csv").stdout.splitlines()
     assert shown[-1].startswith("3,1,FAILED,,0.2,")  # failed trials last
+    listed = reprun("sweep", "list", "--json")
+    assert listed.code == 0, listed.stderr
+    best = next(t for t in saved["trials"] if t["index"] == 2)  # loss (x - 0.3)^2 + 2: x=0.3
+    assert listed.json() == [{
+        "sweep_id": sweep_id, "status": "FAILED", "created_at": saved["created_at"],
+        "mode": "grid", "trials_done": 2, "trials_total": 3, "metric": "loss", "goal": "min",
+        "best": {"value": best["value"], "trial": 2, "run_id": best["run_id"]},
+        "project": "sq"}]
+    assert "2/3" in reprun("sweep", "list").stdout
 
 
 @pytest.mark.parametrize("option", [["--max-failures", "2"], ["--fail-fast"]])

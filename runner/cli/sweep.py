@@ -259,6 +259,7 @@ def show(sweep_id: str | None, metric: str | None, as_csv: bool, as_json: bool) 
     """The trials of a sweep ranked by its metric, best first (failed and killed last), with
     every metric they reported; SWEEP is an id or its start (default: the newest sweep)."""
     from runner.sweep.driver import ranked
+    from runner.sweep.views import ranked_by, show_json
 
     if as_csv and as_json:
         raise click.UsageError("give --json or --csv, not both")
@@ -266,13 +267,11 @@ def show(sweep_id: str | None, metric: str | None, as_csv: bool, as_json: bool) 
     record = sweeps.get(sweep_id) if sweep_id else sweeps.newest()
     reported = _reported(record)
     if metric is not None:
-        record = _ranked_by(record, metric, reported)
-    trials = ranked(record)
+        record = ranked_by(record, metric, reported)
     if as_json:
-        data = record.model_dump(mode="json")
-        data["trials"] = [t.model_dump(mode="json") for t in trials]
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(show_json(record), indent=2))
         return 0
+    trials = ranked(record)
     names = list(dict.fromkeys(n for t in record.trials for n in t.params))
     chosen = record.spec.metric
     others = sorted({m for values in reported.values() for m in values} - {chosen or ""})
@@ -311,42 +310,29 @@ def _number(value: float | None, exact: bool) -> str:
 
 def _reported(record: SweepRecord) -> dict[str, dict[str, float]]:
     """Run id -> the last value of each metric it reported, from the run index."""
-    from runner.tracking.query import parse_where
+    from runner.sweep.views import reported
 
-    where = parse_where(f"sweep = {record.sweep_id}")
-    return {s.run_id: dict(s.metrics) for s in store().list(where=where, details=True)}
-
-
-def _ranked_by(record: SweepRecord, metric: str, reported: dict[str, dict[str, float]]
-               ) -> SweepRecord:
-    """The record as if its metric were ``metric`` (shown, not saved)."""
-    from runner.sweep.run import parse_goal
-
-    name, goal = parse_goal(metric, "--metric")
-    assert name is not None
-    trials = [t.model_copy(update={"value": reported.get(t.run_id or "", {}).get(name)})
-              for t in record.trials]
-    spec = record.spec.model_copy(update={"metric": name, "goal": goal})
-    return record.model_copy(update={"spec": spec, "trials": trials})
+    return reported(store(), record)
 
 
 @sweep.command("list")
-def list_sweeps() -> int:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: id, status, created, mode, trials done and total, metric, "
+                   "goal, best value and its run, project.")
+def list_sweeps(as_json: bool) -> int:
     """Recorded sweeps, newest first."""
-    from runner.record.types import Status
-    from runner.sweep.driver import best_trial
+    from runner.sweep.views import list_json
 
-    sweeps = _sweeps()
-    records = sorted((sweeps.reconcile(sweeps.load(i)) for i in sweeps.ids()),
-                     key=lambda r: r.created_at,
-                     reverse=True)
+    listed = list_json(_sweeps())
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return 0
     rows = [["SWEEP", "STATUS", "CREATED", "MODE", "TRIALS", "BEST", "PROJECT"]]
-    for r in records:
-        done = sum(1 for t in r.trials if t.status is Status.FINISHED)
-        best = best_trial(r)
-        best_text = f"{r.spec.metric}={best.value:.6g}" if best and best.value is not None \
-            else "-"
-        rows.append([r.sweep_id, r.status.value, r.created_at.isoformat()[:19].replace("T", " "),
-                     r.spec.mode, f"{done}/{len(r.trials)}", best_text, r.project])
+    for r in listed:
+        best = r["best"]
+        best_text = f"{r['metric']}={best['value']:.6g}" if best else "-"
+        rows.append([r["sweep_id"], r["status"], r["created_at"][:19].replace("T", " "),
+                     r["mode"], f"{r['trials_done']}/{r['trials_total']}", best_text,
+                     r["project"]])
     _table(rows)
     return 0
