@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Reprun
-from uistore import HTML_VALUE, Client, DemoStore, build, serving
+from uistore import HTML_VALUE, Client, DemoStore, SweepStore, build, build_sweep, serving
 
 from runner.record.store import RunStore
 from runner.ui import make_server
@@ -91,6 +91,84 @@ def test_run_endpoints_answer_what_show_compare_diff_and_lineage_print(
         cli = demo.reprun("runs", "lineage", run, "--json", *args).json()
         assert client.json(f"/api/runs/{run}/lineage" + (q(down=down) if down else "")) == cli
         assert cli["children"], "the lineage must link the two runs"
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> SweepStore:
+    root = tmp_path_factory.mktemp("ui-sweep-store")
+    (root / "work").mkdir()
+    return build_sweep(Reprun(root / "reprun-home", root / "work"), root)
+
+
+@pytest.fixture(scope="module")
+def sweep_client(swept: SweepStore) -> Iterator[Client]:
+    with serving(swept.reprun.home) as c:
+        yield c
+
+
+def test_sweep_endpoints_answer_what_sweep_list_and_show_print(
+        swept: SweepStore, sweep_client: Client, demo: DemoStore, client: Client) -> None:
+    listed = swept.reprun("sweep", "list", "--json")
+    assert listed.code == 0, listed.stderr
+    assert sweep_client.json("/api/sweeps") == listed.json()
+    [row] = listed.json()
+    assert (row["status"], row["trials_done"], row["trials_total"]) == ("FAILED", 5, 6)
+    assert row["metric"] == "loss" and row["goal"] == "min"
+    sid = swept.sweep_id
+    shown = swept.reprun("sweep", "show", sid, "--json")
+    assert shown.code == 0, shown.stderr
+    assert sweep_client.json(f"/api/sweeps/{sid}") == shown.json()
+    assert sweep_client.json(f"/api/sweeps/{sid[:5]}") == shown.json()  # a prefix, as the CLI
+    trials = shown.json()["trials"]
+    assert trials[-1]["status"] == "FAILED" and trials[-1]["params"] == {"x": "0.9", "opt": "sgd"}
+    assert trials[0]["run_id"] == row["best"]["run_id"] and trials[0]["params"]["x"] == "0.5"
+    by_acc = swept.reprun("sweep", "show", sid, "--metric", "metrics.acc:max", "--json").json()
+    assert sweep_client.json(f"/api/sweeps/{sid}" + q(metric="metrics.acc:max")) == by_acc
+    assert by_acc["trials"][0]["params"]["x"] == "0.1"
+    # A store without sweeps: an empty list, as the CLI prints.
+    assert client.json("/api/sweeps") == demo.reprun("sweep", "list", "--json").json() == []
+
+
+def test_an_unknown_sweep_is_404_with_the_clis_message(swept: SweepStore,
+                                                       sweep_client: Client) -> None:
+    cli = swept.reprun("sweep", "show", "sfffffffff", "--json")
+    assert cli.code == 2 and cli.stdout == ""
+    message = sweep_client.error("/api/sweeps/sfffffffff", 404)
+    assert cli.stderr.strip() == f"reprun: error: {message}"
+    assert "no sweep matches 'sfffffffff'" in message
+    bad = sweep_client.error(f"/api/sweeps/{swept.sweep_id}" + q(metric="metrics.acc"), 400)
+    assert bad == swept.reprun("sweep", "show", swept.sweep_id, "--metric", "metrics.acc"
+                               ).stderr.strip().removeprefix("reprun: error: ")
+
+
+@pytest.mark.parametrize("given", [
+    "..%2f..%2fetc", "%2e%2e", "..", ".", "s12", "S1234567", "abcdef", "s123456789abc",
+    "s12345%2f..", "s1234\\..", "%00s1234", "s1234%00",
+])
+def test_a_sweep_id_of_another_form_never_reaches_the_file_system(
+        swept: SweepStore, sweep_client: Client, given: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.sweep.store import SweepStore as Store
+
+    def touched(*_args: object) -> None:
+        raise AssertionError("the sweep store was read")
+
+    for name in ("ids", "load", "get", "resolve_id"):  # the server runs in this process
+        monkeypatch.setattr(Store, name, touched)
+    code, _headers, body = sweep_client.request(f"/api/sweeps/{given}")
+    assert code == 404, body
+    assert b"a sweep id is 's' and 11 hexadecimal digits" in body
+
+
+@pytest.mark.parametrize("path", [
+    "/api/sweeps/../../etc/passwd", "/api/sweeps/..%2f..%2fetc", "/api/sweeps/SWEEP/../x",
+    "/api/sweeps/SWEEP/trials", "/api/sweeps/", "/api/sweeps/%2e%2e/sweep.json",
+])
+def test_no_sweep_path_reaches_the_file_system(swept: SweepStore, sweep_client: Client,
+                                               path: str) -> None:
+    code, _headers, body = sweep_client.request(path.replace("SWEEP", swept.sweep_id))
+    assert code == 404, body
+    assert b"root:" not in body
 
 
 def test_a_parameter_that_is_html_comes_back_as_data(demo: DemoStore, client: Client) -> None:

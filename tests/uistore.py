@@ -98,6 +98,48 @@ def build(reprun: Reprun, root: Path) -> DemoStore:
     return demo
 
 
+SWEEP_MLPROJECT = """\
+name: tune
+entry_points:
+  main:
+    parameters:
+      x: {type: float, default: 0.5}
+      opt: {type: string, default: adam}
+    command: "python train.py {x} {opt}"
+    metrics: {stdout: true}
+"""
+SWEEP_TRAIN = """\
+import sys
+x, opt = float(sys.argv[1]), sys.argv[2]
+if x == 0.9 and opt == "sgd":
+    sys.exit("diverged")
+print(f"loss: {round((x - 0.4) ** 2 + (0.05 if opt == 'sgd' else 0.0), 4)}")
+print(f"acc: {round(1 - x / 2, 4)}")
+"""
+
+
+@dataclass
+class SweepStore:
+    reprun: Reprun
+    sweep_id: str
+
+
+def build_sweep(reprun: Reprun, root: Path) -> SweepStore:
+    """A real grid sweep of 6 trials (x: 0.1, 0.5, 0.9; opt: adam, sgd) ranked by loss (min),
+    whose trial x=0.9 opt=sgd fails, in ``reprun``'s store."""
+    project = root / "tune"
+    project.mkdir(parents=True)
+    (project / "MLproject").write_text(SWEEP_MLPROJECT)
+    (project / "train.py").write_text(SWEEP_TRAIN)
+    init_repo(project)
+    result = reprun("sweep", str(project), "-P", "x=0.1,0.5,0.9", "-P", "opt=adam,sgd",
+                    "--metric", "metrics.loss:min", "--parallel", "2", "--seed", "7",
+                    "--env-manager", "local")
+    assert result.code == 1, result.stderr  # one trial failed
+    listed = reprun("sweep", "list", "--json").json()
+    return SweepStore(reprun, str(listed[0]["sweep_id"]))
+
+
 def fabricate(home: Path, count: int, template: dict[str, Any]) -> None:
     """``count`` records made from a real one, with other ids, times, parameters and metrics
     (written directly: fast enough for ten thousand); index them with ``runs reindex``."""

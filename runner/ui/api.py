@@ -25,6 +25,8 @@ from runner.record.store import RunStore
 Query = Mapping[str, Sequence[str]]
 Json = Any
 RUN_ID = re.compile(r"^[0-9a-f]{4,64}$")
+# A sweep id is 's' and 11 hex digits (runner.sweep.store.new_sweep_id); a prefix of 4 or more.
+SWEEP_ID = re.compile(r"^s[0-9a-f]{3,11}$")
 # The table asks for at most this many runs at once (it asks again for more).
 MAX_LIMIT = 100_000
 LOG_CHUNK = 1 << 20  # bytes of a log sent at once
@@ -234,3 +236,30 @@ def read_file(store: RunStore, rid: str, which: str, offset: int,
         handle.seek(min(offset, info.st_size))
         data = handle.read() if limit is None else handle.read(limit)
     return data, info.st_size
+
+
+def sweeps(store: RunStore, _query: Query) -> Json:
+    """``reprun sweep list --json``."""
+    from runner.sweep.store import SweepStore
+    from runner.sweep.views import list_json
+
+    return list_json(SweepStore(store.home))
+
+
+def sweep(store: RunStore, given: str, query: Query) -> Json:
+    """``reprun sweep show --json SWEEP [--metric METRIC:min|max]`` (an id or a unique
+    prefix); 404 for an id of another form, without looking at the store."""
+    from runner.sweep.store import SweepStore
+    from runner.sweep.views import ranked_by, reported, show_json
+
+    if not SWEEP_ID.match(given):
+        raise ApiError(404, f"no sweep matches {given[:100]!r}: a sweep id is 's' and 11 "
+                            "hexadecimal digits (4 characters or more of it)")
+    try:
+        record = SweepStore(store.home).get(given)
+        metric = one(query, "metric")
+        if metric:
+            record = ranked_by(record, metric, reported(store, record))
+    except (RunNotFoundError, UsageError) as exc:  # a damaged record: 500, as any other
+        raise _user_error(exc) from None
+    return show_json(record)

@@ -220,6 +220,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if view is not None:
                 self._json(view(store, query))
                 return
+        if name == "sweeps" and len(parts) == 4:
+            self._json(api.sweep(store, parts[3], query))
+            return
         if name == "runs" and len(parts) in (4, 5):
             self._run(parts[3], parts[4] if len(parts) == 5 else "", query)
             return
@@ -285,7 +288,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 COLLECTION: dict[str, Callable[[RunStore, api.Query], Any] | None] = {
     "runs": api.runs, "runs.csv": None, "fields": api.fields, "changes": api.changes,
-    "compare": api.compare, "diff": None,
+    "compare": api.compare, "diff": None, "sweeps": api.sweeps,
 }
 RUN_VIEWS: dict[str, Callable[[RunStore, str, api.Query], Any]] = {
     "": api.show, "lineage": api.lineage, "history": api.history,
