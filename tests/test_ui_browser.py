@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from browser import start_browser, wait_for
 from conftest import Reprun
-from uistore import HTML_VALUE, Client, DemoStore, build, serving
+from uistore import HTML_VALUE, Client, DemoStore, SweepStore, build, build_sweep, serving
 
 pytestmark = pytest.mark.xdist_group("ui-browser")
 
@@ -263,6 +263,84 @@ def test_plots_over_steps_against_a_parameter_and_parallel_coordinates(
     ticks = [t.get_attribute("textContent") for t in page.all("#scatter-plot .xtick text")]
     assert sorted(ticks) == sorted([HTML_VALUE, "plain"])
     assert page.all("#scatter-plot .xtick text tspan") == []  # no <b> made bold
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> SweepStore:
+    root = tmp_path_factory.mktemp("ui-browser-sweep")
+    (root / "work").mkdir()
+    return build_sweep(Reprun(root / "reprun-home", root / "work"), root)
+
+
+def test_a_sweep_is_listed_ranked_and_plotted(browser: Any, swept: SweepStore,
+                                              tmp_path: Path) -> None:
+    sid = swept.sweep_id
+    shown = swept.reprun("sweep", "show", sid, "--json").json()
+    with serving(swept.reprun.home) as client:
+        page = Page(browser, client, tmp_path)
+        browser.get_log("browser")
+        page.open("/runs")
+        page.wait("#runs tbody tr")
+        page.click("#nav-sweeps")
+        page.wait("#sweeps tbody tr")
+        assert page.stable(lambda: [r.get_attribute("data-sweep")
+                                    for r in page.all("#sweeps tbody tr")]) == [sid]
+        best = shown["trials"][0]
+        assert page.stable(lambda: page.find(f'tr[data-sweep="{sid}"] td[data-field="best"]'
+                                             ).text) == "0.01"
+        page.click(f'tr[data-sweep="{sid}"] a.sweep-link')
+        wait_for(browser, lambda _b: page.find("#sweep-id").text == sid, what="the sweep page")
+        assert urllib.parse.urlsplit(browser.current_url).fragment == f"/sweeps/{sid}"
+        # The trials ranked as 'sweep show' ranks them; the failed one shown as such, last.
+        rows = browser.execute_script(
+            "return [...document.querySelectorAll('#trials tbody tr')].map(r => "
+            "[Number(r.dataset.trial), r.dataset.run, r.cells[2].textContent])")
+        assert rows == [[t["index"], t["run_id"], t["status"] or "PENDING"]
+                        for t in shown["trials"]]
+        assert rows[-1][2] == "FAILED" and [r[2] for r in rows[:-1]] == ["FINISHED"] * 5
+        values = [td.text for td in page.all('#trials td[data-field="value"]')]
+        assert values[0] == "0.01" and values[-1] == "-"
+        assert [c.text for c in page.all("#sweep-params code")] == ["-P x=0.1,0.5,0.9",
+                                                                    "-P opt=adam,sgd"]
+        # Parallel coordinates of the swept parameters and the sweep's metric.
+        page.wait('#sweep-parcoords[data-ready="5"]', "the sweep's parallel coordinates")
+        labels = [t.get_attribute("textContent")
+                  for t in page.all("#sweep-parcoords .axis-title")]
+        assert labels == ["params.x", "params.opt", "metrics.loss"]
+        assert len(page.all("#sweep-parcoords .pc-line")) == 5
+        page.shot("sweep")
+        # A trial's run, and back through its "this sweep" link.
+        page.click(f'#trials tr[data-trial="{best["index"]}"] a.run-link')
+        wait_for(browser, lambda _b: page.find("#run-id").text == best["run_id"],
+                 what="the best trial's run")
+        page.click("#this-sweep")
+        wait_for(browser, lambda _b: page.find("#sweep-id").text == sid, what="back to the sweep")
+        # Its runs: the table shows the trial, the swept parameters and the sweep's metric.
+        page.click("#sweep-runs")
+        page.wait("#runs tbody tr")
+        where = f"sweep = '{sid}'"
+        cli = swept.reprun("runs", "list", "--json", "--where", where).json()
+        wait_for(browser, lambda _b: page.table_ids() == [r["run_id"] for r in cli],
+                 what="the sweep's runs")
+        heads = page.stable(lambda: [th.get_attribute("data-field")
+                                     for th in page.all("#runs th.sortable")])
+        assert heads[5:9] == ["trial", "params.x", "params.opt", "metrics.loss"]
+        trial = page.stable(lambda: page.find(
+            f'tr[data-run="{best["run_id"]}"] td[data-field="trial"]').text)
+        assert trial == str(best["index"])
+        page.shot("sweep-runs")
+        # Its plots: the sweep's metric by default (not the first metric by name, acc).
+        page.click("#plot-filter")
+        page.wait('#parcoords-plot[data-ready="5"]', "the plots of the sweep's runs")
+        assert page.find("#plot-metric").get_attribute("value") == "loss"
+        labels = [t.get_attribute("textContent") for t in page.all("#parcoords-plot .axis-title")]
+        assert labels[-1] == "metrics.loss"
+        page.open("/sweeps/sfffffffff")
+        assert "no sweep matches 'sfffffffff'" in page.wait(".error").text
+        page.open("/sweeps/..%2f..%2fetc")
+        wait_for(browser, lambda _b: "a sweep id is 's' and 11 hexadecimal digits" in page.find(
+            ".error").text, what="the refused id")
+        assert [e for e in page.console_errors() if "404" not in e["message"]] == []
 
 
 def test_csv_download_link_asks_for_the_table(page: Page, demo: DemoStore,

@@ -117,6 +117,7 @@ async function runsPage(token, params) {
   let fields = { params: [], metrics: [] };
   try { fields = await apiJson("fields"); } catch (e) { /* shown by the table's own error */ }
   let chosen = params.get("cols");
+  if (chosen === null) chosen = await sweepColumns(where, fields);
   if (chosen === null) chosen = [...fields.params.slice(0, 4).map(n => "params." + n), ...fields.metrics.slice(0, 4).map(n => "metrics." + n)].join(",");
   const extra = chosen.split(",").map(s => s.trim()).filter(Boolean);
   const columns = [...BASE_COLUMNS, ...extra.filter(c => !BASE_COLUMNS.includes(c))];
@@ -171,6 +172,30 @@ async function runsPage(token, params) {
   watchStore(token, load, stamp);
 }
 
+// A table filtered by one sweep (`sweep = ID`) shows by default the trial, the swept parameters
+// and the sweep's metric first, then the other metrics.
+const SWEEP_FILTER = /^\s*sweep\s*=\s*(['"]?)(s[0-9a-f]{3,11})\1\s*$/;
+async function sweepColumns(where, fields) {
+  const match = SWEEP_FILTER.exec(where);
+  if (!match) return null;
+  let sweep;
+  try { sweep = await apiJson("sweeps/" + encodeURIComponent(match[2])); } catch (e) { return null; }
+  const swept = [...new Set(sweep.trials.flatMap(t => Object.keys(t.params || {})))];
+  const metric = sweep.spec.metric;
+  const metrics = [...(metric ? [metric] : []), ...fields.metrics.filter(n => n !== metric)].slice(0, 4);
+  return ["trial", ...swept.map(n => "params." + n), ...metrics.map(n => "metrics." + n)].join(",");
+}
+
+// The runs of one sweep are plotted by default against the sweep's metric, if they reported it.
+async function sweepMetric(where, metricNames) {
+  const match = SWEEP_FILTER.exec(where);
+  if (!match) return null;
+  try {
+    const metric = (await apiJson("sweeps/" + encodeURIComponent(match[2]))).spec.metric;
+    return metricNames.includes(metric) ? metric : null;
+  } catch (e) { return null; }
+}
+
 function runsTable(rows, columns, sort, selected, refreshButtons, state) {
   const extra = columns.filter(c => !BASE_COLUMNS.includes(c));
   const [sortField, descending] = sort ? [sort.replace(/^-/, ""), sort.startsWith("-")] : [null, false];
@@ -199,7 +224,7 @@ function runsTable(rows, columns, sort, selected, refreshButtons, state) {
       if (c === "status") cell = el("td", {}, statusCell(value));
       else if (c === "started") cell = el("td", { text: when(value) });
       else if (c === "duration") cell = el("td", { class: "num", text: duration(value) });
-      else if (c === "sweep" && typeof value === "string") cell = el("td", {}, el("a", { class: "sweep-link", href: "#/runs?" + new URLSearchParams({ where: `sweep = '${value}'`, cols: [...extra].join(",") }).toString(), text: value.slice(0, 12) }));
+      else if (c === "sweep" && typeof value === "string") cell = el("td", {}, el("a", { class: "sweep-link", href: "#/sweeps/" + encodeURIComponent(value), text: value.slice(0, 12) }));
       else cell = el("td", { class: typeof value === "number" ? "num" : null, text: fmt(value) });
       cell.dataset.field = c;
       tr.append(cell);
@@ -314,12 +339,13 @@ async function runPage(token, id) {
 
 function sweepLink(record) {
   const sweep = record.sweep;
-  if (!sweep || typeof sweep !== "object" || sweep.id === undefined) return null;
-  const where = `sweep = '${sweep.id}'`;
-  return el("span", {}, `${sweep.id} trial ${fmt(sweep.trial)} `,
-    el("a", { id: "this-sweep", href: "#/runs?" + new URLSearchParams({ where }).toString() }, "this sweep"), " · ",
-    el("a", { href: "#/plots?" + new URLSearchParams({ where, kind: "parcoords" }).toString() }, "parallel coordinates"));
+  if (!sweep || typeof sweep !== "object" || typeof sweep.id !== "string") return null;
+  return el("span", {}, el("a", { id: "this-sweep", href: "#/sweeps/" + encodeURIComponent(sweep.id) }, "sweep " + sweep.id),
+    ` trial ${fmt(sweep.trial)} · `,
+    el("a", { href: "#/runs?" + new URLSearchParams({ where: sweepWhere(sweep.id) }).toString() }, "its runs"));
 }
+
+function sweepWhere(id) { return `sweep = '${id}'`; }
 
 function inputsTable(inputs) {
   if (!inputs.length) return el("p", { class: "muted", text: "none" });
@@ -463,7 +489,7 @@ async function plotsPage(token, params) {
   const names = key => [...new Set(rows.flatMap(r => Object.keys(r[key] || {})))].sort();
   const paramNames = names("params"), metricNames = names("metrics");
   const varying = paramNames.filter(n => new Set(rows.map(r => String((r.params || {})[n]))).size > 1);
-  const metric = params.get("metric") || metricNames[0] || "";
+  const metric = params.get("metric") || await sweepMetric(where, metricNames) || metricNames[0] || "";
   const x = params.get("x") || (varying[0] || paramNames[0] ? "params." + (varying[0] || paramNames[0]) : "");
   const dims = (params.get("dims") || varying.slice(0, 8).map(n => "params." + n).join(",")).split(",").filter(Boolean);
   const value = (r, field) => {
@@ -590,6 +616,79 @@ async function stepsPlot(ids, metric, node) {
   node.dataset.ready = String(traces.length);
 }
 
+// -- sweeps --------------------------------------------------------------------------------
+
+async function sweepsPage(token) {
+  const holder = el("div", { id: "sweeps-table" }, el("p", { class: "muted", text: "Loading sweeps…" }));
+  show(el("h1", { text: "Sweeps" }), holder);
+  const load = async () => {
+    let rows;
+    try { rows = await apiJson("sweeps"); } catch (err) { holder.replaceChildren(errorBox(err)); return; }
+    if (token !== pageToken) return;
+    if (!rows.length) { holder.replaceChildren(el("p", { class: "muted", id: "empty", text: "No sweep is recorded yet (reprun sweep URI -P NAME=SPEC...)." })); return; }
+    const head = el("tr", {}, ["sweep", "status", "created", "mode", "trials", "metric", "best", "best run", "project"].map(h => el("th", { text: h })));
+    holder.replaceChildren(el("table", { class: "grid", id: "sweeps" }, el("thead", {}, head), el("tbody", {}, rows.map(r => el("tr", { "data-sweep": r.sweep_id },
+      el("td", {}, el("a", { class: "sweep-link", href: "#/sweeps/" + encodeURIComponent(r.sweep_id), text: r.sweep_id })),
+      el("td", {}, statusCell(r.status)), el("td", { text: when(r.created_at) }), el("td", { text: r.mode }),
+      el("td", { class: "num", text: `${r.trials_done}/${r.trials_total}` }),
+      el("td", { text: r.metric ? `${r.metric} (${r.goal})` : "-" }),
+      el("td", { class: "num", "data-field": "best", text: r.best ? fmt(r.best.value) : "-" }),
+      el("td", {}, r.best && r.best.run_id ? runLink(r.best.run_id) : "-"),
+      el("td", { text: r.project }))))));
+  };
+  const stamp = await stampNow();
+  await load();
+  watchStore(token, load, stamp); // a trial that ends changes the run store
+}
+
+async function sweepPage(token, id, params) {
+  const stamp = await stampNow();
+  const metricAsked = params.get("metric") || "";
+  let sweep;
+  try { sweep = await apiJson("sweeps/" + encodeURIComponent(id), metricAsked ? { metric: metricAsked } : null); } catch (err) { show(el("h1", { text: "Sweep" }), errorBox(err)); return; }
+  if (token !== pageToken) return;
+  const spec = sweep.spec, where = sweepWhere(sweep.sweep_id);
+  const metric = spec.metric;
+  const swept = [...new Set(sweep.trials.flatMap(t => Object.keys(t.params || {})))];
+  const sections = [el("h1", {}, "Sweep ", el("code", { id: "sweep-id", text: sweep.sweep_id }), " ", statusCell(sweep.status))];
+  sections.push(kv([
+    ["project", `${sweep.project} (${spec.uri})`], ["entry point", spec.entry_point], ["version", spec.version],
+    ["mode", spec.mode], ["seed", spec.seed], ["trials asked", spec.trials], ["max trials", spec.max_trials],
+    ["parameters", spec.params.length ? el("span", { id: "sweep-params" }, spec.params.flatMap((p, i) => [i ? " " : null, el("code", { class: "tag", text: "-P " + p })])) : null],
+    ["metric", metric ? `${metric} (${spec.goal === "max" ? "max: higher is better" : "min: lower is better"})` : "none (rank with ?metric=NAME:min in the address)"],
+    ["parallel", spec.parallel], ["max failures", spec.max_failures],
+    ["created", when(sweep.created_at)], ["ended", when(sweep.ended_at)], ["resumed", sweep.resumed || null],
+    ["reason", sweep.reason],
+  ]));
+  sections.push(el("p", {}, el("a", { class: "button", id: "sweep-runs", href: "#/runs?" + new URLSearchParams({ where }).toString() }, "Its runs"),
+    " ", el("a", { class: "button", id: "sweep-plots", href: "#/plots?" + new URLSearchParams({ where, metric: metric || "", dims: swept.map(n => "params." + n).join(","), kind: "parcoords" }).toString() }, "Plots")));
+  const head = el("tr", {}, ["rank", "trial", "status", metric || "value", ...swept, "run"].map(h => el("th", { text: h })));
+  const rows = sweep.trials.map((t, i) => el("tr", { "data-trial": t.index, "data-run": t.run_id || "" },
+    el("td", { class: "num", text: i + 1 }), el("td", { class: "num", text: t.index }),
+    el("td", {}, statusCell(t.status || "PENDING")), el("td", { class: "num", "data-field": "value", text: fmt(t.value) }),
+    swept.map(n => el("td", { text: (t.params || {})[n] === undefined ? "-" : t.params[n] })),
+    el("td", {}, t.run_id ? runLink(t.run_id) : el("span", { class: "muted", text: "not run" }))));
+  sections.push(el("h2", { text: `Trials (${sweep.trials.length}), best first` }),
+    el("table", { class: "grid", id: "trials" }, el("thead", {}, head), el("tbody", {}, rows)));
+  const parDiv = el("div", { id: "sweep-parcoords" }, el("p", { class: "muted", text: "Loading runs…" }));
+  sections.push(el("h2", { text: "Parallel coordinates" }), parDiv);
+  show(...sections);
+  let runs;
+  try { runs = await apiJson("runs", { where, limit: "10000" }); } catch (err) { parDiv.replaceChildren(errorBox(err)); return; }
+  if (token !== pageToken) return;
+  const shown = metric || [...new Set(runs.flatMap(r => Object.keys(r.metrics || {})))].sort()[0];
+  const usable = shown ? runs.filter(r => typeof (r.metrics || {})[shown] === "number") : [];
+  if (!usable.length || !swept.length) {
+    parDiv.replaceChildren(el("p", { class: "muted", text: shown ? `No trial reported ${shown} yet.` : "No trial reported a metric yet." }));
+  } else {
+    const param = (r, n) => { const v = (r.params || {})[n]; return v === undefined ? null : v; };
+    const axes = [...swept.map(n => axis("params." + n, usable.map(r => param(r, n)))), axis("metrics." + shown, usable.map(r => r.metrics[shown]))];
+    parDiv.replaceChildren(parallelCoordinates(axes, usable.map(r => r.run_id), axes.length - 1));
+    parDiv.dataset.ready = String(usable.length);
+  }
+  if (sweep.status === "RUNNING") watchStore(token, () => { if (token === pageToken) route(); }, stamp);
+}
+
 // -- routing -------------------------------------------------------------------------------
 
 async function route() {
@@ -600,6 +699,8 @@ async function route() {
     if (path.startsWith("/run/")) await runPage(token, decodeURIComponent(path.slice(5)));
     else if (path === "/compare") await comparePage(token, params);
     else if (path === "/plots") await plotsPage(token, params);
+    else if (path === "/sweeps") await sweepsPage(token);
+    else if (path.startsWith("/sweeps/")) await sweepPage(token, decodeURIComponent(path.slice(8)), params);
     else await runsPage(token, params);
   } catch (err) {
     if (token === pageToken) show(errorBox(err));
