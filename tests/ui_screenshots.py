@@ -6,7 +6,7 @@ Usage (from the root of a clone, with chromium and chromedriver installed):
 
 Builds a demo store of real runs in a temporary folder (tests/uistore.py, plus a small grid of
 ``alpha`` and ``layers``), serves it, and saves one PNG per page (1200 pixels wide): the runs
-table, a run, a comparison, the plots.
+table, a run, a comparison, the plots; and a sweep's page, of a store with one small grid sweep.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import tempfile
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from browser import start_browser, wait_for
 from conftest import Reprun
-from uistore import build, run, serving
+from uistore import build, build_sweep, run, serving
 
 PAGES = ("runs", "run", "compare", "plots")
 
@@ -64,9 +65,25 @@ def shoot(out: Path) -> list[Path]:
                     path = out / f"ui-{name}.png"
                     browser.save_screenshot(str(path))
                     saved.append(path)
+            saved.append(shoot_sweep(browser, root, out))
         finally:
             browser.quit()
         return saved
+
+
+def shoot_sweep(browser: Any, root: Path, out: Path) -> Path:
+    """The page of a sweep, from a store of its own (its runs would crowd the other pages)."""
+    (root / "sweep-work").mkdir()
+    swept = build_sweep(Reprun(root / "sweep-home", root / "sweep-work"), root)
+    path = out / "ui-sweep.png"
+    with serving(swept.reprun.home) as client:
+        browser.set_window_size(1200, 1250)
+        browser.get(f"http://127.0.0.1:{client.port}/#/sweeps/{swept.sweep_id}")
+        wait_for(browser, lambda b: b.find_elements("css selector",
+                                                    '#sweep-parcoords[data-ready]'),
+                 30, "the sweep page")
+        browser.save_screenshot(str(path))
+    return path
 
 
 if __name__ == "__main__":
