@@ -324,7 +324,8 @@ def test_a_sweep_is_listed_ranked_and_plotted(browser: Any, swept: SweepStore,
                  what="the sweep's runs")
         heads = page.stable(lambda: [th.get_attribute("data-field")
                                      for th in page.all("#runs th.sortable")])
-        assert heads[5:9] == ["trial", "params.x", "params.opt", "metrics.loss"]
+        # (not the store's first metric by name, aaa, that none of the sweep's runs reported)
+        assert heads[5:] == ["trial", "params.x", "params.opt", "metrics.loss", "metrics.acc"]
         trial = page.stable(lambda: page.find(
             f'tr[data-run="{best["run_id"]}"] td[data-field="trial"]').text)
         assert trial == str(best["index"])

@@ -107,6 +107,9 @@ entry_points:
       opt: {type: string, default: adam}
     command: "python train.py {x} {opt}"
     metrics: {stdout: true}
+  other:
+    command: "echo 'aaa: 1'"
+    metrics: {stdout: true}
 """
 SWEEP_TRAIN = """\
 import sys
@@ -126,7 +129,8 @@ class SweepStore:
 
 def build_sweep(reprun: Reprun, root: Path) -> SweepStore:
     """A real grid sweep of 6 trials (x: 0.1, 0.5, 0.9; opt: adam, sgd) ranked by loss (min),
-    whose trial x=0.9 opt=sgd fails, in ``reprun``'s store."""
+    whose trial x=0.9 opt=sgd fails, in ``reprun``'s store, and a run outside the sweep (its
+    metric ``aaa`` is the store's first by name)."""
     project = root / "tune"
     project.mkdir(parents=True)
     (project / "MLproject").write_text(SWEEP_MLPROJECT)
@@ -136,6 +140,7 @@ def build_sweep(reprun: Reprun, root: Path) -> SweepStore:
                     "--metric", "metrics.loss:min", "--parallel", "2", "--seed", "7",
                     "--env-manager", "local")
     assert result.code == 1, result.stderr  # one trial failed
+    run(reprun, str(project), "-e", "other")
     listed = reprun("sweep", "list", "--json").json()
     return SweepStore(reprun, str(listed[0]["sweep_id"]))
 

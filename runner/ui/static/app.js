@@ -182,7 +182,9 @@ async function sweepColumns(where, fields) {
   try { sweep = await apiJson("sweeps/" + encodeURIComponent(match[2])); } catch (e) { return null; }
   const swept = [...new Set(sweep.trials.flatMap(t => Object.keys(t.params || {})))];
   const metric = sweep.spec.metric;
-  const metrics = [...(metric ? [metric] : []), ...fields.metrics.filter(n => n !== metric)].slice(0, 4);
+  let reported = fields.metrics; // the metrics the sweep's runs reported, else the store's
+  try { reported = [...new Set((await apiJson("runs", { where, limit: "1000" })).flatMap(r => Object.keys(r.metrics || {})))].sort(); } catch (e) { /* the table shows the error */ }
+  const metrics = [...(metric ? [metric] : []), ...reported.filter(n => n !== metric)].slice(0, 4);
   return ["trial", ...swept.map(n => "params." + n), ...metrics.map(n => "metrics." + n)].join(",");
 }
 
