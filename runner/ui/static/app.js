@@ -118,6 +118,7 @@ async function runsPage(token, params) {
   try { fields = await apiJson("fields"); } catch (e) { /* shown by the table's own error */ }
   let chosen = params.get("cols");
   if (chosen === null) chosen = await sweepColumns(where, fields);
+  if (token !== pageToken) return; // another page was opened meanwhile: leave it alone
   if (chosen === null) chosen = [...fields.params.slice(0, 4).map(n => "params." + n), ...fields.metrics.slice(0, 4).map(n => "metrics." + n)].join(",");
   const extra = chosen.split(",").map(s => s.trim()).filter(Boolean);
   const columns = [...BASE_COLUMNS, ...extra.filter(c => !BASE_COLUMNS.includes(c))];
@@ -265,7 +266,7 @@ function watchStore(token, reload, stamp) {
 async function runPage(token, id) {
   const stamp = await stampNow();
   let record;
-  try { record = await apiJson("runs/" + encodeURIComponent(id)); } catch (err) { show(el("h1", { text: "Run" }), errorBox(err)); return; }
+  try { record = await apiJson("runs/" + encodeURIComponent(id)); } catch (err) { if (token === pageToken) show(el("h1", { text: "Run" }), errorBox(err)); return; }
   if (token !== pageToken) return;
   const src = record.source || {}, env = record.environment || {};
   const title = el("h1", {}, "Run ", el("code", { id: "run-id", text: record.run_id }), " ", statusCell(record.status));
@@ -420,7 +421,7 @@ async function comparePage(token, params) {
   const head = [el("h1", { text: "Compare runs" }), el("div", { class: "toolbar" }, picker, el("button", { onclick: go }, "Compare"))];
   if (ids.length < 2) { show(...head, el("p", { class: "muted", text: "Select two or more runs in the runs table, or give their ids." })); return; }
   let result;
-  try { result = await apiJson("compare", { runs: ids.join(",") }); } catch (err) { show(...head, errorBox(err)); return; }
+  try { result = await apiJson("compare", { runs: ids.join(",") }); } catch (err) { if (token === pageToken) show(...head, errorBox(err)); return; }
   if (token !== pageToken) return;
   const runs = result.runs;
   const table = el("table", { class: "grid", id: "compare-table" },
@@ -486,12 +487,13 @@ async function plotsPage(token, params) {
   const head = [el("h1", { text: "Plots" }), el("div", { class: "toolbar" }, "runs: ", whereInput,
     el("button", { id: "plot-apply", onclick: () => update("where", whereInput.value.trim()) }, "Apply"))];
   let rows;
-  try { rows = await apiJson("runs", where ? { where, limit: "10000" } : { limit: "10000" }); } catch (err) { show(...head, errorBox(err)); return; }
+  try { rows = await apiJson("runs", where ? { where, limit: "10000" } : { limit: "10000" }); } catch (err) { if (token === pageToken) show(...head, errorBox(err)); return; }
   if (token !== pageToken) return;
   const names = key => [...new Set(rows.flatMap(r => Object.keys(r[key] || {})))].sort();
   const paramNames = names("params"), metricNames = names("metrics");
   const varying = paramNames.filter(n => new Set(rows.map(r => String((r.params || {})[n]))).size > 1);
   const metric = params.get("metric") || await sweepMetric(where, metricNames) || metricNames[0] || "";
+  if (token !== pageToken) return;
   const x = params.get("x") || (varying[0] || paramNames[0] ? "params." + (varying[0] || paramNames[0]) : "");
   const dims = (params.get("dims") || varying.slice(0, 8).map(n => "params." + n).join(",")).split(",").filter(Boolean);
   const value = (r, field) => {
@@ -647,7 +649,7 @@ async function sweepPage(token, id, params) {
   const stamp = await stampNow();
   const metricAsked = params.get("metric") || "";
   let sweep;
-  try { sweep = await apiJson("sweeps/" + encodeURIComponent(id), metricAsked ? { metric: metricAsked } : null); } catch (err) { show(el("h1", { text: "Sweep" }), errorBox(err)); return; }
+  try { sweep = await apiJson("sweeps/" + encodeURIComponent(id), metricAsked ? { metric: metricAsked } : null); } catch (err) { if (token === pageToken) show(el("h1", { text: "Sweep" }), errorBox(err)); return; }
   if (token !== pageToken) return;
   const spec = sweep.spec, where = sweepWhere(sweep.sweep_id);
   const metric = spec.metric;
