@@ -6,9 +6,8 @@ import contextlib
 import os
 import shutil
 import signal
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,7 +20,7 @@ from runner.envs.cache import cache_root
 from runner.errors import Drift, Interrupted, NotSupportedError, ReprunError, StoreError
 from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
 from runner.plan import Plan
-from runner.process import process_start_ticks
+from runner.process import process_start_ticks, stop_signals_to
 from runner.record.host import host_info
 from runner.record.store import RunStore
 from runner.record.types import (
@@ -255,17 +254,8 @@ class _SignalForwarder:
         else:
             raise Interrupted(signum)
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+    def installed(self) -> contextlib.AbstractContextManager[None]:
+        return stop_signals_to(self._on_signal)
 
 
 def _with_snapshot(plan: Plan, source: SourceInfo, run_dir: Path, notify: Notify) -> SourceInfo:

@@ -9,6 +9,7 @@ its session, in stages: interrupt, terminate, kill.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -16,8 +17,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 
 from runner.contain import new_tree, register, unregister
 from runner.frozen import frozen
@@ -298,3 +300,18 @@ def process_alive(pid: int, start_ticks: int | None) -> bool:
         return True
     current = process_start_ticks(pid)
     return current is None or current == start_ticks
+
+
+@contextlib.contextmanager
+def stop_signals_to(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` inside the block, the previous handlers after it.
+    Python lets only the main thread set handlers: elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, MakeProject, Reprun
-from test_run_local import pid_alive, wait_for
+from conftest import ROOT, MakeProject, Reprun, pid_alive, wait_for
 
 from runner.contain import FORCE_VARIABLE
 

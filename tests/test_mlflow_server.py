@@ -90,6 +90,16 @@ def _run(reprun: Reprun, project: Path, *args: str, env: dict[str, str] | None =
     return result, reprun.last_record()
 
 
+def _command_started(proc: subprocess.Popen[str], gate: Path) -> Path:
+    """Wait until STEP's command has started (it writes GATE.started, then waits for GATE)."""
+    started = Path(f"{gate}.started")
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), proc.communicate()[1]
+    return started
+
+
 def _warnings(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "warning: mlflow" in line]
 
@@ -202,11 +212,7 @@ def test_reprun_ends_the_run_failed_or_killed_and_sends_its_own_metrics_and_outp
     gate = tmp_path / "go"
     proc = reprun.popen("run", str(project), "--env-manager", "local", "--grace-period", "5",
                         env=_mlflow_env(server.url, WAIT_FOR=str(gate)))
-    started = Path(f"{gate}.started")
-    deadline = time.monotonic() + 120
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert started.exists(), proc.communicate()[1]
+    started = _command_started(proc, gate)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
     killed = reprun.last_record()
@@ -260,11 +266,7 @@ def test_a_server_that_dies_mid_run_and_a_slow_one(
     gate = tmp_path / "go"
     proc = reprun.popen("run", str(project), "--env-manager", "local",
                         env=_mlflow_env(gateway.url, WAIT_FOR=str(gate)))
-    started = Path(f"{gate}.started")
-    deadline = time.monotonic() + 120
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert started.exists(), proc.communicate()[1]
+    _command_started(proc, gate)
     gateway.stop()  # the server goes away while the command runs
     gate.write_text("")
     _out, err = proc.communicate(timeout=120)
@@ -592,9 +594,7 @@ def test_an_interrupted_sweep_ends_its_parent_killed(
     proc = reprun.popen("sweep", str(project), "-P", "alpha=0.1,0.2", "--env-manager", "local",
                         "--tracking-uri", server.url, "--experiment-name", "interrupted",
                         env={"WAIT_FOR": str(gate)})
-    deadline = time.monotonic() + 60
-    while not Path(f"{gate}.started").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _command_started(proc, gate)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -7,22 +7,11 @@ import json
 import os
 import re
 import signal
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from blake3 import blake3
-from conftest import MakeProject, Reprun, git, init_repo
-
-
-def wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+from conftest import MakeProject, Reprun, git, init_repo, pid_alive, wait_for
 
 
 def running_records(reprun: Reprun) -> list[Path]:
@@ -30,13 +19,6 @@ def running_records(reprun: Reprun) -> list[Path]:
     return sorted(runs.glob("*/run.json")) if runs.is_dir() else []
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rpartition(")")[2].split()[0] == "Z")
 
 
 def test_record_is_complete(reprun: Reprun, make_project: MakeProject) -> None:

@@ -8,12 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeProject, Reprun
+from conftest import MakeProject, Reprun, pid_alive, wait_for
 
 # A tiny objective: loss = (x - 0.3)^2 + n, printed as a metric line.
 TRAIN = """
@@ -37,21 +36,8 @@ MLPROJECT = """
 """
 
 
-def wait_for(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
-def pid_alive(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -231,8 +217,9 @@ def test_max_failures_counts_failures(reprun: Reprun, make_project: MakeProject)
     assert saved["reason"] == "stopped after 2 failed trials (--max-failures 2)"
 
 
-def test_ctrl_c_stops_every_trial_then_resume_finishes(reprun: Reprun, tmp_path: Path,
-                                                       make_project: MakeProject) -> None:
+def held_project(make_project: MakeProject, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A project whose trials wait (a ``sleep`` whose pid goes to ``pids``) while the file
+    ``hold`` exists, then print their k: (project, pids, hold)."""
     pids = tmp_path / "pids"
     hold = tmp_path / "hold"
     hold.write_text("")
@@ -242,6 +229,12 @@ def test_ctrl_c_stops_every_trial_then_resume_finishes(reprun: Reprun, tmp_path:
             parameters: {{k: {{type: int, default: 0}}}}
             command: 'if test -f {hold}; then sleep 300 & echo $! >> {pids}; wait; fi; echo k={{k}}'
     """)
+    return project, pids, hold
+
+
+def test_ctrl_c_stops_every_trial_then_resume_finishes(reprun: Reprun, tmp_path: Path,
+                                                       make_project: MakeProject) -> None:
+    project, pids, hold = held_project(make_project, tmp_path)
     proc = reprun.popen("sweep", str(project), "-P", "k=1..5", "--parallel", "2",
                         "--env-manager", "local", "--grace-period", "5")
     wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2)
@@ -364,15 +357,7 @@ def test_optimize_needs_the_extra_in_a_core_install(tmp_path: Path) -> None:
 
 def test_a_dead_sweep_is_shown_killed_and_resumes(reprun: Reprun, tmp_path: Path,
                                                   make_project: MakeProject) -> None:
-    pids = tmp_path / "pids"
-    hold = tmp_path / "hold"
-    hold.write_text("")
-    project = make_project(f"""
-        entry_points:
-          main:
-            parameters: {{k: {{type: int, default: 0}}}}
-            command: 'if test -f {hold}; then sleep 300 & echo $! >> {pids}; wait; fi'
-    """)
+    project, pids, hold = held_project(make_project, tmp_path)
     proc = reprun.popen("sweep", str(project), "-P", "k=1..3", "--env-manager", "local")
     wait_for(lambda: pids.exists() and pids.read_text().strip() != "")
     sweep_id = next((reprun.home / "sweeps").iterdir()).name

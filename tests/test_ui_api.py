@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Reprun
-from uistore import HTML_VALUE, Client, DemoStore, SweepStore, build, build_sweep, serving
+from uistore import HTML_VALUE, Client, DemoStore, SweepStore, demo_store, serving, sweep_store
 
 from runner.record.store import RunStore
 from runner.ui import make_server
@@ -24,9 +24,7 @@ pytestmark = pytest.mark.xdist_group("ui-api")
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
-    root = tmp_path_factory.mktemp("ui-store")
-    (root / "work").mkdir()
-    return build(Reprun(root / "reprun-home", root / "work"), root)
+    return demo_store(tmp_path_factory.mktemp("ui-store"))
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +93,7 @@ def test_run_endpoints_answer_what_show_compare_diff_and_lineage_print(
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> SweepStore:
-    root = tmp_path_factory.mktemp("ui-sweep-store")
-    (root / "work").mkdir()
-    return build_sweep(Reprun(root / "reprun-home", root / "work"), root)
+    return sweep_store(tmp_path_factory.mktemp("ui-sweep-store"))
 
 
 @pytest.fixture(scope="module")

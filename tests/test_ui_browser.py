@@ -15,16 +15,14 @@ from typing import Any
 import pytest
 from browser import start_browser, wait_for
 from conftest import Reprun
-from uistore import HTML_VALUE, Client, DemoStore, SweepStore, build, build_sweep, serving
+from uistore import HTML_VALUE, Client, DemoStore, SweepStore, demo_store, serving, sweep_store
 
 pytestmark = pytest.mark.xdist_group("ui-browser")
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoStore:
-    root = tmp_path_factory.mktemp("ui-browser-store")
-    (root / "work").mkdir()
-    return build(Reprun(root / "reprun-home", root / "work"), root)
+    return demo_store(tmp_path_factory.mktemp("ui-browser-store"))
 
 
 @pytest.fixture(scope="module")
@@ -267,9 +265,7 @@ def test_plots_over_steps_against_a_parameter_and_parallel_coordinates(
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> SweepStore:
-    root = tmp_path_factory.mktemp("ui-browser-sweep")
-    (root / "work").mkdir()
-    return build_sweep(Reprun(root / "reprun-home", root / "work"), root)
+    return sweep_store(tmp_path_factory.mktemp("ui-browser-sweep"))
 
 
 def test_a_sweep_is_listed_ranked_and_plotted(browser: Any, swept: SweepStore,

@@ -1,7 +1,7 @@
 """A store of real runs for the web view's tests and screenshots: a git project whose ``train``
 entry point prints its loss per step and an r2, runs with different parameters, one with
 uncommitted changes, one failing, a ``prepare -> train`` lineage chain, and a parameter value
-that is HTML. Also a fast maker of many fabricated records (for the benchmark)."""
+that is HTML."""
 
 from __future__ import annotations
 
@@ -9,12 +9,9 @@ import contextlib
 import http.client
 import json
 import os
-import textwrap
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -145,27 +142,19 @@ def build_sweep(reprun: Reprun, root: Path) -> SweepStore:
     return SweepStore(reprun, str(listed[0]["sweep_id"]))
 
 
-def fabricate(home: Path, count: int, template: dict[str, Any]) -> None:
-    """``count`` records made from a real one, with other ids, times, parameters and metrics
-    (written directly: fast enough for ten thousand); index them with ``runs reindex``."""
-    runs = home / "runs"
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    for n in range(count):
-        run_id = uuid.uuid4().hex
-        record = json.loads(json.dumps(template))
-        alpha = round((n % 97) / 97, 4)
-        record.update(
-            run_id=run_id, started_at=(start + timedelta(minutes=n)).isoformat(),
-            parameters={**record["parameters"], "alpha": str(alpha), "layers": str(1 + n % 7)},
-            metrics={"loss": {"last": round(1 - alpha / 2, 4), "step": 4, "min": 0.1,
-                              "max": 1.0, "count": 5},
-                     "r2": {"last": round(alpha * 0.9, 4), "step": None, "min": 0.0,
-                            "max": 1.0, "count": 1}},
-            metrics_file=None, inputs=[], outputs=[], status="FINISHED")
-        folder = runs / run_id
-        folder.mkdir(parents=True)
-        (folder / "run.json").write_text(json.dumps(record))
-        (folder / record["log_file"]).write_text(textwrap.dedent(f"run {n}\n"))
+def demo_store(root: Path) -> DemoStore:
+    """`build` in a new store under ``root`` (commands run from ``root/work``)."""
+    return build(_new_reprun(root), root)
+
+
+def sweep_store(root: Path) -> SweepStore:
+    """`build_sweep` in a new store under ``root``."""
+    return build_sweep(_new_reprun(root), root)
+
+
+def _new_reprun(root: Path) -> Reprun:
+    (root / "work").mkdir()
+    return Reprun(root / "reprun-home", root / "work")
 
 
 class Client:

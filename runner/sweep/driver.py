@@ -9,10 +9,9 @@ not yet started stay pending, so ``reprun sweep resume`` runs them.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,6 +20,7 @@ from backends.base import RunHandle
 from runner.errors import Interrupted, ReprunError
 from runner.frozen import frozen
 from runner.plan import Plan, with_params
+from runner.process import stop_signals_to
 from runner.record.types import RunnerProcess, RunRecord, Status, now
 from runner.sweep.record import SweepRecord, TrialInfo
 
@@ -121,7 +121,7 @@ class Driver:
         self._save(status=Status.RUNNING, reason=None, ended_at=None, runner=this_process())
         running: dict[Future[TrialInfo], int] = {}
         pool = ThreadPoolExecutor(self.policy.parallel, thread_name_prefix="reprun-trial")
-        with self._signals(), self.progress.shown(), pool:
+        with stop_signals_to(self._on_signal), self.progress.shown(), pool:
             while True:
                 while self._may_start() and len(running) < self._limit():
                     trial = self.source.next(self.record)
@@ -285,17 +285,6 @@ class Driver:
         for control in controls:
             control.stop(signum)
 
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
 
 
 def this_process() -> RunnerProcess:

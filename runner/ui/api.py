@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ReprunError, RunNotFoundError, UsageError
-from runner.record.store import RunStore
+from runner.record.store import RunStore, RunSummary
 
 Query = Mapping[str, Sequence[str]]
 Json = Any
@@ -81,28 +81,31 @@ def run_id(store: RunStore, given: str) -> str:
 
 def runs(store: RunStore, query: Query) -> Json:
     """``reprun runs list --json [--where W] [--sort S] [-c C] [-n N]``."""
-    from runner.tracking.query import list_runs, summary_json
+    from runner.tracking.query import summary_json
 
-    try:
-        summaries, chosen = list_runs(store, one(query, "where") or None, many(query, "sort"),
-                                      many(query, "columns"), _limit(query, None))
-    except UsageError as exc:
-        raise _user_error(exc) from None
+    summaries, chosen = _listed(store, query)
     return [summary_json(s, chosen) for s in summaries]
 
 
 def runs_csv(store: RunStore, query: Query) -> str:
     """``reprun runs list --csv`` with the same options."""
-    from runner.tracking.query import CSV_DEFAULT, list_runs, write_csv
+    from runner.tracking.query import CSV_DEFAULT, write_csv
 
-    try:
-        summaries, chosen = list_runs(store, one(query, "where") or None, many(query, "sort"),
-                                      many(query, "columns"), _limit(query, None))
-    except UsageError as exc:
-        raise _user_error(exc) from None
+    summaries, chosen = _listed(store, query)
     out = io.StringIO()
     write_csv(summaries, chosen or list(CSV_DEFAULT), out)
     return out.getvalue()
+
+
+def _listed(store: RunStore, query: Query) -> tuple[list[RunSummary], list[str]]:
+    """The runs and columns ``runs list`` gives for the query's where, sort, columns, limit."""
+    from runner.tracking.query import list_runs
+
+    try:
+        return list_runs(store, one(query, "where") or None, many(query, "sort"),
+                         many(query, "columns"), _limit(query, None))
+    except UsageError as exc:
+        raise _user_error(exc) from None
 
 
 def fields(store: RunStore, _query: Query) -> Json:
