@@ -188,10 +188,10 @@ def image_repo(docker_client: Any) -> Any:
     yield name
     for image in docker_client.images.list(name=f"reprun/{name}"):
         for tag in image.tags:
-            docker_client.images.remove(tag, force=True)
+            docker_client.images.remove(tag, force=True, noprune=True)
     for image in docker_client.images.list(name=f"reprun/{name}-base"):
         for tag in image.tags:
-            docker_client.images.remove(tag, force=True)
+            docker_client.images.remove(tag, force=True, noprune=True)
 
 
 @pytest.fixture

@@ -292,7 +292,7 @@ def test_docker_env_example_runs_on_the_test_base_image(
     assert "mean temperature of 2 cities: 10.75" in result.stdout
     record = reprun.last_record()
     assert [o["path"] for o in record["outputs"]] == ["summary.json"]
-    docker_client.images.remove(record["backend"]["docker"]["image"], force=True)
+    docker_client.images.remove(record["backend"]["docker"]["image"], force=True, noprune=True)
 
 
 def python_env_project(make_project: MakeProject, name: str) -> Path:

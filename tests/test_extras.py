@@ -200,7 +200,7 @@ def test_a_built_image_runs_without_the_docker_sdk_and_a_build_names_the_extra(
         assert changed.code == 2, changed.stderr
         assert _last_line(changed.stderr) == DOCKER_LINE
     finally:
-        docker_client.images.remove(image_id, force=True)
+        docker_client.images.remove(image_id, force=True, noprune=True)
 
 
 def test_the_web_view_is_one_line_naming_the_ui_extra(core: CoreReprun) -> None:

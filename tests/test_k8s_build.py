@@ -39,7 +39,7 @@ def tiny_base(docker_client: Any) -> Iterator[str]:
     name = f"reprun-test/tiny-{uuid.uuid4().hex[:8]}"
     docker_client.api.import_image_from_data(raw.getvalue(), repository=name, tag="1")
     yield f"{name}:1"
-    docker_client.images.remove(f"{name}:1", force=True)
+    docker_client.images.remove(f"{name}:1", force=True, noprune=True)
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def cleanup(docker_client: Any) -> Iterator[list[str]]:
     yield ids
     for image_id in dict.fromkeys(ids):
         with contextlib.suppress(Exception):  # already gone with its last tag
-            docker_client.images.remove(image_id, force=True)
+            docker_client.images.remove(image_id, force=True, noprune=True)
 
 
 def kube_run(reprun: Reprun, fake: FakeKube, project: Path, cfg: dict[str, Any],
@@ -108,7 +108,7 @@ def test_first_run_builds_and_pushes_then_reuses_and_a_change_pushes_a_new_diges
     assert sorted(tags) == sorted({content_tag, changed["image_tag"].rsplit(":", 1)[1]})
 
     # Another machine (here: the local image removed) finds the content tag in the registry.
-    docker_client.images.remove(changed["image_id"], force=True)
+    docker_client.images.remove(changed["image_id"], force=True, noprune=True)
     fourth = kube_run(reprun, fake_kube, project, {"repository-uri": repo})
     assert fourth.code == 0, fourth.stderr
     reused = reprun.last_record()["backend"]["facts"]
@@ -220,7 +220,7 @@ def test_denied_push_is_one_line_naming_the_repository(
     finally:
         server.shutdown()
         for image in docker_client.images.list(name=repo):
-            docker_client.images.remove(image.id, force=True)
+            docker_client.images.remove(image.id, force=True, noprune=True)
     assert result.code != 0
     assert len(result.error_lines) == 1, result.stderr
     line = result.error_lines[0]

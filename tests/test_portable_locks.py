@@ -166,7 +166,7 @@ def test_a_git_url_run_and_a_local_run_of_one_commit_share_the_kubernetes_image(
         assert again["image_built"] is False and again["image_pushed"] is False
         assert job_image(fake_kube) == facts["image"]
     finally:
-        docker_client.images.remove(first["backend"]["facts"]["image_id"], force=True)
+        docker_client.images.remove(first["backend"]["facts"]["image_id"], force=True, noprune=True)
 
 
 BACKEND = '''
