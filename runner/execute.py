@@ -44,7 +44,7 @@ from runner.spec.types import ParamType
 
 if TYPE_CHECKING:
     from runner.tracking.inputs import Found
-    from runner.tracking.mlflow_sink import Tracker
+    from runner.tracking.mlflow import Tracker
 
 PATCH_FILE = "source.patch"
 SPEC_DIR = "spec"
@@ -152,15 +152,15 @@ def _with_tracking(record: RunRecord, store: RunStore, tracker: Tracker | None) 
 
 def _begin_tracking(plan: Plan, record: RunRecord, run_dir: Path,
                     notify: Notify) -> Tracker | None:
-    """The MLflow run on a tracking server, when one is named (see runner.tracking.settings)."""
+    """The MLflow run on a tracking server, when one is named (runner.tracking.mlflow.settings)."""
     options = plan.options.tracking
     if options is None or options.uri is None:
         return None
-    from runner.tracking.settings import is_server
+    from runner.tracking.mlflow import is_server
 
     if not is_server(options.uri):
         return None
-    from runner.tracking.mlflow_sink import Tracker, mlflow_params
+    from runner.tracking.mlflow import Tracker, mlflow_params
 
     given = {n: plan.options.params.get(n, p.default or "") for n, p in
              plan.entry.parameters.items() if p.type.value == "path"}
@@ -381,7 +381,7 @@ def _image_python(lock: Lock) -> PythonFacts:
     """The packages an image build installs from a Python lock (exactly its pins)."""
     if lock.manager not in ("uv", "virtualenv") or not lock.content:
         return PythonFacts()
-    from runner.envs.pylock import pinned_packages
+    from runner.envs.python import pinned_packages
 
     return PythonFacts(packages=pinned_packages(lock.content))
 
@@ -513,7 +513,7 @@ def _tracking_env(plan: Plan, tracker: Tracker | None, notify: Notify) -> dict[s
     options = plan.options.tracking
     if options is None or options.uri is None:
         return {}
-    from runner.tracking.settings import passed_on
+    from runner.tracking.mlflow import passed_on
 
     return passed_on(options, plan.options.cwd, notify)
 

@@ -66,7 +66,7 @@ def _inputs(request: RunRequest, loaded: LoadedConfig, image: PinnedImage,
            "REPRUN_METRICS": POD_METRICS_FILE, "PYTHONUNBUFFERED": "1"}
     copies: tuple[str, ...] = ()
     if request.tracking_env:
-        from runner.tracking.settings import for_pod
+        from runner.tracking.mlflow import for_pod
 
         tracking, copies = for_pod(request.tracking_env, request.env)
         env.update(tracking)

@@ -171,7 +171,7 @@ def env_refresh(uri: str, env_manager: str | None, allow_drift: bool, quiet: boo
         click.echo(f"reprun: {message}", err=True)
 
     if project.env.conversion is not None and not quiet:
-        from runner.envs.conda_pypi import summary
+        from runner.envs.conda import summary
 
         for line in summary(project.env.conversion):
             say(line)

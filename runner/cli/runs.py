@@ -18,7 +18,7 @@ from runner.cli.delete import runs_delete
 if TYPE_CHECKING:
     from runner.record.store import RunStore, RunSummary
     from runner.record.types import InputInfo, RunRecord
-    from runner.tracking.settings import TrackingOptions
+    from runner.tracking.mlflow import TrackingOptions
 
 
 @click.command()
@@ -94,7 +94,7 @@ def _tracking(uri: str | None, experiment_name: str | None,
               experiment_id: str | None) -> TrackingOptions | None:
     if not (uri or os.environ.get("MLFLOW_TRACKING_URI") or experiment_name or experiment_id):
         return None
-    from runner.tracking.settings import tracking_options
+    from runner.tracking.mlflow import tracking_options
 
     return tracking_options(os.environ, uri, experiment_name, experiment_id)
 
@@ -446,7 +446,7 @@ def runs_sync(run_ids: tuple[str, ...], tracking_uri: str | None) -> int:
     """Send what runs could not send to their MLflow tracking server (every run with calls
     pending, or the runs given)."""
     from runner.errors import TrackingError
-    from runner.tracking.mlflow_sync import sync_run
+    from runner.tracking.mlflow import sync_run
 
     runs_store = open_store()
     records = [_current(runs_store, r) for r in run_ids] if run_ids else \
@@ -466,7 +466,7 @@ def runs_sync(run_ids: tuple[str, ...], tracking_uri: str | None) -> int:
 
 
 def _pending_runs(runs_store: RunStore) -> list[RunRecord]:
-    from runner.tracking.mlflow_sink import PENDING_FILE
+    from runner.tracking.mlflow import PENDING_FILE
 
     home = runs_store.run_dir("x").parent
     found = sorted(home.glob(f"*/{PENDING_FILE}"), key=lambda p: p.stat().st_mtime)
@@ -486,9 +486,7 @@ def runs_push(run_ids: tuple[str, ...], tracking_uri: str | None, experiment_nam
               experiment_id: str | None, log_outputs: bool) -> int:
     """Send recorded runs to an MLflow tracking server, each as a new MLflow run with the tags,
     parameters, metrics and files a tracked run has."""
-    from runner.tracking.mlflow_sink import PENDING_FILE
-    from runner.tracking.mlflow_sync import push_run
-    from runner.tracking.settings import tracking_options
+    from runner.tracking.mlflow import PENDING_FILE, push_run, tracking_options
 
     options = tracking_options(os.environ, tracking_uri, experiment_name, experiment_id,
                                log_outputs=log_outputs)

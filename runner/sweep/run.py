@@ -170,7 +170,7 @@ def resume_options(record: SweepRecord, base_env: Mapping[str, str], reuse: bool
     tracking = given.pop("tracking", None)
     tracking_options = None
     if tracking is not None:
-        from runner.tracking.settings import TrackingOptions
+        from runner.tracking.mlflow import TrackingOptions
 
         uri = base_env.get("MLFLOW_TRACKING_URI") if tracking.get("uri") is None else None
         tracking_options = TrackingOptions(**{**tracking, **({"uri": uri} if uri else {})})

@@ -10,8 +10,9 @@ from pathlib import Path
 from runner.errors import TrackingError, UsageError
 from runner.record.store import RunStore
 from runner.record.types import RunRecord
-from runner.tracking.mlflow_client import MlflowClient
-from runner.tracking.mlflow_sink import (
+from runner.tracking.mlflow.client import MlflowClient
+from runner.tracking.mlflow.settings import TrackingOptions, is_server
+from runner.tracking.mlflow.sink import (
     PENDING_FILE,
     Notify,
     Op,
@@ -27,7 +28,6 @@ from runner.tracking.mlflow_sink import (
     own_metrics,
     start,
 )
-from runner.tracking.settings import TrackingOptions, is_server
 
 
 def pending_operations(run_dir: Path) -> list[Op]:

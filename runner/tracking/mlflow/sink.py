@@ -31,14 +31,14 @@ from runner.errors import TrackingError
 from runner.fsutil import atomic_write_text
 from runner.record.types import MetricSummary, MlflowInfo, RunRecord
 from runner.redact import redact_url
-from runner.tracking.mlflow_client import (
+from runner.tracking.mlflow.client import (
     CREDENTIAL_VARIABLES,
     TERMINAL,
     Metric,
     MlflowClient,
     Pair,
 )
-from runner.tracking.settings import URI_VARIABLE, TrackingOptions
+from runner.tracking.mlflow.settings import URI_VARIABLE, TrackingOptions
 
 PENDING_FILE = "mlflow-pending.json"
 ARTIFACT_DIR = "reprun"

@@ -21,7 +21,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from runner.envs.condareq import redact_channel
+from runner.envs.conda.request import redact_channel
 from runner.errors import EnvBuildError, NotSupportedError, Problem, SpecError
 from runner.frozen import frozen
 from runner.spec.project import EnvRequest
