@@ -154,7 +154,7 @@ def make_plan(options: RunOptions) -> Plan:
         image = fixed_image(backend, options.backend_config, options.cwd)
         manager = choose_manager(options.env_manager, project, backend, image is not None)
         project = converted(project, manager, options.allow_drift)
-        params = resolve(entry, options.params, options.cwd)
+        params = resolve(entry, options.params, options.cwd, options.strict)
         container = None
         if backend in BUILDS_OWN_ENVIRONMENT:
             from backends.docker.container import container_spec
@@ -182,7 +182,7 @@ def with_params(plan: Plan, params: Mapping[str, str], sweep_id: str | None = No
         tracking = dataclasses.replace(tracking, run_name=f"{sweep_id}-trial-{trial}")
     options = dataclasses.replace(plan.options, params=dict(params), sweep_id=sweep_id,
                                   trial=trial, tracking=tracking)
-    resolved = resolve(plan.entry, options.params, options.cwd)
+    resolved = resolve(plan.entry, options.params, options.cwd, options.strict)
     container = plan.container
     if container is not None:
         from backends.docker.container import container_spec

@@ -20,6 +20,7 @@ from runner import __version__
 from runner.cli.common import EXIT_FAILURE, EXIT_USAGE, run_exit_code, say, store
 
 if TYPE_CHECKING:
+    from runner.plan import Plan
     from runner.tracking.mlflow import TrackingOptions
 
 
@@ -138,13 +139,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         store().check_writable()  # before resolving or building anything
     plan = make_plan(options)
     if not quiet:
-        for warning in plan.project.warnings:
-            say(f"warning: {warning.render()}")
-        if plan.project.env.conversion is not None:
-            from runner.envs.conda import summary
-
-            for line in summary(plan.project.env.conversion):
-                say(line)
+        _say_notices(plan)
     if dry_run:
         try:
             described = plan.describe()
@@ -172,6 +167,21 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         if record.mlflow is not None and record.mlflow.run_url:
             say(f"mlflow run {record.mlflow.run_id}: {record.mlflow.run_url}")
     return run_exit_code(record)
+
+
+def _say_notices(plan: Plan) -> None:
+    """The project's warnings, parameters passed on undeclared, a conda.yaml converted."""
+    for warning in plan.project.warnings:
+        say(f"warning: {warning.render()}")
+    if plan.params.extras:
+        names = ", ".join(f"'{n}'" for n in plan.params.extras)
+        say(f"notice: {names} not declared by the entry point; passed on as "
+            f"{' '.join('--' + n for n in plan.params.extras)} (as MLflow does)")
+    if plan.project.env.conversion is not None:
+        from runner.envs.conda import summary
+
+        for line in summary(plan.project.env.conversion):
+            say(line)
 
 
 def tracking_asked(uri: str | None, experiment_name: str | None, experiment_id: str | None,
