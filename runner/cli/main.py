@@ -94,7 +94,8 @@ def cli(debug: bool) -> None:
               help="With --backend docker: keep the container after the run (default: remove).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
-@click.option("--strict", is_flag=True, help="Unknown keys in the MLproject file and undeclared -P names are errors.")
+@click.option("--strict", is_flag=True,
+              help="Unknown keys in the MLproject file and undeclared -P names are errors.")
 @click.option("--grace-period", default=10.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between interrupting the command and killing it.")
 @click.option("--tracking-uri", default=None, metavar="URI",
