@@ -90,6 +90,7 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions,
     try:
         project = load_project(checkout.directory)
         entry = project.entry_point(record.entry_point)
+        _bring_left_out_data(record, project.spec.data, checkout.directory, notify)
         backend = choose_backend(options.backend or record.backend.name, project)
         manager = choose_manager(options.env_manager or record.environment.manager, project,
                                  backend)
@@ -133,6 +134,18 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions,
                                    check_host_vars=backend == "docker")
     return Plan(run_options, checkout, project, entry, params, manager, backend,
                 container=container, replay=replay)
+
+
+def _bring_left_out_data(record: RunRecord, data: list[str] | tuple[str, ...],
+                         directory: Path, notify: Notify) -> None:
+    """Declared data the source left out (ignored files) comes from where the run read it."""
+    if record.source.checkout != "in-place" or not data:
+        return
+    from runner.tracking.left_out import bring_left_out_data
+
+    for item in bring_left_out_data(data, directory, Path(record.project.path)):
+        notify(f"data '{item}' is not in the recorded source; comparing it as it is in "
+               f"{record.project.path}")
 
 
 def _backend_config(rec: Recorded, backend: str, options: ReproduceOptions,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MakeProject, Reprun
+from conftest import MakeProject, Reprun, init_repo
 
 PROJECT = """
 name: demo
@@ -78,3 +78,32 @@ def test_a_sweep_refuses_undeclared_names(reprun: Reprun, demo: Path, name: str)
     assert result.code == 2, result.stderr
     assert f"'{name}'" in one_error(result.stderr)
     no_runs(reprun)
+
+
+# 3. data kept out of the snapshot (or out of git) is compared with the disk where it was
+
+@pytest.mark.parametrize("kind", ["snapshot", "git"])
+def test_ignored_data_reproduces_from_where_it_was(reprun: Reprun, make_project: MakeProject,
+                                                   kind: str) -> None:
+    ignore = ".reprunignore" if kind == "snapshot" else ".gitignore"
+    project = make_project(
+        "data: [data/in.csv]\nentry_points:\n  main:\n"
+        "    command: 'cp data/in.csv \"$REPRUN_OUTPUT_DIR/copy.csv\"'\n",
+        files={"data/in.csv": "a,b\n1,2\n", ignore: "data/in.csv\n"})
+    if kind == "git":
+        init_repo(project)
+    assert reprun("run", str(project), "-q").code == 0
+    original = reprun.last_record()
+    assert original["inputs"][0]["path"] == "data/in.csv"
+
+    result = reprun("reproduce", original["run_id"], "--check")
+    assert result.code == 0, result.stderr
+    assert "outputs identical" in result.stderr
+    assert reprun.last_record()["reproduction"]["input_drift"] == []
+
+    (project / "data" / "in.csv").write_text("a,b\n3,4\n")
+    result = reprun("reproduce", original["run_id"])
+    assert result.code != 0
+    line = one_error(result.stderr)
+    assert "data/in.csv (changed)" in line, line
+    assert len(reprun("runs", "list", "--json").json()) == 2
