@@ -14,10 +14,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from backends import BUILDS_OWN_ENVIRONMENT, check_installed, get_backend
 from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
+from runner.announce import Announce
 from runner.envs import get_builder
 from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, restore
 from runner.envs.cache import cache_root
-from runner.errors import Drift, Interrupted, NotSupportedError, ReprunError, StoreError
+from runner.errors import (
+    Drift,
+    Interrupted,
+    NotSupportedError,
+    ReprunError,
+    StoreError,
+    UsageError,
+)
 from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
 from runner.plan import Plan
 from runner.process import process_start_ticks, stop_signals_to
@@ -76,7 +84,8 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
     record = _first_record(plan, store, run_id, run_dir, found, notify)
     if control is not None:
         control.begun(run_id)
-    notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
+    notify = announce = Announce(
+        notify, f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
     tracker: Tracker | None = None
     handle: RunHandle | None = None
@@ -88,10 +97,13 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
             tracker = _begin_tracking(plan, record, run_dir, notify)  # goes on in the background
             resolved, drift = _build_environment(plan, notify, lock)
             record = _with_environment(record, plan, resolved, run_dir, drift)
+            if plan.backend not in BUILDS_OWN_ENVIRONMENT:  # (those build their image first)
+                announce.now()
             store.save(record)
             request = _request(plan, record, resolved, run_dir, notify, tracker)
             record = _with_tracking(record, store, tracker)
             handle = _submit(plan, request, forwarder, control)
+            announce.now()
             record = record.model_copy(update={"backend": handle.info()})
             record = _with_facts(record, handle.facts(), detached=plan.options.detach)
             _save_while_running(store, record, notify)
@@ -105,6 +117,10 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         _end(record, store, tracker, _save_last)
         raise
     except BaseException as exc:
+        if (isinstance(exc, UsageError) and not announce.said and control is None
+                and tracker is None):
+            store.delete(run_id)  # a mistake in what was typed, found before anything ran
+            raise
         if handle is not None and not plan.options.detach:
             handle.cancel(signal.SIGTERM)  # reprun itself failed: the command must not go on
             handle.wait()
