@@ -102,8 +102,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
             store.save(record)
             request = _request(plan, record, resolved, run_dir, notify, tracker)
             record = _with_tracking(record, store, tracker)
-            handle = _submit(plan, request, forwarder, control)
-            announce.now()
+            handle = _submit(plan, request, forwarder, control, announce)
             record = record.model_copy(update={"backend": handle.info()})
             record = _with_facts(record, handle.facts(), detached=plan.options.detach)
             _save_while_running(store, record, notify)
@@ -117,9 +116,8 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         _end(record, store, tracker, _save_last)
         raise
     except BaseException as exc:
-        if (isinstance(exc, UsageError) and not announce.said and control is None
-                and tracker is None):
-            store.delete(run_id)  # a mistake in what was typed, found before anything ran
+        if _forgotten(exc, announce.said or control is not None or tracker is not None, store,
+                      run_id):
             raise
         if handle is not None and not plan.options.detach:
             handle.cancel(signal.SIGTERM)  # reprun itself failed: the command must not go on
@@ -135,13 +133,23 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
     return _end(tracker.read_back(record) if tracker else record, store, tracker)
 
 
+def _forgotten(exc: BaseException, kept: bool, store: RunStore, run_id: str) -> bool:
+    """A mistake in what was typed (exit 2), found before anything ran nor was said (nor a
+    sweep or an MLflow run holds the run): the run is not kept."""
+    if kept or not isinstance(exc, UsageError):
+        return False
+    store.delete(run_id)
+    return True
+
+
 def _submit(plan: Plan, request: RunRequest, forwarder: _SignalForwarder,
-            control: Control | None) -> RunHandle:
+            control: Control | None, announce: Announce) -> RunHandle:
     """The command started; a signal from now on reaches it (or a sweep's stop does)."""
     forwarder.defer = True  # a signal from now on must reach the command, not abort us
     if control is not None:
         control.submitting()
     handle = get_backend(plan.backend).submit(request)
+    announce.now()
     forwarder.attach(handle)
     if control is not None:
         control.started(handle)
