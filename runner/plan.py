@@ -51,6 +51,7 @@ class RunOptions:
     refresh: bool = False  # resolve the environment again instead of reusing the cached lock
     progress_live: bool = False  # environment progress may redraw (stderr is a terminal)
     docker_base_image: str | None = None
+    replace_env_image: bool = False  # docker_base_image replaces docker_env.image (typed as option)
     keep_container: bool = False
     conda_channels: tuple[str, ...] = ()  # replace conda.yaml's channels (mirrors, air-gapped)
     backend_config: str | None = None
@@ -162,7 +163,8 @@ def make_plan(options: RunOptions) -> Plan:
             # kubernetes maps docker_env.environment itself (names may come from Secrets).
             container = container_spec(project, entry, params.values, options.base_env,
                                        options.docker_base_image, options.keep_container,
-                                       check_host_vars=backend == "docker")
+                                       check_host_vars=backend == "docker",
+                                       replace_env_image=options.replace_env_image)
     except BaseException:
         if resolving is not None:
             resolving.cancel()
@@ -189,7 +191,8 @@ def with_params(plan: Plan, params: Mapping[str, str], sweep_id: str | None = No
 
         container = container_spec(plan.project, plan.entry, resolved.values, options.base_env,
                                    options.docker_base_image, options.keep_container,
-                                   check_host_vars=plan.backend == "docker")
+                                   check_host_vars=plan.backend == "docker",
+                                   replace_env_image=options.replace_env_image)
     return dataclasses.replace(plan, options=options, params=resolved, container=container,
                                resolving=None)
 

@@ -128,10 +128,13 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions,
     if backend in BUILDS_OWN_ENVIRONMENT:
         from backends.docker.container import container_spec
 
-        recorded_base = record.backend.docker.base_image if record.backend.docker else None
+        docker = record.backend.docker
+        recorded_base = docker.base_image if docker else None
+        replaced = docker is not None and docker.base_image_replaces is not None
         container = container_spec(project, entry, params.values, options.base_env,
                                    options.docker_base_image or recorded_base, False,
-                                   check_host_vars=backend == "docker")
+                                   check_host_vars=backend == "docker",
+                                   replace_env_image=replaced)
     return Plan(run_options, checkout, project, entry, params, manager, backend,
                 container=container, replay=replay)
 

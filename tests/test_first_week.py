@@ -107,3 +107,32 @@ def test_ignored_data_reproduces_from_where_it_was(reprun: Reprun, make_project:
     line = one_error(result.stderr)
     assert "data/in.csv (changed)" in line, line
     assert len(reprun("runs", "list", "--json").json()) == 2
+
+
+# 6. --docker-base-image runs a docker_env project on another image (recorded as an override)
+
+@pytest.mark.docker
+def test_docker_base_image_replaces_docker_env_image(reprun: Reprun, make_project: MakeProject,
+                                                    base_image: str) -> None:
+    project = make_project("name: offline\ndocker_env:\n  image: reprun-test/not-here:1\n"
+                           "entry_points:\n  main:\n    command: python -c 'print(40 + 2)'\n")
+    result = reprun("run", str(project), "--docker-base-image", base_image)
+    assert result.code == 0, result.stderr
+    assert "42" in result.stdout
+    docker = reprun.last_record()["backend"]["docker"]
+    assert docker["base_image"] == base_image
+    assert docker["base_image_replaces"] == "reprun-test/not-here:1"
+    again = reprun("reproduce", reprun.last_record()["run_id"])
+    assert again.code == 0, again.stderr
+    assert reprun.last_record()["backend"]["docker"]["base_image"] == base_image
+
+
+def test_docker_base_image_cannot_replace_a_dockerfile(reprun: Reprun,
+                                                       make_project: MakeProject) -> None:
+    project = make_project("name: built\ndocker_env:\n  dockerfile: Dockerfile\n"
+                           "entry_points:\n  main:\n    command: echo hi\n",
+                           files={"Dockerfile": "FROM scratch\n"})
+    result = reprun("run", str(project), "--docker-base-image", "python:3.11-slim", "--dry-run")
+    assert result.code == 2, result.stderr
+    line = one_error(result.stderr)
+    assert "--docker-base-image" in line and "docker_env.dockerfile" in line, line

@@ -89,7 +89,8 @@ def cli(debug: bool) -> None:
               envvar="REPRUN_DOCKER_BASE_IMAGE",
               help="With --backend docker or kubernetes: the image to build on for projects "
                    "without docker_env (default python:<version>-slim; env "
-                   "REPRUN_DOCKER_BASE_IMAGE).")
+                   "REPRUN_DOCKER_BASE_IMAGE); given here, it also replaces docker_env.image "
+                   "(recorded).")
 @click.option("--keep-container", is_flag=True,
               help="With --backend docker: keep the container after the run (default: remove).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
@@ -131,6 +132,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         strict=strict, grace_period=grace_period, echo=True, refresh=refresh,
         progress_live=not quiet and sys.stderr.isatty(),
         docker_base_image=docker_base_image, keep_container=keep_container,
+        replace_env_image=_typed(click.get_current_context(), "docker_base_image"),
         conda_channels=conda_channels, backend_config=backend_config, detach=detach,
         resolve_early=not dry_run, allow_drift=allow_drift, reuse=reuse,
         tracking=tracking_asked(tracking_uri, experiment_name, experiment_id, run_name,
@@ -168,6 +170,11 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         if record.mlflow is not None and record.mlflow.run_url:
             say(f"mlflow run {record.mlflow.run_id}: {record.mlflow.run_url}")
     return run_exit_code(record)
+
+
+def _typed(ctx: click.Context, name: str) -> bool:
+    """The option was typed on the command line (not taken from its variable)."""
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
 
 
 def _say_notices(plan: Plan) -> None:
