@@ -136,3 +136,20 @@ def test_docker_base_image_cannot_replace_a_dockerfile(reprun: Reprun,
     assert result.code == 2, result.stderr
     line = one_error(result.stderr)
     assert "--docker-base-image" in line and "docker_env.dockerfile" in line, line
+
+
+# 13. a warning about a project from a URL names its file in the repository, and the URL
+
+def test_warnings_of_a_url_project_name_the_file_in_the_repository(
+        reprun: Reprun, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "examples" / "demo").mkdir(parents=True)
+    (repo / "examples" / "demo" / "MLproject").write_text(
+        "name: demo\nentry_points:\n  main:\n    command: echo hi\n    colour: blue\n")
+    init_repo(repo)
+    url = f"file://{repo}"
+    result = reprun("run", f"{url}#examples/demo", "--dry-run")
+    assert result.code == 0, result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if "colour" in line]
+    assert "checkouts" not in warning, warning
+    assert f"examples/demo/MLproject:5 (in {url})" in warning, warning

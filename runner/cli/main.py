@@ -179,8 +179,12 @@ def _typed(ctx: click.Context, name: str) -> bool:
 
 def _say_notices(plan: Plan) -> None:
     """The project's warnings, parameters passed on undeclared, a conda.yaml converted."""
+    from runner.source.checkout import shown_in_source
+
     for warning in plan.project.warnings:
-        say(f"warning: {warning.render()}")
+        shown, origin = (None, "") if warning.file is None else shown_in_source(plan.checkout,
+                                                                                warning.file)
+        say(f"warning: {warning.render(shown, origin)}")
     if plan.params.extras:
         names = ", ".join(f"'{n}'" for n in plan.params.extras)
         say(f"notice: {names} not declared by the entry point; passed on as "
