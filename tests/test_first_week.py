@@ -153,3 +153,31 @@ def test_warnings_of_a_url_project_name_the_file_in_the_repository(
     [warning] = [line for line in result.stderr.splitlines() if "colour" in line]
     assert "checkouts" not in warning, warning
     assert f"examples/demo/MLproject:5 (in {url})" in warning, warning
+
+
+# 14. a tracking URI whose server answers 404 to MLflow's API
+
+def test_a_server_without_mlflows_api_is_asked_about(reprun: Reprun, demo: Path) -> None:
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def _404(self) -> None:
+            self.send_error(404)
+
+        do_GET = do_POST = _404
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = reprun("run", str(demo), "--tracking-uri", url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 0, result.stderr  # the run goes on; its MLflow run is made later
+    [line] = [line for line in result.stderr.splitlines() if "HTTP 404" in line]
+    assert "is this an MLflow tracking server?" in line, line
