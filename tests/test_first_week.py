@@ -181,3 +181,17 @@ def test_a_server_without_mlflows_api_is_asked_about(reprun: Reprun, demo: Path)
     assert result.code == 0, result.stderr  # the run goes on; its MLflow run is made later
     [line] = [line for line in result.stderr.splitlines() if "HTTP 404" in line]
     assert "is this an MLflow tracking server?" in line, line
+
+
+# 11. a python version that is not installed is named in the file it came from
+
+def test_a_missing_python_of_conda_yaml_names_conda_yaml(reprun: Reprun,
+                                                         make_project: MakeProject) -> None:
+    project = make_project("name: c\nconda_env: conda.yaml\nentry_points:\n"
+                           "  main:\n    command: python -V\n",
+                           files={"conda.yaml": "name: c\ndependencies:\n  - python=3.4\n"})
+    result = reprun("run", str(project), "--env-manager", "uv")
+    assert result.code != 0, result.stderr
+    line = one_error(result.stderr)
+    assert "Python 3.4" in line and "conda.yaml" in line, line
+    assert "python_env.yaml" not in line, line
