@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from backends.kubernetes import causes
 from backends.kubernetes.api import TRANSIENT, Cluster, NotFound, api_error, request
 from backends.kubernetes.config import KubernetesConfig
 from runner.errors import BackendError
@@ -81,6 +82,7 @@ class Waiting:
     not_started_s: float | None = None  # since the Job was created, no container has started
     start_limit_s: float = float("inf")
     warning: str | None = None  # the last Warning event of the Job or its pod
+    lasting: str | None = None  # a Warning whose cause waiting cannot remove (causes.lasting)
     seen_end: Json | None = None  # the last terminated state seen of the newest pod (a watch)
 
 
@@ -109,6 +111,9 @@ def interpret(job: Json | None, pods: list[Json], waiting: Waiting | None = None
         return Verdict(Status.FAILED, None,
                        f"Unschedulable: {message} (for {waiting.unschedulable_s:.0f} s)",
                        cleanup=True)
+    if waiting.not_started_s is not None and waiting.lasting is not None:
+        return Verdict(Status.FAILED, None, f"{waiting.lasting} (this cannot resolve itself: "
+                       "the run was not started)", cleanup=True)
     if waiting.not_started_s is not None and waiting.not_started_s >= waiting.start_limit_s:
         what = waiting.warning or (f"the pod stayed {phase_of(pod)[0]}" if pod
                                    else "no pod was created")
@@ -355,6 +360,8 @@ class Events:
         self.seen: set[str] = set()
         self.warnings: list[str] = []
         self.last: str | None = None
+        self.lasting: str | None = None
+        self.held: list[str] = []  # harmless warnings, shown only if the pod does not start
         self.enabled = True
 
     def poll(self, objects: list[tuple[str, str]]) -> None:
@@ -378,16 +385,29 @@ class Events:
     def _one(self, kind: str, name: str, event: Json) -> None:
         if event.get("type") != "Warning":
             return
-        text = f"{event.get('reason') or 'Warning'}: {' '.join(str(event.get('message')).split())}"
+        reason, message = event.get("reason") or "Warning", " ".join(
+            str(event.get("message")).split())
+        text = f"{reason}: {message}"
         self.last = text
+        if causes.lasting(reason, message):
+            self.lasting = text
         uid = str(event.get("metadata", {}).get("uid") or text)
         if uid in self.seen:
             return
         self.seen.add(uid)
         if len(self.warnings) < MAX_WARNINGS:
             self.warnings.append(f"{kind} {name}: {text}")
-        if self.note is not None:
+        if causes.harmless(reason, message):
+            self.held.append(f"kubernetes: {kind} {name}: {text}")
+        elif self.note is not None:
             self.note(f"kubernetes: {kind} {name}: {text}")
+
+    def show_held(self) -> None:
+        """The harmless warnings held back: the pod did not start after all."""
+        held, self.held = self.held, []
+        if self.note is not None:
+            for line in held:
+                self.note(line)
 
 
 def _event_time(event: Json) -> str:
@@ -427,9 +447,11 @@ class Follower:
                 unschedulable_s=self._unschedulable_for(pods), unschedulable_limit_s=self.timeout_s,
                 not_started_s=None if self.progress.started else time.monotonic() - self._created,
                 start_limit_s=self.start_timeout_s, warning=self.events.last,
-                seen_end=self.progress.seen_end())
+                lasting=self.events.lasting, seen_end=self.progress.seen_end())
             verdict = interpret(job, pods, waiting)
             if verdict is not None:
+                if not self.progress.started:
+                    self.events.show_held()
                 if verdict.cleanup:
                     self._log_stop.set()  # the container never ran: nothing more will come
                 self.finish_logs()
