@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import MakeProject, Reprun, Result
 from fakekube import FakeKube, Fault, PodScript
+from k8s_checks import assert_outputs_came_back
 from test_k8s_contract import IMAGE, running_pod, wait_for
 
 MLPROJECT = """
@@ -173,14 +174,7 @@ def test_outputs_come_back_with_sizes_and_digests(reprun: Reprun, fake_kube: Fak
     assert result.code == 0, result.stderr
     assert result.stdout == "writing\ndone\n"  # the archive is not the user's output
     record = reprun.last_record()
-    outputs = {o["path"]: o for o in record["outputs"]}
-    assert set(outputs) == {"numbers.txt", "model/w.bin"}
-    assert outputs["numbers.txt"]["size"] == 6
-    import blake3
-
-    assert outputs["numbers.txt"]["digest"] == "blake3:" + blake3.blake3(b"1\n2\n3\n").hexdigest()
-    local = Path(record["output_dir"])
-    assert (local / "model" / "w.bin").read_bytes() == b"weights"
+    assert_outputs_came_back(record, {"numbers.txt": b"1\n2\n3\n", "model/w.bin": b"weights"})
     assert reprun("runs", "logs", record["run_id"]).stdout == "writing\ndone\n"
 
 
