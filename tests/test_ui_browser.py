@@ -176,7 +176,7 @@ def test_the_default_columns_are_the_metrics_then_the_parameters_that_vary(
 
 def test_favicon_and_links_out(page: Page, demo: DemoStore, client: Client) -> None:
     code, headers, _body = client.request("/static/favicon.svg")
-    assert code == 200
+    assert code == 200 and headers["Content-Type"] == "image/svg+xml"
     page.open("/runs")
     page.wait("#runs tbody tr")
     assert [e for e in page.browser.get_log("browser") if "favicon" in e["message"]] == []
