@@ -1,0 +1,198 @@
+"""Kubernetes images assembled through the registry's HTTP API, with no Docker engine: the real
+docker-registry holds the base (pushed here from the test base image, uncompressed), reprun runs
+with DOCKER_HOST pointing nowhere and the docker package made unimportable, and the real Docker
+engine then pulls the assembled image by digest and runs the project in it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MakeProject, Reprun, Result
+from fakekube import FakeKube
+from test_docker import python_env_project
+from test_k8s_registry import sha, tiny_image
+
+from backends.oci.client import Blob, Registry
+from backends.oci.manifest import OCI_INDEX
+from backends.oci.reference import parse_reference
+
+pytestmark = pytest.mark.docker
+
+NO_ENGINE = "unix:///nonexistent/docker.sock"
+
+
+@pytest.fixture(scope="session")
+def saved_base(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test base image as `docker save` writes it (once per session)."""
+    folder = tmp_path_factory.mktemp("saved-base")
+    tar_path = folder / "base.tar"
+    subprocess.run(["docker", "save", "-o", str(tar_path), base_image], check=True)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(folder / "x", filter="data")
+    return folder / "x"
+
+
+def push_saved(saved: Path, registry: str, repository: str, tag: str) -> str:
+    """Push a saved image as an OCI image with uncompressed layers; its manifest digest."""
+    entry = json.loads((saved / "manifest.json").read_text())[0]
+    client = Registry(registry)
+    config = (saved / entry["Config"]).read_bytes()
+    layers = []
+    for rel in entry["Layers"]:
+        path = saved / rel
+        digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        size = path.stat().st_size
+        client.upload_blob(repository, Blob(digest, size, path=path))
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                       "digest": digest, "size": size})
+    client.upload_blob(repository, Blob(sha(config), len(config), data=config))
+    body = json.dumps({"schemaVersion": 2,
+                       "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                  "digest": sha(config), "size": len(config)},
+                       "layers": layers}).encode()
+    return client.put_manifest(repository, tag, body, "application/vnd.oci.image.manifest.v1+json")
+
+
+@pytest.fixture
+def no_docker_package(tmp_path: Path) -> dict[str, str]:
+    """An environment in which no Docker engine answers and `import docker` fails."""
+    shadow = tmp_path / "shadow" / "docker"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('docker is not installed here')\n")
+    return {"DOCKER_HOST": NO_ENGINE, "PYTHONPATH": str(shadow.parent)}
+
+
+@pytest.fixture
+def pulled(docker_client: Any) -> Iterator[list[str]]:
+    refs: list[str] = []
+    yield refs
+    for ref in refs:
+        try:
+            docker_client.images.remove(ref, force=True, noprune=True)
+        except Exception:  # noqa: BLE001 (already gone)
+            pass
+
+
+def kube_run(reprun: Reprun, fake: FakeKube, project: Path, cfg: dict[str, Any],
+             env: dict[str, str], *args: str) -> Result:
+    config = json.dumps({"poll_seconds": 0.3, **cfg})
+    return reprun("run", str(project), "--backend", "kubernetes", "--backend-config", config,
+                  *args, env={"KUBECONFIG": str(fake.kubeconfig_path), **env})
+
+
+def test_assembled_image_runs_in_docker_and_a_code_change_pushes_one_small_layer(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
+        saved_base: Path, docker_client: Any, no_docker_package: dict[str, str],
+        image_repo: str, pulled: list[str]) -> None:
+    push_saved(saved_base, registry, "base/python", "3.11")
+    project = python_env_project(make_project, image_repo)
+    text = (project / "MLproject").read_text().replace("python greet.py docker", "echo ran")
+    (project / "MLproject").write_text(text)  # the fake kubelet runs it on this host
+    cfg = {"repository-uri": f"{registry}/team/proj", "base_image": f"{registry}/base/python:3.11"}
+    first = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
+    assert first.code == 0, first.stderr
+    assert f"image builder: registry (no Docker engine answers at {NO_ENGINE})" in first.stderr
+    assert first.stderr.count("image builder:") == 1
+    facts = reprun.last_record()["backend"]["facts"]
+    assert facts["image_builder"] == "registry" and facts["env_layer_built"] is True
+    assert facts["image_pushed"] is True and facts["image_source"] == "built"
+    job = fake_kube.created_jobs[-1]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert job == facts["image"] == f"{registry}/team/proj@{facts['image_digest']}"
+
+    pulled.append(facts["image"])
+    image = docker_client.images.pull(facts["image"])
+    assert image.id == facts["image_id"]  # the config digest is the engine's image id
+    shown = docker_client.containers.run(facts["image"], ["python", "greet.py", "docker"],
+                                         network_mode="none", remove=True).decode()
+    assert shown.startswith("Hello, docker! (greeting 1.0, python 3.11")
+    assert docker_client.containers.run(facts["image"], network_mode="none",
+                                        remove=True).decode() == "ran\n"
+
+    (project / "greet.py").write_text((project / "greet.py").read_text() + "# changed\n")
+    second = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
+    assert second.code == 0, second.stderr
+    again = reprun.last_record()["backend"]["facts"]
+    assert again["env_layer_built"] is False and again["image_pushed"] is True
+    assert again["image_digest"] != facts["image_digest"]
+    assert 0 < again["image_bytes_pushed"] < 20_000  # the code layer and the config only
+    assert "building the environment layer" not in second.stderr
+
+    third = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
+    assert third.code == 0, third.stderr
+    same = reprun.last_record()["backend"]["facts"]
+    assert same["image_digest"] == again["image_digest"] and same["image_pushed"] is False
+    assert same["image_bytes_pushed"] == 0
+
+
+def _index(registry: str, repository: str, platform: dict[str, str]) -> str:
+    image = tiny_image("base")
+    client = Registry(registry)
+    for digest, data in image.blobs.items():
+        client.upload_blob(repository, Blob(digest, len(data), data=data))
+    client.put_manifest(repository, image.digest, image.manifest, image.media_type)
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{
+        "mediaType": image.media_type, "digest": image.digest, "size": len(image.manifest),
+        "platform": platform}]}).encode()
+    return client.put_manifest(repository, "multi", index, OCI_INDEX)
+
+
+def test_a_base_without_the_nodes_platform_is_one_line(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
+        no_docker_package: dict[str, str]) -> None:
+    _index(registry, "base/tiny", {"os": "linux", "architecture": "amd64"})
+    project = make_project("name: tiny\nentry_points:\n  main:\n    command: echo ran\n")
+    cfg = {"repository-uri": f"{registry}/team/tiny", "base_image": f"{registry}/base/tiny:multi",
+           "platform": "linux/arm64"}
+    result = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
+    assert result.code != 0 and len(result.error_lines) == 1, result.stderr
+    assert (f"base image '{registry}/base/tiny' has no linux/arm64 variant (it has: "
+            "linux/amd64)") in result.error_lines[0]
+    assert not fake_kube.created_jobs
+
+
+def test_an_environment_for_another_platform_is_refused_in_one_line(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
+        no_docker_package: dict[str, str]) -> None:
+    """The tiny base says it is linux/arm64 in its index but its config says amd64: refused as
+    well; an index entry and config that both say arm64 reach the environment check."""
+    image = tiny_image("arm")
+    config = json.loads(image.blobs[json.loads(image.manifest)["config"]["digest"]])
+    assert config["architecture"] == "amd64"
+    _index(registry, "base/arm", {"os": "linux", "architecture": "arm64"})
+    project = python_env_project(make_project, "armproj")
+    cfg = {"repository-uri": f"{registry}/team/arm", "base_image": f"{registry}/base/arm:multi",
+           "platform": "linux/arm64"}
+    result = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
+    assert result.code != 0 and len(result.error_lines) == 1, result.stderr
+    assert f"base image '{registry}/base/arm' is linux/amd64, not linux/arm64" in (
+        result.error_lines[0])
+
+
+def test_dry_run_says_which_builder(reprun: Reprun, make_project: MakeProject,
+                                    fake_kube: FakeKube, no_docker_package: dict[str, str]
+                                    ) -> None:
+    project = make_project("name: dry\nentry_points:\n  main:\n    command: echo ran\n")
+    result = kube_run(reprun, fake_kube, project, {"repository-uri": "127.0.0.1:9/team/dry"},
+                      no_docker_package, "--dry-run")
+    assert result.code == 0, result.stderr
+    assert f"image builder: registry (no Docker engine answers at {NO_ENGINE})" in (
+        result.stdout + result.stderr)
+    chosen = kube_run(reprun, fake_kube, project, {"repository-uri": "127.0.0.1:9/team/dry",
+                                                   "image_builder": "docker"},
+                      no_docker_package, "--dry-run")
+    assert "image builder: docker (image_builder in the backend config)" in (
+        chosen.stdout + chosen.stderr)
+    assert not fake_kube.created_jobs
+
+
+def test_parse_reference_of_a_base_by_digest() -> None:
+    ref = parse_reference("127.0.0.1:5000/a/b@sha256:" + "2" * 64)
+    assert ref.reference == "sha256:" + "2" * 64
