@@ -5,6 +5,7 @@ engine then pulls the assembled image by digest and runs the project in it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -75,10 +76,8 @@ def pulled(docker_client: Any) -> Iterator[list[str]]:
     refs: list[str] = []
     yield refs
     for ref in refs:
-        try:
+        with contextlib.suppress(Exception):  # already gone
             docker_client.images.remove(ref, force=True, noprune=True)
-        except Exception:  # noqa: BLE001 (already gone)
-            pass
 
 
 def kube_run(reprun: Reprun, fake: FakeKube, project: Path, cfg: dict[str, Any],
