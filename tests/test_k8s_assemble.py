@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from fakekube import FakeKube
 from test_docker import python_env_project
 from test_k8s_registry import sha, tiny_image
 
+from backends.kubernetes.envlayer import host_platform_of
 from backends.oci.client import Blob, Registry
 from backends.oci.manifest import OCI_INDEX
 from backends.oci.reference import parse_reference
@@ -103,6 +105,7 @@ def test_assembled_image_runs_in_docker_and_a_code_change_pushes_one_small_layer
     facts = reprun.last_record()["backend"]["facts"]
     assert facts["image_builder"] == "registry" and facts["env_layer_built"] is True
     assert facts["image_pushed"] is True and facts["image_source"] == "built"
+    assert facts["image_bytes_pushed"] < 20_000_000  # the base's layer was mounted, not sent
     job = fake_kube.created_jobs[-1]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert job == facts["image"] == f"{registry}/team/proj@{facts['image_digest']}"
 
@@ -131,14 +134,24 @@ def test_assembled_image_runs_in_docker_and_a_code_change_pushes_one_small_layer
     assert same["image_bytes_pushed"] == 0
 
 
-def _index(registry: str, repository: str, platform: dict[str, str]) -> str:
+def _index(registry: str, repository: str, platform: dict[str, str],
+           config: dict[str, Any] | None = None) -> str:
+    """A one-platform index over a one-file image whose config says ``config``."""
     image = tiny_image("base")
     client = Registry(registry)
-    for digest, data in image.blobs.items():
+    manifest = json.loads(image.manifest)
+    blobs = dict(image.blobs)
+    if config is not None:
+        old = blobs.pop(manifest["config"]["digest"])
+        data = json.dumps({**json.loads(old), **config}).encode()
+        blobs[sha(data)] = data
+        manifest["config"].update(digest=sha(data), size=len(data))
+    body = json.dumps(manifest).encode()
+    for digest, data in blobs.items():
         client.upload_blob(repository, Blob(digest, len(data), data=data))
-    client.put_manifest(repository, image.digest, image.manifest, image.media_type)
+    client.put_manifest(repository, sha(body), body, image.media_type)
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{
-        "mediaType": image.media_type, "digest": image.digest, "size": len(image.manifest),
+        "mediaType": image.media_type, "digest": sha(body), "size": len(body),
         "platform": platform}]}).encode()
     return client.put_manifest(repository, "multi", index, OCI_INDEX)
 
@@ -157,21 +170,36 @@ def test_a_base_without_the_nodes_platform_is_one_line(
     assert not fake_kube.created_jobs
 
 
-def test_an_environment_for_another_platform_is_refused_in_one_line(
+def test_an_environment_for_another_platform_and_python_is_refused_in_one_line(
         reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
         no_docker_package: dict[str, str]) -> None:
-    """The tiny base says it is linux/arm64 in its index but its config says amd64: refused as
-    well; an index entry and config that both say arm64 reach the environment check."""
-    image = tiny_image("arm")
-    config = json.loads(image.blobs[json.loads(image.manifest)["config"]["digest"]])
-    assert config["architecture"] == "amd64"
-    _index(registry, "base/arm", {"os": "linux", "architecture": "arm64"})
-    project = python_env_project(make_project, "armproj")
-    cfg = {"repository-uri": f"{registry}/team/arm", "base_image": f"{registry}/base/arm:multi",
-           "platform": "linux/arm64"}
+    other = {"os": "linux", "architecture": "s390x"}
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    there = "3.10" if here != "3.10" else "3.12"
+    _index(registry, "base/s390x", other, {**other, "config": {
+        "Env": [f"PYTHON_VERSION={there}.1"]}})
+    project = python_env_project(make_project, "s390xproj")
+    cfg = {"repository-uri": f"{registry}/team/s390x",
+           "base_image": f"{registry}/base/s390x:multi", "platform": "linux/s390x"}
     result = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
     assert result.code != 0 and len(result.error_lines) == 1, result.stderr
-    assert f"base image '{registry}/base/arm' is linux/amd64, not linux/arm64" in (
+    line = result.error_lines[0]
+    assert (f"the environment layer must be built for linux/s390x with Python {there}, but "
+            f"this machine is {host_platform_of()} with Python {here}; reprun builds it here "
+            "only when they match") in line
+    assert not fake_kube.created_jobs
+
+
+def test_a_base_whose_config_is_another_platform_is_one_line(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
+        no_docker_package: dict[str, str]) -> None:
+    _index(registry, "base/liar", {"os": "linux", "architecture": "arm64"})
+    project = make_project("name: liar\nentry_points:\n  main:\n    command: echo ran\n")
+    cfg = {"repository-uri": f"{registry}/team/liar",
+           "base_image": f"{registry}/base/liar:multi", "platform": "linux/arm64"}
+    result = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
+    assert result.code != 0 and len(result.error_lines) == 1, result.stderr
+    assert f"base image '{registry}/base/liar' is linux/amd64, not linux/arm64" in (
         result.error_lines[0])
 
 

@@ -20,10 +20,20 @@ from runner.frozen import frozen
 HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io")
 
 
-@frozen
 class Credentials:
-    username: str
-    password: str = ""
+    """A login; its password is never shown (repr, tracebacks)."""
+
+    __slots__ = ("password", "username")
+
+    def __init__(self, username: str, password: str = "") -> None:
+        self.username, self.password = username, password
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Credentials) and
+                (self.username, self.password) == (other.username, other.password))
+
+    def __hash__(self) -> int:
+        return hash((self.username, self.password))
 
     def basic(self) -> str:
         raw = f"{self.username}:{self.password}".encode()
