@@ -223,3 +223,49 @@ def test_dry_run_says_which_builder(reprun: Reprun, make_project: MakeProject,
 def test_parse_reference_of_a_base_by_digest() -> None:
     ref = parse_reference("127.0.0.1:5000/a/b@sha256:" + "2" * 64)
     assert ref.reference == "sha256:" + "2" * 64
+
+
+def test_the_environment_layer_built_by_a_cluster_job_is_the_local_layer_and_runs(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
+        saved_base: Path, docker_client: Any, no_docker_package: dict[str, str],
+        image_repo: str, pulled: list[str]) -> None:
+    """The fake kubelet runs the build Job's program with this machine's python3, which stands
+    for the base image's; the layer it pushes is the one a local build makes."""
+    push_saved(saved_base, registry, "base/python", "3.11")
+    project = python_env_project(make_project, image_repo)
+    text = (project / "MLproject").read_text().replace("python greet.py docker", "echo ran")
+    (project / "MLproject").write_text(text)
+    base = {"base_image": f"{registry}/base/python:3.11"}
+    here = kube_run(reprun, fake_kube, project, {**base, "repository-uri": f"{registry}/a/proj",
+                                                 "env_build": "local"}, no_docker_package)
+    assert here.code == 0, here.stderr
+    local = reprun.last_record()["backend"]["facts"]
+    assert local["env_layer_built_where"] == "local"
+    there = kube_run(reprun, fake_kube, project, {**base, "repository-uri": f"{registry}/b/proj",
+                                                  "env_build": "cluster"}, no_docker_package)
+    assert there.code == 0, there.stderr
+    assert "building the environment layer in the cluster (Job default/reprun-env-" in (
+        there.stderr)
+    facts = reprun.last_record()["backend"]["facts"]
+    assert facts["env_layer_built_where"] == "cluster"
+    build_job = fake_kube.created_jobs[-2]
+    assert build_job["metadata"]["name"].startswith("reprun-env-")
+    assert build_job["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+        f"{registry}/base/python@sha256:")
+    assert not fake_kube.jobs or all(not n.startswith("reprun-env-") for _, n in fake_kube.jobs)
+
+    client = Registry(registry)
+
+    def env_layer_of(repository: str) -> str:
+        tags = json.loads(client.request("GET", f"/v2/{repository}/tags/list").body)["tags"]
+        tag = next(t for t in tags if t.startswith("reprun-env-"))
+        found = client.manifest(repository, tag)
+        assert found is not None
+        return str(json.loads(found[1])["layers"][0]["digest"])
+
+    assert env_layer_of("a/proj") == env_layer_of("b/proj")  # the same bytes
+    pulled.append(facts["image"])
+    docker_client.images.pull(facts["image"])
+    shown = docker_client.containers.run(facts["image"], ["python", "greet.py", "docker"],
+                                         network_mode="none", remove=True).decode()
+    assert shown.startswith("Hello, docker! (greeting 1.0")

@@ -57,11 +57,10 @@ def assemble_and_push(request: ImageRequest) -> PinnedImage:
         raise
     layers: list[NewLayer] = []
     env_vars: dict[str, str] = {}
-    built_env = False
+    built_env: str | None = None
     lock = request.resolved_env.lock
     if needs_layer(lock):
-        layer, built_env = env_layer(lock, base, platform, registry, target.repository,
-                                     request.env, request.project_dir, request.notify)
+        layer, built_env = env_layer(lock, base, platform, registry, target.repository, request)
         layers.append(layer)
         env_vars = {"PYTHONPATH": SITE, "PATH": f"{SITE}/bin:$PATH"}
     env_vars.update(dict(request.resolved_env.variables))
@@ -84,7 +83,8 @@ def assemble_and_push(request: ImageRequest) -> PinnedImage:
     facts = {"image_builder": "registry", "image_tag": f"{target.name}:{tag}",
              "base_image": base_name, "base_image_id": f"{base_ref.name}@{base.digest}",
              "dockerfile": None, "image_id": done.config_digest, "platform": str(platform),
-             "image_bytes_pushed": done.bytes_uploaded, "env_layer_built": built_env}
+             "image_bytes_pushed": done.bytes_uploaded, "env_layer_built": built_env is not None,
+             "env_layer_built_where": built_env}
     return PinnedImage(done.reference, done.digest, "built", pushed=done.pushed,
                        built=done.pushed, facts=facts)
 

@@ -89,7 +89,7 @@ def _image_request(request: RunRequest, loaded: LoadedConfig) -> ImageRequest:
         config_base_image=loaded.config.base_image, env=request.env,
         run_dir=request.run_dir, notify=request.notify, command=request.command,
         platform=loaded.config.platform,
-        insecure_registries=tuple(loaded.config.insecure_registries),
+        insecure_registries=tuple(loaded.config.insecure_registries), config=loaded.config,
     )
 
 

@@ -102,6 +102,15 @@ class KubernetesConfig(_Model):
     platform: str = Field(
         default="linux/amd64", description="os/architecture[/variant] of the nodes: the "
                                            "registry builder picks the base image for it")
+    env_build: Literal["auto", "cluster", "local"] = Field(
+        default="auto", description="Where the registry builder installs the environment "
+                                    "layer: 'cluster' (a build Job in the base image), 'local' "
+                                    "(this machine, when its platform and Python are the "
+                                    "image's), 'auto' (local when they match, else cluster)")
+    registry_login: SecretRef | None = Field(
+        default=None, description="{secret, key}: a Secret holding 'user:password' for the "
+                                  "environment build Job's push (the value is never read "
+                                  "by reprun)")
     insecure_registries: list[str] = Field(
         default_factory=list, description="Registries (host:port) spoken to over plain http "
                                           "(loopback ones always are)")

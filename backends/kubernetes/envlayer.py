@@ -7,9 +7,11 @@ kept in the target repository as a one-layer image tagged ``reprun-env-<key>``: 
 asked first, so an unchanged environment is built once for the whole team (and once for all the
 trials of a sweep), never again.
 
-It is built on this machine, and only when this machine's platform and Python are the image's
-(the wheels pip picks are then the ones the image needs); otherwise the run is refused in one
-line. Building it in the cluster, where it runs, is not done yet.
+Where it is built (``env_build`` in the backend config): in the cluster, by a build Job in the
+base image (`backends.kubernetes.envjob`), so it is made for the image's platform and Python
+whatever this machine is; or on this machine, only when its platform and Python are the image's
+(the wheels pip picks are then the ones the image needs; otherwise ``env_build: local`` is
+refused in one line). ``auto`` (the default) builds here when they match, else in the cluster.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import re
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
+from backends.kubernetes.image import ImageRequest
 from backends.oci.assemble import NewLayer
 from backends.oci.client import Blob, Registry
 from backends.oci.layers import tree_files, write_layer
@@ -64,25 +67,57 @@ def needs_layer(lock: Lock | None) -> bool:
 
 
 def env_layer(lock: Lock, base: BaseImage, platform: Platform, target: Registry,
-              repository: str, env: Mapping[str, str], project_dir: Path,
-              notify: Callable[[str], None]) -> tuple[NewLayer, bool]:
-    """The environment layer, found in the registry by its key or built here and pushed there;
-    and whether it was built now."""
+              repository: str, request: ImageRequest) -> tuple[NewLayer, str | None]:
+    """The environment layer, found in the registry by its key or built and pushed there; and
+    where it was built now (None: found)."""
     tag = f"reprun-env-{env_key(lock, base, platform)}"
     found = _cached(target, repository, tag)
     if found is not None:
-        return found, False
-    image_python = python_of(base, target.host, env, _base_registry(base, target))
-    _check_host(platform, image_python)
-    notify(f"building the environment layer for {platform}, Python {image_python}, on this "
-           "machine (same platform and Python)")
+        return found, None
+    mode = request.config.env_build if request.config is not None else "local"
+    image_python = None if mode == "cluster" else python_of(
+        base, request.env, _base_registry(base, target))
+    if mode == "local" or (mode == "auto" and host_matches(platform, image_python)):
+        _check_host(platform, image_python)
+        _build_here(lock, base, platform, target, repository, tag, request, image_python)
+        where = "local"
+    else:
+        _build_in_cluster(lock, base, platform, target, repository, tag, request)
+        where = "cluster"
+    built = _cached(target, repository, tag)
+    if built is None:
+        raise BackendError(f"the environment layer {tag} was built but {target.host}/"
+                           f"{repository} does not list it")
+    return built, where
+
+
+def _build_in_cluster(lock: Lock, base: BaseImage, platform: Platform, target: Registry,
+                      repository: str, tag: str, request: ImageRequest) -> None:
+    from backends.docker.wheels import lock_sources
+    from backends.kubernetes.envjob import build_job, run_build_job
+    from runner.envs.pylock import anchor_entry
+
+    if request.config is None:
+        raise BackendError("the environment build Job needs the backend config")
+    anchored = "\n".join(anchor_entry(line, request.project_dir)
+                         for line in lock.content.splitlines()) + "\n"
+    job = build_job(Lock(lock.manager, lock.filename, anchored), base, platform, target.host,
+                    repository, tag, lock_sources(lock, request.project_dir), request.config,
+                    request.insecure_registries)
+    run_build_job(job, request.config, request.run_dir, request.notify)
+
+
+def _build_here(lock: Lock, base: BaseImage, platform: Platform, target: Registry,
+                repository: str, tag: str, request: ImageRequest,
+                image_python: str | None) -> None:
+    request.notify(f"building the environment layer for {platform}, Python {image_python}, "
+                   "on this machine (same platform and Python)")
     with tempfile.TemporaryDirectory(prefix="reprun-site-") as tmp:
         site = Path(tmp) / "site"
-        _install(lock, env, project_dir, site, Path(tmp))
+        _install(lock, request.env, request.project_dir, site, Path(tmp))
         layer = write_layer(tree_files(site, SITE))
     try:
-        blob = layer.blob()
-        target.upload_blob(repository, blob)
+        target.upload_blob(repository, layer.blob())
         config = dumps({"architecture": platform.architecture, "os": platform.os,
                         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
                         "config": {"Labels": {"reprun.lock-sha256": lock.sha256,
@@ -95,7 +130,6 @@ def env_layer(lock: Lock, base: BaseImage, platform: Platform, target: Registry,
         target.put_manifest(repository, tag, manifest, OCI_MANIFEST)
     finally:
         layer.close()
-    return NewLayer(layer.digest, layer.diff_id, layer.size, f"environment {tag}"), True
 
 
 def _base_registry(base: BaseImage, target: Registry) -> Registry:
@@ -125,21 +159,27 @@ def host_platform_of() -> Platform:
     return Platform(sys.platform if sys.platform != "darwin" else "darwin", arch)
 
 
-def _check_host(platform: Platform, image_python: str | None) -> None:
+def host_matches(platform: Platform, image_python: str | None) -> bool:
+    """Whether this machine's platform and Python are the image's."""
     here = host_platform_of()
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    same = here.os == platform.os and here.architecture == platform.architecture
-    if same and image_python == python:
+    return (here.os == platform.os and here.architecture == platform.architecture
+            and image_python == python)
+
+
+def _check_host(platform: Platform, image_python: str | None) -> None:
+    if host_matches(platform, image_python):
         return
+    here = host_platform_of()
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
     what = f"Python {image_python}" if image_python else "a Python reprun could not find"
     raise NotSupportedError(
         f"the environment layer must be built for {platform} with {what}, but this machine is "
         f"{here} with Python {python}; reprun builds it here only when they match",
-        hint="run from a machine that matches the image, or use image_builder: docker")
+        hint="use env_build: cluster (a build Job in the base image) or image_builder: docker")
 
 
-def python_of(base: BaseImage, _host: str, env: Mapping[str, str],
-              registry: Registry) -> str | None:
+def python_of(base: BaseImage, env: Mapping[str, str], registry: Registry) -> str | None:
     """The base image's Python (``major.minor``): its PYTHON_VERSION, else found in its layers
     (``usr[/local]/bin/python3.N``); remembered per base digest."""
     for item in (base.config.get("config") or {}).get("Env") or []:
@@ -198,4 +238,3 @@ def _portable_scripts(folder: Path) -> None:
             script.write_bytes(b"#!/usr/bin/env python3\n" + rest)
 
 
-__all__ = ["SITE", "BackendError", "env_key", "env_layer", "needs_layer", "python_of"]

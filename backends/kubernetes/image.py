@@ -61,6 +61,7 @@ class ImageRequest:
     command: str | None = None  # the run's command (the assembled image's Cmd)
     platform: str = "linux/amd64"  # the nodes' platform (the registry builder's base variant)
     insecure_registries: tuple[str, ...] = ()
+    config: KubernetesConfig | None = None  # the backend config (the environment build Job's)
 
 
 @frozen

@@ -4,6 +4,10 @@ A layer is a tar (entries sorted, parents listed first, mtime 0, owner root, mod
 no user or group names) compressed with gzip (no name, mtime 0, level 6). It is written to a
 temporary file while its two digests are taken: ``diff_id`` (of the tar, for the image config)
 and ``digest`` (of the gzip, for the manifest and the registry).
+
+This module uses the standard library only: it is also sent, as it is, to the build Job of an
+environment layer (`backends.oci.podbuild`), so a layer built in the cluster and one built here
+from the same files are the same bytes.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
-from backends.oci.client import Blob
+if TYPE_CHECKING:
+    from backends.oci.client import Blob
 
 GZIP_LEVEL = 6
 
@@ -55,6 +60,8 @@ class Layer:
     file: IO[bytes]
 
     def blob(self) -> Blob:
+        from backends.oci.client import Blob
+
         self.file.seek(0)
         return Blob(self.digest, self.size, data=self.file.read())
 
