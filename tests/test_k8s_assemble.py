@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 from conftest import MakeProject, Reprun, Result
-from fakekube import FakeKube
+from fakekube import FakeKube, PodScript
 from test_docker import python_env_project
 from test_k8s_registry import sha, tiny_image
+from test_oci_client import cutting_proxy, serving
 
 from backends.kubernetes.envlayer import host_platform_of
 from backends.oci.client import Blob, Registry
@@ -180,7 +181,8 @@ def test_an_environment_for_another_platform_and_python_is_refused_in_one_line(
         "Env": [f"PYTHON_VERSION={there}.1"]}})
     project = python_env_project(make_project, "s390xproj")
     cfg = {"repository-uri": f"{registry}/team/s390x",
-           "base_image": f"{registry}/base/s390x:multi", "platform": "linux/s390x"}
+           "base_image": f"{registry}/base/s390x:multi", "platform": "linux/s390x",
+           "env_build": "local"}
     result = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
     assert result.code != 0 and len(result.error_lines) == 1, result.stderr
     line = result.error_lines[0]
@@ -225,12 +227,12 @@ def test_parse_reference_of_a_base_by_digest() -> None:
     assert ref.reference == "sha256:" + "2" * 64
 
 
-def test_the_environment_layer_built_by_a_cluster_job_is_the_local_layer_and_runs(
+def test_the_environment_layer_built_by_a_cluster_job_is_the_local_layer(
         reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
-        saved_base: Path, docker_client: Any, no_docker_package: dict[str, str],
-        image_repo: str, pulled: list[str]) -> None:
+        saved_base: Path, no_docker_package: dict[str, str], image_repo: str) -> None:
     """The fake kubelet runs the build Job's program with this machine's python3, which stands
-    for the base image's; the layer it pushes is the one a local build makes."""
+    for the base image's; the layer it pushes is the one a local build makes, so the two
+    images are the same image."""
     push_saved(saved_base, registry, "base/python", "3.11")
     project = python_env_project(make_project, image_repo)
     text = (project / "MLproject").read_text().replace("python greet.py docker", "echo ran")
@@ -264,8 +266,43 @@ def test_the_environment_layer_built_by_a_cluster_job_is_the_local_layer_and_run
         return str(json.loads(found[1])["layers"][0]["digest"])
 
     assert env_layer_of("a/proj") == env_layer_of("b/proj")  # the same bytes
-    pulled.append(facts["image"])
-    docker_client.images.pull(facts["image"])
-    shown = docker_client.containers.run(facts["image"], ["python", "greet.py", "docker"],
-                                         network_mode="none", remove=True).decode()
-    assert shown.startswith("Hello, docker! (greeting 1.0")
+    assert facts["image_digest"] == local["image_digest"].replace("a/proj", "b/proj")
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    (PodScript(image_pull_backoff=True), "could not start: ImagePullBackOff (Back-off pulling "
+                                         "image"),
+    (PodScript(oom=True), "ran out of memory (OOMKilled); raise resources.memory"),
+])
+def test_a_build_job_that_cannot_pull_or_runs_out_of_memory_is_one_line(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
+        no_docker_package: dict[str, str], script: PodScript, expected: str) -> None:
+    _index(registry, "base/tiny", {"os": "linux", "architecture": "amd64"})
+    project = python_env_project(make_project, "jobfail")
+    fake_kube.script = script
+    cfg = {"repository-uri": f"{registry}/team/jf", "base_image": f"{registry}/base/tiny:multi",
+           "env_build": "cluster"}
+    result = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
+    assert result.code != 0 and len(result.error_lines) == 1, result.stderr
+    assert "the environment build Job reprun-env-" in result.error_lines[0]
+    assert expected in result.error_lines[0]
+    assert len(fake_kube.created_jobs) == 1  # the build Job only; the run's was never made
+    assert not fake_kube.jobs  # deleted
+
+
+def test_a_build_job_that_fails_shows_its_log(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
+        no_docker_package: dict[str, str]) -> None:
+    """The registry lets reprun read but refuses the Job's upload: the Job exits non-zero."""
+    with serving(cutting_proxy(registry, [], refuse_uploads=True)) as proxy:
+        _index(registry, "base/tiny", {"os": "linux", "architecture": "amd64"})
+        project = python_env_project(make_project, "jobexit")
+        cfg = {"repository-uri": f"{proxy}/team/je", "base_image": f"{proxy}/base/tiny:multi",
+               "env_build": "cluster"}
+        result = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
+    assert result.code != 0 and len(result.error_lines) == 1, result.stderr
+    line = result.error_lines[0]
+    assert "the environment build Job reprun-env-" in line and "failed (exit code 1): " in line
+    assert "/v2/team/je/blobs/uploads/ answered 403" in line and "read-only" in line
+    run_dir = reprun.home / "runs" / reprun.last_record()["run_id"]
+    assert "reprun-build: installing the lock" in (run_dir / "env-build.log").read_text()

@@ -35,15 +35,25 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
-def cutting_proxy(upstream: str, cuts: list[str]) -> type[BaseHTTPRequestHandler]:
+def cutting_proxy(upstream: str, cuts: list[str], refuse_uploads: bool = False,
+                  ) -> type[BaseHTTPRequestHandler]:
     """Forwards to ``upstream``; the first upload request with a body over 64 KiB is cut after
-    half of it (the connection closes, no answer)."""
+    half of it (the connection closes, no answer); with ``refuse_uploads`` every upload is
+    answered 403 instead."""
 
     class Proxy(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
+            if refuse_uploads and self.command == "POST":
+                self.rfile.read(length)
+                data = b'{"errors": [{"code": "DENIED", "message": "read-only"}]}'
+                self.send_response(403)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             if self.command in ("PATCH", "PUT") and length > 65536 and not cuts:
                 self.rfile.read(length // 2)
                 cuts.append(self.path)

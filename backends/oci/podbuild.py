@@ -13,8 +13,9 @@ writer reprun uses here). Its inputs are environment variables of the Job:
     REPRUN_SITE             where the layer puts the packages (/opt/reprun/site-packages)
     REPRUN_REGISTRY_LOGIN   optional ``user:password`` (from a Secret, never in the manifest)
 
-pip is taken from a virtual environment made with the base's ``python3 -m venv``; the packages
-are installed with ``--target``, ``--no-deps``, ``--no-compile`` and the lock's hashes.
+pip is the image's own, else that of a virtual environment made with the base's
+``python3 -m venv``; the packages are installed with ``--target``, ``--no-deps``,
+``--no-compile`` and the lock's hashes.
 """
 
 from __future__ import annotations
@@ -101,22 +102,31 @@ def _dumps(data: object) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
+def _pip(work: Path) -> str:
+    """A python with pip: the image's own, else a virtual environment's (``python3 -m venv``)."""
+    found = subprocess.run([sys.executable, "-m", "pip", "--version"], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if found.returncode == 0:
+        return sys.executable
+    print("reprun-build: making a virtual environment for pip", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
+    return str(work / "venv" / "bin" / "python")
+
+
 def main() -> None:
     env = os.environ
     site_path = env["REPRUN_SITE"]
     work = Path(tempfile.mkdtemp(prefix="reprun-build-"))
     lock = work / "requirements.txt"
     lock.write_text(env["REPRUN_LOCK"], encoding="utf-8")
-    print("reprun-build: making pip's virtual environment", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
     site = work / "site"
     hashes = ["--require-hashes"] if "--hash=" in env["REPRUN_LOCK"] else []
-    argv = [str(work / "venv" / "bin" / "python"), "-m", "pip", "install", "--target", str(site),
+    argv = [_pip(work), "-m", "pip", "install", "--target", str(site),
             "--no-deps", "--no-compile", "--no-cache-dir", *hashes, "--disable-pip-version-check",
             "--no-input", "--no-warn-script-location", *json.loads(env["REPRUN_PIP_ARGS"]),
             "-r", str(lock)]
     print("reprun-build: installing the lock", flush=True)
-    done = subprocess.run(argv, check=False)
+    done = subprocess.run(argv, check=False, env={**env, "PIP_BREAK_SYSTEM_PACKAGES": "1"})
     if done.returncode != 0:
         raise SystemExit(f"reprun-build: pip install failed with exit code {done.returncode}")
     bin_dir = site / "bin"
