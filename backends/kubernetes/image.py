@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 # "module:function" of the ImageBuilder (the Docker machinery: backends/kubernetes/build.py).
 IMAGE_BUILDER: str | None = "backends.kubernetes.build:build_and_push"
 REGISTRY_BUILDER = "backends.kubernetes.assemble:assemble_and_push"
+_SAID: set[str] = set()
 
 
 def _quiet(_message: str) -> None:
@@ -101,7 +102,10 @@ def pinned_image(config: KubernetesConfig, request: ImageRequest, resolve: bool)
                          hint="name the registry repository the project's image is pushed "
                               "to, or set 'image' to run an existing image")
     way, reason = choose_builder(config, request.env)
-    request.notify(f"image builder: {way} ({reason})")
+    line = f"image builder: {way} ({reason})"
+    if line not in _SAID:  # once per process (a sweep's trials share it)
+        _SAID.add(line)
+        request.notify(line)
     if not resolve:
         return PinnedImage(f"{request.repository_uri}@sha256:<built at submit by the {way} "
                            "builder>", None, "built", facts={"image_builder": way,
