@@ -20,7 +20,8 @@ def say(message: str) -> None:
 
 
 def store() -> RunStore:
-    from runner.record.store import RunStore, check_layout, reprun_home
+    from runner.record.home import check_layout, reprun_home
+    from runner.record.store import RunStore
 
     runs = RunStore(reprun_home(os.environ))
     check_layout(runs)

@@ -16,7 +16,8 @@ from runner.cli.common import store as open_store
 from runner.cli.delete import runs_delete
 
 if TYPE_CHECKING:
-    from runner.record.store import RunStore, RunSummary
+    from runner.record.index import RunSummary
+    from runner.record.store import RunStore
     from runner.record.types import InputInfo, RunRecord
     from runner.tracking.mlflow import TrackingOptions
 
