@@ -404,7 +404,7 @@ def _current(runs_store: RunStore, run_id: str) -> RunRecord:
             f"{exc.render()}")
         return record
     if record.status.done:  # it ended while reprun was away: what it brought back and reported
-        from runner.execute import with_outputs
+        from runner.results import with_outputs
         from runner.tracking.metrics import completed_later
 
         record = completed_later(with_outputs(record), run_dir, say)
