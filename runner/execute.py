@@ -365,7 +365,8 @@ def _request(
     plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify,
     tracker: Tracker | None = None,
 ) -> RunRequest:
-    from runner.tracking.metrics import STREAM_VARIABLE, stream_path
+    from runner.tracking.metricfiles import STREAM_VARIABLE
+    from runner.tracking.metrics import stream_path
 
     env = resolved.child_env(plan.options.base_env)
     metrics_stream = stream_path(run_dir)
