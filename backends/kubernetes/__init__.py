@@ -5,4 +5,7 @@
 - `image`, `build`, `registry`: the image the Job runs, built and pushed by content.
 - `api`, `watch`: the API server (the only modules that import the ``kubernetes`` client).
 - `backend`: `KubernetesBackend`, which submits the Job and follows it.
+- `jobs`: a Job's end (deleted with its pods; reprun's finalizer released).
+- `recorded`: a detached run brought up to date, cancelled, or its config replayed.
+- `outputs`: the files the pod wrote, brought back through its log.
 """
