@@ -37,7 +37,8 @@ def refresh_record(record: RunRecord, run_dir: Path) -> RunRecord:
     """
     from backends.kubernetes.api import NotFound
     from backends.kubernetes.api import request as api_request
-    from backends.kubernetes.watch import Events, Progress, Waiting, interpret, read_log
+    from backends.kubernetes.verdict import Progress, Waiting, interpret
+    from backends.kubernetes.watch import Events, read_log
 
     cluster, namespace, name = _reconnect(record)
     try:
