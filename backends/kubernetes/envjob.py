@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.kubernetes.config import KubernetesConfig
-from backends.kubernetes.watch import WAITING_FAILURES
+from backends.kubernetes.verdict import WAITING_FAILURES
 from backends.oci.manifest import BaseImage, Platform
 from backends.oci.reference import is_loopback
 from runner.envs.base import Lock

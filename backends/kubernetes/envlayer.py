@@ -95,7 +95,7 @@ def _build_in_cluster(lock: Lock, base: BaseImage, platform: Platform, target: R
                       repository: str, tag: str, request: ImageRequest) -> None:
     from backends.docker.wheels import lock_sources
     from backends.kubernetes.envjob import build_job, run_build_job
-    from runner.envs.pylock import anchor_entry
+    from runner.envs.python.lock import anchor_entry
 
     if request.config is None:
         raise BackendError("the environment build Job needs the backend config")
@@ -207,7 +207,7 @@ def python_of(base: BaseImage, env: Mapping[str, str], registry: Registry) -> st
 def _install(lock: Lock, env: Mapping[str, str], project_dir: Path, site: Path,
              tmp: Path) -> None:
     from backends.docker.wheels import wheels_for
-    from runner.envs.pylock import anchor_entry, redact_text
+    from runner.envs.python.lock import anchor_entry, redact_text
     from runner.process import capture
 
     wheels = wheels_for(lock, env, project_dir)
