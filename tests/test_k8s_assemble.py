@@ -134,6 +134,13 @@ def test_assembled_image_runs_in_docker_and_a_code_change_pushes_one_small_layer
     assert same["image_digest"] == again["image_digest"] and same["image_pushed"] is False
     assert same["image_bytes_pushed"] == 0
 
+    run_id = reprun.last_record()["run_id"]
+    replayed = reprun("reproduce", run_id, env={"KUBECONFIG": str(fake_kube.kubeconfig_path),
+                                                **no_docker_package})
+    assert replayed.code == 0, replayed.stderr
+    container = fake_kube.created_jobs[-1]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == same["image"]  # the recorded image, by digest
+
 
 def _index(registry: str, repository: str, platform: dict[str, str],
            config: dict[str, Any] | None = None) -> str:
