@@ -313,3 +313,26 @@ def test_a_build_job_that_fails_shows_its_log(
     assert "/v2/team/je/blobs/uploads/ answered 403" in line and "read-only" in line
     run_dir = reprun.home / "runs" / reprun.last_record()["run_id"]
     assert "reprun-build: installing the lock" in (run_dir / "env-build.log").read_text()
+
+
+def test_a_sweep_builds_the_environment_once_for_every_trial(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
+        no_docker_package: dict[str, str]) -> None:
+    """The later trials find the first trial's environment layer in the registry."""
+    _index(registry, "base/tiny", {"os": "linux", "architecture": "amd64"})
+    project = python_env_project(make_project, "sweepenv")
+    text = (project / "MLproject").read_text().replace(
+        'command: "python greet.py docker"',
+        'parameters: {k: {type: int, default: 0}}\n    command: "echo score: {k}"')
+    (project / "MLproject").write_text(text)
+    cfg = {"repository-uri": f"{registry}/team/sw", "base_image": f"{registry}/base/tiny:multi",
+           "env_build": "cluster", "poll_seconds": 0.3}
+    result = reprun("sweep", str(project), "-P", "k=1..3", "--parallel", "3", "--backend",
+                    "kubernetes", "--backend-config", json.dumps(cfg),
+                    env={"KUBECONFIG": str(fake_kube.kubeconfig_path), **no_docker_package},
+                    timeout=300)
+    assert result.code == 0, result.stderr
+    names = [j["metadata"]["name"] for j in fake_kube.created_jobs]
+    assert sum(n.startswith("reprun-env-") for n in names) == 1, names
+    assert len(names) == 4  # the build Job and one Job per trial
+    assert result.stderr.count("image builder: registry") == 1

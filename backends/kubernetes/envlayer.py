@@ -23,6 +23,7 @@ import re
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -45,6 +46,8 @@ from runner.errors import BackendError, EnvBuildError, NotSupportedError
 SITE = "/opt/reprun/site-packages"
 FORMAT = "site-packages-v1"  # changes when the layer's layout does
 REQUIREMENTS_LOCKS = frozenset({"requirements", "uv", "virtualenv"})
+_GUARD = threading.Lock()
+_BUILDING: dict[str, threading.Lock] = {}
 _PYTHON = re.compile(r"^(?:\./)?usr/(?:local/)?bin/python(3\.\d+)$")
 
 
@@ -71,9 +74,17 @@ def env_layer(lock: Lock, base: BaseImage, platform: Platform, target: Registry,
     """The environment layer, found in the registry by its key or built and pushed there; and
     where it was built now (None: found)."""
     tag = f"reprun-env-{env_key(lock, base, platform)}"
-    found = _cached(target, repository, tag)
-    if found is not None:
-        return found, None
+    with _GUARD:
+        guard = _BUILDING.setdefault(f"{target.host}/{repository}:{tag}", threading.Lock())
+    with guard:  # runs of one process at once (threads) build it once
+        found = _cached(target, repository, tag)
+        if found is not None:
+            return found, None
+        return _build(lock, base, platform, target, repository, tag, request)
+
+
+def _build(lock: Lock, base: BaseImage, platform: Platform, target: Registry, repository: str,
+           tag: str, request: ImageRequest) -> tuple[NewLayer, str]:
     mode = request.config.env_build if request.config is not None else "local"
     image_python = None if mode == "cluster" else python_of(
         base, request.env, _base_registry(base, target))
