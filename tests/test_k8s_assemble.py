@@ -336,3 +336,26 @@ def test_a_sweep_builds_the_environment_once_for_every_trial(
     assert sum(n.startswith("reprun-env-") for n in names) == 1, names
     assert len(names) == 4  # the build Job and one Job per trial
     assert result.stderr.count("image builder: registry") == 1
+
+
+def test_a_base_on_another_registry_is_copied_blob_by_blob(
+        reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject, registry: str,
+        no_docker_package: dict[str, str]) -> None:
+    """The base is read through a second address (a proxy: another registry to reprun), so its
+    layers cannot be mounted: they are streamed into the target repository."""
+    _index(registry, "base/tiny", {"os": "linux", "architecture": "amd64"})
+    project = make_project("name: copied\nentry_points:\n  main:\n    command: echo ran\n")
+    with serving(cutting_proxy(registry, ["no cut"])) as other:
+        cfg = {"repository-uri": f"{registry}/team/copied",
+               "base_image": f"{other}/base/tiny:multi"}
+        result = kube_run(reprun, fake_kube, project, cfg, no_docker_package)
+    assert result.code == 0, result.stderr
+    facts = reprun.last_record()["backend"]["facts"]
+    client = Registry(registry)
+    found = client.manifest("team/copied", facts["image_digest"])
+    assert found is not None
+    manifest = json.loads(found[1])
+    for item in [manifest["config"], *manifest["layers"]]:
+        assert client.has_blob("team/copied", item["digest"])
+    assert len(manifest["layers"]) == 2  # the base's and the code
+    assert facts["base_image_id"].startswith(f"{other}/base/tiny@sha256:")

@@ -220,3 +220,18 @@ def test_layers_are_reproducible(tmp_path: Path) -> None:
     assert (first.digest, first.diff_id) == (second.digest, second.diff_id)
     first.close()
     second.close()
+
+
+def test_plain_http_only_for_loopback_and_named_insecure_registries() -> None:
+    assert Registry("registry.example.com").base == "https://registry.example.com"
+    assert Registry("10.0.0.5:5000").base == "https://10.0.0.5:5000"
+    assert Registry("10.0.0.5:5000", insecure=["10.0.0.5:5000"]).base == "http://10.0.0.5:5000"
+    assert Registry("127.0.0.1:5000").base == "http://127.0.0.1:5000"
+    assert Registry("localhost:5000").base == "http://localhost:5000"
+
+
+def test_a_login_is_found_only_for_its_registry(tmp_path: Path) -> None:
+    env = docker_config(tmp_path, "registry.example.com")
+    assert credentials_for("registry.example.com", env) is not None
+    assert credentials_for("other.example.com", env) is None
+    assert credentials_for("registry.example.com", {"HOME": str(tmp_path / "nowhere")}) is None
