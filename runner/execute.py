@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from backends import BUILDS_OWN_ENVIRONMENT, check_installed, get_backend
+from backends import BUILDS_OWN_ENVIRONMENT, check_installed, environment_env, get_backend
 from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
 from runner.envs import get_builder
 from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, restore
@@ -327,7 +327,9 @@ def _keep_spec(plan: Plan, directory: Path) -> None:
 
 def _env_spec(plan: Plan, notify: Notify) -> EnvSpec:
     options = plan.options
-    return EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
+    base_env = environment_env(plan.backend, options.backend_config, options.cwd,
+                               options.base_env)
+    return EnvSpec(plan.project.env, plan.project.directory, plan.manager, base_env,
                    notify=notify, live=options.progress_live,
                    conda_channels=options.conda_channels, resolving=plan.resolving)
 

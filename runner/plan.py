@@ -11,7 +11,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT, fixed_image
+from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT, check_backend, fixed_image
 from runner.envs import BUILDERS, get_builder
 from runner.envs.base import Lock, PythonFacts, ResolvedEnv
 from runner.envs.cache import cache_root
@@ -152,7 +152,10 @@ def make_plan(options: RunOptions) -> Plan:
         backend = choose_backend(options.backend, project, options.detach,
                                  options.backend_config)
         image = fixed_image(backend, options.backend_config, options.cwd)
-        manager = choose_manager(options.env_manager, project, backend, image is not None)
+        configured = check_backend(backend, options.backend_config, options.cwd,
+                                   options.base_env)
+        manager = choose_manager(options.env_manager or configured, project, backend,
+                                 image is not None)
         project = converted(project, manager, options.allow_drift)
         params = resolve(entry, options.params, options.cwd)
         container = None
@@ -274,7 +277,12 @@ def choose_backend(name: str | None, project: Project, detach: bool = False,
     if name == "local" and (detach or backend_config):
         given = "--detach" if detach else "--backend-config"
         raise UsageError(f"{given} applies to remote backends, not to --backend local",
-                         hint="add --backend kubernetes, or leave it out")
+                         hint="add --backend kubernetes or slurm, or leave it out")
+    if project.env.kind == "docker_env" and name == "slurm":
+        raise NotSupportedError(
+            f"project '{project.name}' declares docker_env, which --backend slurm cannot run "
+            "yet (it needs Apptainer or Singularity on the cluster)",
+            hint="use --backend docker or kubernetes, or a python_env/conda_env")
     if project.env.kind == "docker_env" and name not in BUILDS_OWN_ENVIRONMENT:
         raise NotSupportedError(
             f"project '{project.name}' declares docker_env, which runs in a container, "

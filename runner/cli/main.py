@@ -77,10 +77,11 @@ def cli(debug: bool) -> None:
               help="With --env-manager uv or virtualenv on a conda_env project: run without "
                    "the conda packages PyPI does not have, and record that they were dropped.")
 @click.option("-b", "--backend", default=None,
-              help="Where to run: local, docker or kubernetes (default: docker for docker_env "
-                   "projects, else local).")
+              help="Where to run: local, docker, kubernetes or slurm (default: docker for "
+                   "docker_env projects, else local).")
 @click.option("--backend-config", default=None, metavar="CONFIG",
-              help="Backend settings: a JSON/YAML file or inline JSON (see docs/kubernetes.md).")
+              help="Backend settings: a JSON/YAML file or inline JSON (see docs/kubernetes.md, "
+                   "docs/slurm.md).")
 @click.option("--detach", is_flag=True,
               help="Return once the run is submitted (remote backends); "
                    "'reprun runs show/logs' follow it later.")
@@ -277,11 +278,12 @@ def _validate_backend_config(value: str) -> int:
 
 @cli.command()
 @click.argument("kind", type=click.Choice(["mlproject", "python_env", "conda_env", "run-record",
-                                          "kubernetes-config", "sweep-record"]),
+                                          "kubernetes-config", "slurm-config",
+                                          "sweep-record"]),
                 default="mlproject")
 def schema(kind: str) -> int:
     """Print the JSON Schema of the MLproject format (or python_env, conda_env, run-record,
-    kubernetes-config, sweep-record)."""
+    kubernetes-config, slurm-config, sweep-record)."""
     from runner.schemas import render
 
     click.echo(render(kind), nl=False)
