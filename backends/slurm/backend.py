@@ -35,6 +35,7 @@ from runner.record.types import BackendInfo, RunRecord, Status, now
 
 GONE_WAIT_S = 60.0  # after scancel: how long the job may take to leave the queue
 ACCOUNTING_WAIT_S = 10.0  # after the job left the queue: how long sacct may take to know it
+FIRST_POLL_S = 0.1  # then 1.5 times longer each time, up to poll_seconds
 
 
 class SlurmBackend:
@@ -167,6 +168,7 @@ class SlurmHandle:
         long, or stopped)."""
         submitted = time.monotonic()
         seen = ""
+        pause = FIRST_POLL_S
         while True:
             if self._stop.is_set():
                 return self._stopped(job)
@@ -186,7 +188,8 @@ class SlurmHandle:
             elif queued.state == "RUNNING" and seen != "RUNNING":
                 self.request.notify(f"slurm: job {job} RUNNING on {queued.nodes}")
                 seen = "RUNNING"
-            self._stop.wait(self.config.poll_seconds)
+            pause = min(self.config.poll_seconds, pause * 1.5)  # short jobs end early
+            self._stop.wait(pause)
 
     def _stopped(self, job: str) -> Verdict:
         name = signal.Signals(self._signal or signal.SIGINT).name
