@@ -112,6 +112,34 @@ def test_the_environment_is_built_once_under_the_workdir(
     assert second.code == 0 and "building" not in second.stderr
 
 
+def test_two_cold_runs_at_once_build_one_environment(
+        reprun: Reprun, project: Path, tmp_path: Path) -> None:
+    conf = config(tmp_path)
+    procs = [reprun.popen("run", str(project), "--backend", "slurm", "--backend-config", conf)
+             for _ in range(2)]
+    for proc in procs:
+        proc.communicate(timeout=180)
+        assert proc.returncode == 0
+    records = [reprun.record(r["run_id"]) for r in reprun("runs", "list", "--json").json()]
+    assert len(records) == 2 and all(r["status"] == "FINISHED" for r in records)
+    assert len({r["environment"]["python_executable"] for r in records}) == 1
+    assert len({r["backend"]["facts"]["job_id"] for r in records}) == 2
+    assert len(list((tmp_path / "shared" / "cache" / "python" / "builds").iterdir())) == 1
+
+
+def test_a_sweep_runs_a_job_per_trial_two_at_a_time(
+        reprun: Reprun, project: Path, tmp_path: Path) -> None:
+    result = reprun("sweep", str(project), "-P", "code=0,0,3", "--parallel", "2", "--backend",
+                    "slurm", "--env-manager", "local", "--backend-config", config(tmp_path),
+                    timeout=180)
+    assert result.code == 1, result.stderr  # one trial failed
+    assert "2 finished, 1 failed" in result.stderr
+    records = [reprun.record(r["run_id"]) for r in reprun("runs", "list", "--json").json()]
+    assert sorted(r["exit_code"] for r in records) == [0, 0, 3]
+    assert len({r["backend"]["facts"]["job_id"] for r in records}) == 3
+    assert all(r["sweep"] is not None for r in records)
+
+
 def test_a_failing_command_gives_its_exit_code(reprun: Reprun, project: Path,
                                                tmp_path: Path) -> None:
     result, record = run(reprun, project, config(tmp_path), "-P", "code=3")
