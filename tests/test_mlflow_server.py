@@ -610,3 +610,21 @@ def test_an_interrupted_sweep_ends_its_parent_killed(
     runs = server.experiment_runs(server.run(saved["mlflow_run_id"])["info"]["experiment_id"])
     parents = {server.tags(r["info"]["run_id"]).get("mlflow.parentRunId") for r in runs}
     assert parents == {saved["mlflow_run_id"], None}  # one parent, every trial under it
+
+
+def test_a_slurm_job_reports_to_the_run_and_is_tagged_slurm(
+    server: Server, reprun: Reprun, make_project: MakeProject, tmp_path: Path,
+) -> None:
+    from test_slurm import require_cluster
+
+    require_cluster()
+    project = _rest_project(make_project, "slurm")
+    config = json.dumps({"workdir": str(tmp_path / "shared")})
+    result = reprun("run", str(project), "--backend", "slurm", "--env-manager", "local",
+                    "--backend-config", config, "--experiment-name", "slurm",
+                    env={"MLFLOW_TRACKING_URI": server.url}, timeout=300)
+    assert result.code == 0, result.stdout + result.stderr
+    run_id = reprun.last_record()["mlflow"]["run_id"]
+    assert server.metrics(run_id) == {"from_child": 1.5}
+    assert server.tags(run_id)["mlflow.project.backend"] == "slurm"
+    assert server.run(run_id)["info"]["status"] == "FINISHED"

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-
-from tests.conftest import MakeProject, Reprun, wait_for
+from conftest import MakeProject, Reprun, wait_for
 
 PROJECT = """\
 name: sl
@@ -59,6 +58,11 @@ def squeue(*args: str) -> str:
 @pytest.fixture(scope="session")
 def cluster() -> None:
     """A Slurm cluster answering ``sinfo`` (start one with: bash .ci/slurm-setup.sh)."""
+    require_cluster()
+
+
+def require_cluster() -> None:
+    """Skip (or fail, with REPRUN_REQUIRE_SLURM=1) unless a Slurm cluster answers."""
     if shutil.which("sbatch") is None:
         _no_slurm("Slurm's commands are not installed (bash .ci/slurm-setup.sh)")
     done = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True,
@@ -76,9 +80,10 @@ def config(tmp_path: Path, **keys: Any) -> str:
     return json.dumps({"workdir": str(tmp_path / "shared"), **keys})
 
 
-def run(reprun: Reprun, project: Path, conf: str, *args: str) -> tuple[Any, dict[str, Any]]:
+def run(reprun: Reprun, project: Path, conf: str, *args: str,
+        env: dict[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
     result = reprun("run", str(project), "--backend", "slurm", "--backend-config", conf,
-                    "--env-manager", "local", *args, timeout=180)
+                    "--env-manager", "local", *args, env=env, timeout=180)
     return result, reprun.last_record()
 
 
