@@ -104,6 +104,7 @@ def test_a_run_is_a_job_with_its_log_outputs_metrics_and_accounting(
     assert [o["path"] for o in record["outputs"]] == ["result.txt"]
     assert record["metrics"]["acc"]["last"] == 0.5
     assert squeue("-j", facts["job_id"]) == ""
+    assert not Path(facts["staged_dir"]).exists()  # all of it is in the store now
 
 
 def test_the_environment_is_built_once_under_the_workdir(

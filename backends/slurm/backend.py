@@ -251,10 +251,13 @@ def ended_accounting(job: str, env: Mapping[str, str]) -> dict[str, str] | None:
 
 
 def _bring_back(staged: Staged, output_dir: Path, metrics: Path | None) -> str | None:
+    """Copy the outputs and metrics back, then remove the staged files (all of them are in the
+    store now: call once the log has been read); a problem keeps them and is returned."""
     try:
         bring_back(staged, output_dir, metrics)
     except (OSError, shutil.Error) as exc:
         return f"the job's outputs could not be copied back from {staged.outputs}: {exc}"
+    shutil.rmtree(staged.root, ignore_errors=True)
     return None
 
 
@@ -294,10 +297,10 @@ def refresh_record(record: RunRecord, run_dir: Path) -> RunRecord:
             Status.UNKNOWN, None, f"job {job}: neither sacct nor scontrol knows how it ended")
     from runner.tracking.metrics import stream_path
 
+    _copy_log(staged, run_dir / record.log_file)
     problem = _bring_back(staged, Path(record.output_dir), stream_path(run_dir))
     if problem:
         facts["outputs_problem"] = problem
-    _copy_log(staged, run_dir / record.log_file)
     return _ended_record(record, ended, facts)
 
 
@@ -324,7 +327,13 @@ def cancel_record(record: RunRecord, run_dir: Path) -> RunRecord:
         raise BackendError(problem)
     acct = ended_accounting(job, env)
     facts.update(accounting_facts(acct) if acct else {})
-    _copy_log(Staged.at(Path(facts["staged_dir"])), run_dir / record.log_file)
+    staged = Staged.at(Path(facts["staged_dir"]))
+    _copy_log(staged, run_dir / record.log_file)
+    from runner.tracking.metrics import stream_path
+
+    problem = _bring_back(staged, Path(record.output_dir), stream_path(run_dir))
+    if problem:
+        facts["outputs_problem"] = problem
     return _ended_record(record, Verdict(Status.KILLED, None, "cancelled with 'reprun cancel': "
                                          "the job was cancelled (scancel)"), facts)
 
