@@ -24,9 +24,9 @@ from runner.spec.types import Conversion, EntryPoint
 
 if TYPE_CHECKING:
     from backends.docker.container import ContainerSpec
-    from runner.envs.pylock import Compiling
+    from runner.envs.python import Compiling
     from runner.record.types import InputInfo
-    from runner.tracking.settings import TrackingOptions
+    from runner.tracking.mlflow import TrackingOptions
 
 # What --env-manager local (or no choice) means when the backend builds the environment itself:
 # use the image as it is.
@@ -214,7 +214,7 @@ def converted(project: Project, manager: str, allow_drift: bool = False) -> Proj
     env = project.env
     if env.kind != "conda_env" or env.conda_env is None or manager not in CONVERTING_MANAGERS:
         return project
-    from runner.envs.conda_pypi import converted_request
+    from runner.envs.conda import converted_request
 
     request = converted_request(env, project.directory, manager, allow_drift)
     return dataclasses.replace(project, env=request)

@@ -40,7 +40,7 @@ from runner.spec.project import load_project
 from runner.spec.types import EntryPoint, ParamType
 
 if TYPE_CHECKING:
-    from runner.tracking.settings import TrackingOptions
+    from runner.tracking.mlflow import TrackingOptions
 
 Notify = Callable[[str], None]
 
@@ -156,7 +156,7 @@ def _tracking(record: RunRecord, given: TrackingOptions | None) -> TrackingOptio
     mlflow = record.mlflow
     if mlflow is None:
         return given
-    from runner.tracking.settings import TrackingOptions
+    from runner.tracking.mlflow import TrackingOptions
 
     if given is None or given.uri is None:
         given = TrackingOptions(uri=mlflow.tracking_uri, experiment_id=mlflow.experiment_id,

@@ -1,4 +1,4 @@
-"""conda.yaml installed from PyPI with --env-manager uv or virtualenv (runner.envs.conda_pypi).
+"""conda.yaml installed from PyPI with --env-manager uv or virtualenv (runner.envs.conda.pypi).
 
 The unit tests take conda match specs apart and check each mapping entry; the CLI tests run
 conda projects against a local index of tiny wheels (tests/pywheels.py), offline; one slow test
@@ -18,15 +18,14 @@ import yaml
 from conftest import EXAMPLES, MakeProject, Reprun, init_repo
 from pywheels import make_wheel
 
-from runner.envs.conda_pypi import (
+from runner.envs.conda.matchspec import parse_match_spec, pypi_specifier
+from runner.envs.conda.pypi import (
     CONDA_ONLY,
     CONDA_ONLY_PREFIXES,
     CONDA_ONLY_SUFFIXES,
     PROVIDED,
     PYPI_NAMES,
     convert,
-    parse_match_spec,
-    pypi_specifier,
     summary,
     with_conversion,
 )

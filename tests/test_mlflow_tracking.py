@@ -16,7 +16,7 @@ from backends.docker.container import ContainerSpec
 from backends.kubernetes.config import KubernetesConfig, SecretRef
 from backends.kubernetes.manifest import COPIED_MARK, JobInputs, render_job
 from runner.envs.base import Lock, ResolvedEnv
-from runner.tracking.mlflow_client import (
+from runner.tracking.mlflow.client import (
     MAX_ENTITIES,
     MAX_METRICS,
     MAX_PARAMS,
@@ -25,7 +25,7 @@ from runner.tracking.mlflow_client import (
     batches,
     proxy_path,
 )
-from runner.tracking.settings import ContainerTracking, absolute_uri, for_container, for_pod
+from runner.tracking.mlflow.settings import ContainerTracking, absolute_uri, for_container, for_pod
 
 ECHO = """\
     import os
@@ -186,5 +186,5 @@ def test_a_run_without_tracking_imports_nothing_of_it(reprun: Reprun, echo: Path
                 for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "runner" in imported
     assert not imported & {"urllib.request", "http.client", "ssl", "getpass",
-                           "runner.tracking.settings", "runner.tracking.mlflow_client",
-                           "runner.tracking.mlflow_sink"}, imported
+                           "runner.tracking.mlflow.settings", "runner.tracking.mlflow.client",
+                           "runner.tracking.mlflow.sink"}, imported

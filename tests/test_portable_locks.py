@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import MakeProject, Reprun, init_repo
 
-from runner.envs.pylock import anchor_entry, installs_project_files, portable
+from runner.envs.python.lock import anchor_entry, installs_project_files, portable
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example-projects" / "python-env"
 

@@ -288,7 +288,7 @@ def test_uv_lock_project_is_installed_frozen(reprun: Reprun, make_project: MakeP
         "show.py": "import alpha; print('alpha', alpha.VERSION)\n",
     })
     offline = offline_env(wheels, tmp_path)
-    from runner.envs.pylock import uv_bin
+    from runner.envs.python.lock import uv_bin
 
     subprocess.run([uv_bin(), "lock", "--quiet"], cwd=directory, check=True,
                    env={**os.environ, **offline})
@@ -363,7 +363,7 @@ def test_dry_run_imports_no_environment_tooling(reprun: Reprun, pyproj: PyProjec
     result = subprocess.run([python, "-X", "importtime", *rest], env=reprun.env(),
                             capture_output=True, text=True, check=True)
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
-    for heavy in ("rich", "virtualenv", "uv", "runner.envs.uv"):
+    for heavy in ("rich", "virtualenv", "uv", "runner.envs.python.uv"):
         assert heavy not in imported
     assert "python_env" in result.stdout
 

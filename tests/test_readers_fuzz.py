@@ -177,7 +177,7 @@ lock_like = st.fixed_dictionaries({
 @given(st.one_of(st.text(max_size=300), yaml_like,
                  st.one_of(json_values, lock_like).map(yaml.safe_dump)))
 def test_recorded_conda_lock_reader(text: str) -> None:
-    from runner.envs.condalock import read_facts
+    from runner.envs.conda.lock import read_facts
 
     try:
         read_facts(text)

@@ -35,7 +35,7 @@ from backends.docker.engine import (
 )
 from runner.errors import BackendError
 from runner.record.types import BackendInfo, DockerInfo, Status, now
-from runner.tracking.settings import ContainerTracking, for_container
+from runner.tracking.mlflow import ContainerTracking, for_container
 
 DOCKERFILE_NAME = run_image.SAVED_DOCKERFILE
 BUILD_LOG = run_image.BUILD_LOG

@@ -32,7 +32,7 @@ import yaml
 
 from runner.envs.base import Lock
 from runner.envs.cache import cache_root
-from runner.envs.condareq import redact_channel
+from runner.envs.conda import redact_channel
 from runner.errors import EnvBuildError, NotSupportedError
 from runner.extras import needs_extra
 from runner.frozen import frozen
@@ -63,7 +63,7 @@ class LockedArchive:
 
 def locked_archives(lock: Lock) -> tuple[str, list[LockedArchive]]:
     """The platform and the conda packages of a conda-lock.yml; refuses what an image cannot do."""
-    from runner.envs.condalock import read_facts
+    from runner.envs.conda import read_facts
 
     facts = read_facts(lock.content, lock.filename)
     if facts.pip:
@@ -119,7 +119,7 @@ def _download(url: str, dest: Path) -> None:
         import rattler
         from rattler.package_streaming import download_to_path
 
-    from runner.envs.condasolve import run
+    from runner.envs.conda.solve import run
 
     try:
         run(download_to_path(rattler.Client.authenticated_client(), url, dest), "downloading")

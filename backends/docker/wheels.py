@@ -17,8 +17,7 @@ from pathlib import Path
 
 from runner.envs.base import Lock
 from runner.envs.cache import cache_root
-from runner.envs.pylock import anchor_entry, project_location, redact_text
-from runner.envs.virtualenv import uv_sources_for_pip
+from runner.envs.python import anchor_entry, project_location, redact_text, uv_sources_for_pip
 from runner.errors import EnvBuildError
 from runner.process import capture
 from runner.redact import redact_url

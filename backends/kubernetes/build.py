@@ -22,7 +22,7 @@ from backends.docker.engine import connect
 from backends.docker.run_image import SAVED_DOCKERFILE, RunImage, build_run_image, prepare_run_image
 from backends.kubernetes.image import ImageRequest, PinnedImage
 from backends.kubernetes.registry import ImageRef, Registry, RegistryDenied, parse_reference
-from runner.envs.pylock import redact_text
+from runner.envs.python import redact_text
 from runner.errors import BackendError, UsageError
 from runner.redact import redact_url
 

@@ -19,7 +19,7 @@ from backends.slurm.config import SlurmConfig
 from runner.errors import UsageError
 from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
-from runner.record.store import reprun_home
+from runner.record.home import reprun_home
 from runner.source.snapshot import parse_rules, project_rules, walk
 
 SCRIPT = "job.sh"
@@ -112,7 +112,7 @@ def sbatch_argv(config: SlurmConfig, staged: Staged, run_id: str) -> list[str]:
 def job_env(env: Mapping[str, str], staged: Staged) -> dict[str, str]:
     """The environment sbatch passes on to the job (``--export=ALL``): the run's, with its
     outputs and metrics going to the shared directory."""
-    from runner.tracking.metrics import STREAM_VARIABLE
+    from runner.tracking.metricfiles import STREAM_VARIABLE
 
     return {**env, "REPRUN_OUTPUT_DIR": str(staged.outputs),
             STREAM_VARIABLE: str(staged.metrics)}

@@ -20,16 +20,17 @@ from runner import __version__
 from runner.cli.common import EXIT_FAILURE, EXIT_USAGE, run_exit_code, say, store
 
 if TYPE_CHECKING:
-    from runner.tracking.settings import TrackingOptions
+    from runner.tracking.mlflow import TrackingOptions
 
 
 class _LazyGroup(click.Group):
     """A group whose other commands live in other modules, imported only when used."""
 
     lazy: ClassVar[dict[str, str]] = {
-        "reproduce": "runner.cli.runs:reproduce", "export": "runner.cli.runs:export_cmd",
-        "diff": "runner.cli.runs:diff_cmd", "runs": "runner.cli.runs:runs",
-        "cancel": "runner.cli.runs:cancel", "env": "runner.cli.env:env",
+        "reproduce": "runner.cli.reproduce:reproduce",
+        "export": "runner.cli.reproduce:export_cmd", "diff": "runner.cli.reproduce:diff_cmd",
+        "runs": "runner.cli.runs:runs", "cancel": "runner.cli.remote:cancel",
+        "env": "runner.cli.env:env",
         "sweep": "runner.cli.sweep:sweep",
         "ui": "runner.cli.ui:ui",
     }
@@ -142,7 +143,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         for warning in plan.project.warnings:
             say(f"warning: {warning.render()}")
         if plan.project.env.conversion is not None:
-            from runner.envs.conda_pypi import summary
+            from runner.envs.conda import summary
 
             for line in summary(plan.project.env.conversion):
                 say(line)
@@ -180,7 +181,7 @@ def tracking_asked(uri: str | None, experiment_name: str | None, experiment_id: 
     """The MLflow tracking asked for; None (and nothing imported) when none is named."""
     if not (uri or os.environ.get("MLFLOW_TRACKING_URI") or experiment_name or experiment_id):
         return None
-    from runner.tracking.settings import tracking_options
+    from runner.tracking.mlflow import tracking_options
 
     return tracking_options(os.environ, uri, experiment_name, experiment_id, run_name,
                             log_outputs)

@@ -1,4 +1,15 @@
-"""Environment builders, registered by name. Modules are imported only when a kind is used."""
+"""Environment builders, registered by name. Modules are imported only when a kind is used.
+
+- ``base``: the contract (``EnvironmentBuilder``: ``lock`` then ``ensure``), ``EnvSpec``, ``Lock``,
+  ``ResolvedEnv``.
+- ``cache``: the content-addressed cache of locks and environments, shared by every kind.
+- ``local``: the ``local`` manager (the interpreter as it is, nothing built).
+- ``image``: the ``docker`` manager (a docker_env's image, built by the Docker backend).
+- ``python/``: the ``uv`` and ``virtualenv`` managers and their hashed lock.
+- ``conda/``: the ``conda`` manager (py-rattler) and conda.yaml installed from PyPI.
+- ``early``: a python_env resolved in the background while the project is still being validated.
+- ``progress``: progress of resolving and installing (a spinner on a terminal, else plain lines).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +23,10 @@ if TYPE_CHECKING:
 
 BUILDERS: dict[str, str] = {
     "local": "runner.envs.local:LocalBuilder",
-    "uv": "runner.envs.uv:UvBuilder",
-    "virtualenv": "runner.envs.virtualenv:VirtualenvBuilder",
+    "uv": "runner.envs.python.uv:UvBuilder",
+    "virtualenv": "runner.envs.python.virtualenv:VirtualenvBuilder",
     "docker": "runner.envs.image:ImageBuilder",
-    "conda": "runner.envs.conda:CondaBuilder",
+    "conda": "runner.envs.conda.builder:CondaBuilder",
 }
 PLANNED: tuple[str, ...] = ()
 

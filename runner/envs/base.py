@@ -26,7 +26,7 @@ from runner.fsutil import sha256_bytes
 from runner.spec.project import EnvRequest
 
 if TYPE_CHECKING:
-    from runner.envs.pylock import Compiling
+    from runner.envs.python import Compiling
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
 

@@ -1,7 +1,7 @@
 """The content-addressed cache of locks and environments (Python ones, and conda prefixes).
 
 Layout under ``REPRUN_CACHE_DIR`` (default ``REPRUN_HOME/cache``), for Python environments (conda
-prefixes have the same layout under ``conda/``, see ``runner.envs.conda``)::
+prefixes have the same layout under ``conda/``, see ``runner.envs.conda.builder``)::
 
     python/locks/<request key>.txt     the lock a request resolved to (written atomically), after
                                        a first line "# request: <key>" (not part of the lock)
@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
-from runner.record.store import reprun_home
+from runner.record.home import reprun_home
 
 MARKER = "reprun-env.json"
 _HELD: dict[Path, IO[str]] = {}  # use locks of the environments this process runs in

@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.envs.cache import PythonCache, cache_root
-from runner.envs.pybuild import default_interpreter, tool_env
-from runner.envs.pylock import Compiling, start_compile
-from runner.envs.pyreq import make_request
+from runner.envs.python import Compiling, default_interpreter, make_request, start_compile, tool_env
 from runner.spec.project import cached_dump, find_spec_file, inside
 
 EARLY_MANAGERS = ("uv", "virtualenv")

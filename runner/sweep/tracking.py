@@ -15,9 +15,7 @@ from collections.abc import Callable, Mapping
 from runner.errors import TrackingError
 from runner.record.types import Status
 from runner.sweep.record import SweepRecord
-from runner.tracking.mlflow_client import MlflowClient, Pair
-from runner.tracking.mlflow_sink import ms
-from runner.tracking.settings import TrackingOptions, is_server
+from runner.tracking.mlflow import MlflowClient, Pair, TrackingOptions, is_server, ms
 
 Say = Callable[[str], None]
 

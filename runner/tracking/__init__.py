@@ -10,12 +10,11 @@
 - ``lineage``: which earlier run wrote an input; the chain of runs up and down.
 - ``reuse``: the key that says two runs must give the same result (``reprun run --reuse``).
 - ``metrics``: metrics a run reports without a library (metrics files,
-  the ``REPRUN_METRICS`` stream, printed lines), summarised into the record.
+  the ``REPRUN_METRICS`` stream, printed lines), summarised into the record; ``metricfiles``
+  reads the stream and the files.
 - ``query``: the ``--where`` filter language and the fields of a run that
   ``reprun runs list`` shows, sorts and filters by.
 - ``compare``: runs side by side (``reprun runs compare``), best values marked.
-- ``settings``: which MLflow tracking a run asked for (cheap: a run without tracking loads no more).
-- ``mlflow_client``: the tracking server's REST API on the standard library (never ``mlflow``).
-- ``mlflow_sink``: a run as an MLflow run, as ``mlflow run`` makes it; what fails is kept for later.
-- ``mlflow_sync``: ``reprun runs sync`` (what a run could not send) and ``runs push`` (past runs).
+- ``mlflow/``: reprun and MLflow tracking servers (settings, the REST client, the sink that makes
+  a run an MLflow run, sync and push); see its ``__init__``.
 """

@@ -1,7 +1,7 @@
 """The ``conda`` manager: conda.yaml solved and installed in-process by py-rattler; no conda needed.
 
 ``lock``: a project that ships ``conda-lock.yml`` is installed from it as it is. Otherwise the
-request key (``runner.envs.condareq``) selects a cached lock; without one (or with ``refresh``)
+request key (``runner.envs.conda.request``) selects a cached lock; without one (or with ``refresh``)
 rattler solves the conda specs, uv resolves the ``pip:`` list for the solved python
 (``uv pip compile --format pylock.toml``: one hashed artifact per package), and the result is
 written as ``conda-lock.yml``. ``ensure``: the lock's content key selects a cached prefix; a miss
@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 from runner.envs.base import CondaFacts, EnvSpec, Lock, PythonFacts, ResolvedEnv
 from runner.envs.cache import CachedEnv, PythonCache, cache_root
-from runner.envs.condaact import activation
-from runner.envs.condalock import (
+from runner.envs.conda.activate import activation
+from runner.envs.conda.lock import (
     LOCK_FILENAME,
     LockFacts,
     PipPackage,
@@ -29,9 +29,9 @@ from runner.envs.condalock import (
     pip_requirements,
     read_facts,
 )
-from runner.envs.condareq import CondaRequest, current_subdir, make_conda_request
+from runner.envs.conda.request import CondaRequest, current_subdir, make_conda_request
 from runner.envs.progress import Progress
-from runner.envs.pylock import explain, log_path, run_logged, uv_bin
+from runner.envs.python import explain, log_path, run_logged, uv_bin
 from runner.errors import EnvBuildError, NotSupportedError, Problem, SpecError
 from runner.fsutil import sha256_bytes
 
@@ -55,7 +55,7 @@ class CondaBuilder:
         progress = Progress(spec.notify, spec.live)
 
         def solve() -> str:
-            from runner.envs import condasolve  # noqa: F401  (a missing extra fails here)
+            from runner.envs.conda import solve  # noqa: F401  (a missing extra fails here)
 
             with progress.phase(f"solving {len(request.specs)} conda spec(s) with rattler") as done:
                 text = self._solve(spec, request, cache)
@@ -93,8 +93,8 @@ class CondaBuilder:
         return sha256_bytes(f"{self.kind}\n{lock.content}".encode())
 
     def _solve(self, spec: EnvSpec, request: CondaRequest, cache: PythonCache) -> str:
-        from runner.envs.condalock import write_lock
-        from runner.envs.condasolve import solve, solver_name
+        from runner.envs.conda.lock import write_lock
+        from runner.envs.conda.solve import solve, solver_name
 
         solved = solve(request, cache.root / "repodata")
         pip: list[PipPackage] = []
@@ -127,7 +127,7 @@ class CondaBuilder:
 
     def _build(self, spec: EnvSpec, lock: Lock, cache: PythonCache, key: str,
                progress: Progress) -> CachedEnv:
-        from runner.envs.condasolve import install, records_from_lock
+        from runner.envs.conda.solve import install, records_from_lock
 
         facts = read_facts(lock.content)
         build = cache.new_build_dir(key)

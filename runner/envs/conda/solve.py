@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runner.envs.condareq import CondaRequest, redact_channel, spec_name
+from runner.envs.conda.request import CondaRequest, redact_channel, spec_name
 from runner.errors import EnvBuildError, Interrupted, Problem, SpecError
 from runner.extras import needs_extra
 

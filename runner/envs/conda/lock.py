@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from runner.envs.condareq import CondaRequest, redact_channel
+from runner.envs.conda.request import CondaRequest, redact_channel
 from runner.errors import EnvBuildError
 from runner.extras import needs_extra
 from runner.frozen import frozen
@@ -128,7 +128,7 @@ def read_facts(text: str, filename: str = LOCK_FILENAME) -> LockFacts:
 
 
 def _facts(meta: Any, packages: Any) -> LockFacts:
-    from runner.envs.condareq import current_subdir
+    from runner.envs.conda.request import current_subdir
 
     platforms = list(meta["platforms"])
     if not isinstance(packages, list):

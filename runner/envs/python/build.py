@@ -20,7 +20,7 @@ from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv
 from runner.envs.cache import CachedEnv, PythonCache, cache_root
 from runner.envs.local import inspect_python
 from runner.envs.progress import Progress
-from runner.envs.pylock import (
+from runner.envs.python.lock import (
     LOCK_FILENAME,
     Compiling,
     Interpreter,
@@ -31,7 +31,7 @@ from runner.envs.pylock import (
     split_lock,
     start_compile,
 )
-from runner.envs.pyreq import PythonRequest, is_url_option, make_request
+from runner.envs.python.request import PythonRequest, is_url_option, make_request
 from runner.errors import EnvBuildError
 from runner.fsutil import sha256_bytes
 
@@ -104,7 +104,7 @@ class PythonBuilder:
         conversion = spec.request.conversion
         converted = None
         if conversion is not None:
-            from runner.envs.conda_pypi import key_material
+            from runner.envs.conda import key_material
 
             converted = key_material(conversion)
         return make_request(self.kind, python, lines, spec.project_dir, spec.request.file,
@@ -115,7 +115,7 @@ class PythonBuilder:
         conversion = spec.request.conversion
         if conversion is None:
             return compiling.text()
-        from runner.envs.conda_pypi import explain_not_found, with_conversion
+        from runner.envs.conda import explain_not_found, with_conversion
 
         try:
             return with_conversion(compiling.text(), conversion)

@@ -5,7 +5,7 @@ file's layout or comments), the channels in effect (``--conda-channel`` override
 credentials removed), the platform, the C library version and ``CONDA_OVERRIDE_*`` variables
 (what virtual packages are detected from), and for the pip lines what the Python request key
 covers (files they refer to, index settings). The key selects a cached lock, never a prefix.
-A conda.yaml installed from PyPI (``--env-manager uv`` or ``virtualenv``): `runner.envs.conda_pypi`.
+A conda.yaml installed from PyPI (``--env-manager uv`` or ``virtualenv``): `runner.envs.conda.pypi`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from runner.envs.pyreq import make_request
+from runner.envs.python import make_request
 from runner.frozen import frozen
 from runner.fsutil import sha256_bytes
 from runner.redact import redact_url

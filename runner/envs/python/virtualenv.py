@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from runner.envs.base import EnvSpec
-from runner.envs.pybuild import PythonBuilder, default_interpreter, interpreter_missing
-from runner.envs.pylock import Interpreter, explain, run_logged
+from runner.envs.python.build import PythonBuilder, default_interpreter, interpreter_missing
+from runner.envs.python.lock import Interpreter, explain, run_logged
 from runner.errors import EnvBuildError
 
 

@@ -123,7 +123,7 @@ def for_container(variables: Mapping[str, str], network: str | None, host_env: M
     """
     from urllib.parse import urlsplit, urlunsplit
 
-    from runner.tracking.mlflow_client import CREDENTIAL_VARIABLES
+    from runner.tracking.mlflow.client import CREDENTIAL_VARIABLES
 
     env = dict(variables)
     env.update({n: host_env[n] for n in CREDENTIAL_VARIABLES
@@ -164,7 +164,7 @@ def for_pod(variables: Mapping[str, str], host_env: Mapping[str, str]
     """The tracking variables of a Kubernetes pod (``KUBE_MLFLOW_TRACKING_URI`` replaces the
     URI, as in MLflow) and the credential variables to copy from here (a Secret named in the
     backend config's ``secret_env`` takes their place; copied values are never saved)."""
-    from runner.tracking.mlflow_client import CREDENTIAL_VARIABLES
+    from runner.tracking.mlflow.client import CREDENTIAL_VARIABLES
 
     env = dict(variables)
     if host_env.get("KUBE_MLFLOW_TRACKING_URI"):

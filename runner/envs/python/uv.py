@@ -12,14 +12,14 @@ from typing import ClassVar
 from runner.envs.base import EnvSpec, Lock, ResolvedEnv
 from runner.envs.cache import CachedEnv, PythonCache
 from runner.envs.progress import Progress
-from runner.envs.pybuild import (
+from runner.envs.python.build import (
     WAITING,
     PythonBuilder,
     default_interpreter,
     describe,
     interpreter_missing,
 )
-from runner.envs.pylock import Interpreter, log_path, run_logged, uv_bin
+from runner.envs.python.lock import Interpreter, log_path, run_logged, uv_bin
 from runner.errors import EnvBuildError
 from runner.fsutil import sha256_bytes, sha256_file
 from runner.process import capture
@@ -66,7 +66,7 @@ class UvBuilder(PythonBuilder):
             if not done.ok:
                 done = run_logged(argv, log, self.tool_env(spec))
             if not done.ok:
-                from runner.envs.pylock import explain
+                from runner.envs.python.lock import explain
 
                 raise EnvBuildError(explain(done.stderr, "installing the environment failed"),
                                     hint=f"full log: {log}")
@@ -97,7 +97,7 @@ class UvBuilder(PythonBuilder):
         entry = cache.find_or_build(key, lambda: self._sync(spec, cache, key, progress),
                                     on_wait=lambda: progress.say(WAITING))
         cache.touch(entry, spec.project_dir)
-        from runner.envs.pybuild import resolved_env
+        from runner.envs.python.build import resolved_env
 
         return resolved_env(self.kind, lock, entry)
 
@@ -117,7 +117,7 @@ class UvBuilder(PythonBuilder):
         with progress.phase(f"installing {UV_LOCK} with uv sync --frozen") as done:
             result = run_logged(argv, log, env, cwd=spec.project_dir)
             if not result.ok:
-                from runner.envs.pylock import explain
+                from runner.envs.python.lock import explain
 
                 raise EnvBuildError(explain(result.stderr, "uv sync --frozen failed"),
                                     hint=f"full log: {log}")

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.envs.pyreq import PythonRequest, is_url_option, platform_tag
+from runner.envs.python.request import PythonRequest, is_url_option, platform_tag
 from runner.errors import EnvBuildError
 from runner.frozen import frozen
 from runner.process import Completed, Pending, capture
