@@ -147,6 +147,30 @@ def test_a_sweep_runs_a_job_per_trial_two_at_a_time(
     assert all(r["sweep"] is not None for r in records)
 
 
+def test_the_settings_have_the_models_fields() -> None:
+    from backends.slurm.config import SlurmConfig
+    from backends.slurm.settings import Settings
+
+    assert set(Settings.__dataclass_fields__) - {"given"} == set(SlurmConfig.model_fields)
+
+
+def test_a_warm_run_imports_neither_pydantic_nor_yaml(reprun: Reprun, project: Path,
+                                                      tmp_path: Path) -> None:
+    conf = config(tmp_path, partition="debug")
+    first, _ = run(reprun, project, conf)
+    assert first.code == 0, first.stderr
+    argv = ["run", str(project), "--backend", "slurm", "--backend-config", conf,
+            "--env-manager", "local"]
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", *argv],
+                          cwd=reprun.cwd, env=reprun.env(), capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "backends.slurm.settings" in imported
+    assert not {"pydantic", "yaml"} & imported
+
+
 def test_a_failing_command_gives_its_exit_code(reprun: Reprun, project: Path,
                                                tmp_path: Path) -> None:
     result, record = run(reprun, project, config(tmp_path), "-P", "code=3")

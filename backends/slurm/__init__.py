@@ -1,6 +1,7 @@
 """The slurm backend: the run's command as a Slurm batch job, followed to its end.
 
-- `config`: the ``--backend-config`` file (pydantic model and loader).
+- `config`: the ``--backend-config`` file (pydantic model and loader, the truth).
+- `settings`: the config as a run uses it (a frozen dataclass; validated configs are cached).
 - `commands`: the one seam to sbatch, squeue, sacct, scontrol, sinfo and scancel.
 - `stage`: the code, batch script, log and outputs under the shared ``workdir``; the sbatch argv.
 - `status`: Slurm's job states mapped onto reprun's statuses; the accounting figures.

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from backends.base import Outcome, RunHandle, RunRequest
 from backends.slurm import commands
-from backends.slurm.config import SlurmConfig, load_config
+from backends.slurm.settings import Settings, load_settings
 from backends.slurm.stage import Staged, bring_back, job_env, sbatch_argv, stage, workdir_of
 from backends.slurm.status import ACTIVE, Verdict, accounting_facts, pending_reason, verdict
 from runner.errors import BackendError
@@ -45,7 +45,8 @@ class SlurmBackend:
         """The sbatch command and the batch script, without contacting the cluster."""
         from backends.slurm.stage import script_text
 
-        config = load_config(request.backend_config, request.config_dir or Path.cwd())
+        config = load_settings(request.backend_config, request.config_dir or Path.cwd(),
+                               request.env)
         workdir = workdir_of(config, request.env, request.config_dir or Path.cwd())
         staged = Staged.at(workdir / "runs" / request.run_id)
         argv = sbatch_argv(config, staged, request.run_id)
@@ -54,7 +55,7 @@ class SlurmBackend:
 
     def submit(self, request: RunRequest) -> RunHandle:
         cwd = request.config_dir or Path.cwd()
-        config = load_config(request.backend_config, cwd)
+        config = load_settings(request.backend_config, cwd, request.env)
         workdir = workdir_of(config, request.env, cwd)
         staged = stage(request.run_id, request.workdir, request.command, workdir)
         argv = sbatch_argv(config, staged, request.run_id)
@@ -86,6 +87,8 @@ class SlurmBackend:
         """The recorded config, ``override``'s keys (another partition...) on top."""
         config: dict[str, Any] = dict(record.backend.facts.get("backend_config") or {})
         if override:
+            from backends.slurm.config import load_config
+
             config.update(load_config(override, cwd).recordable())
         return json.dumps(config)
 
@@ -111,7 +114,7 @@ class LogFollower:
 class SlurmHandle:
     """A submitted job. ``wait`` follows it; ``cancel`` (signal-safe) asks ``wait`` to scancel."""
 
-    def __init__(self, request: RunRequest, config: SlurmConfig, staged: Staged,
+    def __init__(self, request: RunRequest, config: Settings, staged: Staged,
                  env: Mapping[str, str], facts: dict[str, Any]) -> None:
         self.request, self.config, self.staged, self.env = request, config, staged, env
         self._facts = facts

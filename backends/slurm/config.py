@@ -7,7 +7,6 @@ The configuration is a JSON or YAML file, or inline JSON. Each key becomes one `
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from pathlib import Path
@@ -148,11 +147,9 @@ def check_option(item: str) -> None:
                          "--option=value")
 
 
-@functools.lru_cache(maxsize=16)
 def load_config(value: str | None, cwd: Path) -> SlurmConfig:
-    """Read ``--backend-config``: inline JSON (starts with '{'), or a JSON/YAML file.
-
-    Read once per process (a run asks while it is planned, built and submitted)."""
+    """Read ``--backend-config``: inline JSON (starts with '{'), or a JSON/YAML file (a run
+    reads it through `backends.slurm.settings`, which keeps what was validated)."""
     if value is None or not value.strip():
         return SlurmConfig()
     if value.lstrip().startswith("{"):

@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from backends.slurm import commands
-from backends.slurm.config import load_config
+from backends.slurm.settings import load_settings
 from backends.slurm.stage import environments_dir, workdir_of
 from runner.errors import UsageError
 
 
 def check(backend_config: str | None, cwd: Path, env: Mapping[str, str]) -> str | None:
     """Refuse a run that cannot be submitted; returns the config's ``env_manager``."""
-    config = load_config(backend_config, cwd)
+    config = load_settings(backend_config, cwd, env)
     if shutil.which("sbatch", path=env.get("PATH")) is None:
         raise UsageError("'sbatch' is not on PATH: --backend slurm submits jobs with Slurm's "
                          "commands", hint="run reprun on a machine of the cluster (a login "
@@ -35,6 +35,6 @@ def check(backend_config: str | None, cwd: Path, env: Mapping[str, str]) -> str 
 def build_env(backend_config: str | None, cwd: Path,
               base_env: Mapping[str, str]) -> dict[str, str]:
     """``base_env`` with ``REPRUN_CACHE_DIR`` on the shared file system (for the env build)."""
-    config = load_config(backend_config, cwd)
+    config = load_settings(backend_config, cwd, base_env)
     cache = environments_dir(workdir_of(config, base_env, cwd))
     return {**base_env, "REPRUN_CACHE_DIR": str(cache)}

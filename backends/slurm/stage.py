@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from backends.slurm.config import SlurmConfig
+from backends.slurm.settings import Settings
 from runner.errors import UsageError
 from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
@@ -45,7 +45,7 @@ class Staged:
                    root / METRICS)
 
 
-def workdir_of(config: SlurmConfig, base_env: Mapping[str, str], cwd: Path) -> Path:
+def workdir_of(config: Settings, base_env: Mapping[str, str], cwd: Path) -> Path:
     """The shared directory: the config's ``workdir`` (relative to ``cwd``), else
     ``REPRUN_HOME/slurm``."""
     if config.workdir is None:
@@ -95,7 +95,7 @@ def _copy_tree(source: Path, dest: Path) -> None:
             shutil.copy2(origin, target)
 
 
-def sbatch_argv(config: SlurmConfig, staged: Staged, run_id: str) -> list[str]:
+def sbatch_argv(config: Settings, staged: Staged, run_id: str) -> list[str]:
     """``sbatch --parsable`` with one ``--option=value`` item per config key, then the script."""
     argv = ["sbatch", "--parsable", f"--job-name=reprun-{run_id[:8]}",
             f"--output={staged.log}", "--open-mode=append", f"--chdir={staged.code}"]
