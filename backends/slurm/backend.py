@@ -35,6 +35,7 @@ from runner.record.types import BackendInfo, RunRecord, Status, now
 
 GONE_WAIT_S = 60.0  # after scancel: how long the job may take to leave the queue
 ACCOUNTING_WAIT_S = 10.0  # after the job left the queue: how long sacct may take to know it
+UNANSWERED_S = 300.0  # squeue failing this long (slurmctld down) ends the following
 FIRST_POLL_S = 0.1  # then 1.5 times longer each time, up to poll_seconds
 
 
@@ -168,18 +169,28 @@ class SlurmHandle:
 
     def _follow(self, job: str) -> Verdict | None:
         """Until the job has left the queue: None when it did, else the verdict (pending too
-        long, or stopped)."""
+        long before it first started, or stopped)."""
         submitted = time.monotonic()
-        seen = ""
+        seen, started = "", False
         pause = FIRST_POLL_S
+        failing_since: float | None = None
         while True:
             if self._stop.is_set():
                 return self._stopped(job)
-            queued = commands.queue_state(job, self.env)
+            try:
+                queued = commands.queue_state(job, self.env)
+                failing_since = None
+            except BackendError as exc:  # slurmctld restarting: the job goes on, so do we
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > UNANSWERED_S:
+                    raise
+                self.request.notify(f"warning: {exc.render()}; asking again")
+                self._stop.wait(self.config.poll_seconds)
+                continue
             self._follower.pump()
             if queued is None or queued.state not in ACTIVE:
                 return None
-            if queued.state == "PENDING":
+            if queued.state == "PENDING" and not started:
                 said = pending_reason(queued.reason)
                 if said != seen and queued.reason:
                     self.request.notify(f"slurm: job {job} PENDING ({said})")
@@ -190,7 +201,7 @@ class SlurmHandle:
                     return pending_verdict(said, waited, self.config.start_timeout_seconds)
             elif queued.state == "RUNNING" and seen != "RUNNING":
                 self.request.notify(f"slurm: job {job} RUNNING on {queued.nodes}")
-                seen = "RUNNING"
+                seen, started = "RUNNING", True
             pause = min(self.config.poll_seconds, pause * 1.5)  # short jobs end early
             self._stop.wait(pause)
 
