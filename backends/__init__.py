@@ -23,6 +23,8 @@ PLANNED: tuple[str, ...] = ()
 BUILDS_OWN_ENVIRONMENT = frozenset({"docker", "kubernetes"})
 # Backends whose runs live elsewhere: they can be previewed, refreshed, detached and cancelled.
 REMOTE_BACKENDS = frozenset({"kubernetes", "slurm"})
+# Backends that submit the trials of a sweep together (RunRequest.array): a Slurm job array.
+ARRAY_BACKENDS = frozenset({"slurm"})
 # Backends that need the libraries of an extra for every run: (extra, what needs it). The docker
 # backend is not one: it needs the docker SDK only to build, pull or push an image.
 NEEDS_EXTRA: dict[str, tuple[str, str]] = {"kubernetes": ("kubernetes", "Kubernetes runs")}

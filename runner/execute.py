@@ -394,6 +394,7 @@ def _request(
         container=plan.container,
         notify=notify,
         detach=plan.options.detach,
+        array=plan.options.array,
         **_project_fields(plan),
     )
 

@@ -23,6 +23,7 @@ from runner.spec.project import SPEC_CACHE, Project, load_project
 from runner.spec.types import Conversion, EntryPoint
 
 if TYPE_CHECKING:
+    from backends.base import ArraySlot
     from backends.docker.container import ContainerSpec
     from runner.envs.python import Compiling
     from runner.record.types import InputInfo
@@ -61,6 +62,7 @@ class RunOptions:
     reuse: bool = False  # take the outputs of a FINISHED run with the same reuse key
     sweep_id: str | None = None  # the run is trial ``trial`` of this sweep (runner.sweep)
     trial: int | None = None
+    array: ArraySlot | None = None  # the sweep's trials are submitted together (job array)
 
 
 @frozen

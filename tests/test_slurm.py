@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -134,7 +135,7 @@ def test_two_cold_runs_at_once_build_one_environment(
     assert len(list((tmp_path / "shared" / "cache" / "python" / "builds").iterdir())) == 1
 
 
-def test_a_sweep_runs_a_job_per_trial_two_at_a_time(
+def test_a_sweep_is_one_job_array_two_at_a_time_and_resumes_what_failed(
         reprun: Reprun, project: Path, tmp_path: Path) -> None:
     result = reprun("sweep", str(project), "-P", "code=0,0,3", "--parallel", "2", "--backend",
                     "slurm", "--env-manager", "local", "--backend-config", config(tmp_path),
@@ -143,8 +144,20 @@ def test_a_sweep_runs_a_job_per_trial_two_at_a_time(
     assert "2 finished, 1 failed" in result.stderr
     records = [reprun.record(r["run_id"]) for r in reprun("runs", "list", "--json").json()]
     assert sorted(r["exit_code"] for r in records) == [0, 0, 3]
-    assert len({r["backend"]["facts"]["job_id"] for r in records}) == 3
-    assert all(r["sweep"] is not None for r in records)
+    facts = [r["backend"]["facts"] for r in records]
+    assert len({f["array_job_id"] for f in facts}) == 1
+    assert sorted(f["job_id"] for f in facts) == [f"{facts[0]['array_job_id']}_{i}"
+                                                  for i in range(3)]
+    assert all("--array=0-2%2" in f["sbatch_argv"] for f in facts)
+    assert all("line one" in reprun("runs", "logs", r["run_id"]).stdout for r in records)
+    assert all([o["path"] for o in r["outputs"]] == ["result.txt"] for r in records)
+    sweep = re.search(r"sweep (s[0-9a-f]+):", result.stderr)
+    assert sweep is not None
+    again = reprun("sweep", "resume", sweep.group(1), timeout=180)
+    assert again.code == 1 and "1 failed" in again.stderr, again.stderr
+    listed = reprun("runs", "list", "--json").json()
+    assert len(listed) == 4
+    assert reprun.record(listed[0]["run_id"])["parameters"]["code"] == "3"
 
 
 def test_the_settings_have_the_models_fields() -> None:

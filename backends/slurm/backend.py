@@ -59,12 +59,20 @@ class SlurmBackend:
         config = load_settings(request.backend_config, cwd, request.env)
         workdir = workdir_of(config, request.env, cwd)
         staged = stage(request.run_id, request.workdir, request.command, workdir)
-        argv = sbatch_argv(config, staged, request.run_id)
         env = job_env(request.env, staged)
-        job_id = commands.submit(argv, env)
+        array: dict[str, Any] = {}
+        if request.array is not None:
+            from backends.slurm.array import join
+
+            array_id, task, argv = join(request.array, config, staged, env, workdir)
+            job_id = f"{array_id}_{task}"
+            array = {"array_job_id": array_id, "array_task_id": task}
+        else:
+            argv = sbatch_argv(config, staged, request.run_id)
+            job_id = commands.submit(argv, env)
         try:
             facts = {
-                "job_id": job_id, "cluster": commands.cluster_name(env),
+                "job_id": job_id, **array, "cluster": commands.cluster_name(env),
                 "partition": config.partition, "sbatch_argv": argv,
                 "workdir": str(workdir), "staged_dir": str(staged.root),
                 "backend_config": config.recordable(),
@@ -178,7 +186,7 @@ class SlurmHandle:
             if self._stop.is_set():
                 return self._stopped(job)
             try:
-                queued = commands.queue_state(job, self.env)
+                queued = queue_state(job, self.env)
                 failing_since = None
             except BackendError as exc:  # slurmctld restarting: the job goes on, so do we
                 failing_since = failing_since or time.monotonic()
@@ -228,6 +236,15 @@ class SlurmHandle:
             self.request.notify(f"warning: {problem}")
         return Outcome(found.status, found.exit_code, self.started_at,
                        _ended_at(facts) or now(), found.reason, MappingProxyType(facts))
+
+
+def queue_state(job: str, env: Mapping[str, str]) -> commands.QueueState | None:
+    """The job in the queue (a task of an array: one squeue for all of its tasks)."""
+    if "_" not in job:
+        return commands.queue_state(job, env)
+    from backends.slurm.array import QUEUE
+
+    return QUEUE.state(job, env)
 
 
 def pending_verdict(said: str, waited: float, limit: float) -> Verdict:

@@ -97,6 +97,22 @@ def queue_state(job_id: str, env: Mapping[str, str]) -> QueueState | None:
     return QueueState(state, "" if reason in ("None", "(null)") else reason, nodes, partition)
 
 
+def array_states(array: str, env: Mapping[str, str]) -> dict[str, QueueState]:
+    """Every task of job array ``array`` still in the queue, by its id ``ARRAY_TASK``."""
+    result = run(["squeue", "-h", "-r", "-j", array, "-o", "%i|%T|%r|%N|%P"], env,
+                 "ask about the job array")
+    if not result.ok:
+        if "Invalid job id" in result.stderr:
+            return {}
+        raise failed(result, f"ask about job array {array}")
+    states = {}
+    for line in result.stdout.splitlines():
+        task, state, reason, nodes, partition = [*line.split("|"), "", "", "", ""][:5]
+        states[task.strip()] = QueueState(state, "" if reason in ("None", "(null)") else reason,
+                                          nodes, partition)
+    return states
+
+
 def accounting(job_id: str, env: Mapping[str, str]) -> dict[str, str] | None:
     """What sacct knows of the ended job: its own line, with MaxRSS and TotalCPU taken from its
     steps; from the job completion file (``sacct -c``) when the cluster keeps no database;

@@ -97,16 +97,20 @@ def _copy_tree(source: Path, dest: Path) -> None:
 
 def sbatch_argv(config: Settings, staged: Staged, run_id: str) -> list[str]:
     """``sbatch --parsable`` with one ``--option=value`` item per config key, then the script."""
-    argv = ["sbatch", "--parsable", f"--job-name=reprun-{run_id[:8]}",
-            f"--output={staged.log}", "--open-mode=append", f"--chdir={staged.code}"]
+    return submit_argv(config, [f"--job-name=reprun-{run_id[:8]}", f"--output={staged.log}",
+                                "--open-mode=append", f"--chdir={staged.code}"], staged.script)
+
+
+def submit_argv(config: Settings, own: list[str], script: Path) -> list[str]:
+    """``sbatch --parsable``, reprun's ``own`` options, the config's, then ``script``."""
     options = (("partition", config.partition), ("account", config.account),
                ("qos", config.qos), ("time", config.time),
                ("cpus-per-task", config.cpus_per_task), ("mem", config.mem),
                ("gres", f"gpu:{config.gpus}" if config.gpus else None),
                ("nodes", config.nodes), ("constraint", config.constraint),
                ("exclude", config.exclude))
-    argv += [f"--{name}={value}" for name, value in options if value is not None]
-    return [*argv, *config.extra_args, str(staged.script)]
+    given = [f"--{name}={value}" for name, value in options if value is not None]
+    return ["sbatch", "--parsable", *own, *given, *config.extra_args, str(script)]
 
 
 def job_env(env: Mapping[str, str], staged: Staged) -> dict[str, str]:
