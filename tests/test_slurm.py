@@ -28,6 +28,8 @@ entry_points:
       code: {type: int, default: 0}
     command: "python job.py {code}"
   sleep:
+    parameters:
+      n: {type: int, default: 0}
     command: "echo started; sleep 300"
   hog:
     command: "python -c 'b = bytearray(300 * 2**20); print(len(b))'"
@@ -238,6 +240,27 @@ def test_ctrl_c_cancels_the_job(reprun: Reprun, project: Path, tmp_path: Path) -
     record = reprun.last_record()
     assert record["status"] == "KILLED" and "scancel" in record["reason"]
     assert squeue("-j", record["backend"]["facts"]["job_id"]) == ""
+
+
+def test_ctrl_c_cancels_every_task_of_a_sweeps_array(reprun: Reprun, project: Path,
+                                                     tmp_path: Path) -> None:
+    proc = reprun.popen("sweep", str(project), "-e", "sleep", "-P", "n=1,2,3", "--parallel", "2",
+                        "--backend", "slurm", "--env-manager", "local", "--backend-config",
+                        config(tmp_path))
+    try:
+        wait_for(lambda: bool(reprun("sweep", "list", "--json").json()), 60)
+        sweep = reprun("sweep", "list", "--json").json()[0]["sweep_id"]
+        name = f"reprun-sweep-{sweep[:12]}"
+        wait_for(lambda: squeue("-r", "-n", name, "-o", "%T").split().count("RUNNING") == 2, 90)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert squeue("-r", "-n", name) == "", err
+    records = [reprun.record(r["run_id"]) for r in reprun("runs", "list", "--json").json()]
+    assert len(records) == 3 and {r["status"] for r in records} == {"KILLED"}
 
 
 def test_detach_then_show_and_cancel(reprun: Reprun, project: Path, tmp_path: Path) -> None:
