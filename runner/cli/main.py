@@ -257,7 +257,9 @@ def validate(path: Path, strict: bool, backend_config: str | None) -> int:
     for warning in project.warnings:
         click.echo(f"warning: {warning.render()}")
     names = ", ".join(project.spec.entry_points) or "none"
-    click.echo(f"ok: {project.name}: entry points {names}; environment {project.env.kind}")
+    pipelines = ", ".join(project.spec.pipelines)
+    also = f"; pipelines {pipelines}" if pipelines else ""
+    click.echo(f"ok: {project.name}: entry points {names}{also}; environment {project.env.kind}")
     return 0
 
 
