@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, MakeProject, Reprun, init_repo
+from tests.conftest import EXAMPLES, MakeProject, Reprun, init_repo, pid_alive, wait_for
 
 # copy: its input to out.txt (a step that reads a path); fail: exits 1 unless a flag file exists;
 # nothing: FINISHED without writing anything.
@@ -243,3 +244,51 @@ def test_resume_of_a_run_that_is_no_pipeline(reprun: Reprun, make_project: MakeP
     assert result.code == 2
     assert result.error_lines == [f"reprun: error: run {run_id[:8]} is no pipeline run; give "
                                   "the id of a run of 'reprun run URI -e PIPELINE'"]
+
+
+def test_ctrl_c_stops_every_running_step(reprun: Reprun, make_project: MakeProject,
+                                         tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    project = make_project(ENTRY_POINTS.replace("pipelines:\n", f"""\
+  sleeper:
+    parameters: {{me: string}}
+    command: "echo $$ > {pids}/{{me}}; sleep 60"
+pipelines:
+  slow:
+    steps:
+      x: {{entry_point: sleeper, parameters: {{me: x}}}}
+      y: {{entry_point: sleeper, parameters: {{me: y}}}}
+      z: {{entry_point: copy, parameters: {{src: "{{x.outputs}}/none"}}}}
+"""))
+    init_repo(project)
+    proc = reprun.popen("run", str(project), "-e", "slow", "--env-manager", "local",
+                        "--parallel", "2")
+    try:
+        wait_for(lambda: len(list(pids.iterdir())) == 2)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    top = record(reprun, pipeline_id(err))
+    assert top["status"] == "KILLED"
+    assert top["reason"].startswith("interrupted by SIGINT; 'reprun pipeline resume")
+    statuses = {s["name"]: s["status"] for s in top["pipeline"]["steps"]}
+    assert statuses == {"x": "KILLED", "y": "KILLED", "z": None}
+    for pid_file in pids.iterdir():
+        assert not pid_alive(int(pid_file.read_text()))
+
+
+def test_two_pipeline_runs_at_once_run_each_step_once(
+        reprun: Reprun, make_project: MakeProject, data: tuple[Path, Path]) -> None:
+    project = make_project(BRANCHES)
+    init_repo(project)
+    args = ("run", str(project), "-e", "branches", "--env-manager", "local",
+            "-P", f"one={data[0]}", "-P", f"two={data[1]}")
+    procs = [reprun.popen(*args) for _ in range(2)]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    said = [steps_said(e) for e in errs]
+    for step in ("a", "b", "c"):
+        assert sorted(s[step] for s in said) == ["ran", "reused"], errs
