@@ -42,6 +42,26 @@ def maybe_pipeline(options: RunOptions, opened: Opened, parallel: int,
     return _report(record, quiet)
 
 
+def pipeline_lines(record: RunRecord) -> list[tuple[str, str | None]]:
+    """The lines of 'runs show' that only a pipeline run has: each step and its run."""
+    info = record.pipeline
+    if record.kind != "pipeline" or info is None:
+        return []
+    lines: list[tuple[str, str | None]] = [("pipeline", f"{info.name}, {len(info.steps)} steps"
+                                            + (f", resumed {info.resumed}x" if info.resumed
+                                               else ""))]
+    for step in info.steps:
+        state = step.status.value if step.status else "not run"
+        run = f" run {step.run_id[:8]}" if step.run_id else ""
+        reused = f", reused {step.reused_from[:8]}" if step.reused_from else ""
+        needs = f" after {', '.join(step.needs)}" if step.needs else ""
+        why = f": {step.reason}" if step.reason and step.status is not None and (
+            step.status.value != "FINISHED") else ""
+        lines.append(("step", f"{step.name} ({step.entry_point}{needs}): {state}{run}"
+                              f"{reused}{why}"))
+    return lines
+
+
 def _close(options: RunOptions, opened: Opened) -> None:
     from runner.source.checkout import release
 

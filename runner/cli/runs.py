@@ -14,6 +14,7 @@ import click
 from runner.cli.common import EXIT_FAILURE, run_exit_code, say
 from runner.cli.common import store as open_store
 from runner.cli.delete import runs_delete
+from runner.cli.pipeline import pipeline_lines
 
 if TYPE_CHECKING:
     from runner.record.store import RunStore, RunSummary
@@ -249,9 +250,10 @@ def runs_show(run_id: str, as_json: bool) -> int:
     lines = [
         ("run", record.run_id), ("status", record.status.value),
         ("exit code", record.exit_code), ("reason", record.reason),
-        ("reproduces", record.reproduces),
+        ("reproduces", record.reproduces), ("parent", record.parent),
         ("project", f"{record.project.name} ({record.project.uri})"),
-        ("entry point", record.entry_point), ("command", record.command),
+        *pipeline_lines(record),
+        ("entry point", record.entry_point), ("command", record.command or None),
         ("parameters", ", ".join(f"{k}={v}" for k, v in record.parameters.items()) or "-"),
         ("source", f"{src.uri}{'#' + src.subdirectory if src.subdirectory else ''}"
                    f" ({src.checkout})" if src.uri else None),
