@@ -83,8 +83,9 @@ def check_force(force: Sequence[str], pipeline: Pipeline) -> tuple[str, ...]:
 
 
 def run_pipeline(options: RunOptions, opened: Opened, policy: Policy, store: RunStore,
-                 say: Say) -> RunRecord:
-    """Run pipeline ``options.entry_point`` of the opened project; its final record."""
+                 say: Say, begun: Callable[[str], None] | None = None) -> RunRecord:
+    """Run pipeline ``options.entry_point`` of the opened project; its final record.
+    ``begun`` gets the pipeline run's id once its record exists."""
     from runner.pipeline.driver import Driver
     from runner.pipeline.graph import order
     from runner.pipeline.steps import absolute_config
@@ -103,6 +104,8 @@ def run_pipeline(options: RunOptions, opened: Opened, policy: Policy, store: Run
                           parameters=dict(pipeline.steps[s].parameters))
                  for s in order(needed)]
         record = _first_record(opened, options, name, params, steps, policy, store)
+        if begun is not None:
+            begun(record.run_id)
         return Driver(opened, options, record, store, policy, say).run()
     finally:
         release(opened.checkout, options.base_env)
