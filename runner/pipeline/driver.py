@@ -145,7 +145,7 @@ class Driver:
 
         step = self.spec.steps[name]
         notify = self._notify_for(name)
-        self._update(name, status=Status.RUNNING, reason=None, reused_from=None)
+        self._update(name, save=False, status=Status.RUNNING, reason=None, reused_from=None)
         try:
             with self.lock:
                 outputs, runs = dict(self.outputs), self._run_ids()
@@ -216,7 +216,9 @@ class Driver:
 
     # -- the record --------------------------------------------------------------------------
 
-    def _update(self, name: str, **update: Any) -> StepInfo:
+    def _update(self, name: str, save: bool = True, **update: Any) -> StepInfo:
+        """A step's entry changed (and the record saved, unless only its start: the step's run
+        record, with the pipeline run as parent, says it is running)."""
         with self.lock:
             assert self.record.pipeline is not None
             steps = list(self.record.pipeline.steps)
@@ -229,8 +231,8 @@ class Driver:
                 self.status[name] = update["status"]
             pipeline = self.record.pipeline.model_copy(update={"steps": steps})
             self.record = self.record.model_copy(update={"pipeline": pipeline})
-            record = self.record
-            self.store.save(record)
+            if save:
+                self.store.save(self.record)
         return steps[index]
 
     def _finish(self) -> RunRecord:
