@@ -89,7 +89,8 @@ class Run:
 
 
 def _store() -> RunStore:
-    from runner.record.store import RunStore, check_layout, reprun_home
+    from runner.record.home import check_layout, reprun_home
+    from runner.record.store import RunStore
 
     store = RunStore(reprun_home(os.environ))
     check_layout(store)

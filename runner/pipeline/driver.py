@@ -182,7 +182,7 @@ class Driver:
     def _environment(self, plan: Plan) -> Plan:
         """The step's plan with its environment resolved and built, once for every step that
         shares its manager and backend."""
-        from runner.execute import prepare_environment
+        from runner.environment import prepare_environment
 
         key = (plan.manager, plan.backend, plan.options.backend_config)
         with self._env_lock:
