@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import EXAMPLES, MakeProject, Reprun, init_repo
+from conftest import EXAMPLES, MakeProject, Reprun, init_repo
 
 MLPROJECT = f"""\
 name: api

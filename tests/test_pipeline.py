@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.conftest import EXAMPLES, MakeProject, Reprun, init_repo, pid_alive, wait_for
+from conftest import EXAMPLES, MakeProject, Reprun, init_repo, pid_alive, wait_for
 
 # copy: its input to out.txt (a step that reads a path); fail: exits 1 unless a flag file exists;
 # nothing: FINISHED without writing anything.

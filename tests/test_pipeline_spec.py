@@ -4,8 +4,7 @@ each, naming the file, the key and the fix) and by `reprun run` (exit code 2).""
 from __future__ import annotations
 
 import pytest
-
-from tests.conftest import MakeProject, Reprun
+from conftest import MakeProject, Reprun
 
 ENTRY_POINTS = """\
 name: steps
