@@ -101,6 +101,11 @@ def test_multistep_example_runs_then_reuses_then_reruns_what_changed(
     assert train["parameters"]["data"] == f"{prep['output_dir']}/clean.csv"
     assert train["parameters"]["alpha"] == "0.3"
 
+    children = reprun("runs", "list", "--where", f"parent = {pid}", "--json").json()
+    assert sorted(c["run_id"] for c in children) == sorted(s["run_id"] for s in steps.values())
+    assert {c["kind"] for c in children} == {"run"}
+    listed = reprun("runs", "list", "--where", "kind = pipeline").stdout.splitlines()
+    assert len(listed) == 2 and listed[1].endswith(" multistep / all (pipeline)")
     shown = reprun("runs", "show", pid[:8]).stdout
     assert "pipeline:    all, 3 steps\n" in shown
     assert f"step:        train (train after prep): FINISHED run {train['run_id'][:8]}\n" in shown

@@ -35,7 +35,7 @@ def runs() -> None:
 @click.option("-c", "--columns", multiple=True, metavar="FIELDS",
               help="Columns to show after the run id, comma-separated: params.NAME, "
                    "metrics.NAME, status, started, duration, exit_code, project, entry_point, "
-                   "backend, sweep, trial.")
+                   "backend, sweep, trial, kind (run or pipeline), parent.")
 @click.option("--sort", multiple=True, metavar="FIELDS",
               help="Sort by these fields (a leading '-' sorts descending: --sort=-metrics.r2); "
                    "runs without a value come last.")
@@ -90,7 +90,8 @@ def _print_default(summaries: list[RunSummary]) -> None:
         code = "-" if s.exit_code is None else str(s.exit_code)
         started = s.started_at[:19].replace("T", " ")
         lines.append(f"{s.run_id[:12]:<12}  {s.status:<8}  {started:<19}  {duration:>9}  "
-                     f"{code:>4}  {s.project} / {s.entry_point}")
+                     f"{code:>4}  {s.project} / {s.entry_point}"
+                     f"{' (pipeline)' if s.kind == 'pipeline' else ''}")
     click.echo("\n".join(lines))
 
 
