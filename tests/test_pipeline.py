@@ -231,6 +231,9 @@ def test_independent_steps_run_in_parallel(reprun: Reprun, make_project: MakePro
                        "parameter; its parameters: one, two"),
     (("--force", "zz"), "reprun: error: --force zz: the pipeline has no such step; give one "
                         "of: all, a, b, c"),
+    (("--detach",), "reprun: error: --detach does not apply to pipeline 'branches': this "
+                    "reprun starts each step when the steps it needs have finished; leave "
+                    "--detach out (steps may still run remotely)"),
 ])
 def test_bad_pipeline_arguments_are_one_line(reprun: Reprun, make_project: MakeProject,
                                              data: tuple[Path, Path], args: tuple[str, ...],

@@ -29,6 +29,11 @@ def maybe_pipeline(options: RunOptions, opened: Opened, parallel: int,
         return None
     from runner.pipeline import Policy, run_pipeline
 
+    if options.detach:
+        _close(options, opened)
+        raise UsageError(f"--detach does not apply to pipeline '{name}': this reprun starts "
+                         "each step when the steps it needs have finished",
+                         hint="leave --detach out (steps may still run remotely)")
     if dry_run:
         _close(options, opened)
         pipeline = opened.project.spec.pipelines[options.entry_point]
