@@ -108,3 +108,20 @@ def test_a_pipeline_named_like_an_entry_point(reprun: Reprun,
     result = reprun("validate", str(make_project(text)))
     assert result.code == 2
     assert "pipelines.prep: 'prep' is also the name of an entry point; rename" in result.stdout
+
+
+def test_warnings_for_an_undeclared_step_parameter_and_an_unused_pipeline_parameter(
+        reprun: Reprun, make_project: MakeProject) -> None:
+    project = make_project(ENTRY_POINTS + GOOD.replace('alpha: "{alpha}"', 'alpah: "{alpha}"'))
+    result = reprun("validate", str(project))
+    assert result.code == 0, result.stdout
+    warnings = [x for x in result.stdout.splitlines() if x.startswith("warning:")]
+    assert len(warnings) == 2, result.stdout
+    assert warnings[0].endswith("pipelines.all.steps.train.parameters.alpah: entry point "
+                                "'train' declares no parameter 'alpah' (it gets --alpah VALUE); "
+                                "its parameters: alpha, data, n")
+    assert warnings[1].endswith("pipelines.all.parameters.label: pipeline parameter 'label' is "
+                                "not used by any step; pass it to a step as \"{label}\", or "
+                                "remove it")
+    strict = reprun("validate", "--strict", str(project))
+    assert strict.code == 2

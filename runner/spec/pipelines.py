@@ -26,6 +26,7 @@ class Finding:
     at: KeyPath
     message: str
     hint: str = ""
+    warning: bool = False  # reported, and an error only with --strict
 
 
 def step_reference(field: str) -> str | None:
@@ -101,6 +102,12 @@ def check_pipelines(project: MLProject) -> list[Finding]:
                                     "NAME' runs one of them"))
         for step_name in pipeline.steps:
             findings += _check_step(project, pipeline, step_name, (*at, "steps", step_name))
+        used = {f for step in pipeline.steps.values() for v in step.parameters.values()
+                for f in _fields(v)}
+        findings += [Finding((*at, "parameters", p), f"pipeline parameter '{p}' is not used by "
+                             "any step", f"pass it to a step as \"{{{p}}}\", or remove it",
+                             warning=True)
+                     for p in pipeline.parameters if p not in used]
         cycle = find_cycle(dependencies(pipeline))
         if cycle is not None and len(cycle) > 2:
             findings.append(Finding((*at, "steps"),
@@ -131,6 +138,11 @@ def _check_step(project: MLProject, pipeline: Pipeline, name: str, at: KeyPath) 
         for field in fields:
             findings += _check_field(pipeline, name, field, where)
         decl = entry.parameters.get(param) if entry is not None else None
+        if entry is not None and decl is None:
+            declared = ", ".join(sorted(entry.parameters)) or "none"
+            findings.append(Finding(where, f"entry point '{step.entry_point}' declares no "
+                                           f"parameter '{param}' (it gets --{param} VALUE)",
+                                    f"its parameters: {declared}", warning=True))
         if decl is not None:
             findings += _check_type(pipeline, value, fields, decl.type, decl.choices, where)
     if entry is not None:
@@ -142,6 +154,13 @@ def _check_step(project: MLProject, pipeline: Pipeline, name: str, at: KeyPath) 
                                     f"{', '.join(missing)} of entry point '{step.entry_point}'",
                                     f"add {missing[0]}: VALUE under parameters"))
     return findings
+
+
+def _fields(value: str) -> list[str]:
+    try:
+        return placeholders(value)
+    except ValueError:
+        return []
 
 
 def _check_field(pipeline: Pipeline, name: str, field: str, at: KeyPath) -> list[Finding]:

@@ -66,8 +66,10 @@ def _validate_mlproject(doc: YamlDoc, warnings: list[Problem]) -> MLProject:
         from runner.spec.types import MLProject as Frozen
 
         findings = check_pipelines(Frozen.from_dump(model.model_dump(mode="json")))
-        if findings:
-            raise SpecError([doc.problem(f.at, f.message, f.hint) for f in findings])
+        errors = [doc.problem(f.at, f.message, f.hint) for f in findings if not f.warning]
+        if errors:
+            raise SpecError(errors)
+        warnings += [doc.problem(f.at, f.message, f.hint) for f in findings if f.warning]
     return model
 
 
