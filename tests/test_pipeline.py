@@ -268,8 +268,9 @@ def test_resume_of_a_run_that_is_no_pipeline(reprun: Reprun, make_project: MakeP
                                   "the id of a run of 'reprun run URI -e PIPELINE'"]
 
 
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_stops_every_running_step(reprun: Reprun, make_project: MakeProject,
-                                         tmp_path: Path) -> None:
+                                         tmp_path: Path, signum: int, code: int) -> None:
     pids = tmp_path / "pids"
     pids.mkdir()
     project = make_project(ENTRY_POINTS.replace("pipelines:\n", f"""\
@@ -288,14 +289,15 @@ pipelines:
                         "--parallel", "2")
     try:
         wait_for(lambda: len(list(pids.iterdir())) == 2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     top = record(reprun, pipeline_id(err))
     assert top["status"] == "KILLED"
-    assert top["reason"].startswith("interrupted by SIGINT; 'reprun pipeline resume")
+    name = signal.Signals(signum).name
+    assert top["reason"].startswith(f"interrupted by {name}; 'reprun pipeline resume")
     statuses = {s["name"]: s["status"] for s in top["pipeline"]["steps"]}
     assert statuses == {"x": "KILLED", "y": "KILLED", "z": None}
     for pid_file in pids.iterdir():

@@ -254,7 +254,11 @@ class Driver:
             status, reason = Status.FINISHED, None
         ended = now()
         with self.lock:
+            facts = dict(self.record.backend.facts)
+            if self.signum is not None:  # the exit code is 128 + this signal
+                facts["signal"] = signal.Signals(self.signum).name
             self.record = self.record.model_copy(update={
+                "backend": self.record.backend.model_copy(update={"facts": facts}),
                 "status": status, "reason": reason, "ended_at": ended, "runner": None,
                 "exit_code": 0 if status is Status.FINISHED else None,
                 "duration_s": round((ended - self.record.started_at).total_seconds(), 3),

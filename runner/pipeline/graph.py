@@ -36,15 +36,3 @@ def blocked_by(needed: Mapping[str, Sequence[str]], status: Mapping[str, Status 
             return need
     return None
 
-
-def downstream(needed: Mapping[str, Sequence[str]], roots: Sequence[str]) -> list[str]:
-    """``roots`` and every step that needs one of them, directly or not, in order."""
-    found = set(roots)
-    changed = True
-    while changed:
-        changed = False
-        for step, needs in needed.items():
-            if step not in found and found.intersection(needs):
-                found.add(step)
-                changed = True
-    return [s for s in order(needed) if s in found]
