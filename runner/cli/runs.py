@@ -157,7 +157,7 @@ def runs_show(run_id: str, as_json: bool) -> int:
                 f"{' on ' + src.git_branch if src.git_branch else ''}"),
         ("submodules", ", ".join(f"{s.path}@{s.commit[:12]}" for s in src.submodules) or None),
         ("environment", f"{env.kind} via {env.manager}, python {env.python_version or '-'}, "
-                        f"{len(env.packages)} packages"),
+                        f"{len(env.packages)} packages" if record.kind == "run" else None),
         ("converted", _conversion_line(record)),
         ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),
