@@ -14,7 +14,7 @@ a run that reprun started (REPRUN_RUN_ID is set for its command), a new run reco
 its ``parent``. See docs/python-api.md.
 """
 
-from reprun.api import Run, run, runs
+from reprun.api import Run, run, runs, sweep
 from runner import __version__
 from runner.errors import (
     USER_ERRORS,
@@ -36,4 +36,5 @@ __all__ = [
     "USER_ERRORS", "BackendError", "EnvBuildError", "NotSupportedError", "ParameterError",
     "ProjectNotFoundError", "ReprunError", "Run", "RunNotFoundError", "SourceError",
     "SpecError", "StepError", "StoreError", "UsageError", "__version__", "run", "runs",
+    "sweep",
 ]

@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from runner.record.store import RunStore
@@ -199,3 +199,47 @@ def runs(where: str | None = None, sort: Sequence[str] = (), limit: int | None =
     store = _store()
     summaries, _chosen = list_runs(store, where, sort, (), limit, details=False)
     return [Run(s.run_id, store) for s in summaries]
+
+
+def sweep(uri: str, parameters: Mapping[str, Any], entry_point: str = "main",
+          mode: Literal["grid", "random", "optimize"] = "grid", trials: int | None = None,
+          metric: str | None = None, goal: Literal["min", "max"] = "min", parallel: int = 1,
+          seed: int | None = None, max_failures: int | None = None, backend: str | None = None,
+          env_manager: str | None = None, reuse: bool = False, notify: Notify | None = None,
+          cwd: str | Path | None = None) -> list[Run]:
+    """Run a sweep as ``reprun sweep`` does and give its trials' runs, in trial order.
+    ``parameters`` maps a name to a SPEC (``"0.1,0.5"``, ``"0:1:0.25"``, ``"uniform(0,1)"``)
+    or a list of values; ``trials`` is the count of a random sample or a search."""
+    from runner.plan import RunOptions, release_plan
+    from runner.record.home import reprun_home
+    from runner.sweep.run import SweepRequest, metric_name, prepare, run_sweep
+    from runner.sweep.store import SweepStore
+
+    env = dict(os.environ)
+    specs = {k: _spec(v) for k, v in parameters.items()}
+    options = RunOptions(uri=uri, cwd=Path(cwd) if cwd is not None else Path.cwd(),
+                         base_env=env, entry_point=entry_point, env_manager=env_manager,
+                         backend=backend, reuse=reuse, echo=False,
+                         parent=env.get(PARENT_VARIABLE) or None)
+    request = SweepRequest(options=options, specs=specs, mode=mode, count=trials, seed=seed,
+                           metric=metric_name(metric) if metric else None, goal=goal,
+                           parallel=parallel, max_failures=max_failures)
+    store = _store()
+    store.check_writable()
+    plan, record = prepare(request)
+    try:
+        sweeps = SweepStore(reprun_home(env))
+        sweeps.save(record)
+        final = run_sweep(plan, record, store, sweeps, notify or (lambda _m: None))
+    finally:
+        release_plan(plan)
+    return [Run(t.run_id, store) for t in final.trials if t.run_id is not None]
+
+
+def _spec(value: Any) -> str:
+    """A list of values as a SPEC (commas and backslashes escaped); a SPEC as it is."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Sequence):
+        return ",".join(_text(v).replace("\\", "\\\\").replace(",", "\\,") for v in value)
+    return "=" + _text(value)

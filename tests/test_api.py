@@ -130,3 +130,19 @@ def test_a_pipeline_and_a_run_in_the_background(reprun: Reprun, tmp_path: Path) 
     assert got["kind"] == "pipeline" and got["status"] == "FINISHED"
     assert got["mse"] > 0
     assert got["reused"] == [True, True, True]
+
+
+def test_a_sweep_from_a_script(reprun: Reprun, make_project: MakeProject,
+                               tmp_path: Path) -> None:
+    project = make_project(MLPROJECT, {"outer.py": OUTER})
+    src = tmp_path / "in.txt"
+    src.write_text("hello\n")
+    done = script(reprun, f"""
+        import json, reprun
+        runs = reprun.sweep({str(project)!r}, {{"src": [{str(src)!r}], "n": [2, 5]}},
+                            entry_point="copy", env_manager="local", parallel=2,
+                            metric="metrics.lines", goal="max")
+        print(json.dumps([[r.status, r.metrics["lines"], r.record.sweep.trial] for r in runs]))
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert last_json(done.stdout) == [["FINISHED", 2.0, 0], ["FINISHED", 5.0, 1]]
