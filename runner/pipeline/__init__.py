@@ -7,6 +7,7 @@ reused when its code, environment, parameters and inputs are unchanged.
 - `lock`: one step with the same inputs at a time, across processes.
 - `start`: the pipeline run's record; run a pipeline, or resume a recorded one.
 - `driver`: the steps in threads through the backends' handles; signals.
+- `tracking`: the pipeline run as the MLflow parent run of its steps' runs.
 """
 
 from runner.pipeline.start import Policy, resume_pipeline, run_pipeline

@@ -151,7 +151,7 @@ class Driver:
                 outputs, runs = dict(self.outputs), self._run_ids()
             values = step_values(name, step, self.record.parameters, outputs, runs)
             reuse = not {"all", name}.intersection(self.policy.force)
-            options = step_options(self.options, step, values, self.opened.project.directory,
+            options = step_options(self.options, name, step, values, self.opened.project.directory,
                                    self.record.run_id, reuse, self.options.echo and
                                    self.policy.parallel == 1)
             facts = {"project": str(self.opened.project.directory), "entry": step.entry_point,

@@ -86,7 +86,6 @@ def run_pipeline(options: RunOptions, opened: Opened, policy: Policy, store: Run
                  say: Say, begun: Callable[[str], None] | None = None) -> RunRecord:
     """Run pipeline ``options.entry_point`` of the opened project; its final record.
     ``begun`` gets the pipeline run's id once its record exists."""
-    from runner.pipeline.driver import Driver
     from runner.pipeline.graph import order
     from runner.pipeline.steps import absolute_config
 
@@ -106,9 +105,35 @@ def run_pipeline(options: RunOptions, opened: Opened, policy: Policy, store: Run
         record = _first_record(opened, options, name, params, steps, policy, store)
         if begun is not None:
             begun(record.run_id)
-        return Driver(opened, options, record, store, policy, say).run()
+        return _tracked(opened, options, record, store, policy, say)
     finally:
         release(opened.checkout, options.base_env)
+
+
+def _tracked(opened: Opened, options: RunOptions, record: RunRecord, store: RunStore,
+             policy: Policy, say: Say) -> RunRecord:
+    """The steps run; with a tracking server, as the children of the pipeline's MLflow run."""
+    from runner.pipeline.driver import Driver
+
+    parent = None
+    if options.tracking is not None:
+        from runner.pipeline.tracking import PipelineParent
+        from runner.record.types import MlflowInfo
+
+        parent = PipelineParent.begin(options.tracking, options.base_env, record, say)
+        if parent is not None:
+            options = dataclasses.replace(options, tracking=parent.step_options())
+            record = record.model_copy(update={"mlflow": MlflowInfo(
+                tracking_uri=redact_url(parent.options.uri or ""),
+                experiment_id=parent.experiment_id, run_id=parent.run_id)})
+            store.save(record)
+    final = record
+    try:
+        final = Driver(opened, options, record, store, policy, say).run()
+    finally:
+        if parent is not None:
+            parent.end(final)
+    return final
 
 
 def resume_pipeline(record: RunRecord, store: RunStore, base_env: Mapping[str, str],

@@ -45,7 +45,7 @@ def step_values(name: str, step: PipelineStep, params: Mapping[str, str],
     return values
 
 
-def step_options(base: RunOptions, step: PipelineStep, values: Mapping[str, str],
+def step_options(base: RunOptions, name: str, step: PipelineStep, values: Mapping[str, str],
                  project_dir: Path, parent: str, reuse: bool, echo: bool) -> RunOptions:
     """The options of a step's run: the pipeline run's, with the step's entry point, values
     (relative paths relative to the project), backend and backend config."""
@@ -58,8 +58,11 @@ def step_options(base: RunOptions, step: PipelineStep, values: Mapping[str, str]
         config = base.backend_config
     else:
         config = None
+    tracking = base.tracking
+    if tracking is not None and tracking.parent_run_id is not None and tracking.run_name is None:
+        tracking = dataclasses.replace(tracking, run_name=f"{name}-{parent[:8]}")
     return dataclasses.replace(
-        base, entry_point=step.entry_point, params=dict(values), cwd=project_dir,
+        base, tracking=tracking, entry_point=step.entry_point, params=dict(values), cwd=project_dir,
         backend=step.backend or base.backend, backend_config=config, reuse=reuse,
         parent=parent, resolve_early=False, echo=echo, progress_live=False, detach=False)
 
