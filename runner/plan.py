@@ -63,6 +63,7 @@ class RunOptions:
     sweep_id: str | None = None  # the run is trial ``trial`` of this sweep (runner.sweep)
     trial: int | None = None
     array: ArraySlot | None = None  # the sweep's trials are submitted together (job array)
+    parent: str | None = None  # the run this run is part of (a pipeline run, a calling run)
 
 
 @frozen
@@ -143,13 +144,38 @@ def _str(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
 
-def make_plan(options: RunOptions) -> Plan:
-    """Resolve everything a run needs, or raise the first user error."""
+@frozen
+class Opened:
+    """A project's source checked out and its MLproject loaded: what a run, or a pipeline of
+    runs, starts from."""
+
+    checkout: Checkout
+    project: Project
+    resolving: Compiling | None = None
+
+
+def open_project(options: RunOptions) -> Opened:
+    """The source of ``options.uri`` and its validated project; the first user error raised."""
     checkout = resolve_source(options.uri, options.cwd, options.base_env, options.version)
     spec_cache = cache_root(options.base_env) / SPEC_CACHE
     resolving = _resolve_early(options, checkout.directory, spec_cache)
     try:
         project = load_project(checkout.directory, strict=options.strict, cache_dir=spec_cache)
+    except BaseException:
+        if resolving is not None:
+            resolving.cancel()
+        release(checkout, options.base_env)
+        raise
+    return Opened(checkout, project, resolving)
+
+
+def make_plan(options: RunOptions, opened: Opened | None = None, shared: bool = False) -> Plan:
+    """Resolve everything a run needs, or raise the first user error. ``opened`` is the project
+    if it is open already; ``shared`` (a pipeline's step): its checkout is not released on error.
+    """
+    opened = opened or open_project(options)
+    checkout, project, resolving = opened.checkout, opened.project, opened.resolving
+    try:
         entry = project.entry_point(options.entry_point)
         backend = choose_backend(options.backend, project, options.detach,
                                  options.backend_config)
@@ -171,7 +197,8 @@ def make_plan(options: RunOptions) -> Plan:
     except BaseException:
         if resolving is not None:
             resolving.cancel()
-        release(checkout, options.base_env)
+        if not shared:
+            release(checkout, options.base_env)
         raise
     return Plan(options, checkout, project, entry, params, manager, backend, container,
                 resolving=resolving)
