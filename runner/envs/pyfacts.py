@@ -9,6 +9,8 @@ the path and of the file it resolves to) and the directories it finds distributi
 ``sys.path``, and its user site directory even when that does not exist yet) have the same
 modification times: installing, upgrading or removing a distribution adds or removes a
 ``*.dist-info`` directory in one of them, which changes that directory's modification time.
+An answer given while one of them had just changed is not kept (the next change could fall in
+the same tick of the file system's clock).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,9 @@ print(json.dumps({"version": platform.python_version(), "executable": sys.execut
 AFFECTING = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE", "HOME",
              "VIRTUAL_ENV")
 SUBDIR = "local-python"
+# A directory changed this close to the question may change again within the same tick of the
+# file system's clock, leaving its modification time as it was: such an answer is not kept.
+RACY_NS = 100_000_000
 
 
 def inspect(python: str, env: Mapping[str, str],
@@ -74,9 +80,12 @@ def cached(python: str, env: Mapping[str, str], cache_dir: Path) -> PythonFacts:
         if entry["identity"] == identity and paths == _states(list(paths)):
             return PythonFacts(entry["version"], entry["executable"],
                                tuple((str(n), str(v)) for n, v in entry["packages"]))
+    asked = time.time_ns()
     facts, looked = inspect(python, env)
-    if facts.version is not None and identity is not None:
-        entry = {"identity": identity, "paths": _states(looked), "version": facts.version,
+    states = _states(looked)
+    racy = any(t is not None and t >= asked - RACY_NS for t in states.values())
+    if facts.version is not None and identity is not None and not racy:
+        entry = {"identity": identity, "paths": states, "version": facts.version,
                  "executable": facts.executable, "packages": facts.packages}
         with contextlib.suppress(OSError):  # a cache that cannot be written: asked next time
             entry_path.parent.mkdir(parents=True, exist_ok=True)
