@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backends.kubernetes.config import KubernetesConfig
+from runner.models.types import ModelVersion
 from runner.record.types import RunRecord
 from runner.spec.models import CondaEnvFile, MLProject, PythonEnvFile
 from runner.sweep.record import SweepRecord
@@ -28,6 +29,7 @@ SCHEMAS: dict[str, tuple[type[_HasSchema], str]] = {
     "run-record": (RunRecord, "run-record.schema.json"),
     "kubernetes-config": (KubernetesConfig, "kubernetes-config.schema.json"),
     "sweep-record": (SweepRecord, "sweep-record.schema.json"),
+    "model-version": (ModelVersion, "model-version.schema.json"),
 }
 
 

@@ -31,7 +31,7 @@ class _LazyGroup(click.Group):
         "diff": "runner.cli.runs:diff_cmd", "runs": "runner.cli.runs:runs",
         "cancel": "runner.cli.runs:cancel", "env": "runner.cli.env:env",
         "sweep": "runner.cli.sweep:sweep",
-        "ui": "runner.cli.ui:ui",
+        "ui": "runner.cli.ui:ui", "models": "runner.cli.models:models",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -277,11 +277,12 @@ def _validate_backend_config(value: str) -> int:
 
 @cli.command()
 @click.argument("kind", type=click.Choice(["mlproject", "python_env", "conda_env", "run-record",
-                                          "kubernetes-config", "sweep-record"]),
+                                          "kubernetes-config", "sweep-record",
+                                          "model-version"]),
                 default="mlproject")
 def schema(kind: str) -> int:
     """Print the JSON Schema of the MLproject format (or python_env, conda_env, run-record,
-    kubernetes-config, sweep-record)."""
+    kubernetes-config, sweep-record, model-version)."""
     from runner.schemas import render
 
     click.echo(render(kind), nl=False)
