@@ -142,12 +142,10 @@ def show_cmd(ref: str, as_json: bool) -> int:
 
 @models.command("alias")
 @click.argument("name")
-@click.argument("version", required=False, type=click.IntRange(min=1))
-@click.argument("alias")
+@click.argument("words", nargs=-1, required=True, metavar="VERSION ALIAS | ALIAS --delete")
 @click.option("--delete", is_flag=True, help="Remove the alias (give no VERSION).")
 @TRACKING
-def alias_cmd(name: str, version: int | None, alias: str, delete: bool,
-              tracking_uri: str | None) -> int:
+def alias_cmd(name: str, words: tuple[str, ...], delete: bool, tracking_uri: str | None) -> int:
     """Point ALIAS (e.g. production) at VERSION of NAME, moving it from where it was; each move
     is kept in the model's alias history (who, when, from which version)."""
     from runner.errors import UsageError
@@ -155,10 +153,12 @@ def alias_cmd(name: str, version: int | None, alias: str, delete: bool,
     from runner.models.register import who
     from runner.record.types import now
 
+    if len(words) != (1 if delete else 2):
+        raise UsageError("give VERSION ALIAS, or ALIAS --delete",
+                         hint=f"e.g. 'reprun models alias {name} 3 production'")
+    alias = words[-1]
+    version = None if delete else _version_number(name, words[0])
     check_alias(alias)
-    if delete == (version is not None):
-        raise UsageError("give a VERSION, or --delete without one",
-                         hint=f"e.g. 'reprun models alias {name} 3 {alias}'")
     store = model_store()
     if version is not None:
         store.resolve(Ref(name, version=version))
@@ -174,6 +174,16 @@ def alias_cmd(name: str, version: int | None, alias: str, delete: bool,
 
         mirror_alias(store, name, alias, version, tracking, dict(os.environ))
     return 0
+
+
+def _version_number(name: str, text: str) -> int:
+    from runner.errors import UsageError
+    from runner.models.names import shown
+
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"version '{shown(text)}' of '{name}' is not a number from 1",
+                         hint=f"e.g. 'reprun models alias {name} 3 production'")
+    return int(text)
 
 
 @models.command("get")
