@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MakeProject, Reprun, init_repo
+from test_faults import Mount, fill, small_fs  # noqa: F401 (small_fs: a fixture)
 
 TRAIN = """
 import json, os, random, sys
@@ -265,3 +266,41 @@ def test_two_registers_at_once_number_densely(reprun: Reprun, project: Path) -> 
     assert [v["version"] for v in versions] == list(range(1, 21))
     files = [p.name for p in (reprun.home / "models" / "race" / "versions").iterdir()]
     assert sorted(files, key=lambda f: int(f[:-5])) == [f"{n}.json" for n in range(1, 21)]
+
+
+def test_a_full_disk_during_register(reprun: Reprun, make_project: MakeProject,
+                                     small_fs: Mount) -> None:  # noqa: F811
+    """A real full file system: one line, exit 1, no version and no part of a file left; once
+    there is room again, the next version is 1."""
+    store = Reprun(small_fs("8m") / "home", reprun.cwd)
+    big = make_project("entry_points:\n  main:\n    command: 'mkdir $REPRUN_OUTPUT_DIR/m && "
+                       "head -c 1000000 /dev/urandom > $REPRUN_OUTPUT_DIR/m/weights'\n",
+                       name="big")
+    run_id = run(store, big)
+    fill(store.home)
+    line = one_error(store, "models", "register", "big", run_id, code=1)
+    assert "is full (No space left on device): no version was registered" in line
+    models = store.home / "models"
+    leftovers = [p.name for p in models.rglob("*") if p.is_file() and p.name != ".lock"]
+    assert leftovers == [], leftovers
+    for filler in store.home.glob("filler*"):
+        filler.unlink()
+    ok(store, "models", "register", "big", run_id)
+    assert [v["version"] for v in store("models", "show", "big", "--json").json()["versions"]] \
+        == [1]
+
+
+def test_serve_refuses_what_it_cannot_serve(reprun: Reprun, make_project: MakeProject) -> None:
+    """A model of a run whose environment has no mlflow (reprun's own has none), and files that
+    are no MLflow model: one line each, exit 2, nothing started."""
+    project = make_project("entry_points:\n  main:\n    command: 'mkdir $REPRUN_OUTPUT_DIR/m "
+                           "&& echo \"flavors: {{python_function: {{}}}}\" > "
+                           "$REPRUN_OUTPUT_DIR/m/MLmodel && echo 1 > $REPRUN_OUTPUT_DIR/x'\n",
+                           name="nomlflow")
+    run_id = run(reprun, project)
+    ok(reprun, "models", "register", "bare", run_id)
+    ok(reprun, "models", "register", "plain", f"{run_id}:x")
+    line = one_error(reprun, "models", "serve", "bare")
+    assert "the environment of bare version 1 has no mlflow" in line
+    line = one_error(reprun, "models", "serve", "plain@latest")
+    assert "plain version 1 is not an MLflow model (no MLmodel file)" in line

@@ -85,8 +85,7 @@ def mirror_alias(store: ModelStore, name: str, alias: str, version: int | None,
     client = MlflowClient(tracking.uri, env)
     try:
         if version is None:
-            client.call("DELETE", "registered-models/alias", query={"name": name,
-                                                                     "alias": alias})
+            client.call("DELETE", "registered-models/alias", {"name": name, "alias": alias})
             return
         mirrored = store.version(name, version).mlflow
         if mirrored is None or mirrored.version is None:

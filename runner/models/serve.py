@@ -5,6 +5,7 @@ temporary directory first; the server is stopped with reprun (Ctrl-C)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import tempfile
@@ -42,7 +43,10 @@ def serve(store: ModelStore, version: ModelVersion, host: str, port: int,
     python = server_python(version)
     if host.startswith("-") or not host:
         raise UsageError(f"--host '{host}' is not an address", hint="e.g. 127.0.0.1")
-    child_env = dict(env)
+    # The environment's bin first, as an activated environment has it (MLflow starts its
+    # server's workers by name).
+    child_env = {**env, "PATH": os.pathsep.join(
+        p for p in (str(Path(python).parent), env.get("PATH", "")) if p)}
     if capture([python, "-c", FIND_MLFLOW], env=child_env, timeout=60).returncode != 0:
         raise UsageError(f"the environment of {version.name} version {version.version} has no "
                          f"mlflow ({python})",
