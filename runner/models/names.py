@@ -24,6 +24,11 @@ class Ref:
     name: str
     version: int | None = None
     alias: str | None = None
+    latest: bool = False  # NAME@latest: the newest version (NAME alone: the model)
+
+    @property
+    def one_version(self) -> bool:
+        return self.version is not None or self.alias is not None or self.latest
 
 
 def shown(text: str) -> str:
@@ -61,7 +66,7 @@ def parse_ref(text: str) -> Ref:
     if at:
         check_name(name)
         if alias == "latest":
-            return Ref(name)
+            return Ref(name, latest=True)
         return Ref(name, alias=check_alias(alias))
     name, colon, version = text.partition(":")
     check_name(name)

@@ -30,7 +30,7 @@ def model_list(store: ModelStore) -> list[Json]:
 
 def model_show(store: ModelStore, ref: Ref) -> Json:
     """A model (its versions, aliases and their history), or one version in full."""
-    if ref.version is not None or ref.alias is not None:
+    if ref.one_version:
         return version_json(store, store.resolve(ref))
     store.resolve(ref)  # the model exists
     aliases = store.aliases(ref.name)
