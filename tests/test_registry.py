@@ -105,6 +105,12 @@ def test_register_show_alias_get(reprun: Reprun, project: Path, tmp_path: Path) 
     assert listed == [{"name": "toy", "versions": 2, "latest": 2,
                        "aliases": {"production": 2}, "updated_at": listed[0]["updated_at"],
                        "description": None, "run_id": run_id}]
+    for args in (["list"], ["show", "toy"], ["show", "toy@production"]):  # no pydantic, no yaml
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "runner", "models",
+                               *args], env=reprun.env(), capture_output=True, text=True,
+                              check=True)
+        assert "toy" in proc.stdout
+        assert "pydantic" not in proc.stderr and " yaml" not in proc.stderr, args
     out = tmp_path / "got"
     ok(reprun, "models", "get", "toy:1", "-o", str(out))
     assert (out / "weights.txt").read_text() == "weights 7 \n"
