@@ -5,6 +5,7 @@ models/<name>/versions/<n>.json     a version (runner.models.types.ModelVersion)
                                      except to add a run that made the same files
 models/<name>/aliases.json          alias -> version
 models/<name>/alias-history.jsonl   every move of an alias: who, when, from which version
+models/<name>/summary.json         what 'models list' shows of it, rewritten at each change
 models/<name>/.lock                 held while a version number is chosen or an alias moved
 models/.blobs/<hex>                 the files of every version, by their BLAKE3 digest
 models/.runs/<run id>/<name>@<n>    the versions a run made (so that deleting it is refused)
@@ -39,6 +40,7 @@ RUNS = ".runs"
 VERSIONS = "versions"
 ALIASES = "aliases.json"
 HISTORY = "alias-history.jsonl"
+SUMMARY = "summary.json"
 LOCK = ".lock"
 
 
@@ -56,8 +58,7 @@ class ModelStore:
             entries = os.listdir(self.root)  # noqa: PTH208 (names only: faster)
         except FileNotFoundError:
             return []
-        return sorted(n for n in entries if not n.startswith(".")
-                      and (self.root / n / VERSIONS).is_dir())
+        return sorted(n for n in entries if not n.startswith("."))
 
     def versions(self, name: str) -> list[int]:
         """The version numbers of ``name``, ascending (empty when it is not registered)."""
@@ -95,6 +96,30 @@ class ModelStore:
         except FileNotFoundError:
             return []
         return [from_json(AliasMove, json.loads(line)) for line in lines if line.strip()]
+
+    def summary(self, name: str) -> dict[str, Any] | None:
+        """The model's row of ``models list`` as last written (None: not written yet)."""
+        try:
+            data: dict[str, Any] = json.loads((self.root / name / SUMMARY).read_bytes())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, ValueError):
+            return None  # made again from the versions
+        return data
+
+    def make_summary(self, name: str) -> dict[str, Any] | None:
+        """The model's row of ``models list``, from its versions and aliases."""
+        numbers = self.versions(name)
+        if not numbers:
+            return None
+        latest = self.version(name, numbers[-1])
+        text = latest.created_at.isoformat()
+        return {
+            "name": name, "versions": len(numbers), "latest": numbers[-1],
+            "aliases": self.aliases(name),
+            "updated_at": text[:-6] + "Z" if text.endswith("+00:00") else text,
+            "description": latest.description, "run_id": latest.run_id,
+        }
 
     def resolve(self, ref: Ref) -> ModelVersion:
         """The version a reference names; UsageError for an unknown model, version or alias."""
@@ -186,6 +211,7 @@ class ModelStore:
             for ref in made:
                 ref.unlink(missing_ok=True)
             raise
+        self._write_summary(version.name)
 
     def set_alias(self, name: str, alias: str, version: int | None, by: str,
                   at: Any) -> AliasMove:
@@ -215,7 +241,18 @@ class ModelStore:
             with contextlib.suppress(OSError), history.open("ab") as handle:
                 handle.truncate(size)  # the move did not happen: no line says it did
             raise
+        self._write_summary(name)
         return move
+
+    def _write_summary(self, name: str) -> None:
+        """Rewrite the summary (with the lock held); a summary that cannot be written is
+        removed, and ``models list`` makes it from the versions instead."""
+        path = self.root / name / SUMMARY
+        try:
+            atomic_write_text(path, json.dumps(self.make_summary(name), ensure_ascii=False),
+                              durable=False)
+        except OSError:
+            path.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def writing(self, consequence: str) -> Iterator[None]:

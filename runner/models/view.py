@@ -13,18 +13,13 @@ Json = dict[str, Any]
 
 
 def model_list(store: ModelStore) -> list[Json]:
-    """One row per model: its versions, its latest version and its aliases."""
+    """One row per model: its versions, its latest version and its aliases (from the summary
+    each change writes; made from the versions when there is none)."""
     rows = []
     for name in store.names():
-        numbers = store.versions(name)
-        if not numbers:
-            continue
-        latest = store.version(name, numbers[-1])
-        rows.append({
-            "name": name, "versions": len(numbers), "latest": numbers[-1],
-            "aliases": store.aliases(name), "updated_at": _time(latest),
-            "description": latest.description, "run_id": latest.run_id,
-        })
+        row = store.summary(name) or store.make_summary(name)
+        if row is not None:
+            rows.append(row)
     return rows
 
 
