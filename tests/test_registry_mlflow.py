@@ -110,6 +110,15 @@ def test_an_untracked_run_gets_an_mlflow_run_of_its_own(reprun: Reprun, server: 
     tags = server.api("GET", "runs/get", run_id=remote["run_id"])["run"]["data"]["tags"]
     assert {"key": "reprun.run_id", "value": run_id} in tags
     assert remote["source"].endswith("/reprun-models/plain-reg/v1/w.bin")
+    # A version registered without a server goes with its run on 'runs push'.
+    assert reprun("models", "register", "pushed", f"{run_id}:w.bin").code == 0
+    result = reprun("runs", "push", run_id[:8], "--tracking-uri", server.url)
+    assert result.code == 0, result.stderr
+    assert "pushed version 1: MLflow version 1" in result.stderr
+    remote = server.api("GET", "model-versions/get", name="pushed", version="1")["model_version"]
+    pushed_run = reprun.record(run_id)["mlflow"]["run_id"]
+    assert remote["run_id"] == pushed_run
+    assert reprun("models", "show", "pushed:1", "--json").json()["mlflow"]["version"] == "1"
 
 
 def _post(url: str, body: dict[str, Any]) -> Any:

@@ -9,7 +9,7 @@ What the server answered (its version number, or why it failed) is kept in the v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from runner.errors import TrackingError, UsageError
 from runner.models.store import ModelStore
@@ -101,3 +101,30 @@ def _save(store: ModelStore, version: ModelVersion) -> None:
     with store.writing("the MLflow version was not noted"), store.locked(version.name):
         current = store.version(version.name, version.version)
         store.write_version(current.model_copy(update={"mlflow": version.mlflow}), new=False)
+
+
+def push_versions(store: ModelStore, record: RunRecord, tracking: TrackingOptions,
+                  env: Mapping[str, str], notify: Callable[[str], None]) -> int:
+    """``runs push``: the versions registered from ``record`` (just pushed) made on the server
+    too, unless they are there already; returns how many could not be."""
+    assert tracking.uri is not None
+    client = MlflowClient(tracking.uri, env)
+    shown = client.shown
+    client.close()
+    failed = 0
+    for ref in store.versions_from_runs([record.run_id]).get(record.run_id, []):
+        name, _, number = ref.partition("@")
+        if not number.isdigit() or int(number) not in store.versions(name):
+            continue
+        version = store.version(name, int(number))
+        there = version.mlflow
+        if there is not None and there.version and there.tracking_uri == shown:
+            continue
+        try:
+            mirrored = mirror_version(store, version, record, tracking, env).mlflow
+        except TrackingError as exc:
+            notify(f"warning: {name} version {number} is not on {shown}: {exc.render()}")
+            failed += 1
+            continue
+        notify(f"{name} version {number}: MLflow version {mirrored.version if mirrored else '-'}")
+    return failed
