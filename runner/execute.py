@@ -117,7 +117,12 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         raise
     record = finished(record, outcome, Path(record.output_dir), plan.options.base_env)
     record = _with_metrics(record, plan, run_dir, notify)
-    return _end(tracker.read_back(record) if tracker else record, store, tracker)
+    record = _end(tracker.read_back(record) if tracker else record, store, tracker)
+    if plan.entry.models:  # MLproject's models: registered as the run finished
+        from runner.models.auto import register_declared
+
+        register_declared(plan.entry.models, record, store, notify)
+    return record
 
 
 def _submit(plan: Plan, request: RunRequest, forwarder: _SignalForwarder,
