@@ -91,14 +91,13 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
             tracker = _begin_tracking(plan, record, run_dir, notify)  # goes on in the background
             resolved, drift = build_environment(plan, notify, lock)
             record = with_environment(record, plan, resolved, run_dir, drift)
-            if plan.backend not in BUILDS_OWN_ENVIRONMENT:  # (those build their image first)
-                announce.now()
+            _built(plan, announce)
             store.save(record)
             request = _request(plan, record, resolved, run_dir, notify, tracker)
             record = _with_tracking(record, store, tracker)
             handle = _submit(plan, request, forwarder, control, announce)
-            record = record.model_copy(update={"backend": handle.info()})
-            record = _with_facts(record, handle.facts(), detached=plan.options.detach)
+            record = _with_facts(record.model_copy(update={"backend": handle.info()}),
+                                 handle.facts(), detached=plan.options.detach)
             _save_while_running(store, record, notify)
             if plan.options.detach:
                 if tracker is not None:
@@ -124,7 +123,23 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         raise
     record = finished(record, outcome, Path(record.output_dir), plan.options.base_env)
     record = _with_metrics(record, plan, run_dir, notify)
-    return _end(tracker.read_back(record) if tracker else record, store, tracker)
+    record = _end(tracker.read_back(record) if tracker else record, store, tracker)
+    _register_models(plan, record, store, notify)
+    return record
+
+
+def _register_models(plan: Plan, record: RunRecord, store: RunStore, notify: Notify) -> None:
+    if plan.entry.models:  # MLproject's models: registered as the run finished
+        from runner.models.auto import register_declared
+
+        register_declared(plan.entry.models, record, store, notify)
+
+
+def _built(plan: Plan, announce: Announce) -> None:
+    """The environment is built: a run on this machine has begun (a backend that builds its
+    own image has begun once that is built)."""
+    if plan.backend not in BUILDS_OWN_ENVIRONMENT:
+        announce.now()
 
 
 def _forgotten(exc: BaseException, kept: bool, store: RunStore, run_id: str) -> bool:
@@ -328,6 +343,7 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> R
         output_dir=str(output_dir),
         started_at=now(),
         reproduces=replay.run_id if replay else None,
+        parent=plan.options.parent,
         sweep=SweepRef(id=plan.options.sweep_id, trial=plan.options.trial or 0)
         if plan.options.sweep_id is not None else None,
         reproduction=Reproduction(source=replay.source, missing_paths=dict(replay.missing_paths))
@@ -411,6 +427,7 @@ def _request(
         container=plan.container,
         notify=notify,
         detach=plan.options.detach,
+        array=plan.options.array,
         **_project_fields(plan),
     )
 
