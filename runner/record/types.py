@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any, ClassVar, Literal
 
 from runner.frozen import frozen_kw
+from runner.record.captured import CapturedMlflow
 from runner.record.model import MODEL_CONFIG, Model
 
 SCHEMA_VERSION = 1
@@ -432,6 +433,8 @@ class RunRecord(Model):
     """Every value reported, one JSON object a line, beside the record"""
     mlflow: MlflowInfo | None = None
     """The MLflow run on a tracking server, when tracking was on"""
+    captured: CapturedMlflow | None = None
+    """The project's own MLflow logging, answered by reprun when no tracking server was named"""
     sweep: SweepRef | None = None
     """The sweep this run is a trial of, if any"""
 

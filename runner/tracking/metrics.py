@@ -33,6 +33,7 @@ from runner.spec.types import MetricsSpec
 STREAM_VARIABLE = "REPRUN_METRICS"
 STREAM_DIR = "stream"
 STREAM_FILE = "metrics.jsonl"
+MLFLOW_STREAM = "mlflow.jsonl"  # what the project logged with mlflow (mlflow.endpoint)
 HISTORY_FILE = "metrics.jsonl"
 SPEC_DIR = "spec"  # copies of the MLproject and environment files beside the record
 DEFAULT_FILES = ("metrics.json", "metrics.yaml", "metrics.yml")
@@ -160,6 +161,7 @@ def collect(
         if spec is not None and spec.stdout:
             read_output(collector, log_file, spec.stdout, frozenset(parameters))
         read_stream(collector, run_dir / STREAM_DIR / STREAM_FILE)
+        read_stream(collector, run_dir / STREAM_DIR / MLFLOW_STREAM, "mlflow")
         read_files(collector, output_dir, spec.files if spec is not None else [])
         collector.flush()
     for line in collector.problems.lines():
@@ -259,19 +261,19 @@ def _pattern_lines(collector: Collector, first_line: int, text: str,
 
 # -- the REPRUN_METRICS stream ------------------------------------------------------------------
 
-def read_stream(collector: Collector, path: Path) -> None:
-    """The JSON lines the run appended to ``REPRUN_METRICS``."""
+def read_stream(collector: Collector, path: Path, source: str = "stream") -> None:
+    """The JSON lines the run appended to ``REPRUN_METRICS`` (or reprun's MLflow endpoint)."""
     if not path.is_file():
         return
     with path.open("rb") as handle:
         for first_line, text in _chunks(handle):
             for number, line in enumerate(text.splitlines(), first_line):
                 if line.strip():
-                    _stream_line(collector, number, line)
+                    _stream_line(collector, number, line, source)
 
 
-def _stream_line(collector: Collector, number: int, line: str) -> None:
-    where = f"{STREAM_VARIABLE} line {number}"
+def _stream_line(collector: Collector, number: int, line: str, source: str) -> None:
+    where = f"{STREAM_VARIABLE if source == 'stream' else source} line {number}"
     try:
         item = json.loads(line)
     except (ValueError, RecursionError):
@@ -293,7 +295,7 @@ def _stream_line(collector: Collector, number: int, line: str) -> None:
             collector.problems.add("stream: not a number", f"{where}: '{name}' is "
                                    f"{_shown(value)}, not a number; ignored")
         else:
-            collector.add(name, _as_float(value), step, "stream")
+            collector.add(name, _as_float(value), step, source)
 
 
 def _stream_step(collector: Collector, where: str, value: Any) -> int | None:
