@@ -59,6 +59,7 @@ class Endpoint(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: Endpoint
     protocol_version = "HTTP/1.1"
+    body_read = False
     timeout = 60  # an idle keep-alive connection is closed after this
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -81,6 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         state = self.server.state
+        self.body_read = False
         parts = urlsplit(self.path)
         path = unquote(parts.path)
         query = dict(parse_qsl(parts.query))
@@ -125,6 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         if method == "PUT":
             length = self._length()
+            self.body_read = True  # read by the upload, or the connection is closed
             artifacts.upload(state, path, self.rfile, length)
             self._json(200, {})
         elif method == "GET":
@@ -171,6 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drain(self) -> None:
         """Read a body left unread, so that the connection can carry the next request."""
+        if self.body_read:
+            return
+        self.body_read = True
         try:
             length = int(self.headers.get("Content-Length", "0"))
         except ValueError:
@@ -190,6 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise checks.invalid(f"Request body of {length} bytes: more than the "
                                  f"{checks.MAX_JSON_BODY} reprun accepts")
+        self.body_read = True
         raw = self.rfile.read(length) if length else b""
         if not raw.strip():
             return {}

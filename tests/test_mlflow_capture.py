@@ -1,0 +1,229 @@
+"""No tracking URI: reprun answers the project's MLflow client itself, and keeps what it logs.
+
+The wire tests speak MLflow's REST API with urllib (as the client does: Bearer token, JSON
+bodies, artifact PUTs); the client tests run the real MLflow 3.17.2 client
+(``REPRUN_TEST_MLFLOW`` names its ``mlflow``; its virtualenv has scikit-learn too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MakeProject, Reprun
+
+PROBE = """\
+    import json, os, sys, urllib.error, urllib.request
+    uri, token = os.environ["MLFLOW_TRACKING_URI"], os.environ["MLFLOW_TRACKING_TOKEN"]
+    run, exp = os.environ["MLFLOW_RUN_ID"], os.environ["MLFLOW_EXPERIMENT_ID"]
+    answers = {}
+    def call(name, method, path, body=None, auth=True, raw=None):
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = "Bearer " + token
+        request = urllib.request.Request(uri + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answers[name] = [response.status, json.loads(response.read() or b"{}")]
+        except urllib.error.HTTPError as error:
+            answers[name] = [error.code, json.loads(error.read())]
+    api = "/api/2.0/mlflow/"
+    call("no_token", "GET", api + "runs/get?run_id=" + run, auth=False)
+    call("unknown", "POST", api + "runs/frobnicate", {"run_id": run})
+    call("param", "POST", api + "runs/log-parameter", {"run_id": run, "key": "alpha",
+                                                       "value": "0.9"})
+    call("param_again", "POST", api + "runs/log-parameter", {"run_id": run, "key": "alpha",
+                                                             "value": "0.1"})
+    call("bad_key", "POST", api + "runs/log-metric", {"run_id": run, "key": "../up",
+                                                      "value": 1.0, "timestamp": 1, "step": 0})
+    call("metric", "POST", api + "runs/log-batch", {"run_id": run, "metrics": [
+        {"key": "loss", "value": v, "timestamp": 1000 + s, "step": s}
+        for s, v in enumerate([0.5, 0.25])]})
+    call("tag", "POST", api + "runs/set-tag", {"run_id": run, "key": "mlflow.runName",
+                                               "value": "probe"})
+    art = "/api/2.0/mlflow-artifacts/artifacts/%s/%s/artifacts/" % (exp, run)
+    call("put", "PUT", art + "sub/notes.txt", raw=b"some notes")
+    call("escape", "PUT", art + "sub/../../../escape.txt", raw=b"x")
+    call("get", "GET", api + "runs/get?run_id=" + run)
+    print(json.dumps(answers))
+    out = os.environ["REPRUN_OUTPUT_DIR"]
+    with open(os.path.join(out, "..", "endpoint.json"), "w") as f:
+        json.dump({"uri": uri, "token": token, "run": run}, f)
+"""
+UNKNOWN = "POST /api/2.0/mlflow/runs/frobnicate"
+PROBE_PROJECT = """\
+    name: probe
+    entry_points:
+      main:
+        parameters:
+          alpha: {type: float, default: 0.5}
+        command: "$PROBE_PY probe.py"
+"""
+
+
+def _probe(reprun: Reprun, make_project: MakeProject, **env: str) -> tuple[Any, dict[str, Any]]:
+    project = make_project(PROBE_PROJECT, files={"probe.py": PROBE}, name="probe")
+    result = reprun("run", str(project), "--env-manager", "local",
+                    env={"PROBE_PY": sys.executable, **env})
+    return result, reprun.last_record()
+
+
+def test_the_wire_answers_refusals_and_the_record(reprun: Reprun,
+                                                  make_project: MakeProject) -> None:
+    result, record = _probe(reprun, make_project)
+    assert result.code == 0, result.stderr
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answers["no_token"][0] == 401
+    assert answers["no_token"][1]["error_code"] == "UNAUTHENTICATED"
+    # A call reprun does not answer is a loud 404 naming it, never a silent 200.
+    assert answers["unknown"] == [404, {
+        "error_code": "ENDPOINT_NOT_FOUND",
+        "message": f"reprun's MLflow endpoint does not answer {UNKNOWN}"}]
+    assert (f"warning: mlflow: the project called {UNKNOWN}, which reprun's MLflow "
+            "endpoint does not answer") in result.stderr
+    assert answers["param"] == [200, {}]
+    assert answers["param_again"][0] == 400
+    assert answers["param_again"][1]["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "Changing param values is not allowed" in answers["param_again"][1]["message"]
+    assert answers["bad_key"][0] == 400
+    assert answers["bad_key"][1]["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert answers["put"][0] == 200
+    assert answers["escape"][0] == 400
+    info = answers["get"][1]["run"]["info"]
+    assert info["run_id"] == record["run_id"] and info["run_name"] == "probe"
+    assert info["artifact_uri"] == f"mlflow-artifacts:/0/{record['run_id']}/artifacts"
+    captured = record["captured"]
+    assert captured["params"] == {"alpha": "0.9"}
+    assert captured["conflicts"] == [{"name": "alpha", "declared": "0.5", "logged": "0.9"}]
+    assert "warning: mlflow: the project logged alpha='0.9', but the run was given " \
+           "alpha='0.5'" in result.stderr
+    assert record["parameters"] == {"alpha": "0.5"}
+    assert captured["run_name"] == "probe"
+    assert captured["unanswered"] == [UNKNOWN]
+    assert len(captured["refused"]) == 3
+    assert record["metrics"]["loss"] == {"last": 0.25, "step": 1, "min": 0.25, "max": 0.5,
+                                         "count": 2, "better": None}
+    run_dir = Path(reprun.home) / "runs" / record["run_id"]
+    history = [json.loads(x) for x in (run_dir / captured["history_file"]).read_text()
+               .splitlines()]
+    assert [(p["value"], p["step"], p["timestamp"]) for p in history] == [
+        (0.5, 0, 1000), (0.25, 1, 1001)]
+    outputs = {o["path"]: o for o in record["outputs"]}
+    assert outputs["mlflow/artifacts/sub/notes.txt"]["size"] == 10
+    assert outputs["mlflow/artifacts/sub/notes.txt"]["digest"].startswith("blake3:")
+    assert not list(run_dir.rglob("escape.txt"))
+    # The endpoint died with the run: logging later finds nothing listening.
+    endpoint = json.loads((run_dir / "endpoint.json").read_text())
+    request = urllib.request.Request(
+        endpoint["uri"] + "/api/2.0/mlflow/runs/log-parameter", method="POST",
+        data=json.dumps({"run_id": endpoint["run"], "key": "late", "value": "1"}).encode(),
+        headers={"Authorization": f"Bearer {endpoint['token']}"})
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(request, timeout=10)
+    # The token never reaches the record.
+    assert endpoint["token"] not in (run_dir / "run.json").read_text()
+
+
+def test_capture_off_leaves_the_project_alone(reprun: Reprun, make_project: MakeProject) -> None:
+    project = make_project(PROBE_PROJECT.replace("$PROBE_PY probe.py", "env"), name="off")
+    result = reprun("run", str(project), "--env-manager", "local",
+                    env={"REPRUN_MLFLOW_CAPTURE": "off"})
+    assert result.code == 0, result.stderr
+    assert "MLFLOW_TRACKING_URI" not in result.stdout
+    assert reprun.last_record()["captured"] is None
+
+
+def _mlflow_python() -> Path:
+    mlflow = os.environ.get("REPRUN_TEST_MLFLOW")
+    python = Path(mlflow).parent / "python" if mlflow else None
+    if python is None or not os.access(python, os.X_OK):
+        if os.environ.get("CI") == "true":
+            pytest.fail("REPRUN_TEST_MLFLOW does not name the mlflow of a virtualenv")
+        pytest.skip("REPRUN_TEST_MLFLOW does not name the mlflow of a virtualenv")
+    return python
+
+
+TRAIN = """\
+    import os, pathlib, sys
+    import mlflow
+    import numpy as np
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+    with mlflow.start_run() as run:
+        mlflow.log_param("alpha", sys.argv[1])
+        mlflow.log_params({"layers": 2, "kind": "linear"})
+        for step, value in enumerate([0.9, 0.5, 0.25]):
+            mlflow.log_metric("rmse", value, step=step)
+        mlflow.log_metrics({"r2": 0.75, "odd": float("nan")})
+        mlflow.set_tag("stage", "test")
+        pathlib.Path("notes.txt").write_text("hello")
+        mlflow.log_artifact("notes.txt")
+        os.makedirs("plots/sub", exist_ok=True)
+        pathlib.Path("plots/a.txt").write_text("a")
+        pathlib.Path("plots/sub/b.txt").write_text("b")
+        mlflow.log_artifacts("plots", artifact_path="plots")
+        X, y = np.array([[1.0], [2.0], [3.0]]), np.array([1.0, 2.0, 3.0])
+        model = LinearRegression().fit(X, y)
+        mlflow.sklearn.log_model(model, name="regressor",
+                                 signature=infer_signature(X, model.predict(X)))
+        with mlflow.start_run(nested=True, run_name="fold-1"):
+            mlflow.log_param("fold", "1")
+            mlflow.log_metric("loss", 0.125)
+            mlflow.log_text("child", "child.txt")
+        try:
+            mlflow.log_metric("no good!", 1.0)
+        except mlflow.exceptions.MlflowException as exc:
+            print("refused:", exc.error_code)
+"""
+TRAIN_PROJECT = """\
+    name: captured
+    entry_points:
+      main:
+        parameters:
+          alpha: {type: float, default: 0.5}
+        command: "$MLFLOW_PY train.py {alpha}"
+"""
+
+
+@pytest.mark.slow
+def test_the_real_client_logs_into_the_run(reprun: Reprun, make_project: MakeProject) -> None:
+    python = _mlflow_python()
+    project = make_project(TRAIN_PROJECT, files={"train.py": TRAIN}, name="captured")
+    result = reprun("run", str(project), "--env-manager", "local", "-P", "alpha=0.3",
+                    env={"MLFLOW_PY": str(python)}, timeout=600)
+    assert result.code == 0, result.stderr
+    assert "refused: INVALID_PARAMETER_VALUE" in result.stdout
+    record = reprun.last_record()
+    captured = record["captured"]
+    assert captured["status"] == "FINISHED"
+    assert captured["params"] == {"alpha": "0.3", "layers": "2", "kind": "linear"}
+    assert captured["conflicts"] == [] and captured["unanswered"] == []
+    assert captured["tags"] == {"stage": "test"}
+    assert record["metrics"]["rmse"] == {"last": 0.25, "step": 2, "min": 0.25, "max": 0.9,
+                                         "count": 3, "better": None}
+    assert record["metrics"]["r2"]["count"] == 1  # the model's copy of it is no new point
+    assert "odd" not in record["metrics"]  # NaN is kept in the history, not summarised
+    assert "warning: metrics: mlflow: metric 'odd' is nan, ignored" in result.stderr
+    paths = {o["path"] for o in record["outputs"]}
+    assert {"mlflow/artifacts/notes.txt", "mlflow/artifacts/plots/a.txt",
+            "mlflow/artifacts/plots/sub/b.txt", "mlflow/models/regressor/MLmodel",
+            "mlflow/models/regressor/model.skops"} <= paths
+    [model] = captured["models"]
+    assert model["name"] == "regressor" and model["path"] == "mlflow/models/regressor"
+    assert model["model_id"].startswith("m-") and model["run_id"] == record["run_id"]
+    assert model["status"] == "LOGGED_MODEL_READY"
+    assert {"sklearn", "python_function"} <= set(model["flavors"])
+    assert "float64" in model["signature"]["inputs"]
+    assert model["artifact_path"].endswith(f"/models/{model['model_id']}/artifacts")
+    [child] = captured["children"]
+    assert child["run_name"] == "fold-1" and child["parent_run_id"] == record["run_id"]
+    assert child["params"] == {"fold": "1"} and child["metrics"] == {"loss": 0.125}
+    assert f"{child['artifacts']}/child.txt" in paths
+    assert "loss" not in record["metrics"]  # a nested run's metrics are its own
