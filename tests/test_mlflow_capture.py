@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeProject, Reprun
+from conftest import MakeProject, Reprun, init_repo
 
 PROBE = """\
     import json, os, sys, urllib.error, urllib.request
@@ -227,3 +227,74 @@ def test_the_real_client_logs_into_the_run(reprun: Reprun, make_project: MakePro
     assert child["params"] == {"fold": "1"} and child["metrics"] == {"loss": 0.125}
     assert f"{child['artifacts']}/child.txt" in paths
     assert "loss" not in record["metrics"]  # a nested run's metrics are its own
+
+
+SWEPT = """\
+    import sys
+    import mlflow
+    alpha = float(sys.argv[1])
+    mlflow.log_param("alpha", sys.argv[1])  # no start_run: the first call joins reprun's run
+    for step in range(3):
+        mlflow.log_metric("rmse", (alpha - 0.3) ** 2 + 1.0 / (step + 1), step=step)
+"""
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_from_a_file_url_ranks_every_trial(
+        reprun: Reprun, make_project: MakeProject) -> None:
+    python = _mlflow_python()
+    project = make_project(TRAIN_PROJECT, files={"train.py": SWEPT}, name="swept")
+    init_repo(project)
+    result = reprun("sweep", f"file://{project}", "-P", "alpha=0.1,0.3,0.5", "--parallel", "2",
+                    "--metric", "metrics.rmse:min", "--env-manager", "local",
+                    env={"MLFLOW_PY": str(python)}, timeout=900)
+    assert result.code == 0, result.stderr
+    sweep_id = next(line.split("sweep ", 1)[1].split()[0] for line in result.stderr.splitlines()
+                    if line.startswith("reprun: sweep "))
+    rows = reprun("sweep", "show", sweep_id[:6], "--csv").stdout.splitlines()
+    assert rows[0].startswith("rank,trial,status,rmse")
+    ranked = [row.split(",") for row in rows[1:]]
+    assert [r[:3] for r in ranked] == [["1", "1", "FINISHED"], ["2", "0", "FINISHED"],
+                                       ["3", "2", "FINISHED"]]
+    assert float(ranked[0][3]) == pytest.approx(1.0 / 3)
+    assert not (project / "mlflow.db").exists() and not (project / "mlruns").exists()
+
+
+DOCKER_PROBE = """\
+    import json, os, urllib.request
+    uri, run = os.environ["MLFLOW_TRACKING_URI"], os.environ["MLFLOW_RUN_ID"]
+    headers = {"Authorization": "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"],
+               "Content-Type": "application/json"}
+    def post(path, body):
+        request = urllib.request.Request(uri + "/api/2.0/mlflow/" + path, method="POST",
+                                         data=json.dumps(body).encode(), headers=headers)
+        urllib.request.urlopen(request, timeout=60).read()
+    post("runs/log-metric", {"run_id": run, "key": "from_container", "value": 1.5,
+                             "timestamp": 1, "step": 0})
+    post("runs/log-parameter", {"run_id": run, "key": "where", "value": "docker"})
+    exp = os.environ["MLFLOW_EXPERIMENT_ID"]
+    put = urllib.request.Request(
+        "%s/api/2.0/mlflow-artifacts/artifacts/%s/%s/artifacts/weights.bin" % (uri, exp, run),
+        method="PUT", data=b"w" * 1000, headers=headers)
+    urllib.request.urlopen(put, timeout=60).read()
+"""
+
+
+@pytest.mark.docker
+def test_a_docker_run_logs_into_the_run(reprun: Reprun, make_project: MakeProject,
+                                        base_image: str, image_repo: str) -> None:
+    project = make_project(f"name: {image_repo}\nentry_points:\n  main:\n"
+                           "    command: python log.py\n",
+                           files={"log.py": DOCKER_PROBE}, name=image_repo)
+    result = reprun("run", str(project), "--backend", "docker", "--docker-base-image",
+                    base_image, timeout=900)
+    assert result.code == 0, result.stderr
+    record = reprun.last_record()
+    docker = record["backend"]["docker"]
+    assert docker["network"] == "host"  # the endpoint listens on the loopback only
+    assert {"MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN"} <= set(
+        docker["env_names"])
+    assert record["metrics"]["from_container"]["last"] == 1.5
+    assert record["captured"]["params"] == {"where": "docker"}
+    outputs = {o["path"]: o["size"] for o in record["outputs"]}
+    assert outputs["mlflow/artifacts/weights.bin"] == 1000
