@@ -298,3 +298,48 @@ def test_a_docker_run_logs_into_the_run(reprun: Reprun, make_project: MakeProjec
     assert record["captured"]["params"] == {"where": "docker"}
     outputs = {o["path"]: o["size"] for o in record["outputs"]}
     assert outputs["mlflow/artifacts/weights.bin"] == 1000
+
+
+WRITES_MLFLOW_FILES = """\
+    import pathlib, sqlite3
+    sqlite3.connect("mlflow.db").execute("create table if not exists runs (id text)")
+    meta = pathlib.Path("mlruns/0/meta.yaml")
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text("name: Default\\n")
+    pathlib.Path("mlartifacts/0").mkdir(parents=True, exist_ok=True)
+    pathlib.Path("mlartifacts/0/model.pkl").write_bytes(b"weights")
+"""
+
+
+def test_mlflow_files_written_in_place_are_no_change_to_the_code(
+        reprun: Reprun, make_project: MakeProject) -> None:
+    project = make_project("name: inplace\nentry_points:\n  main:\n"
+                           "    command: $PROBE_PY write.py\n",
+                           files={"write.py": WRITES_MLFLOW_FILES}, name="inplace")
+    commit = init_repo(project)
+    for _ in range(2):
+        result = reprun("run", str(project), "--env-manager", "local",
+                        env={"PROBE_PY": sys.executable, "REPRUN_MLFLOW_CAPTURE": "off"})
+        assert result.code == 0, result.stderr
+    source = reprun.last_record()["source"]
+    assert source["resolved_commit"] == commit
+    assert source["git_dirty"] is False and source["patch_file"] is None
+    assert source["left_out"] == ["mlartifacts/0/model.pkl", "mlflow.db", "mlruns/0/meta.yaml"]
+    (project / "write.py").write_text(WRITES_MLFLOW_FILES + "# changed\n")
+    reprun("run", str(project), "--env-manager", "local",
+           env={"PROBE_PY": sys.executable, "REPRUN_MLFLOW_CAPTURE": "off"})
+    assert reprun.last_record()["source"]["git_dirty"] is True  # a real change still counts
+
+
+@pytest.mark.docker
+def test_a_container_on_its_own_network_gets_no_endpoint(
+        reprun: Reprun, make_project: MakeProject, base_image: str) -> None:
+    project = make_project(f"name: isolated\ndocker_env:\n  image: {base_image}\n"
+                           "  network: none\nentry_points:\n  main:\n    command: env\n",
+                           name="isolated")
+    result = reprun("run", str(project), "--backend", "docker", timeout=600)
+    assert result.code == 0, result.stderr
+    assert "MLFLOW_" not in result.stdout  # the loopback endpoint is out of its reach
+    record = reprun.last_record()
+    assert record["backend"]["docker"]["network"] == "none"
+    assert record["captured"] is None

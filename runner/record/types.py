@@ -106,6 +106,9 @@ class SourceInfo(Model):
     patch_file: str | None = None
     """Uncommitted changes (staged, unstaged, untracked) as a patch"""
     patch_sha256: str | None = None
+    left_out: list[str] = field(default_factory=list)
+    """Changed files kept out of the patch and the dirty flag: MLflow's own files (mlflow.db,
+    mlruns/, mlartifacts/), which runs write, not code"""
     snapshot: SnapshotInfo | None = None
     """For a project outside git: the content snapshot kept beside the record"""
     snapshot_skipped: str | None = None

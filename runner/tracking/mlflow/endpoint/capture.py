@@ -46,7 +46,8 @@ class Capture:
         """What the command's MLflow client needs to log into this run."""
         return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_TRACKING_TOKEN": self.token,
                 "MLFLOW_RUN_ID": self.state.run_id,
-                "MLFLOW_EXPERIMENT_ID": self.state.experiment_id}
+                "MLFLOW_EXPERIMENT_ID": self.state.experiment_id,
+                "REPRUN_MLFLOW_ENDPOINT": "1"}  # for a backend: the URI is on this loopback
 
     def stop(self) -> None:
         if not self.stopped:
