@@ -343,3 +343,42 @@ def test_a_container_on_its_own_network_gets_no_endpoint(
     record = reprun.last_record()
     assert record["backend"]["docker"]["network"] == "none"
     assert record["captured"] is None
+
+
+PUSHED = """\
+    import json, os, urllib.request
+    uri, run = os.environ["MLFLOW_TRACKING_URI"], os.environ["MLFLOW_RUN_ID"]
+    headers = {"Authorization": "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"],
+               "Content-Type": "application/json"}
+    def send(method, path, data):
+        request = urllib.request.Request(uri + path, method=method, data=data, headers=headers)
+        urllib.request.urlopen(request, timeout=60).read()
+    send("POST", "/api/2.0/mlflow/runs/log-batch", json.dumps({
+        "run_id": run, "params": [{"key": "layers", "value": "3"}],
+        "tags": [{"key": "stage", "value": "dev"}],
+        "metrics": [{"key": "loss", "value": v, "timestamp": 5, "step": s}
+                    for s, v in enumerate([0.5, 0.25])]}).encode())
+    send("PUT", "/api/2.0/mlflow-artifacts/artifacts/0/%s/artifacts/plots/a.txt" % run, b"plot")
+"""
+
+
+@pytest.mark.slow
+def test_runs_push_sends_what_was_captured(reprun: Reprun, make_project: MakeProject,
+                                           tmp_path: Path) -> None:
+    from mlflowserver import running_server
+
+    project = make_project(PROBE_PROJECT.replace("probe.py", "pushed.py"),
+                           files={"pushed.py": PUSHED}, name="pushed")
+    result = reprun("run", str(project), "--env-manager", "local",
+                    env={"PROBE_PY": sys.executable})
+    assert result.code == 0, result.stderr
+    record = reprun.last_record()
+    (tmp_path / "server").mkdir()
+    with running_server(tmp_path / "server") as server:
+        pushed = reprun("runs", "push", record["run_id"][:8], "--tracking-uri", server.url)
+        assert pushed.code == 0, pushed.stderr
+        run_id = reprun.record(record["run_id"])["mlflow"]["run_id"]
+        assert server.params(run_id) == {"alpha": "0.5", "layers": "3"}
+        assert server.tags(run_id)["stage"] == "dev"
+        assert server.metrics(run_id) == {"loss": 0.25}
+        assert "plots/a.txt" in server.artifacts(run_id)
