@@ -105,6 +105,9 @@ def test_the_wire_answers_refusals_and_the_record(reprun: Reprun,
     assert "warning: mlflow: the project logged alpha='0.9', but the run was given " \
            "alpha='0.5'" in result.stderr
     assert record["parameters"] == {"alpha": "0.5"}
+    shown = reprun("runs", "show", record["run_id"][:8]).stdout
+    assert "conflicts:   alpha given 0.5, logged 0.9" in shown
+    assert f"unanswered:  {UNKNOWN}" in shown
     assert captured["run_name"] == "probe"
     assert captured["unanswered"] == [UNKNOWN]
     assert len(captured["refused"]) == 3
@@ -227,6 +230,9 @@ def test_the_real_client_logs_into_the_run(reprun: Reprun, make_project: MakePro
     assert child["params"] == {"fold": "1"} and child["metrics"] == {"loss": 0.125}
     assert f"{child['artifacts']}/child.txt" in paths
     assert "loss" not in record["metrics"]  # a nested run's metrics are its own
+    shown = reprun("runs", "show", record["run_id"][:8]).stdout
+    assert "model:       regressor (python_function, sklearn) in mlflow/models/regressor" in shown
+    assert "1 nested run(s)" in shown
 
 
 SWEPT = """\

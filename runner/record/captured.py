@@ -89,3 +89,22 @@ class CapturedMlflow(Model):
     """Requests answered with an error (the first few): bad keys, limits, logging too late"""
     unanswered: list[str] = field(default_factory=list)
     """Calls of the client reprun does not answer (answered 404): data may be missing"""
+
+
+def shown_lines(captured: CapturedMlflow | None) -> list[tuple[str, str]]:
+    """``reprun runs show``'s lines of what the project logged with MLflow (none if nothing)."""
+    if captured is None:
+        return []
+    logged = [f"{len(captured.params)} param(s)", f"{len(captured.tags)} tag(s)",
+              f"{captured.metric_points} metric point(s)"]
+    if captured.children:
+        logged.append(f"{len(captured.children)} nested run(s)")
+    lines = [("mlflow", "logged to reprun (no server): " + ", ".join(logged))]
+    lines += [("model", f"{m.name} ({', '.join(m.flavors) or 'no flavor'}) in {m.path}")
+              for m in captured.models]
+    if captured.conflicts:
+        lines.append(("conflicts", ", ".join(f"{c.name} given {c.declared}, logged {c.logged}"
+                                             for c in captured.conflicts)))
+    if captured.unanswered:
+        lines.append(("unanswered", ", ".join(captured.unanswered)))
+    return lines
