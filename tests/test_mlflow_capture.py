@@ -124,6 +124,7 @@ def test_the_wire_answers_refusals_and_the_record(reprun: Reprun,
     assert not list(run_dir.rglob("escape.txt"))
     # The endpoint died with the run: logging later finds nothing listening.
     endpoint = json.loads((run_dir / "endpoint.json").read_text())
+    assert endpoint["uri"].startswith("http://127.0.0.1:")  # the loopback only
     request = urllib.request.Request(
         endpoint["uri"] + "/api/2.0/mlflow/runs/log-parameter", method="POST",
         data=json.dumps({"run_id": endpoint["run"], "key": "late", "value": "1"}).encode(),

@@ -25,7 +25,8 @@ class Unanswered(Exception):
 
 def run_json(state: State, run: RunState) -> Body:
     info: Body = {
-        "run_id": run.run_id, "run_uuid": run.run_id, "run_name": run.run_name or "",
+        "run_id": run.run_id, "run_uuid": run.run_id,
+        "run_name": run.run_name or f"reprun-{run.run_id[:8]}",
         "experiment_id": run.experiment_id, "user_id": run.user_id, "status": run.status,
         "start_time": run.start_time, "lifecycle_stage": "active",
         "artifact_uri": f"mlflow-artifacts:/{run.experiment_id}/{run.run_id}/artifacts",
