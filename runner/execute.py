@@ -294,6 +294,8 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> R
         source.resolved_commit is None and source.checkout == "in-place"
     ):
         source = _with_snapshot(plan, source, run_dir, notify)
+    if plan.workdir is not None:
+        source = source.model_copy(update={"working_copy": True})
     _keep_spec(plan, run_dir / SPEC_DIR)
     replay = plan.replay
     output_dir = run_dir / "outputs"
@@ -389,7 +391,7 @@ def _request(
     return RunRequest(
         run_id=record.run_id,
         command=record.command,
-        workdir=plan.project.directory,
+        workdir=plan.workdir or plan.project.directory,
         env=MappingProxyType(env),
         resolved_env=resolved,
         output_dir=Path(record.output_dir),

@@ -389,3 +389,39 @@ def test_runs_push_sends_what_was_captured(reprun: Reprun, make_project: MakePro
         assert server.tags(run_id)["stage"] == "dev"
         assert server.metrics(run_id) == {"loss": 0.25}
         assert "plots/a.txt" in server.artifacts(run_id)
+
+
+OWN_DIRECTORY = """\
+    import json, os, pathlib, sys, time
+    x, shared = sys.argv[1], pathlib.Path(os.environ["SHARED"])
+    pathlib.Path("state.txt").write_text(x)            # the same name in every trial
+    (shared / ("started-" + x)).write_text("")
+    deadline = time.monotonic() + 60                   # both trials have written it
+    while len(list(shared.glob("started-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seen = pathlib.Path("state.txt").read_text()
+    out = pathlib.Path(os.environ["REPRUN_OUTPUT_DIR"]) / "metrics.json"
+    out.write_text(json.dumps({"seen": float(seen), "x": float(x)}))
+"""
+
+
+def test_parallel_trials_of_a_local_directory_each_have_their_own_copy(
+        reprun: Reprun, make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project("name: own\nentry_points:\n  main:\n    parameters:\n"
+                           "      x: {type: float}\n    command: $PROBE_PY own.py {x}\n",
+                           files={"own.py": OWN_DIRECTORY}, name="own")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    result = reprun("sweep", str(project), "-P", "x=1,2", "--parallel", "2",
+                    "--env-manager", "local",
+                    env={"PROBE_PY": sys.executable, "SHARED": str(shared)})
+    assert result.code == 0, result.stderr
+    runs = reprun("runs", "list", "--json").json()
+    assert len(runs) == 2
+    records = [reprun.record(row["run_id"]) for row in runs]
+    seen = sorted((r["metrics"]["x"]["last"], r["metrics"]["seen"]["last"]) for r in records)
+    assert seen == [(1.0, 1.0), (2.0, 2.0)]  # each read back what it wrote itself
+    assert [r["source"]["working_copy"] for r in records] == [True, True]
+    assert {r["project"]["path"] for r in records} == {str(project)}
+    assert not (project / "state.txt").exists()
+    assert not list((reprun.home / "sweeps").rglob("state.txt"))  # the copies are removed

@@ -109,6 +109,9 @@ class SourceInfo(Model):
     left_out: list[str] = field(default_factory=list)
     """Changed files kept out of the patch and the dirty flag: MLflow's own files (mlflow.db,
     mlruns/, mlartifacts/), which runs write, not code"""
+    working_copy: bool | None = None
+    """True when the command ran in a copy of the project directory made for it (a trial of a
+    sweep), removed after it ended"""
     snapshot: SnapshotInfo | None = None
     """For a project outside git: the content snapshot kept beside the record"""
     snapshot_skipped: str | None = None
