@@ -382,7 +382,8 @@ def test_runs_push_sends_what_was_captured(reprun: Reprun, make_project: MakePro
     record = reprun.last_record()
     (tmp_path / "server").mkdir()
     with running_server(tmp_path / "server") as server:
-        pushed = reprun("runs", "push", record["run_id"][:8], "--tracking-uri", server.url)
+        pushed = reprun("runs", "push", record["run_id"][:8], "--tracking-uri", server.url,
+                        env={"MLFLOW_HTTP_REQUEST_TIMEOUT": "120"})  # a fresh server, loaded
         assert pushed.code == 0, pushed.stderr
         run_id = reprun.record(record["run_id"])["mlflow"]["run_id"]
         assert server.params(run_id) == {"alpha": "0.5", "layers": "3"}

@@ -8,8 +8,10 @@ is answered 404 with its method and path in MLflow's error shape, and listed in 
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +26,7 @@ REST = "/api/2.0/mlflow/"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 SERVER_INFO = ("/api/3.0/mlflow/server-info", "/api/2.0/mlflow/server-info")
 Notify = Callable[[str], None]
+POLL_S = 0.02  # how soon a stop is noticed (it ends every run: kept short)
 
 
 class Endpoint(ThreadingHTTPServer):
@@ -36,7 +39,7 @@ class Endpoint(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state, self.token, self.notify = state, token, notify
         self.thread = threading.Thread(target=self.serve_forever, name="reprun-mlflow",
-                                       kwargs={"poll_interval": 0.2}, daemon=True)
+                                       kwargs={"poll_interval": POLL_S}, daemon=True)
 
     @property
     def port(self) -> int:
@@ -49,7 +52,13 @@ class Endpoint(ThreadingHTTPServer):
         """No more requests: what comes later finds nothing listening."""
         with self.state.lock:
             self.state.closed = True
-        self.shutdown()
+        stopper = threading.Thread(target=self.shutdown, name="reprun-mlflow-stop", daemon=True)
+        stopper.start()
+        while stopper.is_alive():  # a connection wakes the loop: it need not wait for its poll
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=0.5):
+                pass
+            stopper.join(POLL_S / 4)
         self.server_close()
         self.thread.join(timeout=5)
         with self.state.lock:
