@@ -9,7 +9,8 @@ outputs. See docs/mlflow.md, "Without a server".
 - ``state``: the experiments, runs, metric points and models of one run.
 - ``api``: the REST calls answered (``/api/2.0/mlflow/...``).
 - ``artifacts``: the artifact proxy (``/api/2.0/mlflow-artifacts/...``) on the output directory.
-- ``server``: the HTTP server, the token, the 404 for calls not answered.
+- ``http``: just enough HTTP/1.1 on ``socketserver`` (no ``http.server``: a run's start-up).
+- ``server``: the endpoint's server, the token, the 404 for calls not answered.
 - ``capture``: `Capture` (begin, the command's variables, stop, the record), `wanted`.
 """
 

@@ -14,12 +14,12 @@ import json
 import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from runner.tracking.mlflow.endpoint import api, artifacts, checks
 from runner.tracking.mlflow.endpoint.checks import ApiError
+from runner.tracking.mlflow.endpoint.http import Handler, Server
 from runner.tracking.mlflow.endpoint.state import State
 
 REST = "/api/2.0/mlflow/"
@@ -29,11 +29,8 @@ Notify = Callable[[str], None]
 POLL_S = 0.02  # how soon a stop is noticed (it ends every run: kept short)
 
 
-class Endpoint(ThreadingHTTPServer):
+class Endpoint(Server):
     """The server of one run; `state` holds what it was sent."""
-
-    daemon_threads = True
-    allow_reuse_address = False
 
     def __init__(self, state: State, token: str, notify: Notify) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -65,14 +62,9 @@ class Endpoint(ThreadingHTTPServer):
             self.state.close()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(Handler):
     server: Endpoint
-    protocol_version = "HTTP/1.1"
     body_read = False
-    timeout = 60  # an idle keep-alive connection is closed after this
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Requests are not logged (the command's output is the run's log)."""
 
     def do_GET(self) -> None:
         self._serve("GET")
