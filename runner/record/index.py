@@ -21,15 +21,17 @@ Triples = list[tuple[str, str, str]]
 Names = list[str]
 
 COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code",
-           "backend", "sweep", "trial")
+           "backend", "sweep", "trial", "kind", "parent")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, status TEXT NOT NULL, started_at TEXT NOT NULL,
     duration_s REAL, project TEXT, entry_point TEXT, exit_code INTEGER, backend TEXT,
-    sweep TEXT, trial INTEGER
+    sweep TEXT, trial INTEGER, kind TEXT, parent TEXT
 );
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE INDEX IF NOT EXISTS runs_newest ON runs (started_at DESC, run_id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent);
 CREATE TABLE IF NOT EXISTS params (
     run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, number REAL,
     PRIMARY KEY (run_id, name)
@@ -39,10 +41,13 @@ CREATE TABLE IF NOT EXISTS metrics (
     min REAL NOT NULL, max REAL NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (run_id, name)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS metrics_by_value ON metrics (name, last);
 """
 # Version 2: parameters and metrics; outputs by digest, lineage links and reuse keys.
 # Version 3: both of those in one index. Version 4: the sweep and trial of each run.
-INDEX_VERSION = 4
+# Version 5: the kind (run, pipeline) and parent of each run; indexes for a page of the newest
+# runs, the RUNNING runs, and runs by a metric.
+INDEX_VERSION = 5
 LINEAGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
     run_id TEXT NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, path)
@@ -65,7 +70,7 @@ RUN_FIELDS = {
     "started": "runs.started_at", "started_at": "runs.started_at",
     "duration": "runs.duration_s", "duration_s": "runs.duration_s", "project": "runs.project",
     "entry_point": "runs.entry_point", "exit_code": "runs.exit_code", "backend": "runs.backend",
-    "sweep": "runs.sweep", "trial": "runs.trial",
+    "sweep": "runs.sweep", "trial": "runs.trial", "kind": "runs.kind", "parent": "runs.parent",
 }
 PARAM_SQL = "(SELECT {col} FROM params p WHERE p.run_id = runs.run_id AND p.name = ?)"
 METRIC_SQL = "(SELECT last FROM metrics m WHERE m.run_id = runs.run_id AND m.name = ?)"
@@ -120,6 +125,8 @@ class RunSummary(NamedTuple):
     backend: str | None = None
     sweep: str | None = None
     trial: int | None = None
+    kind: str = "run"
+    parent: str | None = None
     params: Mapping[str, str] = MappingProxyType({})
     metrics: Mapping[str, float] = MappingProxyType({})
 
@@ -138,7 +145,7 @@ def upsert(db: sqlite3.Connection, record: RunRecord) -> None:
         f"VALUES ({', '.join('?' * len(COLUMNS))})",
         (run_id, record.status.value, record.started_at.isoformat(), record.duration_s,
          record.project.name, record.entry_point, record.exit_code, record.backend.name,
-         *sweep_columns(record)),
+         *more_columns(record)),
     )
     db.execute("DELETE FROM params WHERE run_id = ?", (run_id,))
     db.executemany("INSERT INTO params VALUES (?, ?, ?, ?)",
@@ -150,9 +157,11 @@ def upsert(db: sqlite3.Connection, record: RunRecord) -> None:
     _upsert_lineage(db, record)
 
 
-def sweep_columns(record: RunRecord) -> tuple[str | None, int | None]:
+def more_columns(record: RunRecord) -> tuple[str | None, int | None, str, str | None]:
+    """The columns after ``backend``: sweep, trial, kind, parent."""
     sweep = record.sweep
-    return (sweep.id, sweep.trial) if sweep is not None else (None, None)
+    return (*((sweep.id, sweep.trial) if sweep is not None else (None, None)), record.kind,
+            record.parent)
 
 
 def _upsert_lineage(db: sqlite3.Connection, record: RunRecord) -> None:
@@ -183,23 +192,76 @@ def _number(text: str) -> float | None:
 
 
 def query_runs(db: sqlite3.Connection, limit: int | None, where: Condition | None,
-           sort: Sequence[tuple[str, bool]], details: bool,
-           fields: Sequence[str] | None) -> list[RunSummary]:
-    query, args = _select(limit, where, sort)
-    rows = db.execute(query, args).fetchall()
+               sort: Sequence[tuple[str, bool]], details: bool,
+               fields: Sequence[str] | None) -> list[RunSummary]:
+    if sort and limit is not None and limit >= 0 and _metric(sort[0][0]):
+        rows = _by_metric(db, limit, where, sort)
+    else:
+        query, args = _select(limit, where, sort)
+        rows = db.execute(query, args).fetchall()
     return _with_details(db, rows, fields) if details else [RunSummary(*row) for row in rows]
+
+
+def _metric(field: str) -> str | None:
+    kind, _, name = field.partition(".")
+    return name if kind == "metrics" and name else None
+
+
+def _by_metric(db: sqlite3.Connection, limit: int, where: Condition | None,
+               sort: Sequence[tuple[str, bool]]) -> list[tuple[Any, ...]]:
+    """A page of runs sorted by a metric first, read in the order of the index on
+    ``metrics(name, last)``: the runs with the metric, then (when the page is not full) those
+    without it, as `_select` orders them."""
+    (field, descending), rest = sort[0], sort[1:]
+    joins, args, order = _sort_terms(rest, first=1)
+    query = (f"SELECT {', '.join(f'runs.{c}' for c in COLUMNS)} FROM metrics s0 "
+             f"CROSS JOIN runs ON runs.run_id = s0.run_id{joins} WHERE s0.name = ?")
+    args.append(_metric(field))
+    condition, where_args = where.sql(field_sql) if where is not None else ("", [])
+    if condition:
+        query += f" AND ({condition})"
+    order = [f"s0.last{' DESC' if descending else ''}", *order, "runs.started_at DESC",
+             "runs.run_id"]
+    rows = db.execute(f"{query} ORDER BY {', '.join(order)} LIMIT {int(limit)}",
+                      [*args, *where_args]).fetchall()
+    if len(rows) == limit:
+        return rows
+    lacking = Lacking(_metric(field) or "", where)
+    query, args = _select(limit - len(rows), lacking, rest)
+    return rows + db.execute(query, args).fetchall()
+
+
+class Lacking:
+    """The runs without metric ``name`` (that ``where`` selects, if given)."""
+
+    def __init__(self, name: str, where: Condition | None) -> None:
+        self.name, self.where = name, where
+
+    def sql(self, resolve: FieldSql) -> tuple[str, list[Any]]:
+        text = "NOT EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = runs.run_id AND m.name = ?)"
+        if self.where is None:
+            return text, [self.name]
+        condition, args = self.where.sql(resolve)
+        return f"{text} AND ({condition})", [self.name, *args]
+
+
+def _sort_terms(sort: Sequence[tuple[str, bool]],
+                first: int = 0) -> tuple[str, list[Any], list[str]]:
+    """The joins, their arguments and the ORDER BY terms of ``sort`` (runs without a value
+    last); joins are named s<first>, s<first + 1>..."""
+    joins, args, order = "", [], []
+    for index, (name, descending) in enumerate(sort, start=first):
+        join, join_args, expr = sort_sql(name, f"s{index}")
+        joins += f" {join}" if join else ""
+        args += join_args
+        order.append(f"{expr} IS NULL, {expr}{' DESC' if descending else ''}")
+    return joins, args, order
 
 
 def _select(limit: int | None, where: Condition | None,
             sort: Sequence[tuple[str, bool]]) -> tuple[str, list[Any]]:
-    query = f"SELECT {', '.join(f'runs.{c}' for c in COLUMNS)} FROM runs"
-    args: list[Any] = []
-    order = []
-    for index, (name, descending) in enumerate(sort):
-        join, join_args, expr = sort_sql(name, f"s{index}")
-        query += f" {join}" if join else ""
-        args += join_args
-        order.append(f"{expr} IS NULL, {expr}{' DESC' if descending else ''}")
+    joins, args, order = _sort_terms(sort)
+    query = f"SELECT {', '.join(f'runs.{c}' for c in COLUMNS)} FROM runs{joins}"
     if where is not None:
         condition, where_args = where.sql(field_sql)
         query += f" WHERE {condition}"
