@@ -47,6 +47,7 @@ from runner.results import (
 if TYPE_CHECKING:
     from runner.tracking.inputs import Found
     from runner.tracking.mlflow import Tracker
+    from runner.tracking.mlflow.endpoint import Capture
 
 PATCH_FILE = "source.patch"
 SPEC_DIR = "spec"
@@ -81,7 +82,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
     notify = announce = Announce(
         notify, f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
-    tracker: Tracker | None = None
+    tracker: Tracker | Capture | None = None
     handle: RunHandle | None = None
     try:
         with forwarder.installed():
@@ -174,7 +175,8 @@ def _try_reuse(plan: Plan, store: RunStore, record: RunRecord,
     return lock, reuse(plan, store, record, lock, notify)
 
 
-def _with_tracking(record: RunRecord, store: RunStore, tracker: Tracker | None) -> RunRecord:
+def _with_tracking(record: RunRecord, store: RunStore,
+                   tracker: Tracker | Capture | None) -> RunRecord:
     """The record with its MLflow run (created meanwhile in the background)."""
     if tracker is None:
         return record
@@ -184,11 +186,17 @@ def _with_tracking(record: RunRecord, store: RunStore, tracker: Tracker | None) 
 
 
 def _begin_tracking(plan: Plan, record: RunRecord, run_dir: Path,
-                    notify: Notify) -> Tracker | None:
-    """The MLflow run on a tracking server, when one is named (runner.tracking.mlflow.settings)."""
+                    notify: Notify) -> Tracker | Capture | None:
+    """The MLflow run on a tracking server, when one is named (runner.tracking.mlflow.settings);
+    when none is, reprun answers the project's MLflow calls itself (...mlflow.endpoint)."""
     options = plan.options.tracking
     if options is None or options.uri is None:
-        return None
+        from backends import REMOTE_BACKENDS
+        from runner.tracking.mlflow.endpoint import begin_for
+
+        return begin_for(record, run_dir, remote=plan.backend in REMOTE_BACKENDS,
+                         detach=plan.options.detach, tracking=options,
+                         env=plan.options.base_env, notify=notify)
     from runner.tracking.mlflow import is_server
 
     if not is_server(options.uri):
@@ -201,7 +209,7 @@ def _begin_tracking(plan: Plan, record: RunRecord, run_dir: Path,
                          mlflow_params(plan.params.values, given))
 
 
-def _end(record: RunRecord, store: RunStore, tracker: Tracker | None,
+def _end(record: RunRecord, store: RunStore, tracker: Tracker | Capture | None,
          save: Callable[[RunStore, RunRecord], None] | None = None) -> RunRecord:
     """The final record saved, then sent to the tracking server (or kept for 'runs sync')."""
     if tracker is not None and record.mlflow is None:
@@ -318,6 +326,8 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> R
         source.resolved_commit is None and source.checkout == "in-place"
     ):
         source = _with_snapshot(plan, source, run_dir, notify)
+    if plan.workdir is not None:
+        source = source.model_copy(update={"working_copy": True})
     _keep_spec(plan, run_dir / SPEC_DIR)
     replay = plan.replay
     output_dir = run_dir / "outputs"
@@ -396,7 +406,7 @@ def _project_fields(plan: Plan) -> dict[str, Any]:
 
 def _request(
     plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify,
-    tracker: Tracker | None = None,
+    tracker: Tracker | Capture | None = None,
 ) -> RunRequest:
     from runner.tracking.metricfiles import STREAM_VARIABLE
     from runner.tracking.metrics import stream_path
@@ -414,7 +424,7 @@ def _request(
     return RunRequest(
         run_id=record.run_id,
         command=record.command,
-        workdir=plan.project.directory,
+        workdir=plan.workdir or plan.project.directory,
         env=MappingProxyType(env),
         resolved_env=resolved,
         output_dir=Path(record.output_dir),
@@ -432,7 +442,8 @@ def _request(
     )
 
 
-def _tracking_env(plan: Plan, tracker: Tracker | None, notify: Notify) -> dict[str, str]:
+def _tracking_env(plan: Plan, tracker: Tracker | Capture | None,
+                  notify: Notify) -> dict[str, str]:
     """MLFLOW_RUN_ID, MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID for the command."""
     if tracker is not None:
         return tracker.child_env()
