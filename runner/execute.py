@@ -110,8 +110,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         _end(record, store, tracker, _save_last)
         raise
     except BaseException as exc:
-        if _forgotten(exc, announce.said or control is not None or tracker is not None, store,
-                      run_id):
+        if _forgotten(exc, announce.said or control is not None, tracker, store, run_id):
             raise
         if handle is not None and not plan.options.detach:
             handle.cancel(signal.SIGTERM)  # reprun itself failed: the command must not go on
@@ -143,11 +142,18 @@ def _built(plan: Plan, announce: Announce) -> None:
         announce.now()
 
 
-def _forgotten(exc: BaseException, kept: bool, store: RunStore, run_id: str) -> bool:
+def _forgotten(exc: BaseException, kept: bool, tracker: Tracker | Capture | None,
+               store: RunStore, run_id: str) -> bool:
     """A mistake in what was typed (exit 2), found before anything ran nor was said (nor a
-    sweep or an MLflow run holds the run): the run is not kept."""
+    sweep or a tracking server's MLflow run holds the run): the run is not kept."""
     if kept or not isinstance(exc, UsageError):
         return False
+    from runner.tracking.mlflow.endpoint import Capture
+
+    if tracker is not None and not isinstance(tracker, Capture):
+        return False
+    if tracker is not None:
+        tracker.stop()  # reprun's own endpoint for the project's MLflow calls
     store.delete(run_id)
     return True
 
