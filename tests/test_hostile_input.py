@@ -5,8 +5,10 @@ subprocess timeout (never a timed assertion)."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 
-from conftest import Reprun, Result
+import pytest
+from conftest import MakeProject, Reprun, Result
 from uistore import serving
 
 MLPROJECT = "name: bad\nentry_points:\n  main:\n    command: \"python -c 'print(1)'\"\n"
@@ -37,3 +39,45 @@ def test_web_view_answers_405_to_every_other_method(reprun: Reprun) -> None:
         code, headers, body = client.request("/", method="A" * 300)
         assert code == 405 and b"this method is not allowed" in body
         assert client.request("/api/runs")[0] == 200
+
+
+# -- 3. query expressions are bounded ---------------------------------------------------------
+
+DEEP = "(" * 500 + "status = FINISHED" + ")" * 500
+NOTS = "not " * 800 + "status = FINISHED"
+WIDE = " or ".join(["metrics.loss > 1"] * 1001)
+MANY = ",".join(f"metrics.m{i}" for i in range(70))
+QUERIES = [
+    (("--where", DEEP), "nest deeper than the limit of 20"),
+    (("--where", NOTS), "nest deeper than the limit of 20"),
+    (("--where", WIDE), "more than the limit of 100 comparisons"),
+    (("--sort", MANY), "--sort names 70 fields, more than the limit of 16"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), QUERIES)
+def test_query_expressions_are_bounded(reprun: Reprun, make_project: MakeProject,
+                                       args: tuple[str, str], needle: str) -> None:
+    project = make_project(MLPROJECT)
+    assert reprun("run", str(project), "--env-manager", "local", timeout=60).code == 0
+    commands = [("runs", "list"), ("runs", "list", "--json")]
+    if args[0] == "--where":
+        commands += [("runs", "compare"), ("runs", "delete", "-y")]
+    else:
+        commands.append(("runs", "compare", "--where", "status = FINISHED"))
+    for command in commands:
+        one_line(reprun(*command, *args, timeout=60), needle)
+    assert len(reprun("runs", "list", "--json").json()) == 1  # nothing deleted
+    with serving(reprun.home) as client:
+        name = {"--where": "where", "--sort": "sort"}[args[0]]
+        query = "?" + urllib.parse.urlencode({name: args[1]})
+        message = client.error("/api/runs" + query, 400)
+        assert needle in message and "Traceback" not in message
+        assert "internal error" not in client.error("/api/runs.csv" + query, 400)
+
+
+def test_many_columns_are_bounded(reprun: Reprun) -> None:
+    columns = ",".join(f"params.p{i}" for i in range(5000))
+    one_line(reprun("runs", "list", "-c", columns),
+             "--columns names 5000 fields, more than the limit of 200")
+    assert reprun("runs", "list", "-c", MANY, "--sort", MANY.split(",", 16)[0]).code == 0
