@@ -243,9 +243,9 @@ class _Parser:
         token = self._peek()
         if self._keyword("not"):
             self._deeper(token)
-            inner = Not(self._factor())
+            negated = Not(self._factor())
             self.depth -= 1
-            return inner
+            return negated
         if token.kind == "paren" and token.text == "(":
             self.pos += 1
             self._deeper(token)
