@@ -5,6 +5,7 @@ subprocess timeout (never a timed assertion)."""
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.parse
 
 import pytest
@@ -81,3 +82,40 @@ def test_many_columns_are_bounded(reprun: Reprun) -> None:
     one_line(reprun("runs", "list", "-c", columns),
              "--columns names 5000 fields, more than the limit of 200")
     assert reprun("runs", "list", "-c", MANY, "--sort", MANY.split(",", 16)[0]).code == 0
+
+
+# -- 7. records that lie about themselves -----------------------------------------------------
+
+LIAR = "f" * 32  # a folder name that looks like a run id
+
+
+@pytest.mark.parametrize("claimed", ["../../x", "same-as-other"])
+def test_record_whose_run_id_is_not_its_folder(reprun: Reprun, make_project: MakeProject,
+                                               claimed: str) -> None:
+    project = make_project(MLPROJECT)
+    assert reprun("run", str(project), "--env-manager", "local", timeout=60).code == 0
+    (real,) = [r["run_id"] for r in reprun("runs", "list", "--json").json()]
+    runs = reprun.home / "runs"
+    shutil.copytree(runs / real, runs / LIAR)
+    data = json.loads((runs / LIAR / "run.json").read_text())
+    data["run_id"] = real if claimed == "same-as-other" else claimed
+    (runs / LIAR / "run.json").write_text(json.dumps(data))
+    needle = f"runs/{LIAR} says its run_id is"
+    for index_first in (False, True):
+        if index_first:
+            reindexed = reprun("runs", "reindex")
+            assert reindexed.code == 0 and needle in reindexed.stderr
+            assert "indexed 1 run(s)" in reindexed.stderr
+        listed = reprun("runs", "list", "--json")
+        assert [r["run_id"] for r in listed.json()] == [real]
+        assert needle in listed.stderr and "Traceback" not in listed.stderr
+        for command in (("runs", "show", LIAR), ("runs", "delete", "-y", LIAR),
+                        ("runs", "compare", LIAR, real), ("export", LIAR)):
+            one_line(reprun(*command), needle)
+        dry = reprun("runs", "delete", "--where", "status = FINISHED", "--dry-run")
+        assert LIAR not in dry.stdout and claimed not in dry.stdout
+        assert "1 run(s) would be deleted" in dry.stderr
+    assert (runs / LIAR / "run.json").is_file() and (runs / real / "run.json").is_file()
+    with serving(reprun.home) as client:
+        assert needle in client.error(f"/api/runs/{LIAR}", 404)
+        assert [r["run_id"] for r in client.json("/api/runs")] == [real]

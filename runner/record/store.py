@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 # Version 2: parameters and metrics; outputs by digest, lineage links and reuse keys.
 # Version 3: both of those in one index. Version 4: the sweep and trial of each run.
-INDEX_VERSION = 4
+INDEX_VERSION = 5  # 5: records whose run_id is not their folder's name are left out
 LINEAGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
     run_id TEXT NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, path)
@@ -177,6 +177,7 @@ class RunStore:
         self.runs_dir = home / "runs"
         self.index_path = home / "index.sqlite"
         self._local = threading.local()  # one index connection per thread (a sweep's trials)
+        self.refused: dict[str, str] = {}  # folder name -> why its record was refused
 
     @property
     def _db(self) -> sqlite3.Connection | None:
@@ -300,12 +301,19 @@ class RunStore:
 
         path = self.run_dir(run_id) / RECORD
         try:
-            return RunRecord.model_validate_json(path.read_bytes())
+            record = RunRecord.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             raise RunNotFoundError(f"run '{run_id}' has no record in {self.runs_dir}") from None
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"]
             raise RunNotFoundError(f"the record {path} is not valid: {reason}") from None
+        if record.run_id != run_id:  # a record that lies about itself is not that run
+            message = (f"the record in folder {self.run_dir(run_id)} says its run_id is "
+                       f"{record.run_id[:100]!r}, not the folder's name: refused")
+            self.refused[run_id] = message
+            raise RunNotFoundError(message, hint="remove that folder, or export the run again "
+                                   "from where it was made")
+        return record
 
     def resolve_id(self, prefix: str) -> str:
         """The one run id that starts with ``prefix``."""
