@@ -119,3 +119,27 @@ def test_record_whose_run_id_is_not_its_folder(reprun: Reprun, make_project: Mak
     with serving(reprun.home) as client:
         assert needle in client.error(f"/api/runs/{LIAR}", 404)
         assert [r["run_id"] for r in client.json("/api/runs")] == [real]
+
+
+# -- 6. paths that loop -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("link", ["loop", "a/b"])
+def test_data_entry_that_is_a_symlink_loop(reprun: Reprun, make_project: MakeProject,
+                                           link: str) -> None:
+    project = make_project(MLPROJECT + f"data: [{link}]\n")
+    (project / "a").symlink_to("a/b") if link == "a/b" else (project / "loop").symlink_to("loop")
+    result = reprun("run", str(project), "--env-manager", "local", timeout=60)
+    one_line(result, f"data: '{link}' is a symbolic link that loops", str(project))
+    runs = reprun.home / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_loop_inside_a_data_folder_is_not_entered(reprun: Reprun,
+                                                     make_project: MakeProject) -> None:
+    project = make_project(MLPROJECT + "data: [data]\n", files={"data/x.csv": "1,2\n"})
+    (project / "data" / "up").symlink_to("..")
+    (project / "data" / "self").symlink_to("self")
+    result = reprun("run", str(project), "--env-manager", "local", timeout=60)
+    assert result.code == 0, result.stderr
+    (data,) = reprun.last_record()["inputs"]
+    assert data["files"] == 1
