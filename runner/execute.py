@@ -112,6 +112,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         _end(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}), store, tracker,
              _save_last)
         if isinstance(exc, OSError):
+            _raise_full(exc, plan, started=handle is not None)
             raise ReprunError(reason) from exc  # a full disk, a lost file: one line, no traceback
         raise
     record = _finished(record, outcome, Path(record.output_dir), plan.options.base_env)
@@ -580,6 +581,16 @@ def _declares_inputs(plan: Plan) -> bool:
         return True
     directory = plan.project.directory
     return any((d / ".dvc").is_dir() for d in (directory, *directory.parents))
+
+
+def _raise_full(exc: OSError, plan: Plan, started: bool) -> None:
+    """A full disk: the documented line naming the store or the cache that is full."""
+    from runner.nospace import full_error, is_full
+
+    if is_full(exc):
+        what = "the command stopped" if started else "the command was not started"
+        raise full_error(exc, plan.options.base_env, f"{what} (the run is recorded FAILED)"
+                         ) from exc
 
 
 def _fingerprint_inputs(plan: Plan, notify: Notify) -> list[Found]:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import shutil
 import urllib.parse
+from typing import Any
 
 import pytest
-from conftest import MakeProject, Reprun, Result
+from conftest import MakeProject, Reprun, Result, init_repo
+from test_faults import fill, small_fs  # noqa: F401 (a fixture)
 from uistore import serving
 
 MLPROJECT = "name: bad\nentry_points:\n  main:\n    command: \"python -c 'print(1)'\"\n"
@@ -143,3 +145,25 @@ def test_a_loop_inside_a_data_folder_is_not_entered(reprun: Reprun,
     assert result.code == 0, result.stderr
     (data,) = reprun.last_record()["inputs"]
     assert data["files"] == 1
+
+
+# -- 8. a full disk at a run's start ----------------------------------------------------------
+
+@pytest.mark.parametrize("full", ["fresh store", "cache"])
+def test_a_full_disk_at_the_start_names_the_place(reprun: Reprun, make_project: MakeProject,
+                                                   small_fs: Any, full: str) -> None:  # noqa: F811
+    project = make_project(MLPROJECT)
+    init_repo(project)
+    disk = small_fs("1m")
+    fill(disk)
+    if full == "cache":
+        home, env, needle = reprun.home, {"REPRUN_CACHE_DIR": str(disk / "cache")}, "the cache "
+        uri = project.as_uri()
+    else:
+        home, env, needle, uri = disk / "home", {}, f"the run store {disk / 'home'} is full", \
+            str(project)
+    store = Reprun(home, reprun.cwd)
+    result = store("run", uri, "--env-manager", "local", env=env, timeout=60)
+    one_line(result, needle, "(No space left on device)", "free some space", code=1)
+    for run in (home / "runs").iterdir() if (home / "runs").is_dir() else ():
+        assert (run / "run.json").is_file()  # no run without its record
