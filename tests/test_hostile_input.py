@@ -167,3 +167,29 @@ def test_a_full_disk_at_the_start_names_the_place(reprun: Reprun, make_project: 
     one_line(result, needle, "(No space left on device)", "free some space", code=1)
     for run in (home / "runs").iterdir() if (home / "runs").is_dir() else ():
         assert (run / "run.json").is_file()  # no run without its record
+
+
+# -- 2. metric patterns are bounded -----------------------------------------------------------
+
+BACKTRACKING = """
+name: slow
+entry_points:
+  main:
+    command: "python -c \\"print('loss: 0.5'); [print('a' * 60 + '!') for _ in range(3)]\\""
+    metrics:
+      stdout: {{slow: "{pattern}", loss: "loss: (\\\\S+)"}}
+"""
+
+
+@pytest.mark.parametrize("pattern", ["^(a|aa)+$", "^(\\\\w|\\\\w\\\\w)+$", "(a|aa)+(?P<value>b)"])
+def test_a_backtracking_metric_pattern_is_stopped(reprun: Reprun, make_project: MakeProject,
+                                                  pattern: str) -> None:
+    project = make_project(BACKTRACKING.format(pattern=pattern))
+    result = reprun("run", str(project), "--env-manager", "local", timeout=180)
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    slow = [line for line in result.stderr.splitlines() if "the pattern of 'slow'" in line]
+    assert len(slow) == 1 and "was stopped" in slow[0], result.stderr
+    record = reprun.last_record()
+    assert record["status"] == "FINISHED"
+    assert record["metrics"]["loss"]["last"] == 0.5  # the other pattern still read its line

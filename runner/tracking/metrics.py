@@ -25,10 +25,13 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from runner.record.types import MetricSummary, RunRecord
 from runner.spec.types import MetricsSpec
+
+if TYPE_CHECKING:
+    from runner.tracking.patterns import BoundedPatterns
 
 STREAM_VARIABLE = "REPRUN_METRICS"
 STREAM_DIR = "stream"
@@ -179,7 +182,10 @@ def read_output(collector: Collector, log_file: Path, stdout: bool | Mapping[str
         return
     with log_file.open("rb") as handle:
         if isinstance(stdout, Mapping):
-            patterns = {name: re.compile(p, re.MULTILINE) for name, p in stdout.items()}
+            from runner.tracking.patterns import BoundedPatterns
+
+            patterns = BoundedPatterns(stdout, lambda name, message: collector.problems.once(
+                f"stdout: '{name}' too slow", message))
             for first_line, text in _chunks(handle):
                 _pattern_lines(collector, first_line, text, patterns)
         else:
@@ -237,11 +243,10 @@ def _is_whole(text: str) -> bool:
 
 
 def _pattern_lines(collector: Collector, first_line: int, text: str,
-                   patterns: Mapping[str, re.Pattern[str]]) -> None:
+                   patterns: BoundedPatterns) -> None:
     """Each pattern's matches in a chunk of whole lines, in the order of the lines."""
-    found = [(match.start(), name, match) for name, pattern in patterns.items()
-             for match in pattern.finditer(text) if "\n" not in match.group(0)]
-    if len(patterns) > 1:
+    found = patterns.matches(text, first_line)
+    if patterns.count > 1:
         found.sort(key=lambda item: item[0])
     for start, name, match in found:
         named = "value" in match.re.groupindex
