@@ -4,9 +4,13 @@ subprocess timeout (never a timed assertion)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
+import threading
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -193,3 +197,53 @@ def test_a_backtracking_metric_pattern_is_stopped(reprun: Reprun, make_project: 
     record = reprun.last_record()
     assert record["status"] == "FINISHED"
     assert record["metrics"]["loss"]["last"] == 0.5  # the other pattern still read its line
+
+
+# -- 5. a tracking server that trickles -------------------------------------------------------
+
+@pytest.fixture
+def trickling_server() -> Iterator[str]:
+    """A server that accepts, reads the request, then answers one byte a second."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + b"X" * 600:
+                if stop.wait(1.0):
+                    return
+                conn.send(bytes([byte]))
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def test_a_trickling_tracking_server_costs_at_most_the_timeout(
+        reprun: Reprun, make_project: MakeProject, trickling_server: str) -> None:
+    project = make_project(MLPROJECT)
+    env = {"MLFLOW_TRACKING_URI": trickling_server, "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+    result = reprun("run", str(project), "--env-manager", "local", env=env, timeout=90)
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "did not answer POST /api/2.0/mlflow/runs/create within 2 s" in result.stderr
+    assert reprun.last_record()["status"] == "FINISHED"
+    synced = reprun("runs", "sync", env=env, timeout=90)
+    assert "Traceback" not in synced.stderr and "did not answer" in synced.stderr
