@@ -8,9 +8,11 @@ import contextlib
 import json
 import shutil
 import socket
+import subprocess
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -247,3 +249,82 @@ def test_a_trickling_tracking_server_costs_at_most_the_timeout(
     assert reprun.last_record()["status"] == "FINISHED"
     synced = reprun("runs", "sync", env=env, timeout=90)
     assert "Traceback" not in synced.stderr and "did not answer" in synced.stderr
+
+
+# -- 1. links out of a run's output and metrics folders ---------------------------------------
+
+LEAK = """set -e
+out="$REPRUN_OUTPUT_DIR"
+echo plain > "$out/plain.txt"
+ln -s {secret}/secret.json "$out/metrics.json"
+ln -s {secret}/secret.json "$out/leak.json"
+ln -s {secret} "$out/sub"
+mkfifo "$out/metrics.yaml"
+rm -f "$REPRUN_METRICS"
+ln -s {secret}/stolen.jsonl "$REPRUN_METRICS"
+echo "ok: 1"
+"""
+
+
+def leaking_project(make_project: MakeProject, tmp_path: Path, header: str = "") -> Path:
+    secret = tmp_path / "host-secret"
+    secret.mkdir()
+    (secret / "secret.json").write_text('{"secret": 42}')
+    (secret / "m.json").write_text('{"secret_two": 7}')
+    (secret / "stolen.jsonl").write_text('{"name": "stolen", "value": 1}\n')
+    mlproject = (f"name: leak\n{header}entry_points:\n  main:\n    command: \"sh leak.sh\"\n"
+                 "    metrics:\n      stdout: true\n      files: [sub/m.json]\n")
+    return make_project(mlproject, files={"leak.sh": LEAK.format(secret=secret)})
+
+
+def assert_nothing_followed(result: Result, record: dict[str, Any]) -> None:
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert record["status"] == "FINISHED"
+    assert set(record["metrics"]) == {"ok"}, record["metrics"]
+    assert [o["path"] for o in record["outputs"]] == ["plain.txt"]
+    links = record["backend"]["facts"]["outputs_links_not_followed"]
+    assert {"leak.json", "metrics.json", "sub"} <= set(links), links
+    for name in ("metrics.json: a symbolic link (not followed)",
+                 "sub/m.json: a symbolic link (not followed)",
+                 "metrics.yaml: not a regular file",
+                 "REPRUN_METRICS: a symbolic link (not followed)"):
+        assert name in result.stderr, result.stderr
+
+
+def test_links_out_of_the_output_and_metrics_folders_are_not_followed(
+        reprun: Reprun, make_project: MakeProject, tmp_path: Path) -> None:
+    project = leaking_project(make_project, tmp_path)
+    result = reprun("run", str(project), "--env-manager", "local", timeout=90)
+    assert_nothing_followed(result, reprun.last_record())
+
+
+@pytest.mark.docker
+def test_links_left_by_a_container_are_not_followed(
+        reprun: Reprun, make_project: MakeProject, tmp_path: Path, base_image: str) -> None:
+    project = leaking_project(make_project, tmp_path,
+                              f"docker_env:\n  image: {base_image}\n  network: none\n")
+    result = reprun("run", str(project), "-b", "docker", timeout=300)
+    assert_nothing_followed(result, reprun.last_record())
+
+
+def test_links_in_kubernetes_outputs_are_not_unpacked(tmp_path: Path) -> None:
+    from backends.kubernetes.outputs import split_log, unpack, wrapped_command
+
+    run_id = "0123456789abcdef0123456789abcdef"
+    (tmp_path / "host").mkdir()
+    command = ('echo x > "$REPRUN_OUTPUT_DIR/plain.txt"; ln -s /etc/hostname '
+               '"$REPRUN_OUTPUT_DIR/metrics.json"; ln -s / "$REPRUN_OUTPUT_DIR/root"; '
+               'ln -s ../../host "$REPRUN_OUTPUT_DIR/up"')
+    env = {"PATH": "/usr/bin:/bin", "REPRUN_OUTPUT_DIR": str(tmp_path / "pod" / "out")}
+    done = subprocess.run(wrapped_command(command, run_id, 1 << 20), check=False, env=env,
+                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=60)
+    assert done.returncode == 0, done.stdout
+    local = tmp_path / "local"
+    problem = unpack(split_log(done.stdout, run_id)[1], local, 1 << 20)
+    assert problem is not None and problem.startswith("outputs: links and special files are "
+                                                      "not unpacked (never followed): ")
+    assert "metrics.json" in problem and "root" in problem and "up" in problem
+    assert sorted(p.name for p in local.rglob("*")) == ["plain.txt"]
+    assert not any(p.is_symlink() for p in local.rglob("*"))
