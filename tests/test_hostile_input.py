@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -16,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeProject, Reprun, Result, init_repo
+from conftest import MakeProject, Reprun, Result, init_repo, pid_alive, wait_for
 from test_faults import fill, small_fs  # noqa: F401 (a fixture)
+from test_sweep import held_project
 from uistore import serving
 
 MLPROJECT = "name: bad\nentry_points:\n  main:\n    command: \"python -c 'print(1)'\"\n"
@@ -328,3 +331,53 @@ def test_links_in_kubernetes_outputs_are_not_unpacked(tmp_path: Path) -> None:
     assert "metrics.json" in problem and "root" in problem and "up" in problem
     assert sorted(p.name for p in local.rglob("*")) == ["plain.txt"]
     assert not any(p.is_symlink() for p in local.rglob("*"))
+
+
+# -- 4. sweeps are bounded and exclusive ------------------------------------------------------
+
+SWEPT = "name: swept\nentry_points:\n  main:\n    parameters: {a: float}\n    command: 'echo {a}'\n"
+
+
+@pytest.mark.parametrize("space", ["a=uniform(0,1)", "a=1,2,3"])
+def test_a_huge_random_sweep_is_refused_at_once(reprun: Reprun, make_project: MakeProject,
+                                                space: str) -> None:
+    project = make_project(SWEPT)
+    for extra in (["--dry-run"], []):
+        result = reprun("sweep", str(project), "-P", space, "--random", "1000000000",
+                        "--env-manager", "local", *extra, timeout=60)
+        one_line(result, "--random 1000000000: more than 100000 trials")
+    assert not (reprun.home / "sweeps").exists() or not any((reprun.home / "sweeps").iterdir())
+
+
+def test_a_killed_sweep_is_resumed_once_and_its_trials_stopped(
+        reprun: Reprun, make_project: MakeProject, tmp_path: Path) -> None:
+    project, pids, hold = held_project(make_project, tmp_path)
+    proc = reprun.popen("sweep", str(project), "-P", "k=1..3", "--env-manager", "local")
+    try:
+        wait_for(lambda: pids.exists() and pids.read_text().strip() != "")
+    finally:
+        proc.kill()  # kill -9: the sweep can stop nothing
+        proc.wait(30)
+    sweep_id = next((reprun.home / "sweeps").iterdir()).name
+    orphan = int(pids.read_text().split()[0])
+    assert pid_alive(orphan)
+    shown = reprun("sweep", "show", sweep_id)
+    assert shown.code == 0 and "Traceback" not in shown.stderr
+    assert f"sweep {sweep_id}: stopped" in shown.stderr and "left running" in shown.stderr
+    wait_for(lambda: not pid_alive(orphan), timeout=30)
+    pids.unlink()
+    first = reprun.popen("sweep", "resume", sweep_id)
+    try:
+        wait_for(lambda: pids.exists() and pids.read_text().strip() != "")
+        second = reprun("sweep", "resume", sweep_id, timeout=60)
+        one_line(second, f"sweep {sweep_id} is being resumed by another reprun process")
+    finally:
+        hold.unlink()
+        for pid in (int(p) for p in pids.read_text().split()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)  # the held trial's sleep: the trial goes on
+        _out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    saved = json.loads((reprun.home / "sweeps" / sweep_id / "sweep.json").read_text())
+    assert saved["status"] == "FINISHED" and saved["resumed"] == 1
+    assert [t["status"] for t in saved["trials"]] == ["FINISHED"] * 3
