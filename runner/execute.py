@@ -12,25 +12,19 @@ from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from backends import BUILDS_OWN_ENVIRONMENT, check_installed, get_backend
-from backends.base import Outcome, RemoteBackend, RunHandle, RunRequest
-from runner.envs import get_builder
-from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, restore
-from runner.envs.cache import cache_root
-from runner.errors import Drift, Interrupted, NotSupportedError, ReprunError, StoreError
-from runner.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
+from backends import check_installed, get_backend
+from backends.base import RemoteBackend, RunHandle, RunRequest
+from runner.environment import build_environment, conversion_fields, new_lock, with_environment
+from runner.envs.base import Lock, ResolvedEnv
+from runner.errors import Interrupted, NotSupportedError, ReprunError, StoreError
+from runner.fsutil import atomic_write_bytes, sha256_bytes
 from runner.plan import Plan
 from runner.process import process_start_ticks, stop_signals_to
 from runner.record.host import host_info
 from runner.record.store import RunStore
 from runner.record.types import (
     BackendInfo,
-    CondaInfo,
-    ConvertedPackage,
-    DriftEntry,
     EnvironmentInfo,
-    OutputFile,
-    Package,
     ProjectInfo,
     Reproduction,
     RunnerProcess,
@@ -40,7 +34,14 @@ from runner.record.types import (
     SweepRef,
     now,
 )
-from runner.spec.types import ParamType
+from runner.results import (
+    declares_inputs,
+    ended,
+    fingerprint_inputs,
+    finished,
+    reuse,
+    with_inputs,
+)
 
 if TYPE_CHECKING:
     from runner.tracking.inputs import Found
@@ -70,7 +71,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
             control: Control | None = None) -> RunRecord:
     """Run ``plan`` to the end and return its final record."""
     check_installed(plan.backend)  # before a run is recorded
-    found = _fingerprint_inputs(plan, notify) if _declares_inputs(plan) else None
+    found = fingerprint_inputs(plan, notify) if declares_inputs(plan) else None
     run_id = uuid.uuid4().hex
     run_dir = store.create_run_dir(run_id)
     record = _first_record(plan, store, run_id, run_dir, found, notify)
@@ -86,8 +87,8 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
             if reused is not None:
                 return reused
             tracker = _begin_tracking(plan, record, run_dir, notify)  # goes on in the background
-            resolved, drift = _build_environment(plan, notify, lock)
-            record = _with_environment(record, plan, resolved, run_dir, drift)
+            resolved, drift = build_environment(plan, notify, lock)
+            record = with_environment(record, plan, resolved, run_dir, drift)
             store.save(record)
             request = _request(plan, record, resolved, run_dir, notify, tracker)
             record = _with_tracking(record, store, tracker)
@@ -101,7 +102,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
                 return record
             outcome = handle.wait()
     except Interrupted as exc:
-        record = _ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)})
+        record = ended(record, Status.KILLED, None, f"stopped by {exc}", {"signal": str(exc)})
         _end(record, store, tracker, _save_last)
         raise
     except BaseException as exc:
@@ -109,13 +110,13 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
             handle.cancel(signal.SIGTERM)  # reprun itself failed: the command must not go on
             handle.wait()
         reason = _describe(exc)
-        _end(_ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}), store, tracker,
+        _end(ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}), store, tracker,
              _save_last)
         if isinstance(exc, OSError):
             _raise_full(exc, plan, started=handle is not None)
             raise ReprunError(reason) from exc  # a full disk, a lost file: one line, no traceback
         raise
-    record = _finished(record, outcome, Path(record.output_dir), plan.options.base_env)
+    record = finished(record, outcome, Path(record.output_dir), plan.options.base_env)
     record = _with_metrics(record, plan, run_dir, notify)
     return _end(tracker.read_back(record) if tracker else record, store, tracker)
 
@@ -138,8 +139,8 @@ def _try_reuse(plan: Plan, store: RunStore, record: RunRecord,
     """With --reuse: the new lock, and the record of a run whose outputs are taken, if any."""
     if not plan.options.reuse or plan.replay is not None:
         return None, None
-    lock = _new_lock(plan, notify)
-    return lock, _reuse(plan, store, record, lock, notify)
+    lock = new_lock(plan, notify)
+    return lock, reuse(plan, store, record, lock, notify)
 
 
 def _with_tracking(record: RunRecord, store: RunStore, tracker: Tracker | None) -> RunRecord:
@@ -189,7 +190,7 @@ def _first_record(plan: Plan, store: RunStore, run_id: str, run_dir: Path,
     try:
         record = _initial_record(plan, run_id, run_dir, notify)
         if found is not None:
-            record = _with_inputs(record, plan, found, run_dir, store)
+            record = with_inputs(record, plan, found, run_dir, store)
         store.save(record)
     except BaseException as exc:
         store.discard(run_id)
@@ -304,7 +305,7 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> R
         ),
         source=source,
         environment=EnvironmentInfo(kind=plan.project.env.kind, manager=plan.manager,
-                                    **_conversion_fields(plan)),
+                                    **conversion_fields(plan)),
         backend=BackendInfo(name=plan.backend),
         host=host,
         runner=RunnerProcess(hostname=host.hostname, pid=pid, start_ticks=process_start_ticks(pid)),
@@ -324,116 +325,6 @@ def _keep_spec(plan: Plan, directory: Path) -> None:
         if path is not None and path.is_file():
             directory.mkdir(exist_ok=True)
             shutil.copyfile(path, directory / path.name)
-
-
-def _env_spec(plan: Plan, notify: Notify) -> EnvSpec:
-    options = plan.options
-    return EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
-                   notify=notify, live=options.progress_live,
-                   conda_channels=options.conda_channels, resolving=plan.resolving)
-
-
-def _new_lock(plan: Plan, notify: Notify) -> Lock:
-    """The lock a new run would use (resolved, or the cached one), before anything is built."""
-    if plan.lock is not None:
-        return plan.lock
-    return get_builder(plan.manager).lock(_env_spec(plan, notify), refresh=plan.options.refresh)
-
-
-def prepare_environment(plan: Plan, notify: Notify) -> Plan:
-    """``plan`` with its environment resolved and built, for many runs that share it (a
-    sweep's trials): none of them resolves or builds it again. A backend that builds its own
-    environment (an image) gets the lock only; it builds the image on the first submission."""
-    import dataclasses
-
-    if plan.replay is not None:
-        return plan  # a reproduction builds from its recorded lock
-    lock = _new_lock(plan, notify)
-    if plan.backend in BUILDS_OWN_ENVIRONMENT:
-        return dataclasses.replace(plan, lock=lock)
-    built = get_builder(plan.manager).ensure(_env_spec(plan, notify), lock)
-    return dataclasses.replace(plan, lock=lock, environment=built)
-
-
-def _build_environment(
-    plan: Plan, notify: Notify, new_lock: Lock | None = None
-) -> tuple[ResolvedEnv, tuple[Drift, ...]]:
-    options = plan.options
-    spec = _env_spec(plan, notify)
-    builder = get_builder(plan.manager)
-    replay = plan.replay
-    if plan.environment is not None and replay is None:
-        return plan.environment, ()  # built once for every run of the plan (a sweep)
-    if plan.backend in BUILDS_OWN_ENVIRONMENT:
-        # The backend installs the lock where the command runs (an image); nothing to build here.
-        recorded = replay.lock if replay is not None else None
-        lock = recorded or new_lock or plan.lock or builder.lock(spec, refresh=options.refresh)
-        conda_env = plan.project.env.conda_env
-        variables = dict(conda_env.variables) if conda_env and lock.manager == "conda" else {}
-        return ResolvedEnv(lock.manager, lock, lock.sha256, _image_python(lock),
-                           variables=variables), ()
-    if replay is None:
-        lock = new_lock or plan.lock or builder.lock(spec, refresh=options.refresh)
-        return builder.ensure(spec, lock), ()
-    return restore(builder, spec, replay.lock, replay.allow_drift, replay.recorded)
-
-
-def _image_python(lock: Lock) -> PythonFacts:
-    """The packages an image build installs from a Python lock (exactly its pins)."""
-    if lock.manager not in ("uv", "virtualenv") or not lock.content:
-        return PythonFacts()
-    from runner.envs.python import pinned_packages
-
-    return PythonFacts(packages=pinned_packages(lock.content))
-
-
-def _with_environment(
-    record: RunRecord, plan: Plan, resolved: ResolvedEnv, run_dir: Path,
-    drift: tuple[Drift, ...],
-) -> RunRecord:
-    atomic_write_text(run_dir / resolved.lock.filename, resolved.lock.content)
-    python = resolved.python
-    environment = EnvironmentInfo(
-        kind=plan.project.env.kind,
-        manager=resolved.manager,
-        python_version=python.version,
-        python_executable=python.executable,
-        packages=[Package(name=n, version=v) for n, v in python.packages],
-        cache_key=resolved.cache_key,
-        lock_file=resolved.lock.filename,
-        lock_sha256=resolved.lock.sha256,
-        conda=_conda_info(resolved),
-        **_conversion_fields(plan),
-    )
-    from runner.tracking.reuse import reuse_key
-
-    update: dict[str, object] = {
-        "environment": environment,
-        "reuse_key": reuse_key(record, resolved.lock.sha256, resolved.lock.manager),
-    }
-    if record.reproduction is not None and drift:
-        entries = [DriftEntry(entry=d.entry, recorded=d.recorded, found=d.found, reason=d.reason)
-                   for d in drift]
-        update["reproduction"] = record.reproduction.model_copy(update={"drift": entries})
-    return record.model_copy(update=update)
-
-
-def _conversion_fields(plan: Plan) -> dict[str, Any]:
-    """How a conda_env file was carried over to PyPI, for the record (empty if it was not)."""
-    conversion = plan.project.env.conversion
-    if conversion is None:
-        return {}
-    return {"converted_from": "conda",
-            "conversion": [ConvertedPackage(conda=e.conda, pypi=e.pypi, note=e.note)
-                           for e in conversion.entries]}
-
-
-def _conda_info(resolved: ResolvedEnv) -> CondaInfo | None:
-    conda = resolved.conda
-    if conda is None:
-        return None
-    return CondaInfo(solver=conda.solver, channels=list(conda.channels), platform=conda.platform,
-                     virtual_packages=list(conda.virtual_packages), prefix=conda.prefix)
 
 
 def _with_facts(record: RunRecord, facts: Mapping[str, Any], detached: bool) -> RunRecord:
@@ -475,7 +366,8 @@ def _request(
     plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify,
     tracker: Tracker | None = None,
 ) -> RunRequest:
-    from runner.tracking.metrics import STREAM_VARIABLE, stream_path
+    from runner.tracking.metricfiles import STREAM_VARIABLE
+    from runner.tracking.metrics import stream_path
 
     env = resolved.child_env(plan.options.base_env)
     metrics_stream = stream_path(run_dir)
@@ -519,73 +411,6 @@ def _tracking_env(plan: Plan, tracker: Tracker | None, notify: Notify) -> dict[s
     return passed_on(options, plan.options.cwd, notify)
 
 
-def _ended(
-    record: RunRecord, status: Status, code: int | None, reason: str | None, facts: dict[str, Any]
-) -> RunRecord:
-    ended = now()
-    return record.model_copy(update={
-        "status": status, "exit_code": code, "reason": reason, "ended_at": ended,
-        "duration_s": round((ended - record.started_at).total_seconds(), 3),
-        "backend": record.backend.model_copy(update={"facts": {**record.backend.facts, **facts}}),
-    })
-
-
-def _finished(record: RunRecord, outcome: Outcome, output_dir: Path,
-              env: Mapping[str, str]) -> RunRecord:
-    from runner.nofollow import links_under
-
-    facts = dict(outcome.facts)
-    links = links_under(output_dir) if output_dir.is_dir() else []
-    if links:  # left out of the outputs, never followed (they may point at the host)
-        facts["outputs_links_not_followed"] = links
-    ended = _ended(record, outcome.status, outcome.exit_code, outcome.reason, facts)
-    return ended.model_copy(update={"outputs": list_outputs(output_dir, env)})
-
-
-def with_outputs(record: RunRecord) -> RunRecord:
-    """A remote run that ended elsewhere: the outputs its backend brought back, recorded."""
-    return record.model_copy(update={"outputs": list_outputs(Path(record.output_dir))})
-
-
-def list_outputs(output_dir: Path, env: Mapping[str, str] | None = None) -> list[OutputFile]:
-    """Every regular file under ``output_dir``, with its size and digest, sorted by path.
-
-    The digests go into the stat cache (of ``env``'s cache root) at once: the command has ended,
-    nothing writes these files any more, and a run that reads them next (or reuses them) need
-    not read them."""
-    paths = [p for p in sorted(output_dir.rglob("*")) if p.is_file() and not p.is_symlink()]
-    if not paths:
-        return []
-    from runner.tracking.fingerprint import fingerprint_paths
-    from runner.tracking.statcache import DATABASE, opened
-
-    cache = cache_root(env) / DATABASE if env is not None else None
-    with opened(cache, racy_s=0) as stat_cache:
-        prints = fingerprint_paths(paths, stat_cache)
-    return [OutputFile(path=p.relative_to(output_dir).as_posix(), size=f.size, digest=f.digest)
-            for p, f in zip(paths, prints, strict=True)]
-
-
-# --- inputs and reuse ----------------------------------------------------------------------------
-
-
-def _digest_cache(plan: Plan) -> Path:
-    from runner.tracking.statcache import DATABASE
-
-    return cache_root(plan.options.base_env) / DATABASE
-
-
-def _declares_inputs(plan: Plan) -> bool:
-    """Whether the run has inputs to fingerprint; cheap, so that a run without any imports
-    nothing of runner.tracking (path parameters, data:, or a DVC repository)."""
-    if plan.project.spec.data or any(
-            d.type is ParamType.PATH and n in plan.params.values
-            for n, d in plan.entry.parameters.items()):
-        return True
-    if plan.replay is not None and plan.replay.inputs:
-        return True
-    directory = plan.project.directory
-    return any((d / ".dvc").is_dir() for d in (directory, *directory.parents))
 
 
 def _raise_full(exc: OSError, plan: Plan, started: bool) -> None:
@@ -596,91 +421,3 @@ def _raise_full(exc: OSError, plan: Plan, started: bool) -> None:
         what = "the command stopped" if started else "the command was not started"
         raise full_error(exc, plan.options.base_env, f"{what} (the run is recorded FAILED)"
                          ) from exc
-
-
-def _fingerprint_inputs(plan: Plan, notify: Notify) -> list[Found]:
-    """The inputs and their fingerprints; a reproduction stops here if one changed."""
-    from runner.tracking.inputs import (
-        drift_error,
-        fingerprint_sources,
-        input_drift,
-        input_sources,
-        require_present,
-    )
-    from runner.tracking.statcache import opened
-
-    project = plan.project
-    sources = input_sources(project.directory, project.spec.data, plan.entry,
-                            plan.params.values, project.spec_file)
-    with opened(_digest_cache(plan)) as cache:
-        found = fingerprint_sources(sources, cache, plan.options.progress_live)
-    replay = plan.replay
-    if replay is None:
-        for warning in require_present(found, project.spec_file):
-            notify(f"warning: {warning}")
-        return found
-    drift = input_drift(replay.inputs, replay.record_dir, found)
-    if drift and not replay.allow_drift:
-        raise drift_error(replay.run_id, drift)
-    for item in drift:
-        notify(f"drift: input '{item.name}' changed: {', '.join(item.files)}")
-    return found
-
-
-def _with_inputs(record: RunRecord, plan: Plan, found: list[Found], run_dir: Path,
-                 store: RunStore) -> RunRecord:
-    from runner.tracking.inputs import input_drift, input_records
-    from runner.tracking.lineage import with_producers
-
-    infos = with_producers(input_records(found, run_dir), found, store)
-    update: dict[str, object] = {"inputs": infos}
-    replay = plan.replay
-    if replay is not None and record.reproduction is not None:
-        drift = input_drift(replay.inputs, replay.record_dir, found)
-        update["reproduction"] = record.reproduction.model_copy(update={"input_drift": drift})
-    return record.model_copy(update=update)
-
-
-def _reused_metrics(original: RunRecord, source: Path, run_dir: Path) -> dict[str, object]:
-    """The metrics of a reused run are the new run's too: its summary and its history."""
-    name = original.metrics_file
-    if name is None or not (source / name).is_file():
-        return {"metrics": original.metrics}
-    shutil.copyfile(source / name, run_dir / name)
-    return {"metrics": original.metrics, "metrics_file": name}
-
-
-def _reuse(plan: Plan, store: RunStore, record: RunRecord, lock: Lock,
-           notify: Notify) -> RunRecord | None:
-    """The run finished at once with the outputs of an earlier run with the same reuse key."""
-    from runner.tracking.reuse import copy_outputs, reuse_key
-    from runner.tracking.statcache import opened
-
-    key = reuse_key(record, lock.sha256, lock.manager)
-    if key is None:
-        notify("--reuse: the code of this run cannot be identified (no commit, no snapshot); "
-               "running it")
-        return None
-    run_dir = store.run_dir(record.run_id)
-    for candidate in store.reusable(key):
-        original = store.load(candidate)
-        with opened(_digest_cache(plan), racy_s=0) as cache:
-            outputs = copy_outputs(original, Path(record.output_dir), cache)
-        if outputs is None:
-            notify(f"run {candidate[:8]} ran the same, but its outputs have changed since; "
-                   "not reused")
-            continue
-        notify(f"unchanged since run {candidate[:8]}: reusing its outputs")
-        atomic_write_text(run_dir / lock.filename, lock.content)
-        atomic_write_text(run_dir / record.log_file,
-                          f"reprun: unchanged since run {candidate}: reused its outputs\n")
-        environment = original.environment.model_copy(
-            update={"lock_file": lock.filename, "lock_sha256": lock.sha256})
-        done = _ended(record.model_copy(update={
-            "environment": environment, "reuse_key": key, "reused_from": candidate,
-            "outputs": outputs, "runner": None,
-            **_reused_metrics(original, store.run_dir(candidate), run_dir),
-        }), Status.FINISHED, 0, None, {})
-        store.save(done)
-        return done
-    return None

@@ -32,7 +32,7 @@ def is_full(exc: BaseException) -> bool:
 def full_error(exc: BaseException, env: Mapping[str, str], consequence: str) -> StoreError:
     """The one-line error for a full disk met by a run or a command of reprun."""
     from runner.envs.cache import cache_root
-    from runner.record.store import reprun_home
+    from runner.record.home import reprun_home
 
     home, cache = reprun_home(env), cache_root(env)
     reason = _reason(exc)

@@ -18,6 +18,7 @@ import yaml
 from conftest import EXAMPLES, MakeProject, Reprun, init_repo
 from pywheels import make_wheel
 
+from runner.envs.conda.matchspec import parse_match_spec, pypi_specifier
 from runner.envs.conda.pypi import (
     CONDA_ONLY,
     CONDA_ONLY_PREFIXES,
@@ -25,8 +26,6 @@ from runner.envs.conda.pypi import (
     PROVIDED,
     PYPI_NAMES,
     convert,
-    parse_match_spec,
-    pypi_specifier,
     summary,
     with_conversion,
 )

@@ -340,8 +340,9 @@ def test_a_run_without_inputs_imports_nothing_of_input_tracking(reprun: Reprun,
     assert "runner.execute" in imported
     tracking = {m for m in imported if m.startswith("runner.tracking.")}
     # The reuse key (hashlib and json only) and the metrics reader (a run may write metrics.json
-    # without declaring it); nothing that fingerprints inputs.
-    assert tracking == {"runner.tracking.reuse", "runner.tracking.metrics"}
+    # without declaring it: metrics and metricfiles); nothing that fingerprints inputs.
+    assert tracking == {"runner.tracking.reuse", "runner.tracking.metrics",
+                        "runner.tracking.metricfiles"}
     assert not {m.split(".")[0] for m in imported} & {"blake3", "yaml", "pydantic", "rich"}
 
 

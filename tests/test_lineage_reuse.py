@@ -12,7 +12,7 @@ import pytest
 from conftest import MakeProject, Reprun, git, init_repo
 from test_reproduce import fake_python, set_packages
 
-from runner.record.store import INDEX_VERSION
+from runner.record.index import INDEX_VERSION
 
 PIPELINE = """
     name: pipe

@@ -14,7 +14,8 @@ import pytest
 from conftest import MakeProject, Reprun
 
 from runner.record.host import host_info
-from runner.record.store import INDEX_VERSION, RunStore
+from runner.record.index import INDEX_VERSION
+from runner.record.store import RunStore
 from runner.record.types import (
     BackendInfo,
     EnvironmentInfo,

@@ -9,19 +9,15 @@ The files the pod wrote to ``REPRUN_OUTPUT_DIR`` come back through its log
 (foreground), so no pod survives; whatever learns that a run ended (the attached handle, or
 `refresh` of a detached run) deletes a Job that would otherwise go on retrying. A detached run is
 completed later by `refresh` (``reprun runs show/logs``) or ended by `cancel_recorded`
-(``reprun cancel``).
+(``reprun cancel``), both in `backends.kubernetes.recorded`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,6 +27,7 @@ import yaml
 from backends.base import Outcome, RunHandle, RunRequest
 from backends.kubernetes.config import LoadedConfig, load_config
 from backends.kubernetes.image import ImageRequest, PinnedImage, pinned_image
+from backends.kubernetes.jobs import delete_job, release_pods
 from backends.kubernetes.manifest import (
     OUTCOME_FINALIZER,
     RUN_LABEL,
@@ -39,9 +36,9 @@ from backends.kubernetes.manifest import (
     job_name,
     render_job,
 )
-from backends.kubernetes.outputs import OutputSplitter, split_log, unpack
+from backends.kubernetes.outputs import OutputSplitter, unpack
 from runner.errors import BackendError
-from runner.fsutil import atomic_write_bytes, atomic_write_text
+from runner.fsutil import atomic_write_text
 from runner.record.types import BackendInfo, RunRecord, Status, now
 
 if TYPE_CHECKING:
@@ -53,7 +50,6 @@ POD_OUTPUT_DIR = "/var/tmp/reprun-outputs"
 # REPRUN_METRICS in the pod: appends succeed, but the file stays in the pod (printed metrics are
 # read from the log, which does come back).
 POD_METRICS_FILE = "/var/tmp/reprun-metrics.jsonl"
-GONE_WAIT_S = 60.0
 # What following a run needs: (verb, group, resource, subresource).
 NEEDED = (("create", "batch", "jobs", ""), ("get", "batch", "jobs", ""),
           ("delete", "batch", "jobs", ""), ("list", "", "pods", ""), ("watch", "", "pods", ""),
@@ -145,13 +141,19 @@ class KubernetesBackend:
             raise
 
     def refresh(self, record: RunRecord, run_dir: Path) -> RunRecord:
+        from backends.kubernetes.recorded import refresh_record
+
         return refresh_record(record, run_dir)
 
     def cancel_recorded(self, record: RunRecord, run_dir: Path) -> RunRecord:
+        from backends.kubernetes.recorded import cancel_record
+
         return cancel_record(record, run_dir)
 
     def replay_config(self, record: RunRecord, run_dir: Path, override: str | None,
                       cwd: Path, notify: Callable[[str], None]) -> str:
+        from backends.kubernetes.recorded import replay_config
+
         return replay_config(record, run_dir, override, cwd, notify)
 
 
@@ -332,217 +334,4 @@ class KubernetesHandle:
             yield from handle
 
 
-def delete_job(cluster: Cluster, namespace: str, name: str,
-               grace: float | None = None) -> str | None:
-    """Delete the Job with foreground propagation and wait (bounded) until its pods are gone.
-
-    With ``grace``, its pods are deleted first with that grace period (the pod's own, 30 s by
-    default, would apply otherwise). Returns what went wrong (None: all gone), never raises.
-    """
-    from backends.kubernetes.api import NotFound
-    from backends.kubernetes.api import request as api_request
-
-    selector = f"job-name={name}"
-    release_pods(cluster, namespace, name)
-    try:
-        if grace is not None:
-            pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod,
-                               namespace, label_selector=selector).get("items") or []
-            for pod in pods:
-                with contextlib.suppress(NotFound):
-                    api_request("delete a pod", cluster.core.delete_namespaced_pod,
-                                pod["metadata"]["name"], namespace,
-                                grace_period_seconds=int(grace))
-        api_request(f"delete the Job '{name}'", cluster.batch.delete_namespaced_job, name,
-                    namespace, propagation_policy="Foreground")
-    except NotFound:
-        return None
-    except BackendError as exc:
-        return f"the Job '{name}' could not be deleted: {exc.render()}"
-    deadline = time.monotonic() + GONE_WAIT_S + (grace or 0)
-    while time.monotonic() < deadline:
-        try:
-            pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod,
-                               namespace, label_selector=selector)
-        except BackendError:
-            return None  # deleted; whether its pods are gone already cannot be seen
-        if not pods.get("items"):
-            return None
-        time.sleep(0.5)
-    return f"the pods of Job '{name}' were still there after {GONE_WAIT_S:.0f} s"
-
-
-def release_pods(cluster: Cluster, namespace: str, name: str) -> None:
-    """Remove reprun's finalizer from the Job's pods (its outcome has been read); best effort."""
-    from backends.kubernetes.api import request as api_request
-
-    try:
-        pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod, namespace,
-                           label_selector=f"job-name={name}").get("items") or []
-        for pod in pods:
-            finalizers = pod["metadata"].get("finalizers") or []
-            if OUTCOME_FINALIZER not in finalizers:
-                continue
-            index = finalizers.index(OUTCOME_FINALIZER)
-            path = f"/metadata/finalizers/{index}"
-            api_request("remove reprun's finalizer from a pod", cluster.core.patch_namespaced_pod,
-                        pod["metadata"]["name"], namespace,
-                        [{"op": "test", "path": path, "value": OUTCOME_FINALIZER},
-                         {"op": "remove", "path": path}])
-    except BackendError:
-        return
-
-
-def _reconnect(record: RunRecord) -> tuple[Cluster, str, str]:
-    from backends.kubernetes.api import connect
-
-    facts = record.backend.facts
-    cluster = connect(facts.get("kube_context"))
-    return cluster, str(facts["namespace"]), str(facts["job_name"])
-
-
-def refresh_record(record: RunRecord, run_dir: Path) -> RunRecord:
-    """Ask the cluster how a detached run is doing: its log, outputs and (when it ended) its end.
-
-    A run that cannot go on (its image cannot be pulled, its pod was never created or started
-    in ``start_timeout_seconds``) has its Job deleted here, as the attached run would.
-    """
-    from backends.kubernetes.api import NotFound
-    from backends.kubernetes.api import request as api_request
-    from backends.kubernetes.watch import Events, Progress, Waiting, interpret, read_log
-
-    cluster, namespace, name = _reconnect(record)
-    try:
-        job: dict[str, Any] | None = api_request(
-            "read the Job", cluster.batch.read_namespaced_job, name, namespace)
-    except NotFound:
-        job = None
-    pods = api_request("list the Job's pods", cluster.core.list_namespaced_pod, namespace,
-                       label_selector=f"job-name={name}").get("items") or []
-    facts = record.backend.facts
-    progress = Progress(phases=list(facts.get("pod_phases", [])))
-    progress.observe(pods)
-    events = Events(cluster, namespace, None)
-    events.poll([("Job", name)] + ([("Pod", progress.pod_name)] if progress.pod_name else []))
-    collected = None
-    if progress.pod_name:
-        log = read_log(cluster, namespace, progress.pod_name)
-        if log is not None:
-            user_log, collected = split_log(log, record.run_id)
-            atomic_write_bytes(run_dir / record.log_file, user_log)
-    facts = {**facts, **progress.facts()}
-    if events.warnings:
-        facts["warnings"] = events.warnings
-    created = _stamp((job or {}).get("metadata", {}).get("creationTimestamp"))
-    waited = (now() - (created or record.started_at)).total_seconds()
-    waiting = Waiting(not_started_s=None if progress.started or job is None else waited,
-                      start_limit_s=float(facts.get("start_timeout_seconds", float("inf"))),
-                      warning=events.last)
-    verdict = interpret(job, pods, waiting)
-    updated = record.model_copy(update={"backend": BackendInfo(name=record.backend.name,
-                                                               facts=facts)})
-    if verdict is None:
-        return updated
-    if verdict.cleanup and job is not None:
-        problem = delete_job(cluster, namespace, name)
-        if problem:
-            facts["cleanup_problem"] = problem
-    release_pods(cluster, namespace, name)
-    if collected is not None:
-        problem = unpack(collected, Path(record.output_dir),
-                         int(facts.get("outputs_max_bytes", 0)))
-        if problem:
-            facts["outputs_problem"] = problem
-    ended = _completion_time(job) or now()
-    return updated.model_copy(update={
-        "status": verdict.status, "exit_code": verdict.exit_code, "reason": verdict.reason,
-        "ended_at": ended, "duration_s": round((ended - record.started_at).total_seconds(), 3),
-        "backend": BackendInfo(name=record.backend.name, facts=facts),
-    })
-
-
-def _stamp(value: Any) -> datetime | None:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
-
-
-def _completion_time(job: Mapping[str, Any] | None) -> datetime | None:
-    status = (job or {}).get("status", {})
-    stamps = [status.get("completionTime")] + [
-        c.get("lastTransitionTime") for c in status.get("conditions") or []
-        if c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-    ]
-    for stamp in stamps:
-        if stamp:
-            return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    return None
-
-
-def cancel_record(record: RunRecord, run_dir: Path) -> RunRecord:
-    """End a run from its record: keep its log, delete the Job (foreground), mark it KILLED."""
-    from backends.kubernetes.watch import read_log
-
-    cluster, namespace, name = _reconnect(record)
-    pod = record.backend.facts.get("pod_name")
-    if pod:
-        log = read_log(cluster, namespace, str(pod))
-        if log is not None:
-            atomic_write_bytes(run_dir / record.log_file, log)
-    delete_job(cluster, namespace, name)
-    ended = now()
-    return record.model_copy(update={
-        "status": Status.KILLED, "reason": "cancelled with 'reprun cancel': the Job was deleted",
-        "ended_at": ended, "duration_s": round((ended - record.started_at).total_seconds(), 3),
-    })
-
-
-def replay_config(record: RunRecord, run_dir: Path, override: str | None, cwd: Path,
-                  notify: Callable[[str], None]) -> str:
-    """The backend config to reproduce ``record``: the recorded one, ``override``'s keys on top.
-
-    The recorded Job template (kept beside the record) replaces the path to the original file;
-    the recorded image, by digest, is run again when the registry still has it (else the
-    image is built again from the recorded lock, if the config names a repository).
-    """
-    facts = record.backend.facts
-    config: dict[str, Any] = dict(facts.get("backend_config") or {})
-    template = facts.get("job_template_file")
-    if template and (run_dir / str(template)).is_file():
-        config["kube-job-template-path"] = str((run_dir / str(template)).resolve())
-    elif config.get("kube-job-template-path") and facts.get("job_template"):
-        config["kube-job-template-path"] = str(facts["job_template"])
-    given = load_config(override, cwd).config.recordable() if override else {}
-    image = facts.get("image")
-    if image and facts.get("image_digest") and "image" not in given:
-        pullable = _pullable(str(image))
-        if pullable is False:
-            again = ("it is built again from the recorded lock" if facts.get("image_source") ==
-                     "built" else "the backend config's image is used")
-            notify(f"warning: the registry no longer has the recorded image {image}; {again}")
-        else:
-            config["image"] = str(image)
-            if pullable is None:
-                notify(f"note: the registry of {image} could not be asked whether it still has "
-                       "the image; the cluster pulls it by digest")
-    config.update(given)
-    if override and not override.lstrip().startswith("{"):
-        template_given = given.get("kube-job-template-path")
-        if template_given:
-            base = (cwd / override).resolve().parent
-            config["kube-job-template-path"] = str((base / template_given).resolve())
-    return json.dumps(config)
-
-
-def _pullable(reference: str) -> bool | None:
-    """Whether the registry still has ``name@digest`` (None: it could not be asked)."""
-    from backends.kubernetes.registry import Registry, parse_reference
-
-    ref = parse_reference(reference)
-    if not ref.digest:
-        return None
-    try:
-        return Registry(ref.registry).manifest_digest(ref.repository, ref.digest) == ref.digest
-    except (BackendError, OSError):
-        return None
-
-
-__all__ = ["KubernetesBackend", "cancel_record", "job_name", "refresh_record", "replay_config"]
+__all__ = ["KubernetesBackend", "job_name"]

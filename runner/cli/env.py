@@ -127,7 +127,8 @@ def env_prune(older_than: str, dry_run: bool) -> int:
 def env_path(run_id: str) -> int:
     """The directory of the environment a run used."""
     from runner.errors import RunNotFoundError
-    from runner.record.store import RunStore, reprun_home
+    from runner.record.home import reprun_home
+    from runner.record.store import RunStore
 
     record = RunStore(reprun_home(os.environ)).get(run_id)
     environment = record.environment

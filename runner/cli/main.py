@@ -27,9 +27,10 @@ class _LazyGroup(click.Group):
     """A group whose other commands live in other modules, imported only when used."""
 
     lazy: ClassVar[dict[str, str]] = {
-        "reproduce": "runner.cli.runs:reproduce", "export": "runner.cli.runs:export_cmd",
-        "diff": "runner.cli.runs:diff_cmd", "runs": "runner.cli.runs:runs",
-        "cancel": "runner.cli.runs:cancel", "env": "runner.cli.env:env",
+        "reproduce": "runner.cli.reproduce:reproduce",
+        "export": "runner.cli.reproduce:export_cmd", "diff": "runner.cli.reproduce:diff_cmd",
+        "runs": "runner.cli.runs:runs", "cancel": "runner.cli.remote:cancel",
+        "env": "runner.cli.env:env",
         "sweep": "runner.cli.sweep:sweep",
         "ui": "runner.cli.ui:ui",
     }

@@ -1,130 +1,24 @@
-"""Commands about recorded runs: ``runs list|show|compare|logs|reindex`` (``runs delete`` is in
-`runner.cli.delete`), ``reproduce``, ``export``, ``diff``."""
+"""Commands about recorded runs: ``runs list|show|compare|logs|lineage|reindex`` (``runs delete``
+is in `runner.cli.delete`, ``runs sync|push`` in `runner.cli.remote`; ``reproduce``, ``export`` and
+``diff`` in `runner.cli.reproduce`)."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from runner.cli.common import EXIT_FAILURE, run_exit_code, say, say_refused
+from runner.cli.common import current_record, say, say_refused
 from runner.cli.common import store as open_store
 from runner.cli.delete import runs_delete
+from runner.cli.remote import runs_push, runs_sync
 
 if TYPE_CHECKING:
-    from runner.record.store import RunStore, RunSummary
+    from runner.record.index import RunSummary
+    from runner.record.store import RunStore
     from runner.record.types import InputInfo, RunRecord
-    from runner.tracking.mlflow import TrackingOptions
-
-
-@click.command()
-@click.argument("target", metavar="RUN_ID|FILE")
-@click.option("-b", "--backend", default=None, help="Where to run (default: the recorded backend).")
-@click.option("--env-manager", default=None, metavar="MANAGER",
-              help="How to build the environment (default: the recorded manager).")
-@click.option("--check", is_flag=True,
-              help="Compare the outputs with the original's; exit 0 only when identical.")
-@click.option("--allow-drift", is_flag=True,
-              help="If the recorded lock cannot be honoured, run anyway and record the drift.")
-@click.option("--grace-period", default=10.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds between interrupting the command and killing it.")
-@click.option("--docker-base-image", default=None, metavar="IMAGE",
-              envvar="REPRUN_DOCKER_BASE_IMAGE",
-              help="With --backend docker: the base image (default: the recorded one, else "
-                   "python:<version>-slim).")
-@click.option("--backend-config", default=None, metavar="CONFIG",
-              help="With a remote backend: keys (JSON or a JSON/YAML file) that replace the "
-                   "recorded backend config's.")
-@click.option("--tracking-uri", default=None, metavar="URI",
-              help="An MLflow tracking server for the new run (default: the original's, if it "
-                   "was tracked; env MLFLOW_TRACKING_URI).")
-@click.option("--experiment-name", default=None, metavar="NAME",
-              help="The MLflow experiment (default: the original's).")
-@click.option("--experiment-id", default=None, metavar="ID", help="The MLflow experiment by id.")
-@click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
-def reproduce(target: str, backend: str | None, env_manager: str | None, check: bool,
-              allow_drift: bool, grace_period: float, docker_base_image: str | None,
-              backend_config: str | None, tracking_uri: str | None,
-              experiment_name: str | None, experiment_id: str | None, quiet: bool) -> int:
-    """Run a recorded run again: its commit and patch (or snapshot), parameters, locked
-    environment and backend. RUN_ID is a run of the store (a unique prefix is enough); FILE is
-    a file made by 'reprun export', or a run.json."""
-    from runner.reproduce import ReproduceOptions
-    from runner.reproduce import reproduce as run_again
-
-    options = ReproduceOptions(
-        target=target, cwd=Path.cwd(), base_env=dict(os.environ), backend=backend,
-        env_manager=env_manager, allow_drift=allow_drift, check=check,
-        grace_period=grace_period, echo=True, docker_base_image=docker_base_image,
-        backend_config=backend_config,
-        tracking=_tracking(tracking_uri, experiment_name, experiment_id),
-    )
-    runs_store = open_store()
-    runs_store.check_writable()
-    original, record = run_again(options, runs_store, (lambda _m: None) if quiet else say)
-    replay = record.reproduction
-    if not quiet:
-        for drift in replay.drift if replay else []:
-            why = f" ({drift.reason})" if drift.reason else ""
-            say(f"drift: {drift.entry}: locked {drift.recorded or '-'}, "
-                 f"here {drift.found or '-'}{why}")
-        why = f": {record.reason}" if record.reason and record.status.value != "FINISHED" else ""
-        say(f"run {record.run_id} reproduces {original.run_id}: {record.status.value} in "
-             f"{record.duration_s:.2f} s{why} (reprun diff {original.run_id[:8]} "
-             f"{record.run_id[:8]})")
-    code = run_exit_code(record)
-    if not check or replay is None or replay.check is None:
-        return code
-    result = replay.check
-    if result.result == "identical":
-        say(f"outputs identical: {len(record.outputs)} file(s)")
-        return code
-    for what, paths in (("different", result.different), ("missing", result.missing),
-                        ("extra", result.extra)):
-        if paths:
-            say(f"outputs {what}: {', '.join(paths)}")
-    return code or EXIT_FAILURE
-
-
-def _tracking(uri: str | None, experiment_name: str | None,
-              experiment_id: str | None) -> TrackingOptions | None:
-    if not (uri or os.environ.get("MLFLOW_TRACKING_URI") or experiment_name or experiment_id):
-        return None
-    from runner.tracking.mlflow import tracking_options
-
-    return tracking_options(os.environ, uri, experiment_name, experiment_id)
-
-
-@click.command("export")
-@click.argument("run_id")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="The file to write (default: reprun-RUNID.tar.gz here).")
-def export_cmd(run_id: str, output: Path | None) -> int:
-    """Write one portable file (tar.gz) holding a run's record, lock, patch, snapshot and
-    MLproject; 'reprun reproduce FILE' runs it again on any machine."""
-    from runner.record.export import export_run
-
-    path = export_run(open_store(), run_id, output)
-    click.echo(str(path))
-    return 0
-
-
-@click.command("diff")
-@click.argument("run_a")
-@click.argument("run_b")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def diff_cmd(run_a: str, run_b: str, as_json: bool) -> int:
-    """What differs between two runs (run ids, exported files or run.json files): code,
-    parameters, environment, backend, host, outputs, status, exit code, duration."""
-    from runner.diff import diff_runs, render_text
-
-    result = diff_runs(run_a, run_b, open_store(), dict(os.environ))
-    click.echo(json.dumps(result, indent=2) if as_json else render_text(result), nl=as_json)
-    return 0
 
 
 @click.group()
@@ -243,7 +137,7 @@ def runs_compare(run_ids: tuple[str, ...], where: str | None, sort: tuple[str, .
 def runs_show(run_id: str, as_json: bool) -> int:
     """The record of one run (a unique prefix of its id is enough)."""
     runs_store = open_store()
-    record = _current(runs_store, run_id)
+    record = current_record(runs_store, run_id)
     if as_json:
         click.echo(record.model_dump_json(indent=2))
         return 0
@@ -344,7 +238,7 @@ def _image_line(record: RunRecord) -> str | None:
 def runs_logs(run_id: str) -> int:
     """The captured output of a run."""
     runs_store = open_store()
-    record = _current(runs_store, run_id)
+    record = current_record(runs_store, run_id)
     log = runs_store.run_dir(record.run_id) / record.log_file
     if note := _log_note(record):
         say(f"warning: this log was {note}; the terminal had all of the output")
@@ -387,124 +281,6 @@ def runs_reindex() -> int:
     return 0
 
 
-def _current(runs_store: RunStore, run_id: str) -> RunRecord:
-    """The record; a detached run on a remote backend is first brought up to date from there."""
-    from backends import remote_backend
-    from runner.errors import ReprunError
-    from runner.record.types import Status
-
-    record = runs_store.get(run_id)
-    if record.status is not Status.RUNNING or record.runner is not None:
-        return record
-    backend = remote_backend(record.backend.name)
-    if backend is None:
-        return record
-    run_dir = runs_store.run_dir(record.run_id)
-    try:
-        record = backend.refresh(record, run_dir)
-    except ReprunError as exc:
-        say(f"warning: cannot ask {record.backend.name} about run {record.run_id[:8]}: "
-            f"{exc.render()}")
-        return record
-    if record.status.done:  # it ended while reprun was away: what it brought back and reported
-        from runner.execute import with_outputs
-        from runner.tracking.metrics import completed_later
-
-        record = completed_later(with_outputs(record), run_dir, say)
-    runs_store.save(record)
-    return record
-
-
-@click.command()
-@click.argument("run_id")
-def cancel(run_id: str) -> int:
-    """Stop a running run: a remote run is deleted where it runs; a local one is interrupted."""
-    import signal
-
-    from backends import remote_backend
-    from runner.process import process_alive
-
-    runs_store = open_store()
-    record = _current(runs_store, run_id)
-    if record.status.done:
-        say(f"run {record.run_id} has already ended: {record.status.value}")
-        return 0
-    backend = remote_backend(record.backend.name)
-    if backend is not None:
-        record = backend.cancel_recorded(record, runs_store.run_dir(record.run_id))
-        runs_store.save(record)
-        say(f"run {record.run_id} {record.status.value}: {record.reason}")
-        return 0
-    runner = record.runner
-    if runner is not None and process_alive(runner.pid, runner.start_ticks):
-        os.kill(runner.pid, signal.SIGTERM)
-        say(f"run {record.run_id}: asked reprun (pid {runner.pid}) to stop it")
-    return 0
-
-
-@runs.command("sync")
-@click.argument("run_ids", nargs=-1, metavar="[RUN]...")
-@click.option("--tracking-uri", default=None, metavar="URI",
-              help="Send to this server instead of the one recorded (a new address of it).")
-def runs_sync(run_ids: tuple[str, ...], tracking_uri: str | None) -> int:
-    """Send what runs could not send to their MLflow tracking server (every run with calls
-    pending, or the runs given)."""
-    from runner.errors import TrackingError
-    from runner.tracking.mlflow import sync_run
-
-    runs_store = open_store()
-    records = [_current(runs_store, r) for r in run_ids] if run_ids else \
-        [_current(runs_store, r.run_id) for r in _pending_runs(runs_store)]
-    failed = 0
-    for given in records:
-        try:
-            record, sent = sync_run(runs_store, given, os.environ, tracking_uri, say)
-        except TrackingError as exc:
-            failed += 1
-            say(f"run {given.run_id[:8]}: not synced: {exc.render()}")
-            continue
-        where = record.mlflow.run_url if record.mlflow else None
-        say(f"run {record.run_id[:8]}: " + (f"{sent} call(s) sent" if sent else "nothing pending")
-            + (f"; {where}" if where else ""))
-    return EXIT_FAILURE if failed else 0
-
-
-def _pending_runs(runs_store: RunStore) -> list[RunRecord]:
-    from runner.tracking.mlflow import PENDING_FILE
-
-    home = runs_store.run_dir("x").parent
-    found = sorted(home.glob(f"*/{PENDING_FILE}"), key=lambda p: p.stat().st_mtime)
-    return [runs_store.get(path.parent.name) for path in found]
-
-
-@runs.command("push")
-@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
-@click.option("--tracking-uri", default=None, metavar="URI",
-              help="The MLflow tracking server (env MLFLOW_TRACKING_URI).")
-@click.option("--experiment-name", default=None, metavar="NAME",
-              help="The MLflow experiment, created if missing (env MLFLOW_EXPERIMENT_NAME).")
-@click.option("--experiment-id", default=None, metavar="ID",
-              help="The MLflow experiment by id (env MLFLOW_EXPERIMENT_ID).")
-@click.option("--log-outputs", is_flag=True, help="Upload the output files as artifacts too.")
-def runs_push(run_ids: tuple[str, ...], tracking_uri: str | None, experiment_name: str | None,
-              experiment_id: str | None, log_outputs: bool) -> int:
-    """Send recorded runs to an MLflow tracking server, each as a new MLflow run with the tags,
-    parameters, metrics and files a tracked run has."""
-    from runner.tracking.mlflow import PENDING_FILE, push_run, tracking_options
-
-    options = tracking_options(os.environ, tracking_uri, experiment_name, experiment_id,
-                               log_outputs=log_outputs)
-    runs_store = open_store()
-    records = [runs_store.get(r) for r in run_ids]
-    failed = 0
-    for given in records:
-        record = push_run(runs_store, given, options, os.environ, say)
-        mlflow = record.mlflow
-        if (runs_store.run_dir(record.run_id) / PENDING_FILE).is_file():
-            failed += 1
-        elif mlflow is not None:
-            say(f"run {record.run_id[:8]}: MLflow run {mlflow.run_id}: {mlflow.run_url}")
-    return EXIT_FAILURE if failed else 0
-
-
 runs.add_command(runs_delete)
+runs.add_command(runs_sync)
+runs.add_command(runs_push)

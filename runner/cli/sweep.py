@@ -57,7 +57,7 @@ def sweep() -> None:
 
 
 def _sweeps() -> SweepStore:
-    from runner.record.store import reprun_home
+    from runner.record.home import reprun_home
     from runner.sweep.store import SweepStore
 
     return SweepStore(reprun_home(os.environ))

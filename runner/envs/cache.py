@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from runner.frozen import frozen
 from runner.fsutil import atomic_write_text
-from runner.record.store import reprun_home
+from runner.record.home import reprun_home
 
 MARKER = "reprun-env.json"
 _HELD: dict[Path, IO[str]] = {}  # use locks of the environments this process runs in

@@ -1,10 +1,10 @@
 """The run store under REPRUN_HOME: one directory per run, and an SQLite index for fast listing.
 
 ``runs/<run_id>/run.json`` is the source of truth, replaced atomically at each step;
-``index.sqlite`` only summarises it (a row per run, its parameters and its metrics, so that runs
-are filtered and sorted by them quickly) and can be rebuilt from the records (``reprun runs
-reindex``). An index written by another reprun (``PRAGMA user_version`` other than `INDEX_VERSION`)
-is rebuilt from the records the first time it is opened.
+``index.sqlite`` (`runner.record.index`) only summarises it (a row per run, its parameters and its
+metrics, so that runs are filtered and sorted by them quickly) and can be rebuilt from the records
+(``reprun runs reindex``). An index written by another reprun (``PRAGMA user_version`` other than
+`INDEX_VERSION`) is rebuilt from the records the first time it is opened.
 
 Faults: each run directory holds a small reserve file, given back when the disk is full so that
 the record can still say how the run ended. The index is a convenience: when it cannot be written
@@ -19,158 +19,39 @@ import errno
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING
 
-from runner.errors import RunNotFoundError, StoreError, UsageError
+from runner.errors import RunNotFoundError, StoreError
 from runner.fsutil import atomic_write_text
 from runner.process import hostname, process_alive
+from runner.record import index
+from runner.record.index import (
+    INDEX_VERSION,
+    INDEXED_BY_RUN,
+    LINEAGE_SCHEMA,
+    SCHEMA,
+    Condition,
+    Names,
+    Pairs,
+    RunSummary,
+    Triples,
+    newest,
+    query_runs,
+    upsert,
+)
 
 if TYPE_CHECKING:  # the record types are imported only when a record is used
     from runner.record.types import RunRecord
 
 RECORD = "run.json"
-Pairs = list[tuple[str, str]]
-Triples = list[tuple[str, str, str]]
-Names = list[str]
 RESERVE = ".reserve"
 TRASH = "trash"  # runs being deleted, outside runs/
 RESERVE_BYTES = 256 * 1024  # room for the last records of a run once the disk is full
 FULL = (errno.ENOSPC, errno.EDQUOT)
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
-COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code",
-           "backend", "sweep", "trial")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, status TEXT NOT NULL, started_at TEXT NOT NULL,
-    duration_s REAL, project TEXT, entry_point TEXT, exit_code INTEGER, backend TEXT,
-    sweep TEXT, trial INTEGER
-);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
-CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep);
-CREATE TABLE IF NOT EXISTS params (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, number REAL,
-    PRIMARY KEY (run_id, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, last REAL NOT NULL, step INTEGER,
-    min REAL NOT NULL, max REAL NOT NULL, count INTEGER NOT NULL,
-    PRIMARY KEY (run_id, name)
-) WITHOUT ROWID;
-"""
-# Version 2: parameters and metrics; outputs by digest, lineage links and reuse keys.
-# Version 3: both of those in one index. Version 4: the sweep and trial of each run.
-INDEX_VERSION = 5  # 5: records whose run_id is not their folder's name are left out
-LINEAGE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outputs (
-    run_id TEXT NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, path)
-);
-CREATE INDEX IF NOT EXISTS outputs_digest ON outputs (digest);
-CREATE TABLE IF NOT EXISTS links (
-    consumer TEXT NOT NULL, producer TEXT NOT NULL, input TEXT NOT NULL, path TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS links_producer ON links (producer);
-CREATE INDEX IF NOT EXISTS links_consumer ON links (consumer);
-CREATE TABLE IF NOT EXISTS reuse (run_id TEXT PRIMARY KEY, key TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS reuse_key ON reuse (key);
-"""
-# Where the index holds a run (a run read by others keeps their links: they say what they read).
-INDEXED_BY_RUN = (("runs", "run_id"), ("params", "run_id"), ("metrics", "run_id"),
-                  ("outputs", "run_id"), ("links", "consumer"), ("reuse", "run_id"))
-# What a field of `field_sql` is, in SQL; a parameter or metric is looked up by its primary key.
-RUN_FIELDS = {
-    "run_id": "runs.run_id", "id": "runs.run_id", "status": "runs.status",
-    "started": "runs.started_at", "started_at": "runs.started_at",
-    "duration": "runs.duration_s", "duration_s": "runs.duration_s", "project": "runs.project",
-    "entry_point": "runs.entry_point", "exit_code": "runs.exit_code", "backend": "runs.backend",
-    "sweep": "runs.sweep", "trial": "runs.trial",
-}
-PARAM_SQL = "(SELECT {col} FROM params p WHERE p.run_id = runs.run_id AND p.name = ?)"
-METRIC_SQL = "(SELECT last FROM metrics m WHERE m.run_id = runs.run_id AND m.name = ?)"
-ID_CHUNK = 500
-SCAN_CHUNKS = 10  # more runs than this many chunks: one scan of the table is quicker
-
-
-class Condition(Protocol):
-    """A filter on runs (`runner.tracking.query` makes them) as SQL over `field_sql`."""
-
-    def sql(self, resolve: FieldSql) -> tuple[str, list[Any]]: ...
-
-
-class FieldSql(Protocol):
-    def __call__(self, name: str, numeric: bool) -> tuple[str, list[Any]]: ...
-
-
-def field_sql(name: str, numeric: bool) -> tuple[str, list[Any]]:
-    """The SQL expression of a field of a run and its arguments: a column of ``runs``,
-    ``params.NAME`` (its value as a number when ``numeric``, else as text) or ``metrics.NAME``
-    (the last value); KeyError for an unknown field."""
-    kind, _, rest = name.partition(".")
-    if kind == "params" and rest:
-        return PARAM_SQL.format(col="number" if numeric else "value"), [rest]
-    if kind == "metrics" and rest:
-        return METRIC_SQL, [rest]
-    return RUN_FIELDS[name], []
-
-
-def sort_sql(name: str, alias: str) -> tuple[str, list[Any], str]:
-    """How to order by a field: a join (named ``alias``) and its arguments, and the expression
-    to order by; a parameter orders by number when it is one, else by text."""
-    kind, _, rest = name.partition(".")
-    if kind in ("params", "metrics") and rest:
-        join = f"LEFT JOIN {kind} {alias} ON {alias}.run_id = runs.run_id AND {alias}.name = ?"
-        value = f"COALESCE({alias}.number, {alias}.value)" if kind == "params" else f"{alias}.last"
-        return join, [rest], value
-    return "", [], RUN_FIELDS[name]
-
-
-def reprun_home(env: Mapping[str, str]) -> Path:
-    """REPRUN_HOME, or ~/.reprun."""
-    configured = env.get("REPRUN_HOME")
-    return Path(configured).expanduser() if configured else Path.home() / ".reprun"
-
-
-def check_layout(store: RunStore) -> None:
-    """Refuse a store whose parts are of the wrong kind (REPRUN_HOME or runs/ a file,
-    index.sqlite a directory...) before anything is written to it."""
-    for path, want_dir in ((store.home, True), (store.runs_dir, True),
-                           (store.index_path, False)):
-        if not path.exists() and not path.is_symlink():
-            continue
-        is_dir = path.is_dir()
-        if is_dir != want_dir or (not want_dir and not path.is_file()):
-            what = "a directory" if want_dir else "a file"
-            found = "a directory" if is_dir else "a broken link" if not path.exists() else (
-                "a file" if path.is_file() else "not a regular file")
-            name = "REPRUN_HOME" if path == store.home else str(path.relative_to(store.home))
-            fix = ("set REPRUN_HOME to a directory" if path == store.home else
-                   f"move '{path}' away" + (" and run 'reprun runs reindex'" if not want_dir
-                                            else ""))
-            raise UsageError(f"the run store is not usable: {name} ('{path}') is {found}, not "
-                             f"{what}", hint=fix)
-
-
-class RunSummary(NamedTuple):
-    """One row of the run index, as `reprun runs list` shows it (a named tuple: listing ten
-    thousand runs makes ten thousand of them)."""
-
-    run_id: str
-    status: str
-    started_at: str
-    duration_s: float | None
-    project: str
-    entry_point: str
-    exit_code: int | None
-    backend: str | None = None
-    sweep: str | None = None
-    trial: int | None = None
-    params: Mapping[str, str] = MappingProxyType({})
-    metrics: Mapping[str, float] = MappingProxyType({})
-
-
 class RunStore:
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -250,7 +131,7 @@ class RunStore:
             self._release_reserve(record.run_id)
         # The index is rebuilt from the records: a full or read-only disk must not stop a run.
         with contextlib.suppress(sqlite3.OperationalError, OSError), self._index() as db:
-            _upsert(db, record)
+            upsert(db, record)
 
     def discard(self, run_id: str) -> None:
         """Remove a run that could not be started, so that no run is left without a record."""
@@ -389,12 +270,12 @@ class RunStore:
         fresh = {summary.run_id: summary for summary in self._summaries(stale)}
         plain = where is None and not sort and not details
         with self._index() as db:
-            found = _query(db, None if fresh and plain else limit, where, sort, details, fields)
+            found = query_runs(db, None if fresh and plain else limit, where, sort, details, fields)
         if not (fresh and plain):
             return found  # filtered and sorted runs come from the index (``fresh`` went into it)
         merged = {row.run_id: row for row in found}
         merged.update(fresh)  # a run the index could not take is still listed
-        return _newest(list(merged.values()), limit)
+        return newest(list(merged.values()), limit)
 
     def _run_ids(self) -> list[str]:
         if not self.runs_dir.is_dir():
@@ -410,11 +291,11 @@ class RunStore:
             except RunNotFoundError:
                 continue
             with contextlib.suppress(sqlite3.OperationalError, OSError), self._index() as db:
-                _upsert(db, record)
+                upsert(db, record)
             found.append(RunSummary(
                 record.run_id, record.status.value, record.started_at.isoformat(),
                 record.duration_s, record.project.name, record.entry_point, record.exit_code,
-                record.backend.name, *_sweep_columns(record)))
+                record.backend.name, *index.sweep_columns(record)))
         return found
 
     def list(
@@ -440,8 +321,8 @@ class RunStore:
             memory.executescript(SCHEMA + LINEAGE_SCHEMA)
             for run_id in self._run_ids():
                 with contextlib.suppress(RunNotFoundError):
-                    _upsert(memory, self.reconcile(self.load(run_id)))
-            return _query(memory, limit, where, sort, details, fields)
+                    upsert(memory, self.reconcile(self.load(run_id)))
+            return query_runs(memory, limit, where, sort, details, fields)
         finally:
             memory.close()
 
@@ -455,7 +336,7 @@ class RunStore:
         with self._index() as db:
             for run_dir in self._run_dirs():
                 with contextlib.suppress(RunNotFoundError):
-                    _upsert(db, self.load(run_dir.name))
+                    upsert(db, self.load(run_dir.name))
                     count += 1
         return count
 
@@ -514,7 +395,7 @@ class RunStore:
                 if old:  # an index from an older reprun: fill it from the records
                     for run_dir in self._run_dirs():
                         with contextlib.suppress(RunNotFoundError):
-                            _upsert(db, self.load(run_dir.name))
+                            upsert(db, self.load(run_dir.name))
                 db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -526,173 +407,33 @@ class RunStore:
     def producers(self, digests: Iterable[str]) -> dict[str, Pairs]:
         """Digest -> (run id, output path) of the FINISHED runs that wrote a file with it,
         the first run first (the one that made it; later ones may have copied or remade it)."""
-        wanted = list(dict.fromkeys(digests))
-        found: dict[str, Pairs] = {}
         with self._index() as db:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start:start + 500]
-                rows = db.execute(
-                    "SELECT o.digest, o.run_id, o.path FROM outputs o JOIN runs r USING (run_id) "
-                    f"WHERE r.status='FINISHED' AND o.digest IN ({','.join('?' * len(chunk))}) "
-                    "ORDER BY r.started_at, o.run_id, o.path", chunk)
-                for digest, run_id, path in rows:
-                    found.setdefault(digest, []).append((run_id, path))
-        return found
+            return index.producers(db, digests)
 
     def consumers(self, run_id: str) -> Triples:
         """(run id, input name, output path) of the runs that read an output of ``run_id``."""
         with self._index() as db:
-            rows = db.execute(
-                "SELECT DISTINCT l.consumer, l.input, l.path FROM links l JOIN runs r "
-                "ON r.run_id = l.consumer WHERE l.producer=? ORDER BY r.started_at, l.consumer",
-                (run_id,))
-            return [(str(a), str(b), str(c)) for a, b, c in rows]
+            return index.consumers(db, run_id)
 
     def reusable(self, key: str) -> Names:
         """The FINISHED runs recorded with reuse key ``key``, newest first."""
         with self._index() as db:
-            rows = db.execute(
-                "SELECT u.run_id FROM reuse u JOIN runs r USING (run_id) WHERE u.key=? AND "
-                "r.status='FINISHED' ORDER BY r.started_at DESC", (key,))
-            return [str(row[0]) for row in rows]
+            return index.reusable(db, key)
 
     def field_names(self) -> dict[str, Names]:
         """The names of the parameters and metrics any indexed run has, sorted (for choosing
         columns); empty when the index cannot be read."""
-        names: dict[str, Names] = {"params": [], "metrics": []}
         if not self.index_path.exists():
-            return names
+            return {"params": [], "metrics": []}
         try:
             with self._index() as db:
-                for table in names:
-                    rows = db.execute(f"SELECT DISTINCT name FROM {table} ORDER BY name")
-                    names[table] = [str(row[0]) for row in rows]
+                return index.field_names(db)
         except sqlite3.OperationalError:
             self.close()
-        return names
+            return {"params": [], "metrics": []}
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
 
-
-def _newest(summaries: list[RunSummary], limit: int | None) -> list[RunSummary]:
-    """Newest first, as the index orders them."""
-    ordered = sorted(sorted(summaries, key=lambda s: s.run_id), key=lambda s: s.started_at,
-                     reverse=True)
-    return ordered if limit is None or limit < 0 else ordered[:limit]  # as SQL's LIMIT
-
-
-def _upsert(db: sqlite3.Connection, record: RunRecord) -> None:
-    run_id = record.run_id
-    db.execute(
-        f"INSERT OR REPLACE INTO runs ({', '.join(COLUMNS)}) "
-        f"VALUES ({', '.join('?' * len(COLUMNS))})",
-        (run_id, record.status.value, record.started_at.isoformat(), record.duration_s,
-         record.project.name, record.entry_point, record.exit_code, record.backend.name,
-         *_sweep_columns(record)),
-    )
-    db.execute("DELETE FROM params WHERE run_id = ?", (run_id,))
-    db.executemany("INSERT INTO params VALUES (?, ?, ?, ?)",
-                   [(run_id, k, v, _number(v)) for k, v in record.parameters.items()])
-    db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
-    db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   [(run_id, k, m.last, m.step, m.min, m.max, m.count)
-                    for k, m in record.metrics.items()])
-    _upsert_lineage(db, record)
-
-
-def _sweep_columns(record: RunRecord) -> tuple[str | None, int | None]:
-    sweep = record.sweep
-    return (sweep.id, sweep.trial) if sweep is not None else (None, None)
-
-
-def _upsert_lineage(db: sqlite3.Connection, record: RunRecord) -> None:
-    """The run's output digests, the runs its inputs came from, and its reuse key.
-
-    An output with the content of one of the run's input files was passed through, not made:
-    it is not indexed, so that lineage names the run that made the content."""
-    run_id = record.run_id
-    for table, column in (("outputs", "run_id"), ("links", "consumer"), ("reuse", "run_id")):
-        db.execute(f"DELETE FROM {table} WHERE {column}=?", (run_id,))
-    read = {i.digest for i in record.inputs if i.type == "file"}
-    db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?)",
-                   [(run_id, o.path, o.content) for o in record.outputs if o.content not in read])
-    db.executemany("INSERT INTO links VALUES (?, ?, ?, ?)",
-                   [(run_id, p.run_id, i.name, p.path) for i in record.inputs
-                    for p in i.produced_by])
-    if record.reuse_key is not None:
-        db.execute("INSERT INTO reuse VALUES (?, ?)", (run_id, record.reuse_key))
-
-
-def _number(text: str) -> float | None:
-    """A parameter's value as a finite number, when it is one."""
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if number - number == 0 else None  # not nan or inf
-
-
-def _query(db: sqlite3.Connection, limit: int | None, where: Condition | None,
-           sort: Sequence[tuple[str, bool]], details: bool,
-           fields: Sequence[str] | None) -> list[RunSummary]:
-    query, args = _select(limit, where, sort)
-    rows = db.execute(query, args).fetchall()
-    return _with_details(db, rows, fields) if details else [RunSummary(*row) for row in rows]
-
-
-def _select(limit: int | None, where: Condition | None,
-            sort: Sequence[tuple[str, bool]]) -> tuple[str, list[Any]]:
-    query = f"SELECT {', '.join(f'runs.{c}' for c in COLUMNS)} FROM runs"
-    args: list[Any] = []
-    order = []
-    for index, (name, descending) in enumerate(sort):
-        join, join_args, expr = sort_sql(name, f"s{index}")
-        query += f" {join}" if join else ""
-        args += join_args
-        order.append(f"{expr} IS NULL, {expr}{' DESC' if descending else ''}")
-    if where is not None:
-        condition, where_args = where.sql(field_sql)
-        query += f" WHERE {condition}"
-        args += where_args
-    order.append("runs.started_at DESC, runs.run_id")
-    query += f" ORDER BY {', '.join(order)}"
-    if limit is not None:
-        query += f" LIMIT {int(limit)}"
-    return query, args
-
-
-def _with_details(db: sqlite3.Connection, rows: list[tuple[Any, ...]],
-                  fields: Sequence[str] | None) -> list[RunSummary]:
-    """Summaries of the rows with their parameters and metrics (those ``fields`` name)."""
-    params: dict[str, dict[str, str]] = {row[0]: {} for row in rows}
-    metrics: dict[str, dict[str, float]] = {row[0]: {} for row in rows}
-    for table, column, found in (("params", "value", params), ("metrics", "last", metrics)):
-        names = None if fields is None else [
-            f[len(table) + 1:] for f in fields if f.startswith(f"{table}.")]
-        if names == []:
-            continue
-        for run_id, name, value in _detail_rows(db, table, column, list(found), names):
-            into = found.get(run_id)
-            if into is not None:
-                into[name] = value
-    return [RunSummary._make((*row, params[row[0]], metrics[row[0]])) for row in rows]
-
-
-def _detail_rows(db: sqlite3.Connection, table: str, column: str, ids: list[str],
-                 names: list[str] | None) -> Iterator[tuple[str, str, Any]]:
-    """(run_id, name, value) of the runs ``ids``: looked up by key, in chunks, or by a scan of
-    the whole table when they are many."""
-    by_name = f" AND name IN ({', '.join('?' * len(names))})" if names else ""
-    name_args: list[Any] = list(names or [])
-    if len(ids) > ID_CHUNK * SCAN_CHUNKS:
-        yield from db.execute(f"SELECT run_id, name, {column} FROM {table} WHERE 1{by_name}",
-                              name_args)
-        return
-    for start in range(0, len(ids), ID_CHUNK):  # a page of a big store: by primary key
-        chunk = ids[start:start + ID_CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        yield from db.execute(f"SELECT run_id, name, {column} FROM {table} "
-                              f"WHERE run_id IN ({marks}){by_name}", [*chunk, *name_args])

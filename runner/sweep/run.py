@@ -149,7 +149,8 @@ def run_sweep(plan: Plan, record: SweepRecord, runs: RunStore, sweeps: SweepStor
 def _with_environment(plan: Plan, record: SweepRecord, sweeps: SweepStore, say: Say) -> Plan:
     """The environment resolved and built once, before the first trial; a sweep that cannot
     build it fails (an interrupted one is KILLED, and resumable)."""
-    from runner.execute import _describe, prepare_environment
+    from runner.environment import prepare_environment
+    from runner.execute import _describe
 
     try:
         return prepare_environment(plan, say)

@@ -10,7 +10,8 @@
 - ``lineage``: which earlier run wrote an input; the chain of runs up and down.
 - ``reuse``: the key that says two runs must give the same result (``reprun run --reuse``).
 - ``metrics``: metrics a run reports without a library (metrics files,
-  the ``REPRUN_METRICS`` stream, printed lines), summarised into the record.
+  the ``REPRUN_METRICS`` stream, printed lines), summarised into the record; ``metricfiles``
+  reads the stream and the files.
 - ``query``: the ``--where`` filter language and the fields of a run that
   ``reprun runs list`` shows, sorts and filters by.
 - ``compare``: runs side by side (``reprun runs compare``), best values marked.

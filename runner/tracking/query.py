@@ -2,7 +2,7 @@
 
 A field is a column of the run index (``status``, ``entry_point``, ``project``, ``backend``,
 ``started``, ``run_id``, ``exit_code``, ``duration``, ``sweep``, ``trial``:
-`runner.record.store.RUN_FIELDS`, so a new
+`runner.record.index.RUN_FIELDS`, so a new
 column there is a new field here), ``params.NAME`` or ``metrics.NAME`` (the last value).
 
 ``--where`` is a small language, parsed here and never evaluated as code::
@@ -16,7 +16,7 @@ column there is a new field here), ``params.NAME`` or ``metrics.NAME`` (the last
 A number compares as a number (``params.alpha >= 0.2`` compares the parameter's value as a
 number), text as text; ``status`` ignores letter case. A run without the field matches no
 comparison (nor its negation). The result is SQL with every value bound as an argument
-(`runner.record.store.field_sql`); mistakes raise `UsageError` in one line.
+(`runner.record.index.field_sql`); mistakes raise `UsageError` in one line.
 
 Limits, checked before any SQL is made (SQLite's parser, its expression trees and its joins are
 bounded, and so is Python's recursion): ``--where`` nests ``not`` and parentheses at most
@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from runner.errors import UsageError
 from runner.frozen import frozen
-from runner.record.store import RUN_FIELDS, FieldSql, RunSummary
+from runner.record.index import RUN_FIELDS, FieldSql, RunSummary
 
 if TYPE_CHECKING:
     from runner.record.store import RunStore

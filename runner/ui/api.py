@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ReprunError, RunNotFoundError, UsageError
-from runner.record.store import RunStore, RunSummary
+from runner.record.index import RunSummary
+from runner.record.store import RunStore
 
 Query = Mapping[str, Sequence[str]]
 Json = Any

@@ -6,7 +6,8 @@
 - ``lock``: conda-lock.yml written and read.
 - ``activate``: a prefix's activation as data.
 - ``builder``: the ``conda`` manager (``CondaBuilder``).
-- ``pypi``: a conda.yaml installed from PyPI (``--env-manager uv`` or ``virtualenv``): the mapping.
+- ``pypi``: a conda.yaml installed from PyPI (``--env-manager uv`` or ``virtualenv``): the mapping;
+  ``matchspec`` reads conda match specs and translates their versions to PEP 440.
 
 The names below are what the rest of reprun uses; each is loaded from its module on first use, so
 importing the package loads nothing.

@@ -2,6 +2,8 @@
 
 - ``settings``: which MLflow tracking a run asked for (cheap: a run without tracking loads no more).
 - ``client``: the tracking server's REST API on the standard library.
+- ``tags``: a run as MLflow data (tags, parameters, datasets).
+- ``readback``: metrics between a run and its MLflow run, each value once.
 - ``sink``: a run as an MLflow run, as ``mlflow run`` makes it; what fails is kept for later.
 - ``sync``: ``reprun runs sync`` (what a run could not send) and ``runs push`` (past runs).
 
@@ -25,8 +27,9 @@ if TYPE_CHECKING:
         passed_on,
         tracking_options,
     )
-    from runner.tracking.mlflow.sink import PENDING_FILE, Tracker, mlflow_params, ms
+    from runner.tracking.mlflow.sink import PENDING_FILE, Tracker
     from runner.tracking.mlflow.sync import push_run, sync_run
+    from runner.tracking.mlflow.tags import mlflow_params, ms
 
 _EXPORTS: dict[str, str] = {
     "ContainerTracking": "settings",
@@ -38,8 +41,8 @@ _EXPORTS: dict[str, str] = {
     "for_container": "settings",
     "for_pod": "settings",
     "is_server": "settings",
-    "mlflow_params": "sink",
-    "ms": "sink",
+    "mlflow_params": "tags",
+    "ms": "tags",
     "passed_on": "settings",
     "push_run": "sync",
     "sync_run": "sync",

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
-import shlex
 import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,16 +26,26 @@ from typing import Any
 
 from runner.errors import TrackingError
 from runner.fsutil import atomic_write_text
-from runner.record.types import MetricSummary, MlflowInfo, RunRecord
-from runner.redact import redact_url
+from runner.record.types import MlflowInfo, RunRecord
 from runner.tracking.mlflow.client import (
     CREDENTIAL_VARIABLES,
     TERMINAL,
-    Metric,
     MlflowClient,
     Pair,
 )
+from runner.tracking.mlflow.readback import (
+    Readback,
+    merged_metrics,
+    own_metrics,
+    read_metrics,
+)
 from runner.tracking.mlflow.settings import URI_VARIABLE, TrackingOptions
+from runner.tracking.mlflow.tags import (
+    environment_tags,
+    input_logging,
+    mlflow_tags,
+    ms,
+)
 
 PENDING_FILE = "mlflow-pending.json"
 ARTIFACT_DIR = "reprun"
@@ -48,117 +55,7 @@ Notify = Callable[[str], None]
 Op = dict[str, Any]
 
 
-def ms(seconds: float | None = None) -> int:
-    return int((time.time() if seconds is None else seconds) * 1000)
-
-
 # -- what mlflow run records ---------------------------------------------------------------------
-
-def source_name(record: RunRecord) -> str:
-    """``mlflow.source.name``: a local project in git is ``file://<repo root>#<subdir>``, a
-    local one outside git its path, a git URL the URL (credentials removed)."""
-    uri = record.project.uri
-    if "://" in uri or (uri.split(":", 1)[0].count("@") == 1 and ":" in uri):
-        return redact_url(uri.split("#", 1)[0]) + (f"#{uri.split('#', 1)[1]}" if "#" in uri
-                                                   else "")
-    src = record.source
-    if src.git_commit and src.uri:
-        return f"file://{src.uri}" + (f"#{src.subdirectory}" if src.subdirectory else "")
-    return record.project.path
-
-
-def project_env(record: RunRecord) -> str | None:
-    """``mlflow.project.env``: docker, virtualenv, uv or conda; none for a local environment."""
-    if record.backend.name in ("docker", "kubernetes"):
-        return "docker"
-    manager = record.environment.manager
-    return None if manager == "local" else manager
-
-
-def mlflow_tags(record: RunRecord, run_name: str | None, parent_run_id: str | None = None
-                ) -> list[Pair]:
-    """The tags ``mlflow run`` sets when it creates the run (mlflow/projects/utils.py)."""
-    src = record.source
-    import getpass
-
-    tags: list[Pair] = [
-        ("mlflow.user", getpass.getuser()),
-        ("mlflow.source.name", source_name(record)),
-        ("mlflow.source.type", "PROJECT"),
-        ("mlflow.project.entryPoint", record.entry_point),
-    ]
-    if src.git_commit:
-        tags.append(("mlflow.source.git.commit", src.git_commit))
-    if src.git_remote:
-        tags.append(("mlflow.source.git.repoURL", redact_url(src.git_remote)))
-    if src.requested_version and src.git_branch == src.requested_version:
-        tags.append(("mlflow.source.git.branch", src.git_branch))
-    if parent_run_id:
-        tags.append(("mlflow.parentRunId", parent_run_id))
-    if run_name:
-        tags.append(("mlflow.runName", run_name))
-    env = project_env(record)
-    if env:
-        tags.append(("mlflow.project.env", env))
-    return tags + reprun_tags(record)
-
-
-def reprun_tags(record: RunRecord) -> list[Pair]:
-    """reprun's own: its run id, the lock's digest, uncommitted changes, what it reproduces."""
-    tags: list[Pair] = [("reprun.run_id", record.run_id)]
-    if record.source.git_dirty is not None:
-        tags.append(("reprun.source.dirty", str(record.source.git_dirty).lower()))
-    if record.source.patch_sha256:
-        tags.append(("reprun.source.patch_sha256", record.source.patch_sha256))
-    if record.reproduces:
-        tags.append(("reprun.reproduces", record.reproduces))
-    return tags
-
-
-def environment_tags(record: RunRecord) -> list[Pair]:
-    """Known once the environment is locked and the backend has started the command."""
-    tags: list[Pair] = [
-        ("mlflow.project.backend", "kubernetes" if record.backend.name == "kubernetes"
-         else "local"),
-        ("reprun.backend", record.backend.name),
-        ("reprun.env_manager", record.environment.manager),
-    ]
-    if record.environment.lock_sha256:
-        tags.append(("reprun.lock_sha256", record.environment.lock_sha256))
-    docker = record.backend.docker
-    if docker is not None:
-        tags.append(("mlflow.docker.image.uri", docker.image))
-        image_id = docker.repo_digest if record.backend.name == "kubernetes" else None
-        if image_id or docker.image_id:
-            tags.append(("mlflow.docker.image.id", image_id or docker.image_id or ""))
-    return tags
-
-
-def mlflow_params(values: Mapping[str, str], given: Mapping[str, str] | None = None
-                  ) -> list[Pair]:
-    """Every parameter as ``mlflow run`` logs it: shell-quoted, a ``path`` as it was given."""
-    given = given or {}
-    return [(name, shlex.quote(given.get(name, value))) for name, value in values.items()]
-
-
-def input_logging(record: RunRecord) -> tuple[list[Pair], list[Op]]:
-    """Tags and ``runs/log-inputs`` datasets for the data the run read (its fingerprints).
-
-    MLflow's dataset digest holds at most 36 characters: the first 32 hex digits go there; the
-    full digest goes into the source JSON and a tag ``reprun.input.<name>``.
-    """
-    tags: list[Pair] = []
-    datasets: list[Op] = []
-    for item in record.inputs:
-        if item.digest is None:
-            continue
-        tags.append((f"reprun.input.{item.name}", item.digest))
-        source = json.dumps({"path": item.path, "digest": item.digest, "kind": item.kind})
-        datasets.append({"tags": [{"key": "mlflow.data.context", "value": "input"}],
-                         "dataset": {"name": item.name,
-                                     "digest": item.digest.split(":")[-1][:32],
-                                     "source_type": "local", "source": source}})
-    return tags, datasets
 
 
 # -- the session of one run ----------------------------------------------------------------------
@@ -292,25 +189,6 @@ def apply(session: Session, op: Op) -> Any:
     return None
 
 
-@dataclass
-class Readback:
-    """The metrics the project logged to its MLflow run, each as (value, step) in order."""
-
-    values: dict[str, list[tuple[float, int]]]
-    status: str | None = None
-
-
-def read_metrics(client: MlflowClient, run_id: str) -> Readback:
-    run = client.get_run(run_id)
-    keys = [m["key"] for m in run.get("data", {}).get("metrics", [])]
-    values: dict[str, list[tuple[float, int]]] = {}
-    for key in keys:
-        history = sorted(client.metric_history(run_id, key),
-                         key=lambda m: (int(m.get("step", 0)), int(m.get("timestamp", 0))))
-        values[key] = [(float(m["value"]), int(m.get("step", 0))) for m in history]
-    return Readback(values, run.get("info", {}).get("status"))
-
-
 def start(record: RunRecord, options: TrackingOptions, uri: str, env: Mapping[str, str],
           run_dir: Path, notify: Notify, params: Sequence[Pair]) -> Session:
     """Create the MLflow run (or keep its creation pending): tags, then parameters."""
@@ -395,87 +273,6 @@ def artifacts(record: RunRecord, run_dir: Path, log_outputs: bool) -> Iterator[t
                 yield relative, f"{OUTPUTS_ARTIFACT_DIR}/{output.path}"
 
 
-def own_metrics(run_dir: Path, record: RunRecord, everything: bool = False,
-                logged: Readback | None = None) -> list[Metric]:
-    """What reprun read itself (files, stream, printed lines): for the MLflow run too; with
-    ``everything``, also what was read back from MLflow (to push a past run to a new server).
-    A value the project also logged to MLflow itself (in ``logged``) is not sent again."""
-    stamp = ms(record.ended_at.timestamp() if record.ended_at else None)
-    already = _Multiset(logged.values if logged else {})
-    metrics: list[Metric] = []
-    for item in _history(run_dir, record):
-        if item.get("source") == "mlflow" and not everything:
-            continue
-        if already.take(item["name"], item["value"], item.get("step")):
-            continue
-        metrics.append({"key": item["name"], "value": item["value"], "timestamp": stamp,
-                        "step": item.get("step") or 0})
-    return metrics
-
-
-def _history(run_dir: Path, record: RunRecord) -> Iterator[dict[str, Any]]:
-    """The lines of the run's metrics history, in order."""
-    path = run_dir / record.metrics_file if record.metrics_file else None
-    if path is None or not path.is_file():
-        return
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            yield json.loads(line)
-
-
-class _Multiset:
-    """Values by (name, value, step), each taken at most as often as it was given; a step
-    of None is MLflow's default step 0."""
-
-    def __init__(self, values: Mapping[str, Sequence[tuple[float, int | None]]]) -> None:
-        self.counts: Counter[tuple[str, float, int]] = Counter(
-            (name, float(v), s or 0) for name, pairs in values.items() for v, s in pairs)
-
-    def take(self, name: str, value: float, step: int | None) -> bool:
-        key = (name, float(value), step or 0)
-        if self.counts[key] <= 0:
-            return False
-        self.counts[key] -= 1
-        return True
-
-
-# -- metrics read back into the record --------------------------------------------------------
-
-def merged_metrics(record: RunRecord, run_dir: Path, readback: Readback) -> RunRecord:
-    """The record with the MLflow values added to its summaries and history (source mlflow).
-    A value reprun already read itself (a line the project printed and also logged with
-    ``mlflow.log_metric``) is counted once."""
-    own: dict[str, list[tuple[float, int | None]]] = {}
-    for item in _history(run_dir, record):
-        if item.get("source") != "mlflow":
-            own.setdefault(item["name"], []).append((item["value"], item.get("step")))
-    seen = _Multiset(own)
-    summaries = dict(record.metrics)
-    lines = []
-    for name, logged in readback.values.items():
-        values = [(v, s) for v, s in logged if not seen.take(name, v, s)]
-        if not values:
-            continue
-        lines += [json.dumps({"name": name, "value": v, "step": s, "source": "mlflow"}) + "\n"
-                  for v, s in values]
-        summaries[name] = _summary(summaries.get(name), values)
-    if not lines:
-        return record
-    history_name = record.metrics_file or "metrics.jsonl"
-    with (run_dir / history_name).open("a", encoding="utf-8") as handle:
-        handle.write("".join(lines))
-    return record.model_copy(update={"metrics": summaries, "metrics_file": history_name})
-
-
-def _summary(known: MetricSummary | None, values: list[tuple[float, int]]) -> MetricSummary:
-    numbers = [v for v, _s in values]
-    last, step = values[-1]
-    if known is None:
-        return MetricSummary(last=last, step=step, min=min(numbers), max=max(numbers),
-                             count=len(values))
-    return MetricSummary(last=last, step=step, min=min(known.min, *numbers),
-                         max=max(known.max, *numbers), count=known.count + len(values),
-                         better=known.better)
 
 
 def credential_names(env: Mapping[str, str]) -> tuple[str, ...]:

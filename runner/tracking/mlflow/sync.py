@@ -11,23 +11,19 @@ from runner.errors import TrackingError, UsageError
 from runner.record.store import RunStore
 from runner.record.types import RunRecord
 from runner.tracking.mlflow.client import MlflowClient
+from runner.tracking.mlflow.readback import Readback, merged_metrics, own_metrics
 from runner.tracking.mlflow.settings import TrackingOptions, is_server
 from runner.tracking.mlflow.sink import (
     PENDING_FILE,
     Notify,
     Op,
-    Readback,
     Session,
     apply,
     artifacts,
-    environment_tags,
     finish_ops,
-    merged_metrics,
-    mlflow_params,
-    ms,
-    own_metrics,
     start,
 )
+from runner.tracking.mlflow.tags import environment_tags, mlflow_params, ms
 
 
 def pending_operations(run_dir: Path) -> list[Op]:
