@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,12 +16,15 @@ BACKENDS: dict[str, str] = {
     "local": "backends.local:LocalBackend",
     "docker": "backends.docker.backend:DockerBackend",
     "kubernetes": "backends.kubernetes.backend:KubernetesBackend",
+    "slurm": "backends.slurm.backend:SlurmBackend",
 }
 PLANNED: tuple[str, ...] = ()
 # Backends that install the locked environment themselves (into an image): the host only locks.
 BUILDS_OWN_ENVIRONMENT = frozenset({"docker", "kubernetes"})
 # Backends whose runs live elsewhere: they can be previewed, refreshed, detached and cancelled.
-REMOTE_BACKENDS = frozenset({"kubernetes"})
+REMOTE_BACKENDS = frozenset({"kubernetes", "slurm"})
+# Backends that submit the trials of a sweep together (RunRequest.array): a Slurm job array.
+ARRAY_BACKENDS = frozenset({"slurm"})
 # Backends that need the libraries of an extra for every run: (extra, what needs it). The docker
 # backend is not one: it needs the docker SDK only to build, pull or push an image.
 NEEDS_EXTRA: dict[str, tuple[str, str]] = {"kubernetes": ("kubernetes", "Kubernetes runs")}
@@ -53,6 +57,28 @@ def fixed_image(name: str, backend_config: str | None, cwd: Path) -> str | None:
     from backends.kubernetes.config import load_config
 
     return load_config(backend_config, cwd).config.image or None
+
+
+def check_backend(name: str, backend_config: str | None, cwd: Path,
+                  env: Mapping[str, str]) -> str | None:
+    """Refuse, before anything is recorded, a run the backend cannot submit; returns the
+    environment manager its config names (if any)."""
+    if name != "slurm":
+        return None
+    from backends.slurm.setup import check
+
+    return check(backend_config, cwd, env)
+
+
+def environment_env(name: str, backend_config: str | None, cwd: Path,
+                    env: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment an environment is built with: a backend whose nodes share a file system
+    with reprun (slurm) has it built there."""
+    if name != "slurm":
+        return env
+    from backends.slurm.setup import build_env
+
+    return build_env(backend_config, cwd, env)
 
 
 def remote_backend(name: str) -> RemoteBackend | None:

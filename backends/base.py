@@ -28,6 +28,15 @@ def _quiet(_message: str) -> None:
 
 
 @frozen
+class ArraySlot:
+    """A trial of a sweep whose trials a backend may submit together (a Slurm job array):
+    ``group`` names them, at most ``parallel`` run at once."""
+
+    group: str
+    parallel: int
+
+
+@frozen
 class RunRequest:
     """Everything a backend needs to run one command; built once, never changed."""
 
@@ -55,6 +64,7 @@ class RunRequest:
     tracking_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     notify: Callable[[str], None] = _quiet
     detach: bool = False  # the caller returns once the run is submitted
+    array: ArraySlot | None = None  # one of a sweep's trials, submitted with the others
 
 
 @frozen

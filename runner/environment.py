@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backends import BUILDS_OWN_ENVIRONMENT
+from backends import BUILDS_OWN_ENVIRONMENT, environment_env
 from runner.envs import get_builder
 from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, restore
 from runner.errors import Drift
@@ -28,7 +28,9 @@ Notify = Callable[[str], None]
 
 def env_spec(plan: Plan, notify: Notify) -> EnvSpec:
     options = plan.options
-    return EnvSpec(plan.project.env, plan.project.directory, plan.manager, options.base_env,
+    base_env = environment_env(plan.backend, options.backend_config, options.cwd,
+                               options.base_env)
+    return EnvSpec(plan.project.env, plan.project.directory, plan.manager, base_env,
                    notify=notify, live=options.progress_live,
                    conda_channels=options.conda_channels, resolving=plan.resolving)
 

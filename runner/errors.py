@@ -149,6 +149,10 @@ class BackendError(ReprunError):
     """The execution backend could not start or follow the run."""
 
 
+class StepError(ReprunError):
+    """A pipeline's step cannot run: a step it reads from did not write what it reads."""
+
+
 class TrackingError(ReprunError):
     """A tracking server could not be reached, or refused or failed a request."""
 

@@ -312,6 +312,7 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> R
         output_dir=str(output_dir),
         started_at=now(),
         reproduces=replay.run_id if replay else None,
+        parent=plan.options.parent,
         sweep=SweepRef(id=plan.options.sweep_id, trial=plan.options.trial or 0)
         if plan.options.sweep_id is not None else None,
         reproduction=Reproduction(source=replay.source, missing_paths=dict(replay.missing_paths))
@@ -395,6 +396,7 @@ def _request(
         container=plan.container,
         notify=notify,
         detach=plan.options.detach,
+        array=plan.options.array,
         **_project_fields(plan),
     )
 

@@ -11,7 +11,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT, fixed_image
+from backends import BACKENDS, BUILDS_OWN_ENVIRONMENT, check_backend, fixed_image
 from runner.envs import BUILDERS, get_builder
 from runner.envs.base import Lock, PythonFacts, ResolvedEnv
 from runner.envs.cache import cache_root
@@ -23,6 +23,7 @@ from runner.spec.project import SPEC_CACHE, Project, load_project
 from runner.spec.types import Conversion, EntryPoint
 
 if TYPE_CHECKING:
+    from backends.base import ArraySlot
     from backends.docker.container import ContainerSpec
     from runner.envs.python import Compiling
     from runner.record.types import InputInfo
@@ -61,6 +62,8 @@ class RunOptions:
     reuse: bool = False  # take the outputs of a FINISHED run with the same reuse key
     sweep_id: str | None = None  # the run is trial ``trial`` of this sweep (runner.sweep)
     trial: int | None = None
+    array: ArraySlot | None = None  # the sweep's trials are submitted together (job array)
+    parent: str | None = None  # the run this run is part of (a pipeline run, a calling run)
 
 
 @frozen
@@ -141,18 +144,46 @@ def _str(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
 
-def make_plan(options: RunOptions) -> Plan:
-    """Resolve everything a run needs, or raise the first user error."""
+@frozen
+class Opened:
+    """A project's source checked out and its MLproject loaded: what a run, or a pipeline of
+    runs, starts from."""
+
+    checkout: Checkout
+    project: Project
+    resolving: Compiling | None = None
+
+
+def open_project(options: RunOptions) -> Opened:
+    """The source of ``options.uri`` and its validated project; the first user error raised."""
     checkout = resolve_source(options.uri, options.cwd, options.base_env, options.version)
     spec_cache = cache_root(options.base_env) / SPEC_CACHE
     resolving = _resolve_early(options, checkout.directory, spec_cache)
     try:
         project = load_project(checkout.directory, strict=options.strict, cache_dir=spec_cache)
+    except BaseException:
+        if resolving is not None:
+            resolving.cancel()
+        release(checkout, options.base_env)
+        raise
+    return Opened(checkout, project, resolving)
+
+
+def make_plan(options: RunOptions, opened: Opened | None = None, shared: bool = False) -> Plan:
+    """Resolve everything a run needs, or raise the first user error. ``opened`` is the project
+    if it is open already; ``shared`` (a pipeline's step): its checkout is not released on error.
+    """
+    opened = opened or open_project(options)
+    checkout, project, resolving = opened.checkout, opened.project, opened.resolving
+    try:
         entry = project.entry_point(options.entry_point)
         backend = choose_backend(options.backend, project, options.detach,
                                  options.backend_config)
         image = fixed_image(backend, options.backend_config, options.cwd)
-        manager = choose_manager(options.env_manager, project, backend, image is not None)
+        configured = check_backend(backend, options.backend_config, options.cwd,
+                                   options.base_env)
+        manager = choose_manager(options.env_manager or configured, project, backend,
+                                 image is not None)
         project = converted(project, manager, options.allow_drift)
         params = resolve(entry, options.params, options.cwd)
         container = None
@@ -166,7 +197,8 @@ def make_plan(options: RunOptions) -> Plan:
     except BaseException:
         if resolving is not None:
             resolving.cancel()
-        release(checkout, options.base_env)
+        if not shared:
+            release(checkout, options.base_env)
         raise
     return Plan(options, checkout, project, entry, params, manager, backend, container,
                 resolving=resolving)
@@ -274,7 +306,12 @@ def choose_backend(name: str | None, project: Project, detach: bool = False,
     if name == "local" and (detach or backend_config):
         given = "--detach" if detach else "--backend-config"
         raise UsageError(f"{given} applies to remote backends, not to --backend local",
-                         hint="add --backend kubernetes, or leave it out")
+                         hint="add --backend kubernetes or slurm, or leave it out")
+    if project.env.kind == "docker_env" and name == "slurm":
+        raise NotSupportedError(
+            f"project '{project.name}' declares docker_env, which --backend slurm cannot run "
+            "yet (it needs Apptainer or Singularity on the cluster)",
+            hint="use --backend docker or kubernetes, or a python_env/conda_env")
     if project.env.kind == "docker_env" and name not in BUILDS_OWN_ENVIRONMENT:
         raise NotSupportedError(
             f"project '{project.name}' declares docker_env, which runs in a container, "

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from backends import BUILDS_OWN_ENVIRONMENT, remote_backend
 from runner.envs.base import Lock, PythonFacts
-from runner.errors import EnvBuildError, UsageError
+from runner.errors import EnvBuildError, NotSupportedError, UsageError
 from runner.execute import execute
 from runner.frozen import frozen
 from runner.fsutil import sha256_file
@@ -86,6 +86,13 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions,
                       notify: Notify = lambda _m: None) -> Plan:
     """A plan that runs what ``rec`` ran; nothing in it is resolved anew."""
     record = rec.record
+    if record.kind == "pipeline":
+        steps = record.pipeline.steps if record.pipeline else []
+        first = next((s.run_id[:8] for s in steps if s.run_id), "STEP_RUN")
+        raise NotSupportedError(f"run {record.run_id[:8]} is a pipeline run, which cannot yet "
+                                "be reproduced as a whole",
+                                hint=f"reproduce its steps' runs (reprun reproduce {first}; "
+                                     f"'reprun runs show {record.run_id[:8]}' lists them)")
     checkout = checkout_recorded(rec, options.base_env)
     try:
         project = load_project(checkout.directory)

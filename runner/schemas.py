@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backends.kubernetes.config import KubernetesConfig
+from backends.slurm.config import SlurmConfig
 from runner.record.types import RunRecord
 from runner.spec.models import CondaEnvFile, MLProject, PythonEnvFile
 from runner.sweep.record import SweepRecord
@@ -27,6 +28,7 @@ SCHEMAS: dict[str, tuple[type[_HasSchema], str]] = {
     "conda_env": (CondaEnvFile, "conda_env.schema.json"),
     "run-record": (RunRecord, "run-record.schema.json"),
     "kubernetes-config": (KubernetesConfig, "kubernetes-config.schema.json"),
+    "slurm-config": (SlurmConfig, "slurm-config.schema.json"),
     "sweep-record": (SweepRecord, "sweep-record.schema.json"),
 }
 

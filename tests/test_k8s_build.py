@@ -153,7 +153,8 @@ def test_no_docker_engine_is_one_line_naming_the_image_key(
         reprun: Reprun, fake_kube: FakeKube, make_project: MakeProject) -> None:
     project = make_project("entry_points:\n  main:\n    command: echo ran\n")
     result = reprun("run", str(project), "--backend", "kubernetes", "--backend-config",
-                    json.dumps({"repository-uri": "127.0.0.1:9/team/proj"}),
+                    json.dumps({"repository-uri": "127.0.0.1:9/team/proj",
+                                "image_builder": "docker"}),
                     "--docker-base-image", "reprun-test/absent:1",
                     env={"KUBECONFIG": str(fake_kube.kubeconfig_path),
                          "DOCKER_HOST": "unix:///nonexistent/docker.sock"})

@@ -610,3 +610,52 @@ def test_an_interrupted_sweep_ends_its_parent_killed(
     runs = server.experiment_runs(server.run(saved["mlflow_run_id"])["info"]["experiment_id"])
     parents = {server.tags(r["info"]["run_id"]).get("mlflow.parentRunId") for r in runs}
     assert parents == {saved["mlflow_run_id"], None}  # one parent, every trial under it
+
+
+def test_a_slurm_job_reports_to_the_run_and_is_tagged_slurm(
+    server: Server, reprun: Reprun, make_project: MakeProject, tmp_path: Path,
+) -> None:
+    from test_slurm import require_cluster
+
+    require_cluster()
+    project = _rest_project(make_project, "slurm")
+    config = json.dumps({"workdir": str(tmp_path / "shared")})
+    result = reprun("run", str(project), "--backend", "slurm", "--env-manager", "local",
+                    "--backend-config", config, "--experiment-name", "slurm",
+                    env={"MLFLOW_TRACKING_URI": server.url}, timeout=300)
+    assert result.code == 0, result.stdout + result.stderr
+    run_id = reprun.last_record()["mlflow"]["run_id"]
+    assert server.metrics(run_id) == {"from_child": 1.5}
+    assert server.tags(run_id)["mlflow.project.backend"] == "slurm"
+    assert server.run(run_id)["info"]["status"] == "FINISHED"
+
+
+def test_a_pipeline_is_one_parent_run_with_the_steps_as_children(
+        reprun: Reprun, make_project: MakeProject, server: Server) -> None:
+    project = make_project(PLAIN_PROJECT + """\
+    pipelines:
+      two:
+        parameters: {alpha: {type: float, default: 0.2}}
+        steps:
+          first: {entry_point: main, parameters: {alpha: "{alpha}"}}
+          second: {entry_point: main, needs: [first], parameters: {alpha: 0.9}}
+""", files={"step.py": STEP})
+    init_repo(project)
+    result = reprun("run", str(project), "-e", "two", "--env-manager", "local",
+                    "--experiment-name", "pipelines", "--tracking-uri", server.url,
+                    env={"EXIT_CODE": "0"})
+    assert result.code == 0, result.stderr
+    (top,) = reprun("runs", "list", "--where", "kind = pipeline", "--json").json()
+    pipeline = reprun.record(top["run_id"])
+    parent_id = pipeline["mlflow"]["run_id"]
+    parent = server.run(parent_id)
+    assert parent["info"]["status"] == "FINISHED"
+    assert server.tags(parent_id)["reprun.kind"] == "pipeline"
+    assert server.params(parent_id) == {"alpha": "0.2"}
+    assert server.metrics(parent_id)["second.alpha"] == 0.9
+    children = {reprun.record(s["run_id"])["mlflow"]["run_id"]: s["name"]
+                for s in pipeline["pipeline"]["steps"]}
+    for child_id, name in children.items():
+        assert server.tags(child_id)["mlflow.parentRunId"] == parent_id
+        assert server.run(child_id)["info"]["run_name"] == f"{name}-{top['run_id'][:8]}"
+        assert server.run(child_id)["info"]["experiment_id"] == parent["info"]["experiment_id"]

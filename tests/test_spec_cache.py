@@ -20,7 +20,7 @@ from runner.spec import types as spec_types
 from runner.spec.project import load_project
 
 PAIRS = ["ParameterSpec", "MetricsSpec", "EntryPoint", "DockerEnv", "MLProject", "PythonEnvFile",
-         "PipSection", "CondaEnvFile"]
+         "PipSection", "CondaEnvFile", "Pipeline", "PipelineStep"]
 MLPROJECT = """\
 name: cached
 python_env: python_env.yaml

@@ -83,7 +83,9 @@ def _image_request(request: RunRequest, loaded: LoadedConfig) -> ImageRequest:
         base_image=docker.image if docker else None,
         repository_uri=loaded.config.repository_uri, container=request.container,
         config_base_image=loaded.config.base_image, env=request.env,
-        run_dir=request.run_dir, notify=request.notify,
+        run_dir=request.run_dir, notify=request.notify, command=request.command,
+        platform=loaded.config.platform,
+        insecure_registries=tuple(loaded.config.insecure_registries), config=loaded.config,
     )
 
 
@@ -106,7 +108,9 @@ class KubernetesBackend:
         namespace = _namespace(loaded, "default")
         rendered = render_job(loaded.config, loaded.template,
                               _inputs(request, loaded, image, namespace))
-        return manifest_yaml(rendered.saved)
+        way = image.facts.get("image_builder")
+        said = f"# image builder: {way} ({image.facts['image_builder_reason']})\n" if way else ""
+        return said + manifest_yaml(rendered.saved)
 
     def submit(self, request: RunRequest) -> RunHandle:
         from backends.kubernetes.api import connect

@@ -94,6 +94,26 @@ class KubernetesConfig(_Model):
         default=None, description="Base of the built image for projects without docker_env "
                                   "(--docker-base-image wins); default python:<version>-slim",
     )
+    image_builder: Literal["docker", "registry"] | None = Field(
+        default=None, description="How a project's image is made: 'docker' (a Docker engine "
+                                  "builds and pushes it) or 'registry' (assembled through the "
+                                  "registry's HTTP API, no engine); default: docker when an "
+                                  "engine answers, else registry")
+    platform: str = Field(
+        default="linux/amd64", description="os/architecture[/variant] of the nodes: the "
+                                           "registry builder picks the base image for it")
+    env_build: Literal["auto", "cluster", "local"] = Field(
+        default="auto", description="Where the registry builder installs the environment "
+                                    "layer: 'cluster' (a build Job in the base image), 'local' "
+                                    "(this machine, when its platform and Python are the "
+                                    "image's), 'auto' (local when they match, else cluster)")
+    registry_login: SecretRef | None = Field(
+        default=None, description="{secret, key}: a Secret holding 'user:password' for the "
+                                  "environment build Job's push (the value is never read "
+                                  "by reprun)")
+    insecure_registries: list[str] = Field(
+        default_factory=list, description="Registries (host:port) spoken to over plain http "
+                                          "(loopback ones always are)")
     working_dir: str | None = Field(default=None, description="The container's working directory")
     resources: Resources = Field(default_factory=Resources)
     node_selector: dict[str, str] = Field(default_factory=dict,
@@ -136,6 +156,14 @@ class KubernetesConfig(_Model):
                     "log (the kubelet rotates logs at 10 MiB by default); 0: bring none back",
     )
     poll_seconds: float = Field(default=2.0, gt=0, le=60, description="Status check interval")
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str) -> str:
+        parts = value.split("/")
+        if len(parts) not in (2, 3) or not all(re.match(r"^[a-z0-9_]+$", p) for p in parts):
+            raise ValueError(f"'{value}' is not os/architecture[/variant] (e.g. linux/amd64)")
+        return value
 
     @field_validator("env", "secret_env")
     @classmethod

@@ -9,14 +9,17 @@ Two ways to get one:
   `backends.kubernetes.build.build_and_push` builds it with the Docker backend's machinery and
   pushes
   only what the registry lacks (by content tag and digest); it is found by the dotted name in
-  `IMAGE_BUILDER` and imported lazily.
+  `IMAGE_BUILDER` and imported lazily. `backends.kubernetes.assemble.assemble_and_push`
+  assembles it through the registry's HTTP API with no Docker engine (`REGISTRY_BUILDER`).
+  ``image_builder`` in the backend config chooses; by default the Docker builder is used when
+  an engine answers, else the registry builder. The choice and its reason are printed once.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import field
+from dataclasses import field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from backends.kubernetes.config import KubernetesConfig
 from backends.kubernetes.registry import parse_reference, resolve_digest
 from runner.envs.base import ResolvedEnv
-from runner.errors import NotSupportedError, UsageError
+from runner.errors import BackendError, NotSupportedError, UsageError
 from runner.frozen import frozen
 
 if TYPE_CHECKING:
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
 
 # "module:function" of the ImageBuilder (the Docker machinery: backends/kubernetes/build.py).
 IMAGE_BUILDER: str | None = "backends.kubernetes.build:build_and_push"
+REGISTRY_BUILDER = "backends.kubernetes.assemble:assemble_and_push"
+_SAID: set[str] = set()
 
 
 def _quiet(_message: str) -> None:
@@ -54,6 +59,10 @@ class ImageRequest:
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     run_dir: Path | None = None  # where the Dockerfile and the build log are saved
     notify: Callable[[str], None] = _quiet
+    command: str | None = None  # the run's command (the assembled image's Cmd)
+    platform: str = "linux/amd64"  # the nodes' platform (the registry builder's base variant)
+    insecure_registries: tuple[str, ...] = ()
+    config: KubernetesConfig | None = None  # the backend config (the environment build Job's)
 
 
 @frozen
@@ -92,8 +101,36 @@ def pinned_image(config: KubernetesConfig, request: ImageRequest, resolve: bool)
         raise UsageError("'repository-uri' is missing from the backend config",
                          hint="name the registry repository the project's image is pushed "
                               "to, or set 'image' to run an existing image")
+    way, reason = choose_builder(config, request.env)
+    line = f"image builder: {way} ({reason})"
+    if line not in _SAID:  # once per process (a sweep's trials share it)
+        _SAID.add(line)
+        request.notify(line)
     if not resolve:
-        return PinnedImage(f"{request.repository_uri}@sha256:<built at submit>", None, "built")
-    module, _, attr = IMAGE_BUILDER.partition(":")
+        return PinnedImage(f"{request.repository_uri}@sha256:<built at submit by the {way} "
+                           "builder>", None, "built", facts={"image_builder": way,
+                                                            "image_builder_reason": reason})
+    path = REGISTRY_BUILDER if way == "registry" else IMAGE_BUILDER
+    module, _, attr = path.partition(":")
     builder: ImageBuilder = getattr(importlib.import_module(module), attr)
-    return builder(request)
+    pinned = builder(request)
+    if "image_builder" not in pinned.facts:
+        pinned = replace(pinned, facts={"image_builder": way, **pinned.facts})
+    return pinned
+
+
+def choose_builder(config: KubernetesConfig, env: Mapping[str, str]) -> tuple[str, str]:
+    """``(docker | registry, why)``: the config's choice, else docker when an engine answers."""
+    if config.image_builder is not None:
+        return config.image_builder, "image_builder in the backend config"
+    from backends.docker.engine import connect
+
+    try:
+        engine, _version = connect(env)
+    except BackendError:
+        from backends.docker.http import address
+
+        where = address(env).host_url
+        return "registry", f"no Docker engine answers at {where}"
+    engine.close()
+    return "docker", f"a Docker engine answers at {engine.where.host_url}"

@@ -20,6 +20,7 @@ from runner import __version__
 from runner.cli.common import EXIT_FAILURE, EXIT_USAGE, run_exit_code, say, store
 
 if TYPE_CHECKING:
+    from runner.plan import Plan
     from runner.tracking.mlflow import TrackingOptions
 
 
@@ -31,7 +32,7 @@ class _LazyGroup(click.Group):
         "export": "runner.cli.reproduce:export_cmd", "diff": "runner.cli.reproduce:diff_cmd",
         "runs": "runner.cli.runs:runs", "cancel": "runner.cli.remote:cancel",
         "env": "runner.cli.env:env",
-        "sweep": "runner.cli.sweep:sweep",
+        "sweep": "runner.cli.sweep:sweep", "pipeline": "runner.cli.pipeline:pipeline",
         "ui": "runner.cli.ui:ui",
     }
 
@@ -78,10 +79,11 @@ def cli(debug: bool) -> None:
               help="With --env-manager uv or virtualenv on a conda_env project: run without "
                    "the conda packages PyPI does not have, and record that they were dropped.")
 @click.option("-b", "--backend", default=None,
-              help="Where to run: local, docker or kubernetes (default: docker for docker_env "
-                   "projects, else local).")
+              help="Where to run: local, docker, kubernetes or slurm (default: docker for "
+                   "docker_env projects, else local).")
 @click.option("--backend-config", default=None, metavar="CONFIG",
-              help="Backend settings: a JSON/YAML file or inline JSON (see docs/kubernetes.md).")
+              help="Backend settings: a JSON/YAML file or inline JSON (see docs/kubernetes.md, "
+                   "docs/slurm.md).")
 @click.option("--detach", is_flag=True,
               help="Return once the run is submitted (remote backends); "
                    "'reprun runs show/logs' follow it later.")
@@ -110,6 +112,10 @@ def cli(debug: bool) -> None:
 @click.option("--reuse", is_flag=True,
               help="If a FINISHED run had the same code, entry point, command, lock, backend and "
                    "input data, take its outputs instead of running.")
+@click.option("--parallel", default=1, show_default=True, type=click.IntRange(min=1),
+              help="With -e PIPELINE: run up to N independent steps at once.")
+@click.option("--force", "force", multiple=True, metavar="STEP|all",
+              help="With -e PIPELINE: run this step (or all) even if it is unchanged.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's own output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...],
         env_manager: str | None, conda_channels: tuple[str, ...], refresh: bool,
@@ -117,10 +123,11 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         docker_base_image: str | None, keep_container: bool, dry_run: bool, as_json: bool,
         strict: bool, grace_period: float, reuse: bool, tracking_uri: str | None,
         experiment_name: str | None, experiment_id: str | None, run_name: str | None,
-        log_outputs: bool, quiet: bool) -> int:
+        log_outputs: bool, parallel: int, force: tuple[str, ...], quiet: bool) -> int:
     """Run the project at URI: a directory, or a git URL (https, ssh, git@host:org/repo,
-    file://), optionally followed by #sub/dir to run a subdirectory of the repository."""
-    from runner.plan import RunOptions, make_plan, release_plan
+    file://), optionally followed by #sub/dir to run a subdirectory of the repository.
+    -e names an entry point, a script, or a pipeline of the MLproject (docs/pipelines.md)."""
+    from runner.plan import RunOptions, make_plan, open_project, release_plan
     from runner.spec.params import parse_param_args
 
     options = RunOptions(
@@ -137,15 +144,15 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
     )
     if not dry_run:
         store().check_writable()  # before resolving or building anything
-    plan = make_plan(options)
-    if not quiet:
-        for warning in plan.project.warnings:
-            say(f"warning: {warning.render()}")
-        if plan.project.env.conversion is not None:
-            from runner.envs.conda import summary
+    opened = open_project(options)
+    from runner.cli.pipeline import maybe_pipeline
 
-            for line in summary(plan.project.env.conversion):
-                say(line)
+    code = maybe_pipeline(options, opened, parallel, force, dry_run, quiet)
+    if code is not None:
+        return code
+    plan = make_plan(options, opened)
+    if not quiet:
+        _say_warnings(plan)
     if dry_run:
         try:
             described = plan.describe()
@@ -173,6 +180,16 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         if record.mlflow is not None and record.mlflow.run_url:
             say(f"mlflow run {record.mlflow.run_id}: {record.mlflow.run_url}")
     return run_exit_code(record)
+
+
+def _say_warnings(plan: Plan) -> None:
+    for warning in plan.project.warnings:
+        say(f"warning: {warning.render()}")
+    if plan.project.env.conversion is not None:
+        from runner.envs.conda import summary
+
+        for line in summary(plan.project.env.conversion):
+            say(line)
 
 
 def tracking_asked(uri: str | None, experiment_name: str | None, experiment_id: str | None,
@@ -258,7 +275,9 @@ def validate(path: Path, strict: bool, backend_config: str | None) -> int:
     for warning in project.warnings:
         click.echo(f"warning: {warning.render()}")
     names = ", ".join(project.spec.entry_points) or "none"
-    click.echo(f"ok: {project.name}: entry points {names}; environment {project.env.kind}")
+    pipelines = ", ".join(project.spec.pipelines)
+    also = f"; pipelines {pipelines}" if pipelines else ""
+    click.echo(f"ok: {project.name}: entry points {names}{also}; environment {project.env.kind}")
     return 0
 
 
@@ -278,11 +297,12 @@ def _validate_backend_config(value: str) -> int:
 
 @cli.command()
 @click.argument("kind", type=click.Choice(["mlproject", "python_env", "conda_env", "run-record",
-                                          "kubernetes-config", "sweep-record"]),
+                                          "kubernetes-config", "slurm-config",
+                                          "sweep-record"]),
                 default="mlproject")
 def schema(kind: str) -> int:
     """Print the JSON Schema of the MLproject format (or python_env, conda_env, run-record,
-    kubernetes-config, sweep-record)."""
+    kubernetes-config, slurm-config, sweep-record)."""
     from runner.schemas import render
 
     click.echo(render(kind), nl=False)

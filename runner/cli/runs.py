@@ -13,6 +13,7 @@ import click
 from runner.cli.common import current_record, say, say_refused
 from runner.cli.common import store as open_store
 from runner.cli.delete import runs_delete
+from runner.cli.pipeline import pipeline_lines
 from runner.cli.remote import runs_push, runs_sync
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def runs() -> None:
 @click.option("-c", "--columns", multiple=True, metavar="FIELDS",
               help="Columns to show after the run id, comma-separated: params.NAME, "
                    "metrics.NAME, status, started, duration, exit_code, project, entry_point, "
-                   "backend, sweep, trial.")
+                   "backend, sweep, trial, kind (run or pipeline), parent.")
 @click.option("--sort", multiple=True, metavar="FIELDS",
               help="Sort by these fields (a leading '-' sorts descending: --sort=-metrics.r2); "
                    "runs without a value come last.")
@@ -91,7 +92,8 @@ def _print_default(summaries: list[RunSummary]) -> None:
         code = "-" if s.exit_code is None else str(s.exit_code)
         started = s.started_at[:19].replace("T", " ")
         lines.append(f"{s.run_id[:12]:<12}  {s.status:<8}  {started:<19}  {duration:>9}  "
-                     f"{code:>4}  {s.project} / {s.entry_point}")
+                     f"{code:>4}  {s.project} / {s.entry_point}"
+                     f"{' (pipeline)' if s.kind == 'pipeline' else ''}")
     click.echo("\n".join(lines))
 
 
@@ -145,9 +147,10 @@ def runs_show(run_id: str, as_json: bool) -> int:
     lines = [
         ("run", record.run_id), ("status", record.status.value),
         ("exit code", record.exit_code), ("reason", record.reason),
-        ("reproduces", record.reproduces),
+        ("reproduces", record.reproduces), ("parent", record.parent),
         ("project", f"{record.project.name} ({record.project.uri})"),
-        ("entry point", record.entry_point), ("command", record.command),
+        *pipeline_lines(record),
+        ("entry point", record.entry_point), ("command", record.command or None),
         ("parameters", ", ".join(f"{k}={v}" for k, v in record.parameters.items()) or "-"),
         ("source", f"{src.uri}{'#' + src.subdirectory if src.subdirectory else ''}"
                    f" ({src.checkout})" if src.uri else None),
@@ -156,7 +159,7 @@ def runs_show(run_id: str, as_json: bool) -> int:
                 f"{' on ' + src.git_branch if src.git_branch else ''}"),
         ("submodules", ", ".join(f"{s.path}@{s.commit[:12]}" for s in src.submodules) or None),
         ("environment", f"{env.kind} via {env.manager}, python {env.python_version or '-'}, "
-                        f"{len(env.packages)} packages"),
+                        f"{len(env.packages)} packages" if record.kind == "run" else None),
         ("converted", _conversion_line(record)),
         ("image", _image_line(record)),
         ("started", record.started_at.isoformat()), ("duration", f"{record.duration_s} s"),

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 SUBCOMMANDS = ("show", "resume", "list")
 # The options of 'reprun run' a sweep's trials take as they are.
-NOT_SHARED = {"uri", "params", "detach", "dry_run", "as_json", "quiet"}
+NOT_SHARED = {"uri", "params", "detach", "dry_run", "as_json", "quiet", "parallel", "force"}
 
 
 class _SweepGroup(click.Group):

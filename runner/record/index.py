@@ -21,15 +21,16 @@ Triples = list[tuple[str, str, str]]
 Names = list[str]
 
 COLUMNS = ("run_id", "status", "started_at", "duration_s", "project", "entry_point", "exit_code",
-           "backend", "sweep", "trial")
+           "backend", "sweep", "trial", "kind", "parent")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, status TEXT NOT NULL, started_at TEXT NOT NULL,
     duration_s REAL, project TEXT, entry_point TEXT, exit_code INTEGER, backend TEXT,
-    sweep TEXT, trial INTEGER
+    sweep TEXT, trial INTEGER, kind TEXT, parent TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent);
 CREATE TABLE IF NOT EXISTS params (
     run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, number REAL,
     PRIMARY KEY (run_id, name)
@@ -42,7 +43,9 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 # Version 2: parameters and metrics; outputs by digest, lineage links and reuse keys.
 # Version 3: both of those in one index. Version 4: the sweep and trial of each run.
-INDEX_VERSION = 5  # 5: records whose run_id is not their folder's name are left out
+# Version 5: the kind (run, pipeline) and parent of each run. Version 6: records whose run_id
+# is not their folder's name are left out (an index that held one is made again).
+INDEX_VERSION = 6
 LINEAGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
     run_id TEXT NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, path)
@@ -65,7 +68,7 @@ RUN_FIELDS = {
     "started": "runs.started_at", "started_at": "runs.started_at",
     "duration": "runs.duration_s", "duration_s": "runs.duration_s", "project": "runs.project",
     "entry_point": "runs.entry_point", "exit_code": "runs.exit_code", "backend": "runs.backend",
-    "sweep": "runs.sweep", "trial": "runs.trial",
+    "sweep": "runs.sweep", "trial": "runs.trial", "kind": "runs.kind", "parent": "runs.parent",
 }
 PARAM_SQL = "(SELECT {col} FROM params p WHERE p.run_id = runs.run_id AND p.name = ?)"
 METRIC_SQL = "(SELECT last FROM metrics m WHERE m.run_id = runs.run_id AND m.name = ?)"
@@ -120,6 +123,8 @@ class RunSummary(NamedTuple):
     backend: str | None = None
     sweep: str | None = None
     trial: int | None = None
+    kind: str = "run"
+    parent: str | None = None
     params: Mapping[str, str] = MappingProxyType({})
     metrics: Mapping[str, float] = MappingProxyType({})
 
@@ -138,7 +143,7 @@ def upsert(db: sqlite3.Connection, record: RunRecord) -> None:
         f"VALUES ({', '.join('?' * len(COLUMNS))})",
         (run_id, record.status.value, record.started_at.isoformat(), record.duration_s,
          record.project.name, record.entry_point, record.exit_code, record.backend.name,
-         *sweep_columns(record)),
+         *more_columns(record)),
     )
     db.execute("DELETE FROM params WHERE run_id = ?", (run_id,))
     db.executemany("INSERT INTO params VALUES (?, ?, ?, ?)",
@@ -150,9 +155,11 @@ def upsert(db: sqlite3.Connection, record: RunRecord) -> None:
     _upsert_lineage(db, record)
 
 
-def sweep_columns(record: RunRecord) -> tuple[str | None, int | None]:
+def more_columns(record: RunRecord) -> tuple[str | None, int | None, str, str | None]:
+    """The columns after ``backend``: sweep, trial, kind, parent."""
     sweep = record.sweep
-    return (sweep.id, sweep.trial) if sweep is not None else (None, None)
+    return (*((sweep.id, sweep.trial) if sweep is not None else (None, None)), record.kind,
+            record.parent)
 
 
 def _upsert_lineage(db: sqlite3.Connection, record: RunRecord) -> None:

@@ -295,7 +295,7 @@ class RunStore:
             found.append(RunSummary(
                 record.run_id, record.status.value, record.started_at.isoformat(),
                 record.duration_s, record.project.name, record.entry_point, record.exit_code,
-                record.backend.name, *index.sweep_columns(record)))
+                record.backend.name, *index.more_columns(record)))
         return found
 
     def list(

@@ -16,25 +16,18 @@ from __future__ import annotations
 
 from dataclasses import field
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any, ClassVar, Literal
 
 from runner.frozen import frozen_kw
 from runner.record.model import MODEL_CONFIG, Model
+from runner.record.pipeline import PipelineInfo, StepInfo
+from runner.record.status import Status
+
+__all__ = ["PipelineInfo", "Status", "StepInfo"]  # besides the classes defined here
 
 SCHEMA_VERSION = 1
 
 
-class Status(str, Enum):
-    RUNNING = "RUNNING"
-    FINISHED = "FINISHED"
-    FAILED = "FAILED"
-    KILLED = "KILLED"
-    UNKNOWN = "UNKNOWN"  # it ended, but how could not be learnt (the reason says why)
-
-    @property
-    def done(self) -> bool:
-        return self is not Status.RUNNING
 
 
 @frozen_kw
@@ -434,6 +427,12 @@ class RunRecord(Model):
     """The MLflow run on a tracking server, when tracking was on"""
     sweep: SweepRef | None = None
     """The sweep this run is a trial of, if any"""
+    kind: Literal["run", "pipeline"] = "run"
+    """'pipeline' for the run of a pipeline, whose steps are runs of their own"""
+    parent: str | None = None
+    """The run this run is part of: a step's pipeline run, or the run that started it"""
+    pipeline: PipelineInfo | None = None
+    """For a pipeline run: its graph, options and the run of each step"""
 
 
 def now() -> datetime:

@@ -32,8 +32,8 @@ from runner.spec.types import (
 )
 
 __all__ = ["TYPE_ALIASES", "CondaEnvFile", "DockerEnv", "EntryPoint", "MLProject",
-           "MetricsSpec", "ParamType", "ParameterSpec", "PythonEnvFile", "check_value",
-           "placeholders", "yaml_scalar_text"]
+           "MetricsSpec", "ParamType", "ParameterSpec", "Pipeline", "PipelineStep",
+           "PythonEnvFile", "check_value", "placeholders", "yaml_scalar_text"]
 
 
 def _normalise_type(value: Any) -> Any:
@@ -219,6 +219,40 @@ class DockerEnv(BaseModel):
         return value
 
 
+StepName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=100)]
+
+
+class PipelineStep(BaseModel):
+    """One step of a pipeline: a run of an entry point (a reprun key; MLflow ignores it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entry_point: str = Field(description="The entry point (or .py/.sh script) the step runs")
+    parameters: dict[str, Annotated[str, BeforeValidator(yaml_scalar_text)]] = Field(
+        default_factory=dict,
+        description="Values for the entry point's parameters; {STEP.outputs} is that step's "
+                    "output directory, {name} a parameter of the pipeline",
+    )
+    needs: list[StepName] = Field(
+        default_factory=list,
+        description="Steps that must finish first, besides those whose outputs it reads",
+    )
+    backend: str | None = Field(default=None, description="Where the step runs (default: the "
+                                                          "pipeline run's backend)")
+    backend_config: str | dict[str, Any] | None = Field(
+        default=None, description="The step's backend settings: a file, inline JSON or a mapping"
+    )
+
+
+class Pipeline(BaseModel):
+    """A graph of steps over the entry points of the project (a reprun key; MLflow ignores it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    parameters: dict[str, ParameterDecl] = Field(default_factory=dict)
+    steps: dict[StepName, PipelineStep] = Field(min_length=1)
+
+
 class MLProject(BaseModel):
     """An MLproject file, as MLflow Projects defines it."""
 
@@ -233,6 +267,10 @@ class MLProject(BaseModel):
         default_factory=list,
         description="Files and directories the project reads, relative to it (data/wine.csv, "
                     "data/images/); each run records their content digests",
+    )
+    pipelines: dict[StepName, Pipeline] = Field(
+        default_factory=dict,
+        description="Named graphs of steps ('reprun run URI -e NAME'; a reprun key)",
     )
 
     @field_validator("data")
@@ -325,6 +363,8 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     "metrics": frozenset(MetricsSpec.model_fields),
     "parameter": frozenset(ParameterSpec.model_fields),
     "docker_env": frozenset(DockerEnv.model_fields),
+    "pipeline": frozenset(Pipeline.model_fields),
+    "step": frozenset(PipelineStep.model_fields),
     "python_env_file": frozenset(PythonEnvFile.model_fields),
     "conda_env_file": frozenset(CondaEnvFile.model_fields),
 }

@@ -121,7 +121,7 @@ def load_project(directory: Path, strict: bool = False, cache_dir: Path | None =
 SPEC_CACHE = "spec"  # under the cache root: validated MLproject and environment files
 PY_ENV, CONDA_ENV = "python_env_file", "conda_env_file"
 T = TypeVar("T")
-VALIDATOR_SOURCES = ("models.py", "validate.py", "types.py")
+VALIDATOR_SOURCES = ("models.py", "validate.py", "types.py", "pipelines.py")
 
 
 class _Files:

@@ -207,6 +207,38 @@ class DockerEnv:
 
 
 @frozen
+class PipelineStep:
+    """One step of a pipeline: a run of an entry point (a reprun key; MLflow ignores it)."""
+
+    entry_point: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    needs: list[str] = field(default_factory=list)
+    backend: str | None = None
+    backend_config: str | dict[str, Any] | None = None
+
+    @classmethod
+    def from_dump(cls, data: dict[str, Any]) -> PipelineStep:
+        config = data.get("backend_config")
+        return cls(data["entry_point"], dict(data.get("parameters") or {}),
+                   list(data.get("needs") or []), data.get("backend"),
+                   dict(config) if isinstance(config, dict) else config)
+
+
+@frozen
+class Pipeline:
+    """A graph of steps over the entry points of the project (a reprun key; MLflow ignores it)."""
+
+    steps: dict[str, PipelineStep]
+    parameters: dict[str, ParameterSpec] = field(default_factory=dict)
+
+    @classmethod
+    def from_dump(cls, data: dict[str, Any]) -> Pipeline:
+        params = data.get("parameters") or {}
+        return cls({k: PipelineStep.from_dump(v) for k, v in data["steps"].items()},
+                   {k: ParameterSpec.from_dump(v) for k, v in params.items()})
+
+
+@frozen
 class MLProject:
     """An MLproject file, as MLflow Projects defines it."""
 
@@ -216,6 +248,7 @@ class MLProject:
     conda_env: str | None = None
     docker_env: DockerEnv | None = None
     data: list[str] = field(default_factory=list)
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
 
     @classmethod
     def from_dump(cls, data: dict[str, Any]) -> MLProject:
@@ -226,6 +259,7 @@ class MLProject:
             data.get("python_env"), data.get("conda_env"),
             DockerEnv.from_dump(docker) if docker is not None else None,
             list(data.get("data") or []),
+            {k: Pipeline.from_dump(v) for k, v in (data.get("pipelines") or {}).items()},
         )
 
 

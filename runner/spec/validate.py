@@ -58,9 +58,19 @@ def _validate_mlproject(doc: YamlDoc, warnings: list[Problem]) -> MLProject:
         raise SpecError([doc.problem((), f"must be a mapping of keys, not {_kind(doc.data)}")])
     data = _strip_unknown(doc, warnings)
     try:
-        return MLProject.model_validate(data)
+        model = MLProject.model_validate(data)
     except ValidationError as exc:
         raise SpecError(problems_from(exc, doc)) from None
+    if model.pipelines:
+        from runner.spec.pipelines import check_pipelines
+        from runner.spec.types import MLProject as Frozen
+
+        findings = check_pipelines(Frozen.from_dump(model.model_dump(mode="json")))
+        errors = [doc.problem(f.at, f.message, f.hint) for f in findings if not f.warning]
+        if errors:
+            raise SpecError(errors)
+        warnings += [doc.problem(f.at, f.message, f.hint) for f in findings if f.warning]
+    return model
 
 
 def _kind(value: Any) -> str:
@@ -81,6 +91,10 @@ def _strip_unknown(doc: YamlDoc, warnings: list[Problem]) -> dict[str, Any]:
             name: _clean_entry_point(doc, ("entry_points", name), ep, warnings)
             for name, ep in entry_points.items()
         }
+    pipelines = data.get("pipelines")
+    if isinstance(pipelines, dict):
+        data["pipelines"] = {name: _clean_pipeline(doc, ("pipelines", name), p, warnings)
+                             for name, p in pipelines.items()}
     docker = data.get("docker_env")
     if isinstance(docker, dict):
         data["docker_env"] = _without_unknown(
@@ -104,6 +118,28 @@ def _clean_entry_point(doc: YamlDoc, at: KeyPath, ep: Any, warnings: list[Proble
             for name, p in params.items()
         }
     return ep
+
+
+def _clean_pipeline(doc: YamlDoc, at: KeyPath, pipeline: Any, warnings: list[Problem]) -> Any:
+    if not isinstance(pipeline, dict):
+        return pipeline
+    pipeline = _without_unknown(doc, at, pipeline, KNOWN_KEYS["pipeline"], warnings)
+    params = pipeline.get("parameters")
+    if isinstance(params, dict):
+        _require_text_keys(doc, (*at, "parameters"), params, "parameter")
+        pipeline["parameters"] = {
+            name: _clean_parameter(doc, (*at, "parameters", name), p, warnings)
+            for name, p in params.items()
+        }
+    steps = pipeline.get("steps")
+    if isinstance(steps, dict):
+        _require_text_keys(doc, (*at, "steps"), steps, "step")
+        pipeline["steps"] = {
+            name: _without_unknown(doc, (*at, "steps", name), step, KNOWN_KEYS["step"],
+                                   warnings) if isinstance(step, dict) else step
+            for name, step in steps.items()
+        }
+    return pipeline
 
 
 def _require_text_keys(doc: YamlDoc, at: KeyPath, mapping: dict[Any, Any], what: str) -> None:

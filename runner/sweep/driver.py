@@ -9,6 +9,7 @@ not yet started stay pending, so ``reprun sweep resume`` runs them.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from backends.base import RunHandle
+from backends.base import ArraySlot, RunHandle
 from runner.errors import Interrupted, ReprunError
 from runner.frozen import frozen
 from runner.plan import Plan, with_params
@@ -55,6 +56,9 @@ class ListSource:
 
     def told(self, trial: TrialInfo) -> None:
         return None
+
+    def size(self) -> int:
+        return len(self._left)
 
 
 @frozen
@@ -113,6 +117,13 @@ class Driver:
         self.stop_reason: str | None = None
         self._controls: dict[int, _TrialControl] = {}
         self._gate: tuple[int, _TrialControl] | None = None  # the first trial started
+        self._threads = policy.parallel
+        self._array = _array_size(plan, source, policy)
+        if self._array:  # every trial submitted at once, one job array: the backend throttles
+            self._threads = self._array
+            slot = ArraySlot(record.sweep_id, policy.parallel)
+            self.plan = dataclasses.replace(plan, options=dataclasses.replace(
+                plan.options, array=slot))
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -120,7 +131,7 @@ class Driver:
         """Run the trials; the final sweep record (saved)."""
         self._save(status=Status.RUNNING, reason=None, ended_at=None, runner=this_process())
         running: dict[Future[TrialInfo], int] = {}
-        pool = ThreadPoolExecutor(self.policy.parallel, thread_name_prefix="reprun-trial")
+        pool = ThreadPoolExecutor(self._threads, thread_name_prefix="reprun-trial")
         with stop_signals_to(self._on_signal), self.progress.shown(), pool:
             while True:
                 while self._may_start() and len(running) < self._limit():
@@ -152,6 +163,8 @@ class Driver:
     def _limit(self) -> int:
         """One trial until the first one's command started (its environment is built)."""
         gate = self._gate
+        if self._array:
+            return self._threads
         return self.policy.parallel if gate is None or gate[1].ready.is_set() else 1
 
     def _may_start(self) -> bool:
@@ -285,6 +298,18 @@ class Driver:
         for control in controls:
             control.stop(signum)
 
+
+
+def _array_size(plan: Plan, source: TrialSource, policy: Policy) -> int:
+    """How many trials go into one job array (0: none, each trial is submitted alone): a grid
+    or a random sample, without --max-failures (every trial is submitted at once), on a backend
+    that submits arrays."""
+    from backends import ARRAY_BACKENDS
+
+    if plan.backend not in ARRAY_BACKENDS or plan.options.detach or not isinstance(
+            source, ListSource) or policy.max_failures is not None:
+        return 0
+    return source.size() if source.size() > 1 else 0
 
 
 def this_process() -> RunnerProcess:

@@ -3,7 +3,7 @@
 The match is by content digest, through the store's index of output digests, so it holds across
 projects, paths and machines' copies: the run that made ``features.csv`` is found whoever moved it
 where. ``reprun runs lineage RUN`` walks the links up (the runs that made what RUN read) or down
-(``--down``: the runs that read what RUN made).
+(``--down``: the runs that read what RUN made); a pipeline run's tree is its steps'.
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ def lineage(store: RunStore, run_id: str, down: bool = False, depth: int = 50) -
         if rid in shown or level >= depth:
             return Node(rid, label, via, seen=True)
         shown.add(rid)
-        if down:
+        if record.pipeline is not None:  # a pipeline run: its steps, either way
+            links = [(s.run_id, f"step {s.name}") for s in record.pipeline.steps if s.run_id]
+        elif down:
             links = [(c, f"read {path} as {name}") for c, name, path in store.consumers(rid)]
         else:
             links = [(p.run_id, f"{i.name}{'/' + p.file if p.file else ''} <- {p.path}")

@@ -1,7 +1,7 @@
 """The fields of a run that ``reprun runs list`` shows, sorts and filters by, and ``--where``.
 
 A field is a column of the run index (``status``, ``entry_point``, ``project``, ``backend``,
-``started``, ``run_id``, ``exit_code``, ``duration``, ``sweep``, ``trial``:
+``started``, ``run_id``, ``exit_code``, ``duration``, ``sweep``, ``trial``, ``kind``, ``parent``:
 `runner.record.index.RUN_FIELDS`, so a new
 column there is a new field here), ``params.NAME`` or ``metrics.NAME`` (the last value).
 

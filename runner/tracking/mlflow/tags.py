@@ -84,8 +84,8 @@ def reprun_tags(record: RunRecord) -> list[Pair]:
 def environment_tags(record: RunRecord) -> list[Pair]:
     """Known once the environment is locked and the backend has started the command."""
     tags: list[Pair] = [
-        ("mlflow.project.backend", "kubernetes" if record.backend.name == "kubernetes"
-         else "local"),
+        ("mlflow.project.backend", record.backend.name if record.backend.name in (
+            "kubernetes", "slurm") else "local"),
         ("reprun.backend", record.backend.name),
         ("reprun.env_manager", record.environment.manager),
     ]
