@@ -22,7 +22,7 @@ from runner.errors import ProjectNotFoundError, SourceError, UsageError
 from runner.frozen import frozen
 from runner.record.types import SourceInfo, SubmoduleInfo
 from runner.redact import redact_url
-from runner.source.git import git_env, git_output, run_git
+from runner.source.git import config_listing, git_env, git_output, run_git
 from runner.source.uri import ProjectUri, file_url_path, is_remote, is_scp_like, parse_uri
 
 if TYPE_CHECKING:  # the clone cache is imported only for URLs and --version
@@ -234,9 +234,12 @@ def _repository_facts(
 
 
 def first_remote_raw(directory: Path, env: Mapping[str, str]) -> str | None:
-    """The URL of ``origin``, else of the first remote configured."""
-    out = git_output(["config", "--get-regexp", r"^remote\..*\.url$"], env, cwd=directory)
-    urls = dict(line.split(" ", 1) for line in (out or "").splitlines() if " " in line)
+    """The URL of ``origin``, else of the first remote configured (from the configuration
+    listing git gave for the repository, which neutralising its keys asked for anyway)."""
+    urls: dict[str, str] = {}
+    for _scope, key, value in config_listing(directory, env):
+        if key.startswith("remote.") and key.endswith(".url") and len(key) > len("remote..u"):
+            urls[key] = value  # as 'git config --get-regexp ^remote\..*\.url$' lists them
     first: str | None = next(iter(urls.values()), None)
     return urls.get("remote.origin.url") or first
 
