@@ -118,7 +118,7 @@ def test_record_whose_run_id_is_not_its_folder(reprun: Reprun, make_project: Mak
             assert "indexed 1 run(s)" in reindexed.stderr
         listed = reprun("runs", "list", "--json")
         assert [r["run_id"] for r in listed.json()] == [real]
-        assert needle in listed.stderr and "Traceback" not in listed.stderr
+        assert "Traceback" not in listed.stderr  # left out (with a warning when it is read)
         for command in (("runs", "show", LIAR), ("runs", "delete", "-y", LIAR),
                         ("runs", "compare", LIAR, real), ("export", LIAR)):
             one_line(reprun(*command), needle)
