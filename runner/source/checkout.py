@@ -203,7 +203,7 @@ def git_facts(directory: Path, base_env: Mapping[str, str]) -> tuple[SourceInfo,
     if found is None:
         return SourceInfo(uri=str(directory), checkout="in-place"), None
     root, index, commit, branch = found
-    patch = uncommitted_patch(root, env, commit, index)
+    patch, left_out = uncommitted_patch(root, env, commit, index)
     remote = first_remote_raw(directory, env)
     sub = directory.relative_to(root).as_posix() if directory != root else None
     info = SourceInfo(
@@ -211,6 +211,7 @@ def git_facts(directory: Path, base_env: Mapping[str, str]) -> tuple[SourceInfo,
         submodules=_checked_out_submodules(root, env),
         git_commit=commit, git_branch=branch or None,
         git_remote=redact_url(remote) if remote else None, git_dirty=bool(patch),
+        left_out=left_out,
     )
     return info, patch or None
 
@@ -258,10 +259,16 @@ def _checked_out_submodules(root: Path, env: Mapping[str, str]) -> list[Submodul
     return infos
 
 
+# MLflow's own files: what a run writes, not a change to the code (never in a patch).
+MLFLOW_FILES = (":(glob)**/mlflow.db", ":(glob)**/mlruns/**", ":(glob)**/mlartifacts/**")
+MAX_LEFT_OUT = 200
+
+
 def uncommitted_patch(
     top: Path, env: Mapping[str, str], commit: str | None, index: Path | None = None
-) -> bytes:
-    """Every change against HEAD, untracked files included, without touching the user's index."""
+) -> tuple[bytes, list[str]]:
+    """Every change against HEAD, untracked files included, without touching the user's index;
+    and the changed files left out of it (MLflow's own files)."""
     if index is None:
         found = git_output(["rev-parse", "--path-format=absolute", "--git-path", "index"], env,
                            cwd=top)
@@ -271,9 +278,14 @@ def uncommitted_patch(
         if index is not None and index.is_file():
             shutil.copy2(index, temp_index)  # its mtime too: git then sees racily-clean files
         scratch = {**env, "GIT_INDEX_FILE": str(temp_index)}
-        if not run_git(["add", "-A", "--", "."], scratch, cwd=top).ok:
-            return b""
+        excluded = [f":(exclude,{spec[2:]}" for spec in MLFLOW_FILES]
+        if not run_git(["add", "-A", "--", ".", *excluded], scratch, cwd=top).ok:
+            return b"", []
         done = run_git(["diff", "--cached", "--binary", "--no-color", "--no-ext-diff",
                         "--no-textconv", "--end-of-options", commit or EMPTY_TREE], scratch,
                        cwd=top)
-    return done.out if done.ok else b""
+        status = run_git(["status", "--porcelain", "-z", "--untracked-files=all", "--",
+                          *MLFLOW_FILES], scratch, cwd=top)
+    left_out = [entry[3:] for entry in status.stdout.split("\0") if len(entry) > 3] \
+        if status.ok else []
+    return (done.out if done.ok else b""), left_out[:MAX_LEFT_OUT]
