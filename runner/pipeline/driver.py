@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from backends.base import RunHandle
+from runner.control import HeldRun
 from runner.envs.cache import cache_root
 from runner.errors import Interrupted, ReprunError
 from runner.pipeline.graph import blocked_by, ready
@@ -33,33 +33,6 @@ from runner.record.types import MetricSummary, RunRecord, Status, StepInfo, now
 
 Say = Callable[[str], None]
 POLL_S = 0.2
-
-
-class _StepControl:
-    """A step's run id and handle, and the pipeline's stop reaching it (runner.execute.Control)."""
-
-    def __init__(self, driver: Driver) -> None:
-        self._driver = driver
-        self.run_id: str | None = None
-        self.handle: RunHandle | None = None
-
-    def begun(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    def submitting(self) -> None:
-        if self._driver.signum is not None:
-            raise Interrupted(self._driver.signum)
-
-    def started(self, handle: RunHandle) -> None:
-        with self._driver.lock:
-            self.handle = handle
-            signum = self._driver.signum
-        if signum is not None:
-            handle.cancel(signum)
-
-    def stop(self, signum: int) -> None:
-        if self.handle is not None:
-            self.handle.cancel(signum)
 
 
 class Driver:
@@ -80,7 +53,7 @@ class Driver:
         self.status: dict[str, Status | None] = {}
         self.outputs: dict[str, Path] = {}
         self.blocked: dict[str, str] = {}
-        self._controls: dict[str, _StepControl] = {}
+        self._controls: dict[str, HeldRun] = {}
         self._envs: dict[tuple[str, str, str | None], Plan] = {}
         self._env_lock = threading.Lock()
         self._digests = Path()
@@ -134,13 +107,13 @@ class Driver:
                 self.say(f"step {name}: {info.reason}")
 
     def _start(self, pool: ThreadPoolExecutor, name: str) -> Future[StepInfo]:
-        control = _StepControl(self)
+        control = HeldRun(self)
         with self.lock:
             self._controls[name] = control
             self.status[name] = Status.RUNNING
         return pool.submit(self._run_step, name, control)
 
-    def _run_step(self, name: str, control: _StepControl) -> StepInfo:
+    def _run_step(self, name: str, control: HeldRun) -> StepInfo:
         from runner.execute import execute
 
         step = self.spec.steps[name]
