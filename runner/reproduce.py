@@ -96,8 +96,8 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions,
         steps = record.pipeline.steps if record.pipeline else []
         first = next((s.run_id[:8] for s in steps if s.run_id), "STEP_RUN")
         raise NotSupportedError(f"run {record.run_id[:8]} is a pipeline run, which is "
-                                "reproduced as a whole from the run store only",
-                                hint=f"reproduce it by its id, or its steps' runs (reprun "
+                                "reproduced as a whole by its id or its exported file",
+                                hint=f"give one of those, or reproduce its steps' runs (reprun "
                                      f"reproduce {first})")
     checkout = checkout_recorded(rec, options.base_env)
     try:

@@ -5,6 +5,7 @@ came out identical; a reused step reproduces the run that made its outputs."""
 from __future__ import annotations
 
 import shutil
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,25 @@ def test_a_pipeline_run_is_reproduced_step_by_step_and_checked(
     assert new["train"]["reproduces"] == steps["train"]["run_id"]
     assert new["train"]["parameters"]["data"] == f"{new['prep']['output_dir']}/clean.csv"
     assert new["evaluate"]["parameters"]["model"].startswith(new["train"]["output_dir"] + "/")
+
+
+    # the export carries the pipeline run with its steps' runs (and the run prep reused);
+    # reproduced from the file in an empty store, every step comes out identical again
+    exported = reprun("export", pid[:8], "-o", str(tmp_path / "pipeline.tar.gz"))
+    assert exported.code == 0, exported.stderr
+    with tarfile.open(tmp_path / "pipeline.tar.gz") as tar:
+        names = set(tar.getnames())
+    carried = {steps[n]["run_id"] for n in steps} | {steps["prep"]["reused_from"]}
+    assert {n.split("/")[1] for n in names if n.startswith("runs/")} == carried
+    assert {f"runs/{rid}/run.json" for rid in carried} <= names
+    elsewhere = Reprun(tmp_path / "other-home", tmp_path)
+    copied = elsewhere("reproduce", str(tmp_path / "pipeline.tar.gz"), "--check")
+    assert copied.code == 0, copied.stderr
+    assert copied.stderr.splitlines()[-1] == (
+        f"reprun: pipeline run {pid[:8]} reproduced: 3 steps, 3 with identical outputs")
+    listed = elsewhere("runs", "list", "--json").json()
+    assert sorted(record(elsewhere, r["run_id"])["reproduces"] for r in listed) == sorted(
+        [steps["prep"]["reused_from"], steps["train"]["run_id"], steps["evaluate"]["run_id"]])
 
 
 GRAPH = """\

@@ -12,6 +12,7 @@ from runner.cli.common import EXIT_FAILURE, run_exit_code, say, store
 from runner.errors import UsageError
 
 if TYPE_CHECKING:
+    from runner.pipeline.reproduce import Lookup
     from runner.plan import Opened, RunOptions
     from runner.record.store import RunStore
     from runner.record.types import RunRecord
@@ -113,13 +114,13 @@ def resume(run_id: str, parallel: int | None, quiet: bool) -> int:
     return _report(final, quiet)
 
 
-def reproduce_steps(pipeline: RunRecord, options: ReproduceOptions, runs_store: RunStore,
-                    check: bool, quiet: bool) -> int:
+def reproduce_steps(pipeline: RunRecord, lookup: Lookup, options: ReproduceOptions,
+                    runs_store: RunStore, check: bool, quiet: bool) -> int:
     """``reprun reproduce PIPELINE_RUN [--check]``: each step reproduced, one line each; 0 when
     every step FINISHED (and, with --check, its outputs came out identical)."""
     from runner.pipeline.reproduce import reproduce_pipeline
 
-    results = reproduce_pipeline(pipeline, options, runs_store,
+    results = reproduce_pipeline(pipeline, options, runs_store, lookup,
                                  (lambda _m: None) if quiet else say)
     good = 0
     for result in results:
