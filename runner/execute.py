@@ -46,6 +46,7 @@ from runner.results import (
 if TYPE_CHECKING:
     from runner.tracking.inputs import Found
     from runner.tracking.mlflow import Tracker
+    from runner.tracking.mlflow.endpoint import Capture
 
 PATCH_FILE = "source.patch"
 SPEC_DIR = "spec"
@@ -79,7 +80,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         control.begun(run_id)
     notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
-    tracker: Tracker | None = None
+    tracker: Tracker | Capture | None = None
     handle: RunHandle | None = None
     try:
         with forwarder.installed():
@@ -117,7 +118,12 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         raise
     record = finished(record, outcome, Path(record.output_dir), plan.options.base_env)
     record = _with_metrics(record, plan, run_dir, notify)
-    return _end(tracker.read_back(record) if tracker else record, store, tracker)
+    record = _end(tracker.read_back(record) if tracker else record, store, tracker)
+    if plan.entry.models:  # MLproject's models: registered as the run finished
+        from runner.models.auto import register_declared
+
+        register_declared(plan.entry.models, record, store, notify)
+    return record
 
 
 def _submit(plan: Plan, request: RunRequest, forwarder: _SignalForwarder,
@@ -142,7 +148,8 @@ def _try_reuse(plan: Plan, store: RunStore, record: RunRecord,
     return lock, reuse(plan, store, record, lock, notify)
 
 
-def _with_tracking(record: RunRecord, store: RunStore, tracker: Tracker | None) -> RunRecord:
+def _with_tracking(record: RunRecord, store: RunStore,
+                   tracker: Tracker | Capture | None) -> RunRecord:
     """The record with its MLflow run (created meanwhile in the background)."""
     if tracker is None:
         return record
@@ -152,11 +159,17 @@ def _with_tracking(record: RunRecord, store: RunStore, tracker: Tracker | None) 
 
 
 def _begin_tracking(plan: Plan, record: RunRecord, run_dir: Path,
-                    notify: Notify) -> Tracker | None:
-    """The MLflow run on a tracking server, when one is named (runner.tracking.mlflow.settings)."""
+                    notify: Notify) -> Tracker | Capture | None:
+    """The MLflow run on a tracking server, when one is named (runner.tracking.mlflow.settings);
+    when none is, reprun answers the project's MLflow calls itself (...mlflow.endpoint)."""
     options = plan.options.tracking
     if options is None or options.uri is None:
-        return None
+        from backends import REMOTE_BACKENDS
+        from runner.tracking.mlflow.endpoint import begin_for
+
+        return begin_for(record, run_dir, remote=plan.backend in REMOTE_BACKENDS,
+                         detach=plan.options.detach, tracking=options,
+                         env=plan.options.base_env, notify=notify)
     from runner.tracking.mlflow import is_server
 
     if not is_server(options.uri):
@@ -169,7 +182,7 @@ def _begin_tracking(plan: Plan, record: RunRecord, run_dir: Path,
                          mlflow_params(plan.params.values, given))
 
 
-def _end(record: RunRecord, store: RunStore, tracker: Tracker | None,
+def _end(record: RunRecord, store: RunStore, tracker: Tracker | Capture | None,
          save: Callable[[RunStore, RunRecord], None] | None = None) -> RunRecord:
     """The final record saved, then sent to the tracking server (or kept for 'runs sync')."""
     if tracker is not None and record.mlflow is None:
@@ -286,6 +299,8 @@ def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> R
         source.resolved_commit is None and source.checkout == "in-place"
     ):
         source = _with_snapshot(plan, source, run_dir, notify)
+    if plan.workdir is not None:
+        source = source.model_copy(update={"working_copy": True})
     _keep_spec(plan, run_dir / SPEC_DIR)
     replay = plan.replay
     output_dir = run_dir / "outputs"
@@ -364,7 +379,7 @@ def _project_fields(plan: Plan) -> dict[str, Any]:
 
 def _request(
     plan: Plan, record: RunRecord, resolved: ResolvedEnv, run_dir: Path, notify: Notify,
-    tracker: Tracker | None = None,
+    tracker: Tracker | Capture | None = None,
 ) -> RunRequest:
     from runner.tracking.metricfiles import STREAM_VARIABLE
     from runner.tracking.metrics import stream_path
@@ -382,7 +397,7 @@ def _request(
     return RunRequest(
         run_id=record.run_id,
         command=record.command,
-        workdir=plan.project.directory,
+        workdir=plan.workdir or plan.project.directory,
         env=MappingProxyType(env),
         resolved_env=resolved,
         output_dir=Path(record.output_dir),
@@ -400,7 +415,8 @@ def _request(
     )
 
 
-def _tracking_env(plan: Plan, tracker: Tracker | None, notify: Notify) -> dict[str, str]:
+def _tracking_env(plan: Plan, tracker: Tracker | Capture | None,
+                  notify: Notify) -> dict[str, str]:
     """MLFLOW_RUN_ID, MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID for the command."""
     if tracker is not None:
         return tracker.child_env()

@@ -100,6 +100,7 @@ class Plan:
     resolving: Compiling | None = None  # see runner.envs.early
     lock: Lock | None = None  # resolved once for many runs of the plan (a sweep's trials)
     environment: ResolvedEnv | None = None  # built once for them, when reprun builds it
+    workdir: Path | None = None  # where the command runs, if not the project directory (a copy)
 
     def describe(self) -> dict[str, Any]:
         """The plan as plain data (for --dry-run)."""

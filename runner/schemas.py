@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from backends.kubernetes.config import KubernetesConfig
 from backends.slurm.config import SlurmConfig
+from runner.models.types import ModelVersion
 from runner.record.types import RunRecord
 from runner.spec.models import CondaEnvFile, MLProject, PythonEnvFile
 from runner.sweep.record import SweepRecord
@@ -30,6 +31,7 @@ SCHEMAS: dict[str, tuple[type[_HasSchema], str]] = {
     "kubernetes-config": (KubernetesConfig, "kubernetes-config.schema.json"),
     "slurm-config": (SlurmConfig, "slurm-config.schema.json"),
     "sweep-record": (SweepRecord, "sweep-record.schema.json"),
+    "model-version": (ModelVersion, "model-version.schema.json"),
 }
 
 

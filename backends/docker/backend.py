@@ -37,6 +37,8 @@ from runner.errors import BackendError
 from runner.record.types import BackendInfo, DockerInfo, Status, now
 from runner.tracking.mlflow import ContainerTracking, for_container
 
+ENDPOINT_MARK = "REPRUN_MLFLOW_ENDPOINT"  # the tracking variables are reprun's endpoint's
+
 DOCKERFILE_NAME = run_image.SAVED_DOCKERFILE
 BUILD_LOG = run_image.BUILD_LOG
 POLL_S = 0.1
@@ -97,6 +99,10 @@ def _tracking(request: RunRequest, spec: ContainerSpec) -> ContainerTracking:
     """MLflow variables, network, extra hosts and TLS files that let the command reach its
     server."""
     if not request.tracking_env:
+        return ContainerTracking({}, spec.network)
+    if request.tracking_env.get(ENDPOINT_MARK) and spec.network not in (None, "host"):
+        # reprun's own endpoint listens on the loopback only: a container on a network of its
+        # own cannot reach it, and its MLflow client does what it does with no tracking URI.
         return ContainerTracking({}, spec.network)
 
     return for_container(request.tracking_env, spec.network, request.env)

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
                    "started < 2026-01-01\" (the language of 'runs list --where').")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-def runs_delete(run_ids: tuple[str, ...], where: str | None, yes: bool, dry_run: bool) -> int:
+@click.option("--force", is_flag=True, help="Delete runs that registered model versions too (the "
+                                            "versions keep their files).")
+def runs_delete(run_ids: tuple[str, ...], where: str | None, yes: bool, dry_run: bool,
+                force: bool) -> int:
     """Remove runs from the store: their record, log, lock and outputs (a unique prefix of an
     id is enough). A run still running is refused: stop it with 'reprun cancel' first. Runs
     that read a deleted run's outputs keep their record of what they read."""
@@ -40,6 +43,10 @@ def runs_delete(run_ids: tuple[str, ...], where: str | None, yes: bool, dry_run:
         raise UsageError(f"{', '.join(running)} {'is' if len(running) == 1 else 'are'} still "
                          "running", hint="stop with 'reprun cancel RUN' first (or leave them "
                                          "out of the selection)")
+    if not force:
+        from runner.models.guard import refuse_model_runs
+
+        refuse_model_runs(runs.home, [r.run_id for r in records])
     for record in records:
         click.echo(f"{record.run_id[:12]}  {record.status.value:<8}  "
                    f"{record.started_at:%Y-%m-%d %H:%M}  {record.project.name} / "

@@ -33,7 +33,7 @@ class _LazyGroup(click.Group):
         "runs": "runner.cli.runs:runs", "cancel": "runner.cli.remote:cancel",
         "env": "runner.cli.env:env",
         "sweep": "runner.cli.sweep:sweep", "pipeline": "runner.cli.pipeline:pipeline",
-        "ui": "runner.cli.ui:ui",
+        "ui": "runner.cli.ui:ui", "models": "runner.cli.models:models",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -298,11 +298,11 @@ def _validate_backend_config(value: str) -> int:
 @cli.command()
 @click.argument("kind", type=click.Choice(["mlproject", "python_env", "conda_env", "run-record",
                                           "kubernetes-config", "slurm-config",
-                                          "sweep-record"]),
+                                          "sweep-record", "model-version"]),
                 default="mlproject")
 def schema(kind: str) -> int:
     """Print the JSON Schema of the MLproject format (or python_env, conda_env, run-record,
-    kubernetes-config, slurm-config, sweep-record)."""
+    kubernetes-config, slurm-config, sweep-record, model-version)."""
     from runner.schemas import render
 
     click.echo(render(kind), nl=False)

@@ -105,4 +105,10 @@ def runs_push(run_ids: tuple[str, ...], tracking_uri: str | None, experiment_nam
             failed += 1
         elif mlflow is not None:
             say(f"run {record.run_id[:8]}: MLflow run {mlflow.run_id}: {mlflow.run_url}")
+            if options.uri is not None:  # the model versions it registered go with it
+                from runner.models.mirror import push_versions
+                from runner.models.store import ModelStore
+
+                failed += push_versions(ModelStore(runs_store.home), record, options,
+                                        os.environ, say)
     return EXIT_FAILURE if failed else 0

@@ -168,6 +168,7 @@ def runs_show(run_id: str, as_json: bool) -> int:
         ("leftovers", _leftovers_note(record)),
         ("metrics", _metrics_line(record)),
         ("mlflow", _mlflow_line(record, runs_store)),
+        *_captured_lines(record),
         ("record", str(runs_store.run_dir(record.run_id))),
     ]
     for key, value in lines:
@@ -183,6 +184,12 @@ def _metrics_line(record: RunRecord) -> str | None:
              for name, m in list(record.metrics.items())[:20]]
     more = f", ... ({len(record.metrics)} in all)" if len(record.metrics) > 20 else ""
     return ", ".join(shown) + more
+
+
+def _captured_lines(record: RunRecord) -> list[tuple[str, str]]:
+    from runner.record.captured import shown_lines
+
+    return shown_lines(record.captured)
 
 
 def _mlflow_line(record: RunRecord, runs_store: RunStore) -> str | None:

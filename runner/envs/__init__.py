@@ -4,6 +4,7 @@
   ``ResolvedEnv``.
 - ``cache``: the content-addressed cache of locks and environments, shared by every kind.
 - ``local``: the ``local`` manager (the interpreter as it is, nothing built).
+- ``pyfacts``: what an interpreter says it is and has installed, asked once and remembered.
 - ``image``: the ``docker`` manager (a docker_env's image, built by the Docker backend).
 - ``python/``: the ``uv`` and ``virtualenv`` managers and their hashed lock.
 - ``conda/``: the ``conda`` manager (py-rattler) and conda.yaml installed from PyPI.

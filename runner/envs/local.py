@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import ClassVar
 
 from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, facts_drift
 from runner.errors import LockNotHonouredError
-from runner.process import capture
-
-# Runs in the project's python: its version, its path and every installed distribution.
-INSPECT = """
-import importlib.metadata as md, json, platform, sys
-seen = {}
-for dist in md.distributions():
-    name = dist.metadata["Name"]
-    if name and name.lower() not in seen:
-        seen[name.lower()] = (name, dist.version)
-print(json.dumps({"version": platform.python_version(), "executable": sys.executable,
-                  "packages": sorted(seen.values(), key=lambda p: p[0].lower())}))
-"""
 
 
 def inspect_python(python: str, env: dict[str, str], cwd: Path | None = None) -> PythonFacts:
     """Ask ``python`` what it is and what it has installed; empty facts if it cannot answer."""
-    try:
-        done = capture([python, "-c", INSPECT], env=env, cwd=cwd, timeout=60)
-    except (FileNotFoundError, PermissionError, TimeoutError):
-        return PythonFacts()
-    if not done.ok:
-        return PythonFacts(executable=python)
-    facts = json.loads(done.stdout.strip().splitlines()[-1])
-    packages = tuple((str(n), str(v)) for n, v in facts["packages"])
-    return PythonFacts(str(facts["version"]), str(facts["executable"]), packages)
+    from runner.envs.pyfacts import inspect
+
+    return inspect(python, env, cwd)[0]
 
 
 def freeze(facts: PythonFacts) -> str:
@@ -85,5 +65,8 @@ class LocalBuilder:
         if python is None:
             return PythonFacts()
         if python not in self._seen:
-            self._seen[python] = inspect_python(python, env)
+            from runner.envs.cache import cache_root
+            from runner.envs.pyfacts import cached
+
+            self._seen[python] = cached(python, env, cache_root(env))
         return self._seen[python]

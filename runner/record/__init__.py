@@ -5,6 +5,8 @@
 - `home`: where the store is (``REPRUN_HOME``) and whether its parts are usable.
 - `store`: the run store under ``REPRUN_HOME``: run directories, records, deletion, listing.
 - `index`: the store's SQLite index: its schema, a record's rows, the queries that list runs.
+- `journal`: the runs the index may be missing (written before a run's directory is made).
+- `listing`: listing runs from the index, reading only what is shown.
 - `host`: facts about the machine a run ran on.
 - `export`: a run as one portable file, and reading a run from the store or such a file.
 """

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS runs (
     duration_s REAL, project TEXT, entry_point TEXT, exit_code INTEGER, backend TEXT,
     sweep TEXT, trial INTEGER, kind TEXT, parent TEXT
 );
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE INDEX IF NOT EXISTS runs_newest ON runs (started_at DESC, run_id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep);
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent);
 CREATE TABLE IF NOT EXISTS params (
@@ -40,10 +41,12 @@ CREATE TABLE IF NOT EXISTS metrics (
     min REAL NOT NULL, max REAL NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (run_id, name)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS metrics_by_value ON metrics (name, last);
 """
 # Version 2: parameters and metrics; outputs by digest, lineage links and reuse keys.
 # Version 3: both of those in one index. Version 4: the sweep and trial of each run.
-# Version 5: the kind (run, pipeline) and parent of each run.
+# Version 5: the kind (run, pipeline) and parent of each run; indexes for a page of the newest
+# runs, the RUNNING runs, and runs by a metric.
 INDEX_VERSION = 5
 LINEAGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
@@ -189,23 +192,76 @@ def _number(text: str) -> float | None:
 
 
 def query_runs(db: sqlite3.Connection, limit: int | None, where: Condition | None,
-           sort: Sequence[tuple[str, bool]], details: bool,
-           fields: Sequence[str] | None) -> list[RunSummary]:
-    query, args = _select(limit, where, sort)
-    rows = db.execute(query, args).fetchall()
+               sort: Sequence[tuple[str, bool]], details: bool,
+               fields: Sequence[str] | None) -> list[RunSummary]:
+    if sort and limit is not None and limit >= 0 and _metric(sort[0][0]):
+        rows = _by_metric(db, limit, where, sort)
+    else:
+        query, args = _select(limit, where, sort)
+        rows = db.execute(query, args).fetchall()
     return _with_details(db, rows, fields) if details else [RunSummary(*row) for row in rows]
+
+
+def _metric(field: str) -> str | None:
+    kind, _, name = field.partition(".")
+    return name if kind == "metrics" and name else None
+
+
+def _by_metric(db: sqlite3.Connection, limit: int, where: Condition | None,
+               sort: Sequence[tuple[str, bool]]) -> list[tuple[Any, ...]]:
+    """A page of runs sorted by a metric first, read in the order of the index on
+    ``metrics(name, last)``: the runs with the metric, then (when the page is not full) those
+    without it, as `_select` orders them."""
+    (field, descending), rest = sort[0], sort[1:]
+    joins, args, order = _sort_terms(rest, first=1)
+    query = (f"SELECT {', '.join(f'runs.{c}' for c in COLUMNS)} FROM metrics s0 "
+             f"CROSS JOIN runs ON runs.run_id = s0.run_id{joins} WHERE s0.name = ?")
+    args.append(_metric(field))
+    condition, where_args = where.sql(field_sql) if where is not None else ("", [])
+    if condition:
+        query += f" AND ({condition})"
+    order = [f"s0.last{' DESC' if descending else ''}", *order, "runs.started_at DESC",
+             "runs.run_id"]
+    rows = db.execute(f"{query} ORDER BY {', '.join(order)} LIMIT {int(limit)}",
+                      [*args, *where_args]).fetchall()
+    if len(rows) == limit:
+        return rows
+    lacking = Lacking(_metric(field) or "", where)
+    query, args = _select(limit - len(rows), lacking, rest)
+    return rows + db.execute(query, args).fetchall()
+
+
+class Lacking:
+    """The runs without metric ``name`` (that ``where`` selects, if given)."""
+
+    def __init__(self, name: str, where: Condition | None) -> None:
+        self.name, self.where = name, where
+
+    def sql(self, resolve: FieldSql) -> tuple[str, list[Any]]:
+        text = "NOT EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = runs.run_id AND m.name = ?)"
+        if self.where is None:
+            return text, [self.name]
+        condition, args = self.where.sql(resolve)
+        return f"{text} AND ({condition})", [self.name, *args]
+
+
+def _sort_terms(sort: Sequence[tuple[str, bool]],
+                first: int = 0) -> tuple[str, list[Any], list[str]]:
+    """The joins, their arguments and the ORDER BY terms of ``sort`` (runs without a value
+    last); joins are named s<first>, s<first + 1>..."""
+    joins, args, order = "", [], []
+    for index, (name, descending) in enumerate(sort, start=first):
+        join, join_args, expr = sort_sql(name, f"s{index}")
+        joins += f" {join}" if join else ""
+        args += join_args
+        order.append(f"{expr} IS NULL, {expr}{' DESC' if descending else ''}")
+    return joins, args, order
 
 
 def _select(limit: int | None, where: Condition | None,
             sort: Sequence[tuple[str, bool]]) -> tuple[str, list[Any]]:
-    query = f"SELECT {', '.join(f'runs.{c}' for c in COLUMNS)} FROM runs"
-    args: list[Any] = []
-    order = []
-    for index, (name, descending) in enumerate(sort):
-        join, join_args, expr = sort_sql(name, f"s{index}")
-        query += f" {join}" if join else ""
-        args += join_args
-        order.append(f"{expr} IS NULL, {expr}{' DESC' if descending else ''}")
+    joins, args, order = _sort_terms(sort)
+    query = f"SELECT {', '.join(f'runs.{c}' for c in COLUMNS)} FROM runs{joins}"
     if where is not None:
         condition, where_args = where.sql(field_sql)
         query += f" WHERE {condition}"

@@ -8,8 +8,9 @@ metrics, so that runs are filtered and sorted by them quickly) and can be rebuil
 
 Faults: each run directory holds a small reserve file, given back when the disk is full so that
 the record can still say how the run ended. The index is a convenience: when it cannot be written
-(full disk, read-only store) the record still is, and listing reads the records themselves for the
-runs the index misses, or all of them when the index cannot be read.
+(full disk, read-only store) the record still is, and the run stays in the store's journal
+(`runner.record.journal`), from which listing (`runner.record.listing`) reads it; when the index
+cannot be read at all, listing reads every record.
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ from runner.record.index import (
     Pairs,
     RunSummary,
     Triples,
-    newest,
-    query_runs,
     upsert,
 )
+from runner.record.journal import Journal
 
 if TYPE_CHECKING:  # the record types are imported only when a record is used
     from runner.record.types import RunRecord
@@ -57,6 +57,7 @@ class RunStore:
         self.home = home
         self.runs_dir = home / "runs"
         self.index_path = home / "index.sqlite"
+        self.journal = Journal(home)  # the runs the index may be missing
         self._local = threading.local()  # one index connection per thread (a sweep's trials)
 
     @property
@@ -75,12 +76,14 @@ class RunStore:
         """A new run's directory, with its reserve; StoreError when the store cannot take it."""
         path = self.run_dir(run_id)
         try:
+            self.journal.add(run_id)  # before the directory: listing finds the run through it
             path.mkdir(parents=True, exist_ok=False)
             (path / RESERVE).write_bytes(bytes(RESERVE_BYTES))
         except OSError as exc:
             with contextlib.suppress(OSError):
                 (path / RESERVE).unlink(missing_ok=True)
                 path.rmdir()
+            self.journal.remove(run_id)
             raise self.cannot_write(exc, "the run was not started") from None
         return path
 
@@ -128,15 +131,28 @@ class RunStore:
                 raise self.cannot_write(again, f"the record {path} was not updated") from None
         if record.status.done:
             self._release_reserve(record.run_id)
-        # The index is rebuilt from the records: a full or read-only disk must not stop a run.
-        with contextlib.suppress(sqlite3.OperationalError, OSError), self._index() as db:
-            upsert(db, record)
+        self.update_index(record)
+
+    def update_index(self, record: RunRecord) -> bool:
+        """The record's rows in the index, and the run out of the journal; False (and the run
+        in the journal) when the index refused. The index is rebuilt from the records: a full
+        or read-only disk must not stop a run."""
+        try:
+            with self.transaction() as db:
+                upsert(db, record)
+        except (sqlite3.Error, OSError):
+            with contextlib.suppress(OSError):
+                self.journal.add(record.run_id)
+            return False
+        self.journal.remove(record.run_id)
+        return True
 
     def discard(self, run_id: str) -> None:
         """Remove a run that could not be started, so that no run is left without a record."""
         import shutil
 
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        self.journal.remove(run_id)
 
     def delete(self, run_id: str) -> None:
         """Remove a recorded run: its directory is first moved out of ``runs/`` (one rename,
@@ -152,9 +168,10 @@ class RunStore:
             raise RunNotFoundError(f"run '{run_id}' has no record in {self.runs_dir}") from None
         except OSError as exc:
             raise self.cannot_write(exc, f"run {run_id[:8]} was not deleted") from None
-        with contextlib.suppress(sqlite3.OperationalError, OSError), self._index() as db:
+        with contextlib.suppress(sqlite3.OperationalError, OSError), self.transaction() as db:
             for table, column in INDEXED_BY_RUN:
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+        self.journal.remove(run_id)
         shutil.rmtree(trash, ignore_errors=True)
         with contextlib.suppress(OSError):
             trash.parent.rmdir()  # when no other deletion is going on
@@ -207,7 +224,7 @@ class RunStore:
         if not self.index_path.exists():
             return []
         try:
-            with self._index() as db:
+            with self.transaction() as db:
                 rows = db.execute(
                     "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? "
                     "ORDER BY run_id LIMIT 6", (prefix, prefix + "\uffff"),
@@ -250,45 +267,11 @@ class RunStore:
             self.save(fixed)
         return fixed
 
-    def _list_indexed(self, limit: int | None, where: Condition | None,
-                      sort: Sequence[tuple[str, bool]], details: bool,
-                      fields: Sequence[str] | None) -> list[RunSummary]:
-        if not self.index_path.exists():
-            self.reindex()
-        with self._index() as db:
-            indexed = dict(db.execute("SELECT run_id, status FROM runs").fetchall())
-        stale = [n for n, status in indexed.items() if status == "RUNNING"]
-        stale += sorted(set(self._run_ids()) - indexed.keys())
-        fresh = {summary.run_id: summary for summary in self._summaries(stale)}
-        plain = where is None and not sort and not details
-        with self._index() as db:
-            found = query_runs(db, None if fresh and plain else limit, where, sort, details, fields)
-        if not (fresh and plain):
-            return found  # filtered and sorted runs come from the index (``fresh`` went into it)
-        merged = {row.run_id: row for row in found}
-        merged.update(fresh)  # a run the index could not take is still listed
-        return newest(list(merged.values()), limit)
-
-    def _run_ids(self) -> list[str]:
+    def run_ids(self) -> list[str]:
+        """Every run directory's name (a listing of ``runs/``: for rebuilding, not listing)."""
         if not self.runs_dir.is_dir():
             return []
         return [p.name for p in self.runs_dir.iterdir() if not p.name.startswith(".")]
-
-    def _summaries(self, run_ids: list[str]) -> list[RunSummary]:
-        """Summaries read from the records (reconciled), written to the index when it can be."""
-        found = []
-        for run_id in run_ids:
-            try:
-                record = self.reconcile(self.load(run_id))
-            except RunNotFoundError:
-                continue
-            with contextlib.suppress(sqlite3.OperationalError, OSError), self._index() as db:
-                upsert(db, record)
-            found.append(RunSummary(
-                record.run_id, record.status.value, record.started_at.isoformat(),
-                record.duration_s, record.project.name, record.entry_point, record.exit_code,
-                record.backend.name, *index.more_columns(record)))
-        return found
 
     def list(
         self, limit: int | None = None, where: Condition | None = None,
@@ -299,24 +282,10 @@ class RunStore:
         the ``sort`` fields (name, descending) with runs lacking a value last, then newest first.
         With ``details`` each summary carries its parameters and metrics (last values): all of
         them, or only the ``params.NAME`` and ``metrics.NAME`` among ``fields``.
-        KeyError for an unknown sort field.
+        KeyError for an unknown sort field. How: `runner.record.listing`."""
+        from runner.record.listing import list_runs
 
-        Runs still RUNNING and runs the index missed (its update failed on a full disk) are read
-        from their records first. When the index cannot be read at all (a read-only or full
-        store), the same query runs over an index made in memory from the records."""
-        try:
-            return self._list_indexed(limit, where, sort, details, fields)
-        except (sqlite3.OperationalError, OSError):
-            self.close()
-        memory = sqlite3.connect(":memory:")
-        try:
-            memory.executescript(SCHEMA + LINEAGE_SCHEMA)
-            for run_id in self._run_ids():
-                with contextlib.suppress(RunNotFoundError):
-                    upsert(memory, self.reconcile(self.load(run_id)))
-            return query_runs(memory, limit, where, sort, details, fields)
-        finally:
-            memory.close()
+        return list_runs(self, limit, where, sort, details, fields)
 
     def reindex(self) -> int:
         """Rebuild the index from the JSON records; returns how many runs it holds."""
@@ -324,12 +293,15 @@ class RunStore:
         self.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+        noted = self.journal.run_ids()
         count = 0
-        with self._index() as db:
+        with self.transaction() as db:
             for run_dir in self._run_dirs():
                 with contextlib.suppress(RunNotFoundError):
                     upsert(db, self.load(run_dir.name))
                     count += 1
+        for run_id in noted:  # in the index now, or without a record: nothing to list
+            self.journal.remove(run_id)
         return count
 
     def _run_dirs(self) -> Iterator[Path]:
@@ -337,7 +309,7 @@ class RunStore:
             yield from (p for p in self.runs_dir.iterdir() if (p / RECORD).is_file())
 
     @contextlib.contextmanager
-    def _index(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         """The index in a transaction. The connection stays open for the store's life: closing
         the last connection of a WAL database checkpoints it, which costs a sync each time."""
         try:
@@ -399,17 +371,17 @@ class RunStore:
     def producers(self, digests: Iterable[str]) -> dict[str, Pairs]:
         """Digest -> (run id, output path) of the FINISHED runs that wrote a file with it,
         the first run first (the one that made it; later ones may have copied or remade it)."""
-        with self._index() as db:
+        with self.transaction() as db:
             return index.producers(db, digests)
 
     def consumers(self, run_id: str) -> Triples:
         """(run id, input name, output path) of the runs that read an output of ``run_id``."""
-        with self._index() as db:
+        with self.transaction() as db:
             return index.consumers(db, run_id)
 
     def reusable(self, key: str) -> Names:
         """The FINISHED runs recorded with reuse key ``key``, newest first."""
-        with self._index() as db:
+        with self.transaction() as db:
             return index.reusable(db, key)
 
     def field_names(self) -> dict[str, Names]:
@@ -418,7 +390,7 @@ class RunStore:
         if not self.index_path.exists():
             return {"params": [], "metrics": []}
         try:
-            with self._index() as db:
+            with self.transaction() as db:
                 return index.field_names(db)
         except sqlite3.OperationalError:
             self.close()

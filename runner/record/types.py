@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 
 from runner.frozen import frozen_kw
+from runner.record.captured import CapturedMlflow
 from runner.record.model import MODEL_CONFIG, Model
 from runner.record.pipeline import PipelineInfo, StepInfo
 from runner.record.status import Status
@@ -98,6 +99,12 @@ class SourceInfo(Model):
     patch_file: str | None = None
     """Uncommitted changes (staged, unstaged, untracked) as a patch"""
     patch_sha256: str | None = None
+    left_out: list[str] = field(default_factory=list)
+    """Changed files kept out of the patch and the dirty flag: MLflow's own files (mlflow.db,
+    mlruns/, mlartifacts/), which runs write, not code"""
+    working_copy: bool | None = None
+    """True when the command ran in a copy of the project directory made for it (a trial of a
+    sweep), removed after it ended"""
     snapshot: SnapshotInfo | None = None
     """For a project outside git: the content snapshot kept beside the record"""
     snapshot_skipped: str | None = None
@@ -425,6 +432,8 @@ class RunRecord(Model):
     """Every value reported, one JSON object a line, beside the record"""
     mlflow: MlflowInfo | None = None
     """The MLflow run on a tracking server, when tracking was on"""
+    captured: CapturedMlflow | None = None
+    """The project's own MLflow logging, answered by reprun when no tracking server was named"""
     sweep: SweepRef | None = None
     """The sweep this run is a trial of, if any"""
     kind: Literal["run", "pipeline"] = "run"

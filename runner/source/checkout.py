@@ -22,7 +22,7 @@ from runner.errors import ProjectNotFoundError, SourceError, UsageError
 from runner.frozen import frozen
 from runner.record.types import SourceInfo, SubmoduleInfo
 from runner.redact import redact_url
-from runner.source.git import git_env, git_output, run_git
+from runner.source.git import config_listing, git_env, git_output, run_git
 from runner.source.uri import ProjectUri, file_url_path, is_remote, is_scp_like, parse_uri
 
 if TYPE_CHECKING:  # the clone cache is imported only for URLs and --version
@@ -203,7 +203,7 @@ def git_facts(directory: Path, base_env: Mapping[str, str]) -> tuple[SourceInfo,
     if found is None:
         return SourceInfo(uri=str(directory), checkout="in-place"), None
     root, index, commit, branch = found
-    patch = uncommitted_patch(root, env, commit, index)
+    patch, left_out = uncommitted_patch(root, env, commit, index)
     remote = first_remote_raw(directory, env)
     sub = directory.relative_to(root).as_posix() if directory != root else None
     info = SourceInfo(
@@ -211,6 +211,7 @@ def git_facts(directory: Path, base_env: Mapping[str, str]) -> tuple[SourceInfo,
         submodules=_checked_out_submodules(root, env),
         git_commit=commit, git_branch=branch or None,
         git_remote=redact_url(remote) if remote else None, git_dirty=bool(patch),
+        left_out=left_out,
     )
     return info, patch or None
 
@@ -234,9 +235,12 @@ def _repository_facts(
 
 
 def first_remote_raw(directory: Path, env: Mapping[str, str]) -> str | None:
-    """The URL of ``origin``, else of the first remote configured."""
-    out = git_output(["config", "--get-regexp", r"^remote\..*\.url$"], env, cwd=directory)
-    urls = dict(line.split(" ", 1) for line in (out or "").splitlines() if " " in line)
+    """The URL of ``origin``, else of the first remote configured (from the configuration
+    listing git gave for the repository, which neutralising its keys asked for anyway)."""
+    urls: dict[str, str] = {}
+    for _scope, key, value in config_listing(directory, env):
+        if key.startswith("remote.") and key.endswith(".url") and len(key) > len("remote..u"):
+            urls[key] = value  # as 'git config --get-regexp ^remote\..*\.url$' lists them
     first: str | None = next(iter(urls.values()), None)
     return urls.get("remote.origin.url") or first
 
@@ -255,10 +259,16 @@ def _checked_out_submodules(root: Path, env: Mapping[str, str]) -> list[Submodul
     return infos
 
 
+# MLflow's own files: what a run writes, not a change to the code (never in a patch).
+MLFLOW_FILES = (":(glob)**/mlflow.db", ":(glob)**/mlruns/**", ":(glob)**/mlartifacts/**")
+MAX_LEFT_OUT = 200
+
+
 def uncommitted_patch(
     top: Path, env: Mapping[str, str], commit: str | None, index: Path | None = None
-) -> bytes:
-    """Every change against HEAD, untracked files included, without touching the user's index."""
+) -> tuple[bytes, list[str]]:
+    """Every change against HEAD, untracked files included, without touching the user's index;
+    and the changed files left out of it (MLflow's own files)."""
     if index is None:
         found = git_output(["rev-parse", "--path-format=absolute", "--git-path", "index"], env,
                            cwd=top)
@@ -268,9 +278,14 @@ def uncommitted_patch(
         if index is not None and index.is_file():
             shutil.copy2(index, temp_index)  # its mtime too: git then sees racily-clean files
         scratch = {**env, "GIT_INDEX_FILE": str(temp_index)}
-        if not run_git(["add", "-A", "--", "."], scratch, cwd=top).ok:
-            return b""
+        excluded = [f":(exclude,{spec[2:]}" for spec in MLFLOW_FILES]
+        if not run_git(["add", "-A", "--", ".", *excluded], scratch, cwd=top).ok:
+            return b"", []
         done = run_git(["diff", "--cached", "--binary", "--no-color", "--no-ext-diff",
                         "--no-textconv", "--end-of-options", commit or EMPTY_TREE], scratch,
                        cwd=top)
-    return done.out if done.ok else b""
+        status = run_git(["status", "--porcelain", "-z", "--untracked-files=all", "--",
+                          *MLFLOW_FILES], scratch, cwd=top)
+    left_out = [entry[3:] for entry in status.stdout.split("\0") if len(entry) > 3] \
+        if status.ok else []
+    return (done.out if done.ok else b""), left_out[:MAX_LEFT_OUT]

@@ -138,50 +138,16 @@ def with_config(env: Mapping[str, str], pairs: Sequence[tuple[str, str]]) -> dic
     return out
 
 
-_NEUTRALISED: dict[tuple[str, tuple[int, ...]], list[tuple[str, str]]] = {}
+_LISTINGS: dict[tuple[str, tuple[int, ...]], list[tuple[str, str, str]]] = {}
 
 
 def neutralised(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, str]]:
     """Overrides for each program-running key the repository at ``cwd`` sets in its own
     (local or worktree) configuration: emptied, then given back the user's global or system
-    values, so a repository cannot run anything while the user's own settings still apply.
-
-    Asked once per directory and state of its configuration files in a process."""
-    key = (str(cwd), _config_stamp(cwd))
-    if key not in _NEUTRALISED:
-        _NEUTRALISED[key] = _neutralised(cwd, env)
-    return _NEUTRALISED[key]
-
-
-def _config_stamp(cwd: Path) -> tuple[int, ...]:
-    """The change times of the configuration files a repository at or above ``cwd`` reads."""
-    for parent in (cwd, *cwd.parents):
-        dot_git = parent / ".git"
-        if dot_git.exists():
-            stamps = []
-            for name in ("config", "config.worktree"):
-                try:
-                    stat = (dot_git / name).stat()
-                    stamps += [stat.st_mtime_ns, stat.st_size, stat.st_ino]
-                except OSError:
-                    stamps.append(-1)
-            return tuple(stamps)
-    return ()
-
-
-def _neutralised(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, str]]:
-    try:
-        done = capture(["git", *_SAFE_ALWAYS, "-C", str(cwd), "config", "--list",
-                        "--show-scope", "-z"], env=env, timeout=SHORT_TIMEOUT_S)
-    except (FileNotFoundError, TimeoutError):
-        return []
-    if not done.ok:
-        return []
-    items = done.stdout.split("\0")
+    values, so a repository cannot run anything while the user's own settings still apply."""
     local: list[str] = []
     trusted: dict[str, list[str]] = {}
-    for scope, entry in zip(items[::2], items[1::2], strict=False):
-        key, _, value = entry.partition("\n")
+    for scope, key, value in config_listing(cwd, env):
         if not _RUNS_PROGRAM.match(key.lower()):
             continue
         if scope in ("local", "worktree"):
@@ -193,6 +159,51 @@ def _neutralised(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, str]]:
         pairs.append((key, _neutral(key.lower())))
         pairs += [(key, value) for value in trusted.get(key, [])]
     return pairs
+
+
+def config_listing(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(scope, key, value) of every configuration entry git sees in the repository holding
+    ``cwd``, in git's order (``git config --list --show-scope``); empty without git or outside
+    a repository. Asked once per repository and state of its configuration files in a process
+    (a run asks git for its remote here too, and neutralises the keys from the same answer)."""
+    root, stamp = _config_stamp(cwd)
+    key = (str(root or cwd), stamp)
+    if key not in _LISTINGS:
+        _LISTINGS[key] = _listing(cwd, env)
+    return _LISTINGS[key]
+
+
+def _config_stamp(cwd: Path) -> tuple[Path | None, tuple[int, ...]]:
+    """The working tree at or above ``cwd`` and the change times of the configuration files
+    its repository reads."""
+    for parent in (cwd, *cwd.parents):
+        dot_git = parent / ".git"
+        if dot_git.exists():
+            stamps = []
+            for name in ("config", "config.worktree"):
+                try:
+                    stat = (dot_git / name).stat()
+                    stamps += [stat.st_mtime_ns, stat.st_size, stat.st_ino]
+                except OSError:
+                    stamps.append(-1)
+            return parent, tuple(stamps)
+    return None, ()
+
+
+def _listing(cwd: Path, env: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    try:
+        done = capture(["git", *_SAFE_ALWAYS, "-C", str(cwd), "config", "--list",
+                        "--show-scope", "-z"], env=env, timeout=SHORT_TIMEOUT_S)
+    except (FileNotFoundError, TimeoutError):
+        return []
+    if not done.ok:
+        return []
+    items = done.stdout.split("\0")
+    found = []
+    for scope, entry in zip(items[::2], items[1::2], strict=False):
+        key, _, value = entry.partition("\n")
+        found.append((scope, key, value))
+    return found
 
 
 def _neutral(key: str) -> str:

@@ -31,7 +31,7 @@ IGNORE_FILES = (".gitignore", ".reprunignore")
 DEFAULT_RULES = (
     ".git/", ".hg/", ".svn/", "__pycache__/", "*.py[cod]", ".venv/", "venv/", ".tox/", ".nox/",
     ".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".ipynb_checkpoints/", "node_modules/",
-    ".DS_Store", "mlruns/",
+    ".DS_Store", "mlruns/", "mlartifacts/", "mlflow.db",
 )
 
 

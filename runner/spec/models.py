@@ -85,6 +85,8 @@ ParameterDecl = Annotated[
 ]
 
 
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+                                 description="Letters, digits, '.', '_', '-'; no '..'")]
 MetricName = Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[^\s]+$")]
 
 
@@ -144,6 +146,24 @@ class EntryPoint(BaseModel):
     parameters: dict[str, ParameterDecl] = Field(default_factory=dict)
     command: str = Field(description="Run with bash -c; {name} is replaced by the quoted value")
     metrics: MetricsSpec | None = None
+    models: dict[ModelName, str] = Field(
+        default_factory=dict,
+        description="Models a finished run registers (a reprun key): model name -> a file or "
+                    "folder relative to REPRUN_OUTPUT_DIR ('.' for all of it)",
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _check_model_paths(cls, models: dict[str, str]) -> dict[str, str]:
+        for name, path in models.items():
+            if ".." in name:
+                raise ValueError(f"model name '{name}' contains '..'; use letters, digits, "
+                                 "'.', '_' and '-'")
+            parts = path.replace("\\", "/").split("/")
+            if not path.strip() or path.startswith("/") or ".." in parts:
+                raise ValueError(f"models.{name}: '{path}' must be a path inside "
+                                 "REPRUN_OUTPUT_DIR, e.g. model (no '..', not absolute)")
+        return models
 
     @field_validator("command")
     @classmethod

@@ -169,13 +169,16 @@ class EntryPoint:
     command: str
     parameters: dict[str, ParameterSpec] = field(default_factory=dict)
     metrics: MetricsSpec | None = None
+    models: dict[str, str] = field(default_factory=dict)
+    """Model name -> the file or folder of the outputs a finished run registers"""
 
     @classmethod
     def from_dump(cls, data: dict[str, Any]) -> EntryPoint:
         params = data.get("parameters") or {}
         metrics = data.get("metrics")
         return cls(data["command"], {k: ParameterSpec.from_dump(v) for k, v in params.items()},
-                   MetricsSpec.from_dump(metrics) if metrics is not None else None)
+                   MetricsSpec.from_dump(metrics) if metrics is not None else None,
+                   dict(data.get("models") or {}))
 
 
 EnvItem = str | tuple[str, str]

@@ -24,6 +24,7 @@ from runner.plan import Plan, with_params
 from runner.process import stop_signals_to
 from runner.record.types import RunnerProcess, RunRecord, Status, now
 from runner.sweep.record import SweepRecord, TrialInfo
+from runner.sweep.workcopy import working_copy
 
 if TYPE_CHECKING:
     from runner.record.store import RunStore
@@ -177,7 +178,9 @@ class Driver:
         notify = self._notify_for(trial.index, control)
         try:
             plan = with_params(self.plan, trial.params, self.record.sweep_id, trial.index)
-            record = execute(plan, self.runs, notify, control)
+            work = self.sweeps.directory(self.record.sweep_id) / "work"
+            with working_copy(plan, work, notify) as copied:
+                record = execute(copied, self.runs, notify, control)
         except Interrupted as exc:
             return self._update(trial.index, run_id=control.run_id, status=Status.KILLED,
                                 reason=f"stopped by {exc}")

@@ -45,19 +45,19 @@ def chunks(handle: IO[bytes]) -> Iterator[tuple[int, str]]:
         yield line, pending.decode("utf-8", "replace")
 
 
-def read_stream(collector: Collector, path: Path) -> None:
-    """The JSON lines the run appended to ``REPRUN_METRICS``."""
+def read_stream(collector: Collector, path: Path, source: str = "stream") -> None:
+    """The JSON lines the run appended to ``REPRUN_METRICS`` (or reprun's MLflow endpoint)."""
     if not path.is_file():
         return
     with path.open("rb") as handle:
         for first_line, text in chunks(handle):
             for number, line in enumerate(text.splitlines(), first_line):
                 if line.strip():
-                    _stream_line(collector, number, line)
+                    _stream_line(collector, number, line, source)
 
 
-def _stream_line(collector: Collector, number: int, line: str) -> None:
-    where = f"{STREAM_VARIABLE} line {number}"
+def _stream_line(collector: Collector, number: int, line: str, source: str) -> None:
+    where = f"{STREAM_VARIABLE if source == 'stream' else source} line {number}"
     try:
         item = json.loads(line)
     except (ValueError, RecursionError):
@@ -79,7 +79,7 @@ def _stream_line(collector: Collector, number: int, line: str) -> None:
             collector.problems.add("stream: not a number", f"{where}: '{name}' is "
                                    f"{shown(value)}, not a number; ignored")
         else:
-            collector.add(name, as_float(value), step, "stream")
+            collector.add(name, as_float(value), step, source)
 
 
 def _stream_step(collector: Collector, where: str, value: Any) -> int | None:

@@ -38,6 +38,7 @@ from runner.tracking.metricfiles import (
 
 STREAM_DIR = "stream"
 STREAM_FILE = "metrics.jsonl"
+MLFLOW_STREAM = "mlflow.jsonl"  # what the project logged with mlflow (mlflow.endpoint)
 HISTORY_FILE = "metrics.jsonl"
 SPEC_DIR = "spec"  # copies of the MLproject and environment files beside the record
 MAX_NAMES = 1000
@@ -159,6 +160,7 @@ def collect(
         if spec is not None and spec.stdout:
             read_output(collector, log_file, spec.stdout, frozenset(parameters))
         read_stream(collector, run_dir / STREAM_DIR / STREAM_FILE)
+        read_stream(collector, run_dir / STREAM_DIR / MLFLOW_STREAM, "mlflow")
         read_files(collector, output_dir, spec.files if spec is not None else [])
         collector.flush()
     for line in collector.problems.lines():

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 from runner.errors import ReprunError, RunNotFoundError, UsageError
 from runner.record.store import RunStore
-from runner.ui import api
+from runner.ui import api, models_api
 
 STATIC = Path(__file__).resolve().parent / "static"
 # name in the URL -> (file in runner/ui/static, or None for Plotly's bundle; content type)
@@ -38,6 +38,7 @@ ASSETS: dict[str, tuple[str | None, str]] = {
     "app.js": ("app.js", "text/javascript; charset=utf-8"),
     "pipeline.js": ("pipeline.js", "text/javascript; charset=utf-8"),
     "app.css": ("app.css", "text/css; charset=utf-8"),
+    "models.js": ("models.js", "text/javascript; charset=utf-8"),
     "plotly.min.js": (None, "text/javascript; charset=utf-8"),
 }
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -227,6 +228,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if name == "pipelines" and len(parts) == 4:
             self._json(api.pipeline(store, parts[3], query))
             return
+        if name == "models" and len(parts) in (4, 5):
+            self._json(models_api.model(store, parts[3], parts[4] if len(parts) == 5 else "",
+                                        query))
+            return
         if name == "runs" and len(parts) in (4, 5):
             self._run(parts[3], parts[4] if len(parts) == 5 else "", query)
             return
@@ -292,10 +297,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 COLLECTION: dict[str, Callable[[RunStore, api.Query], Any] | None] = {
     "runs": api.runs, "runs.csv": None, "fields": api.fields, "changes": api.changes,
-    "compare": api.compare, "diff": None, "sweeps": api.sweeps,
+    "compare": api.compare, "diff": None, "sweeps": api.sweeps, "models": models_api.models,
 }
 RUN_VIEWS: dict[str, Callable[[RunStore, str, api.Query], Any]] = {
     "": api.show, "lineage": api.lineage, "history": api.history,
+    "models": models_api.run_models,
 }
 
 

@@ -127,6 +127,10 @@ def push_run(store: RunStore, record: RunRecord, options: TrackingOptions,
     store.save(record)
     for file, path in artifacts(record, run_dir, options.log_outputs):
         session.do({"op": "upload", "file": file, "path": path})
+    from runner.tracking.mlflow.endpoint.push import captured_ops
+
+    for op in captured_ops(record, run_dir):  # what the project logged with no server
+        session.do(op)
     end = record.ended_at.timestamp() if record.ended_at else None
     session.do({"op": "end", "status": record.status.value, "end_ms": ms(end)})
     session.save_pending()

@@ -320,10 +320,11 @@ async function runPage(token, id) {
 
   sections.push(el("h2", { text: "Inputs" }), inputsTable(record.inputs || []));
   const downHolder = el("div", { id: "downstream" });
+  const modelsHolder = el("div", { id: "models-of-run" });
   sections.push(el("h2", { text: "Outputs" }), (record.outputs || []).length
     ? el("table", { class: "grid", id: "outputs" }, el("tr", {}, ["path", "size", "digest"].map(h => el("th", { text: h }))),
       record.outputs.map(o => el("tr", {}, el("td", { text: o.path }), el("td", { class: "num", text: o.size }), el("td", {}, el("code", { text: String(o.digest || o.sha256 || "").slice(0, 30) })))))
-    : el("p", { class: "muted", text: "none" }), el("p", { class: "muted", text: "in " + record.output_dir }), downHolder);
+    : el("p", { class: "muted", text: "none" }), el("p", { class: "muted", text: "in " + record.output_dir }), downHolder, modelsHolder);
 
   const metrics = Object.entries(record.metrics || {});
   const metricPlot = plotDiv("metric-plot");
@@ -341,6 +342,7 @@ async function runPage(token, id) {
   if (src.patch_file) textFile(record.run_id, "patch", patchHolder, "Uncommitted changes (patch)", true);
   if (env.lock_file) textFile(record.run_id, "lock", lockHolder, "Lock file", false);
   downstream(record.run_id, downHolder);
+  runModels(record.run_id, modelsHolder);
   if (metrics.length) metricHistory(record.run_id, metricPlot);
   if (record.kind === "pipeline") logNote.textContent = "a pipeline run: each step's run has its own log";
   else followLog(token, record.run_id, log, logNote);
@@ -712,6 +714,7 @@ async function route() {
     else if (path === "/plots") await plotsPage(token, params);
     else if (path === "/sweeps") await sweepsPage(token);
     else if (path.startsWith("/sweeps/")) await sweepPage(token, decodeURIComponent(path.slice(8)), params);
+    else if (path === "/models" || path.startsWith("/models/")) await modelsRoute(token, path);
     else await runsPage(token, params);
   } catch (err) {
     if (token === pageToken) show(errorBox(err));
