@@ -27,7 +27,7 @@ from runner.pipeline.lock import held, lock_path
 from runner.pipeline.start import Policy
 from runner.pipeline.steps import origin_outputs, step_options, step_values
 from runner.plan import Opened, Plan, RunOptions, make_plan
-from runner.process import stop_signals_to
+from runner.process import guarded_children, stop_signals_to
 from runner.record.store import RunStore
 from runner.record.types import MetricSummary, RunRecord, Status, StepInfo, now
 
@@ -79,7 +79,8 @@ class Driver:
         pending = [s for s in self.order if self.status.get(s) is not Status.FINISHED]
         running: dict[Future[StepInfo], str] = {}
         pool = ThreadPoolExecutor(self.policy.parallel, thread_name_prefix="reprun-step")
-        with stop_signals_to(self._on_signal), pool:
+        # kill -9 of this process: the guard ends the steps' commands (runner.process).
+        with stop_signals_to(self._on_signal), guarded_children(), pool:
             while True:
                 if self.signum is None:
                     self._block(pending)

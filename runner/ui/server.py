@@ -36,6 +36,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 # name in the URL -> (file in runner/ui/static, or None for Plotly's bundle; content type)
 ASSETS: dict[str, tuple[str | None, str]] = {
     "app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "pipeline.js": ("pipeline.js", "text/javascript; charset=utf-8"),
     "app.css": ("app.css", "text/css; charset=utf-8"),
     "models.js": ("models.js", "text/javascript; charset=utf-8"),
     "plotly.min.js": (None, "text/javascript; charset=utf-8"),
@@ -230,6 +231,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
         if name == "sweeps" and len(parts) == 4:
             self._json(api.sweep(store, parts[3], query))
+            return
+        if name == "pipelines" and len(parts) == 4:
+            self._json(api.pipeline(store, parts[3], query))
             return
         if name == "models" and len(parts) in (4, 5):
             self._json(models_api.model(store, parts[3], parts[4] if len(parts) == 5 else "",
