@@ -348,6 +348,33 @@ def test_a_huge_random_sweep_is_refused_at_once(reprun: Reprun, make_project: Ma
     assert not (reprun.home / "sweeps").exists() or not any((reprun.home / "sweeps").iterdir())
 
 
+def _guard_of(pid: int) -> int:
+    """The child-guard process (runner.process.ChildGuard) that reprun process ``pid`` started."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"-I\0-S\0-c" in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+    raise AssertionError(f"reprun process {pid} has no child guard")
+
+
+def test_a_killed_sweeps_trials_end_with_it(reprun: Reprun, make_project: MakeProject,
+                                             tmp_path: Path) -> None:
+    project, pids, hold = held_project(make_project, tmp_path)
+    proc = reprun.popen("sweep", str(project), "-P", "k=1..3", "--env-manager", "local")
+    try:
+        wait_for(lambda: pids.exists() and pids.read_text().strip() != "")
+    finally:
+        proc.kill()  # kill -9: the sweep itself can stop nothing; its guard does
+        proc.wait(30)
+    trial = int(pids.read_text().split()[0])
+    wait_for(lambda: not pid_alive(trial), timeout=30)
+    hold.unlink()
+
+
 def test_a_killed_sweep_is_resumed_once_and_its_trials_stopped(
         reprun: Reprun, make_project: MakeProject, tmp_path: Path) -> None:
     project, pids, hold = held_project(make_project, tmp_path)
@@ -355,7 +382,10 @@ def test_a_killed_sweep_is_resumed_once_and_its_trials_stopped(
     try:
         wait_for(lambda: pids.exists() and pids.read_text().strip() != "")
     finally:
-        proc.kill()  # kill -9: the sweep can stop nothing
+        # kill -9 of the sweep and of its guard (both gone at once, as an OOM killer may do):
+        # nothing stops the trials then, until the next command finds them.
+        os.kill(_guard_of(proc.pid), signal.SIGKILL)
+        proc.kill()
         proc.wait(30)
     sweep_id = next((reprun.home / "sweeps").iterdir()).name
     orphan = int(pids.read_text().split()[0])

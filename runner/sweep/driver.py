@@ -22,7 +22,7 @@ from runner.control import HeldRun
 from runner.errors import Interrupted, ReprunError
 from runner.frozen import frozen
 from runner.plan import Plan, with_params
-from runner.process import stop_signals_to
+from runner.process import guarded_children, stop_signals_to
 from runner.record.types import RunnerProcess, RunRecord, Status, now
 from runner.sweep.record import SweepRecord, TrialInfo
 from runner.sweep.workcopy import working_copy
@@ -105,7 +105,8 @@ class Driver:
         self._save(status=Status.RUNNING, reason=None, ended_at=None, runner=this_process())
         running: dict[Future[TrialInfo], int] = {}
         pool = ThreadPoolExecutor(self._threads, thread_name_prefix="reprun-trial")
-        with stop_signals_to(self._on_signal), self.progress.shown(), pool:
+        # kill -9 of this process: the guard ends the trials' commands (runner.process).
+        with stop_signals_to(self._on_signal), guarded_children(), self.progress.shown(), pool:
             while True:
                 while self._may_start() and len(running) < self._limit():
                     trial = self.source.next(self.record)
