@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("runner", "backends")
+PACKAGES = ("runner", "backends", "reprun")
 MAX_LINES = 450
 # The steps that tie the packages together, and the layers above them: the packages the flow's
 # lower layers (source, spec, envs, record, tracking) and the backends must never import.
 STEPS = ("runner.plan", "runner.execute", "runner.environment", "runner.results",
-         "runner.reproduce", "runner.sweep", "runner.ui", "runner.cli")
+         "runner.reproduce", "runner.sweep", "runner.pipeline", "runner.models", "runner.ui",
+         "runner.cli", "reprun")
 LOWER = ("runner.source", "runner.spec", "runner.envs", "runner.record", "runner.tracking")
 
 

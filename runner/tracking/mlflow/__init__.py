@@ -1,7 +1,8 @@
 """reprun and MLflow tracking servers, over their REST API (reprun never imports ``mlflow``).
 
 - ``settings``: which MLflow tracking a run asked for (cheap: a run without tracking loads no more).
-- ``client``: the tracking server's REST API on the standard library.
+- ``client``: the tracking server's REST API on the standard library (``deadline``: the total
+  time of one request).
 - ``tags``: a run as MLflow data (tags, parameters, datasets).
 - ``readback``: metrics between a run and its MLflow run, each value once.
 - ``sink``: a run as an MLflow run, as ``mlflow run`` makes it; what fails is kept for later.
