@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,12 +61,29 @@ def _with_snapshot(plan: Plan, source: SourceInfo, run_dir: Path, notify: Notify
     if plan.checkout.snapshot is not None:
         shutil.copyfile(plan.checkout.snapshot, run_dir / SNAPSHOT_FILE)
         return source
+    directory = plan.project.directory
+    products: dict[str, str] = {}
+
+    def leave_out(rels: Sequence[str]) -> dict[str, str]:
+        from runner.source.products import run_products
+
+        products.update(run_products(directory, rels, plan.options.base_env))
+        return products
+
     try:
-        snapshot = make_snapshot(plan.project.directory, run_dir / SNAPSHOT_FILE)
+        snapshot = make_snapshot(directory, run_dir / SNAPSHOT_FILE, leave_out)
     except SnapshotTooLarge as exc:
         notify(f"warning: no snapshot: {exc}; this run cannot be reproduced from its record")
         return source.model_copy(update={"snapshot_skipped": str(exc)})
-    return source.model_copy(update={"snapshot": snapshot})
+    return source.model_copy(update={"snapshot": snapshot, "left_out": _with_reasons(products)})
+
+
+def _with_reasons(products: dict[str, str]) -> list[str]:
+    if not products:
+        return []
+    from runner.source.products import with_reasons
+
+    return with_reasons(products)
 
 
 def _initial_record(plan: Plan, run_id: str, run_dir: Path, notify: Notify) -> RunRecord:

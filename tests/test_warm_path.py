@@ -35,7 +35,7 @@ def started(log: Path) -> list[str]:
     return found
 
 
-def test_a_warm_run_starts_four_git_commands_and_the_command(
+def test_a_warm_run_starts_three_git_commands_and_the_command(
         reprun: Reprun, make_project: MakeProject, tmp_path: Path) -> None:
     log = tmp_path / "started.log"
     shims = tmp_path / "shims"
@@ -52,5 +52,5 @@ def test_a_warm_run_starts_four_git_commands_and_the_command(
     warm = reprun("run", str(project), "-q", "--env-manager", "local", env=env)
     assert warm.code == 0 and warm.stdout == "hi\n", warm.stderr
     # the repository's configuration (read once: its remote comes from the same answer), HEAD,
-    # and the uncommitted patch (added to a scratch index, then diffed); no interpreter
-    assert started(log) == ["git config", "git rev-parse", "git add", "git diff"]
+    # and the working tree's status (clean: no patch to make); no interpreter
+    assert started(log) == ["git config", "git rev-parse", "git status"]

@@ -100,8 +100,8 @@ class SourceInfo(Model):
     """Uncommitted changes (staged, unstaged, untracked) as a patch"""
     patch_sha256: str | None = None
     left_out: list[str] = field(default_factory=list)
-    """Changed files kept out of the patch and the dirty flag: MLflow's own files (mlflow.db,
-    mlruns/, mlartifacts/), which runs write, not code"""
+    """Files kept out of the patch, snapshot and dirty flag: MLflow's own (mlflow.db, mlruns/,
+    mlartifacts/), and new files holding a run's output: 'PATH (output of run ID8: OUTPUT)'"""
     working_copy: bool | None = None
     """True when the command ran in a copy of the project directory made for it (a trial of a
     sweep), removed after it ended"""

@@ -274,6 +274,7 @@ def _checked_out_submodules(root: Path, env: Mapping[str, str]) -> list[Submodul
 
 # MLflow's own files: what a run writes, not a change to the code (never in a patch).
 MLFLOW_FILES = (":(glob)**/mlflow.db", ":(glob)**/mlruns/**", ":(glob)**/mlartifacts/**")
+MLFLOW_DIRS = ("mlruns", "mlartifacts")
 MAX_LEFT_OUT = 200
 
 
@@ -281,24 +282,64 @@ def uncommitted_patch(
     top: Path, env: Mapping[str, str], commit: str | None, index: Path | None = None
 ) -> tuple[bytes, list[str]]:
     """Every change against HEAD, untracked files included, without touching the user's index;
-    and the changed files left out of it (MLflow's own files)."""
+    and the changed files left out of it: MLflow's own files, and new files that hold an output
+    of a finished run (:mod:`runner.source.products`), with why. A clean tree costs one call."""
+    changed, untracked = _changes(top, env)
+    if not changed:
+        return b"", []
+    left_out = [rel for rel in changed if _is_mlflow_file(rel)]
+    products = _products(top, env, [rel for rel in untracked if not _is_mlflow_file(rel)])
+    if len(left_out) + len(products) == len(changed):
+        return b"", _listed(left_out, products)
     if index is None:
         found = git_output(["rev-parse", "--path-format=absolute", "--git-path", "index"], env,
                            cwd=top)
         index = Path(found) if found else None
+    excluded = [f":(exclude,{spec[2:]}" for spec in MLFLOW_FILES]
+    excluded += [f":(exclude,literal){rel}" for rel in products]
     with tempfile.TemporaryDirectory(prefix="reprun-index-") as tmp:
         temp_index = Path(tmp) / "index"
         if index is not None and index.is_file():
             shutil.copy2(index, temp_index)  # its mtime too: git then sees racily-clean files
         scratch = {**env, "GIT_INDEX_FILE": str(temp_index)}
-        excluded = [f":(exclude,{spec[2:]}" for spec in MLFLOW_FILES]
         if not run_git(["add", "-A", "--", ".", *excluded], scratch, cwd=top).ok:
             return b"", []
         done = run_git(["diff", "--cached", "--binary", "--no-color", "--no-ext-diff",
                         "--no-textconv", "--end-of-options", commit or EMPTY_TREE], scratch,
                        cwd=top)
-        status = run_git(["status", "--porcelain", "-z", "--untracked-files=all", "--",
-                          *MLFLOW_FILES], scratch, cwd=top)
-    left_out = [entry[3:] for entry in status.stdout.split("\0") if len(entry) > 3] \
-        if status.ok else []
-    return (done.out if done.ok else b""), left_out[:MAX_LEFT_OUT]
+    return (done.out if done.ok else b""), _listed(left_out, products)
+
+
+def _changes(top: Path, env: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """(every changed path, the untracked ones) of the working tree, read-only, in one call."""
+    status = run_git(["status", "--porcelain", "-z", "--untracked-files=all", "--no-renames"],
+                     env, cwd=top)
+    changed: list[str] = []
+    untracked: list[str] = []
+    for entry in status.stdout.split("\0") if status.ok else []:
+        if len(entry) > 3:
+            changed.append(entry[3:])
+            if entry.startswith("??"):
+                untracked.append(entry[3:])
+    return changed, untracked
+
+
+def _is_mlflow_file(rel: str) -> bool:
+    parts = rel.split("/")
+    return parts[-1] == "mlflow.db" or any(d in parts[:-1] for d in MLFLOW_DIRS)
+
+
+def _products(top: Path, env: Mapping[str, str], untracked: list[str]) -> dict[str, str]:
+    if not untracked:
+        return {}
+    from runner.source.products import run_products
+
+    return run_products(top, untracked, env)
+
+
+def _listed(left_out: list[str], products: dict[str, str]) -> list[str]:
+    if products:
+        from runner.source.products import with_reasons
+
+        left_out = [*left_out, *with_reasons(products)]
+    return sorted(left_out)[:MAX_LEFT_OUT]

@@ -15,7 +15,7 @@ import os
 import re
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from runner.errors import SourceError
@@ -149,13 +149,19 @@ class SnapshotTooLarge(Exception):
         )
 
 
-def make_snapshot(directory: Path, archive: Path) -> SnapshotInfo:
-    """Write the snapshot of ``directory`` to ``archive`` and describe it.
+def make_snapshot(directory: Path, archive: Path,
+                  leave_out: Callable[[Sequence[str]], Collection[str]] | None = None
+                  ) -> SnapshotInfo:
+    """Write the snapshot of ``directory`` to ``archive`` and describe it; ``leave_out`` names
+    the files of those it is given to keep out too (the outputs of runs).
 
     Raises SnapshotTooLarge, before writing anything, when the files add up to too much.
     """
     lines = project_rules(directory)
     included, excluded = walk(directory, parse_rules(lines))
+    if leave_out is not None and (products := set(leave_out(included))):
+        included = [rel for rel in included if rel not in products]
+        excluded = sorted([*excluded, *products])
     total = sum(p.stat().st_size for rel in included
                 if (p := directory / rel).is_file() and not p.is_symlink())
     if total > MAX_TOTAL_BYTES:
