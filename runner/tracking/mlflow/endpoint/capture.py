@@ -184,7 +184,8 @@ def _mlmodel(path: Path, notify: Notify) -> dict[str, Any]:
 def begin_for(record: RunRecord, run_dir: Path, *, remote: bool, detach: bool,
               tracking: Any, env: Mapping[str, str], notify: Notify) -> Capture | None:
     """The capture of a run that names no tracking URI and runs on this machine or in a
-    container here (a detached or remote run outlives reprun's process: it gets none)."""
+    container here (a detached or remote run outlives reprun's process: it gets no endpoint;
+    a Kubernetes pod logs into a store read back with its outputs, ``podstore``)."""
     if remote or detach or not wanted(env):
         return None
     if tracking is not None and getattr(tracking, "uri", None):
