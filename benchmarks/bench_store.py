@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from runner.record.host import host_info
+from runner.record.index import COLUMNS
 from runner.record.store import RECORD, RunStore
 from runner.record.types import (
     BackendInfo,
@@ -77,12 +78,13 @@ def fill(home: Path, count: int) -> list[str]:
         (run_dir / RECORD).write_text(json.dumps(data))
         ids.append(run_id)
         runs.append((run_id, "FINISHED", began.isoformat(), 3.0, "proj", "main", 0, "local",
-                     None, None))
+                     None, None, "run", None))
         params.append((run_id, "alpha", alpha, float(alpha)))
         if number % 10:
             metrics.append((run_id, "rmse", rmse, None, 0.0, 1.0, 1))
     with store.transaction() as db:  # the benchmark fills the index in one go
-        db.executemany(f"INSERT INTO runs VALUES ({', '.join('?' * 10)})", runs)
+        db.executemany(f"INSERT INTO runs ({', '.join(COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(COLUMNS))})", runs)
         db.executemany("INSERT INTO params VALUES (?, ?, ?, ?)", params)
         db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", metrics)
     store.close()

@@ -114,7 +114,7 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         _end(ended(record, Status.FAILED, None, f"reprun failed: {reason}", {}), store, tracker,
              _save_last)
         if isinstance(exc, OSError):
-            raise ReprunError(reason) from exc  # a full disk, a lost file: one line, no traceback
+            raise _os_error(exc, plan, reason, started=handle is not None) from exc
         raise
     record = finished(_with_pod_store(record, tracker, run_dir, notify), outcome,
                       Path(record.output_dir), plan.options.base_env)
@@ -441,3 +441,12 @@ def _tracking_env(plan: Plan, tracker: Tracker | Capture | None,
 
 
 
+def _os_error(exc: OSError, plan: Plan, reason: str, started: bool) -> ReprunError:
+    """A full disk, a lost file: one line, no traceback; a full disk in the documented words,
+    naming the store or the cache that is full."""
+    from runner.nospace import full_error, is_full
+
+    if not is_full(exc):
+        return ReprunError(reason)
+    what = "the command stopped" if started else "the command was not started"
+    return full_error(exc, plan.options.base_env, f"{what} (the run is recorded FAILED)")

@@ -161,6 +161,9 @@ class GroupProcess:
             raise
         self.pid = self._proc.pid
         register(self.pid)
+        guard = _guards[-1] if _guards else None
+        if new_session and guard is not None:
+            guard.send(f"+{self.pid}")
         self._tree.started(self.pid)
         self._closed = False
         self._pumps = [
@@ -225,6 +228,8 @@ class GroupProcess:
             self._closed = True
             self._tree.close()
             unregister(self.pid)
+            for guard in _guards:
+                guard.send(f"-{self.pid}")
 
     def finish_output(self, timeout: float) -> bool:
         """Wait for the output pipes to close; False if some process still holds them."""
@@ -232,6 +237,84 @@ class GroupProcess:
         for pump in self._pumps:
             pump.join(max(0.0, deadline - time.monotonic()))
         return not any(p.is_alive() for p in self._pumps)
+
+
+# The guard: reads "+PGID" and "-PGID" lines; "bye" ends it quietly. At the end of its input
+# without "bye" (the reprun process that holds the pipe died: kill -9), it sends SIGTERM to each
+# process group still listed, and SIGKILL to those left after the grace period.
+GUARD = """
+import os, signal, sys, time
+groups = set()
+for line in sys.stdin:
+    word = line.strip()
+    if word == "bye":
+        sys.exit(0)
+    if word[:1] in "+-" and word[1:].isdigit():
+        (groups.add if word[0] == "+" else groups.discard)(int(word[1:]))
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for group in list(groups):
+        try:
+            os.killpg(group, sig)
+        except OSError:
+            groups.discard(group)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+class ChildGuard:
+    """A small watchdog process that ends the process groups of the commands this reprun
+    process started (`GroupProcess`) if reprun dies without closing it (kill -9): they do not
+    go on unowned. It holds the read end of a pipe; the kernel closes the write end with
+    reprun. Works on any POSIX system (no prctl)."""
+
+    def __init__(self, grace: float) -> None:
+        import sys
+
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", GUARD, str(grace)], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            close_fds=True, env={"PATH": os.environ.get("PATH", os.defpath)})
+        register(self._proc.pid)
+
+    def send(self, word: str) -> None:
+        with self._lock:
+            stdin = self._proc.stdin
+            if stdin is None or stdin.closed:
+                return
+            try:
+                stdin.write(f"{word}\n".encode())
+                stdin.flush()
+            except OSError:  # the guard is gone: nothing to tell
+                stdin.close()
+
+    def close(self) -> None:
+        self.send("bye")
+        with self._lock:
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=5)
+        unregister(self._proc.pid)
+
+
+_guards: list[ChildGuard] = []  # the one guard of this process while one is open
+
+
+@contextlib.contextmanager
+def guarded_children(grace: float = 2.0) -> Iterator[None]:
+    """While inside: the commands started with `GroupProcess` in a new session are ended
+    (SIGTERM, SIGKILL after ``grace`` seconds) if this process is killed outright."""
+    if _guards:  # nested: the outer guard covers it
+        yield
+        return
+    guard = ChildGuard(grace)
+    _guards.append(guard)
+    try:
+        yield
+    finally:
+        _guards.remove(guard)
+        guard.close()
 
 
 def _check_program(program: str, env: Mapping[str, str]) -> None:

@@ -66,20 +66,26 @@ def reproduce(options: ReproduceOptions, store: RunStore,
     """Run the recorded run again; returns (the original record, the new one)."""
     with contextlib.ExitStack() as stack:
         rec = open_run(options.target, store, stack)
-        plan = plan_reproduction(rec, options, notify)
-        try:
-            assert plan.replay is not None
-            for name, path in plan.replay.missing_paths.items():
-                notify(f"warning: path parameter '{name}' names '{path}', which is gone")
-            record = execute(plan, store, notify)
-        finally:
-            release_plan(plan)
-        if options.check and record.reproduction is not None:
-            check = compare_outputs(rec.record.outputs, record.outputs, Path(record.output_dir))
-            reproduction = record.reproduction.model_copy(update={"check": check})
-            record = record.model_copy(update={"reproduction": reproduction})
-            store.save(record)
-    return rec.record, record
+        return rec.record, reproduce_recorded(rec, options, store, notify)
+
+
+def reproduce_recorded(rec: Recorded, options: ReproduceOptions, store: RunStore,
+                       notify: Notify) -> RunRecord:
+    """Run ``rec`` again (its files opened by the caller); returns the new record."""
+    plan = plan_reproduction(rec, options, notify)
+    try:
+        assert plan.replay is not None
+        for name, path in plan.replay.missing_paths.items():
+            notify(f"warning: path parameter '{name}' names '{path}', which is gone")
+        record = execute(plan, store, notify)
+    finally:
+        release_plan(plan)
+    if options.check and record.reproduction is not None:
+        check = compare_outputs(rec.record.outputs, record.outputs, Path(record.output_dir))
+        reproduction = record.reproduction.model_copy(update={"check": check})
+        record = record.model_copy(update={"reproduction": reproduction})
+        store.save(record)
+    return record
 
 
 def plan_reproduction(rec: Recorded, options: ReproduceOptions,
@@ -89,10 +95,10 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions,
     if record.kind == "pipeline":
         steps = record.pipeline.steps if record.pipeline else []
         first = next((s.run_id[:8] for s in steps if s.run_id), "STEP_RUN")
-        raise NotSupportedError(f"run {record.run_id[:8]} is a pipeline run, which cannot yet "
-                                "be reproduced as a whole",
-                                hint=f"reproduce its steps' runs (reprun reproduce {first}; "
-                                     f"'reprun runs show {record.run_id[:8]}' lists them)")
+        raise NotSupportedError(f"run {record.run_id[:8]} is a pipeline run, which is "
+                                "reproduced as a whole by its id or its exported file",
+                                hint=f"give one of those, or reproduce its steps' runs (reprun "
+                                     f"reproduce {first})")
     checkout = checkout_recorded(rec, options.base_env)
     try:
         project = load_project(checkout.directory)

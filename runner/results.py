@@ -36,7 +36,12 @@ def ended(
 
 def finished(record: RunRecord, outcome: Outcome, output_dir: Path,
               env: Mapping[str, str]) -> RunRecord:
+    from runner.nofollow import links_under
+
     facts = dict(outcome.facts)
+    links = links_under(output_dir) if output_dir.is_dir() else []
+    if links:  # left out of the outputs, never followed (they may point at the host)
+        facts["outputs_links_not_followed"] = links
     done = ended(record, outcome.status, outcome.exit_code, outcome.reason, facts)
     return done.model_copy(update={"outputs": list_outputs(output_dir, env)})
 

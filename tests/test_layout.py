@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("runner", "backends")
+PACKAGES = ("runner", "backends", "reprun")
 MAX_LINES = 450
 # The steps that tie the packages together, and the layers above them: the packages the flow's
 # lower layers (source, spec, envs, record, tracking) and the backends must never import.
 STEPS = ("runner.plan", "runner.execute", "runner.environment", "runner.results",
-         "runner.reproduce", "runner.sweep", "runner.ui", "runner.cli")
+         "runner.reproduce", "runner.sweep", "runner.pipeline", "runner.models", "runner.ui",
+         "runner.cli", "reprun")
 LOWER = ("runner.source", "runner.spec", "runner.envs", "runner.record", "runner.tracking")
 
 
@@ -66,3 +67,24 @@ def test_the_checker_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f() -> None:\n    from runner.execute import execute\n")
     assert "runner.execute" in _imports(module)
+
+
+@pytest.mark.parametrize("package", ["runner.envs.python", "runner.envs.conda",
+                                     "runner.tracking.mlflow"])
+def test_a_package_exports_its_names_lazily(package: str) -> None:
+    import importlib
+    import subprocess
+    import sys
+
+    module = importlib.import_module(package)
+    for name, source in module._EXPORTS.items():
+        assert getattr(module, name) is getattr(importlib.import_module(f"{package}.{source}"),
+                                                name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        module.no_such_name  # noqa: B018
+    # Importing the package alone imports none of its modules.
+    code = (f"import sys, {package}; "
+            f"print(sorted(m for m in sys.modules if m.startswith('{package}.')))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert shown == "[]"

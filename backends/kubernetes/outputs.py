@@ -27,6 +27,7 @@ import io
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # $1: the command; $2: the marker; $3: the largest archive to send (0: send nothing).
 WRAPPER = r"""out="${REPRUN_OUTPUT_DIR:-/var/tmp/reprun-outputs}"
@@ -147,8 +148,25 @@ def unpack(collected: Collected, output_dir: Path, max_bytes: int) -> str | None
     try:
         data = base64.b64decode(b"".join(collected.chunks), validate=True)
         output_dir.mkdir(parents=True, exist_ok=True)
+        skipped: list[str] = []
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            tar.extractall(output_dir, filter="data")
+            tar.extractall(output_dir, filter=_files_only(skipped))
     except (binascii.Error, tarfile.TarError, OSError, EOFError) as exc:
         return f"outputs not collected: the archive in the log is damaged ({exc})"
+    if skipped:
+        shown = ", ".join(skipped[:20]) + (" ..." if len(skipped) > 20 else "")
+        return f"outputs: links and special files are not unpacked (never followed): {shown}"
     return None
+
+
+def _files_only(skipped: list[str]) -> Any:
+    """A tar filter that unpacks regular files and folders only (the "data" filter's checks
+    besides); a link (symbolic or hard) or a device is left out and named in ``skipped``."""
+
+    def accept(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        if not (member.isreg() or member.isdir()):
+            skipped.append(member.name[:200])
+            return None
+        return tarfile.data_filter(member, path)
+
+    return accept

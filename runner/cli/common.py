@@ -19,6 +19,12 @@ def say(message: str) -> None:
     click.echo(f"reprun: {message}", err=True)
 
 
+def say_refused(runs: RunStore) -> None:
+    """A warning for each record the store refused while reading (one that lies about itself)."""
+    for message in runs.refused.values():
+        say(f"warning: {message}")
+
+
 def store() -> RunStore:
     from runner.record.home import check_layout, reprun_home
     from runner.record.store import RunStore

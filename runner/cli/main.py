@@ -359,6 +359,11 @@ def _invoke(args: list[str], debug: bool) -> int:
     except OSError as exc:  # a full disk, a read-only or vanished file: one line
         if debug:
             raise
+        from runner.nospace import full_error, is_full
+
+        if is_full(exc):
+            say(f"error: {full_error(exc, os.environ, 'reprun stopped').render()}")
+            return EXIT_FAILURE
         where = f": {exc.filename}" if exc.filename else ""
         say(f"error: {exc.strerror or exc}{where}")
         return EXIT_FAILURE

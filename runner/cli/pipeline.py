@@ -8,12 +8,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from runner.cli.common import run_exit_code, say, store
+from runner.cli.common import EXIT_FAILURE, run_exit_code, say, store
 from runner.errors import UsageError
 
 if TYPE_CHECKING:
+    from runner.pipeline.reproduce import Lookup
     from runner.plan import Opened, RunOptions
+    from runner.record.store import RunStore
     from runner.record.types import RunRecord
+    from runner.reproduce import ReproduceOptions
 
 
 def maybe_pipeline(options: RunOptions, opened: Opened, parallel: int,
@@ -109,3 +112,34 @@ def resume(run_id: str, parallel: int | None, quiet: bool) -> int:
     final = resume_pipeline(record, runs, dict(os.environ),
                             (lambda _m: None) if quiet else say, policy)
     return _report(final, quiet)
+
+
+def reproduce_steps(pipeline: RunRecord, lookup: Lookup, options: ReproduceOptions,
+                    runs_store: RunStore, check: bool, quiet: bool) -> int:
+    """``reprun reproduce PIPELINE_RUN [--check]``: each step reproduced, one line each; 0 when
+    every step FINISHED (and, with --check, its outputs came out identical)."""
+    from runner.pipeline.reproduce import reproduce_pipeline
+
+    results = reproduce_pipeline(pipeline, options, runs_store, lookup,
+                                 (lambda _m: None) if quiet else say)
+    good = 0
+    for result in results:
+        new = result.record
+        if new is None:
+            say(f"step {result.step}: not reproduced: {result.reason}")
+            continue
+        rep = new.reproduction.check if new.reproduction else None
+        outputs = (f"outputs identical ({len(new.outputs)} file(s))" if result.identical
+                   else "outputs " + "; ".join(f"{what}: {', '.join(paths)}" for what, paths in (
+                       ("different", rep.different if rep else []),
+                       ("missing", rep.missing if rep else []),
+                       ("extra", rep.extra if rep else [])) if paths))
+        finished = new.status.value == "FINISHED"
+        good += finished and (result.identical or not check)
+        why = f": {new.reason}" if new.reason and not finished else ""
+        say(f"step {result.step}: run {new.run_id[:8]} reproduces {(result.original or '')[:8]}:"
+            f" {new.status.value}{why}, {outputs}")
+    identical = sum(1 for r in results if r.identical)
+    say(f"pipeline run {pipeline.run_id[:8]} reproduced: {len(results)} steps, {identical} with "
+        f"identical outputs")
+    return 0 if good == len(results) else EXIT_FAILURE

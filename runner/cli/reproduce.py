@@ -60,6 +60,16 @@ def reproduce(target: str, backend: str | None, env_manager: str | None, check: 
     )
     runs_store = open_store()
     runs_store.check_writable()
+    import contextlib
+
+    from runner.pipeline.reproduce import open_pipeline
+
+    with contextlib.ExitStack() as stack:
+        pipeline = open_pipeline(target, runs_store, stack)
+        if pipeline is not None:
+            from runner.cli.pipeline import reproduce_steps
+
+            return reproduce_steps(pipeline[0], pipeline[1], options, runs_store, check, quiet)
     original, record = run_again(options, runs_store, (lambda _m: None) if quiet else say)
     replay = record.reproduction
     if not quiet:

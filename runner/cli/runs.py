@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from runner.cli.common import current_record, say
+from runner.cli.common import current_record, say, say_refused
 from runner.cli.common import store as open_store
 from runner.cli.delete import runs_delete
 from runner.cli.pipeline import pipeline_lines
@@ -49,8 +49,10 @@ def runs_list(as_json: bool, as_csv: bool, limit: int | None, columns: tuple[str
 
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
-    summaries, chosen = list_runs(open_store(), where, sort, columns, limit,
+    runs_store = open_store()
+    summaries, chosen = list_runs(runs_store, where, sort, columns, limit,
                                   details=as_json or as_csv)
+    say_refused(runs_store)
     if as_json:
         click.echo(json.dumps([summary_json(s, chosen) for s in summaries], indent=2))
     elif as_csv:
@@ -282,7 +284,9 @@ def runs_lineage(run_id: str, down: bool, as_json: bool) -> int:
 @runs.command("reindex")
 def runs_reindex() -> int:
     """Rebuild the run index from the records."""
-    count = open_store().reindex()
+    runs_store = open_store()
+    count = runs_store.reindex()
+    say_refused(runs_store)
     say(f"indexed {count} run(s)")
     return 0
 

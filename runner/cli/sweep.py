@@ -214,6 +214,27 @@ def _report(record: SweepRecord) -> int:
 def resume(sweep_id: str | None, reuse: bool, parallel: int | None, verbose: bool) -> int:
     """Run the trials of an interrupted (or failed) sweep that did not finish (SWEEP: an id or
     its start; default: the newest sweep)."""
+    from runner.sweep.exclusive import taken
+
+    sweeps = _sweeps()
+    chosen = sweeps.resolve_id(sweep_id) if sweep_id else sweeps.newest().sweep_id
+    with taken(sweeps.directory(chosen), chosen):
+        _stop_left_running(sweeps, chosen)
+        return _resume(sweeps, sweeps.get(chosen), reuse, parallel, verbose)
+
+
+def _stop_left_running(sweeps: SweepStore, sweep_id: str) -> None:
+    """The trials' processes a killed sweep left running, stopped (and said)."""
+    from runner.sweep.exclusive import stop_left_running
+
+    count = stop_left_running(sweeps.load(sweep_id), store())
+    if count:
+        say(f"sweep {sweep_id}: stopped {count} process{'es' if count != 1 else ''} of its "
+            "trials that its killed reprun process left running")
+
+
+def _resume(sweeps: SweepStore, record: SweepRecord, reuse: bool, parallel: int | None,
+            verbose: bool) -> int:
     import dataclasses
 
     from runner.plan import make_plan, release_plan
@@ -221,8 +242,6 @@ def resume(sweep_id: str | None, reuse: bool, parallel: int | None, verbose: boo
     from runner.sweep.run import resumable, resume_options, run_sweep
     from runner.sweep.spec import check_trials, probe
 
-    sweeps = _sweeps()
-    record = sweeps.get(sweep_id) if sweep_id else sweeps.newest()
     indexes = resumable(record)
     store().check_writable()
     options = resume_options(record, dict(os.environ), reuse)
@@ -265,6 +284,7 @@ def show(sweep_id: str | None, metric: str | None, as_csv: bool, as_json: bool) 
         raise click.UsageError("give --json or --csv, not both")
     sweeps = _sweeps()
     record = sweeps.get(sweep_id) if sweep_id else sweeps.newest()
+    _stop_left_running(sweeps, record.sweep_id)
     reported = _reported(record)
     if metric is not None:
         record = ranked_by(record, metric, reported)

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from backends.base import RunHandle
+from runner.control import HeldRun
 from runner.envs.cache import cache_root
 from runner.errors import Interrupted, ReprunError
 from runner.pipeline.graph import blocked_by, ready
@@ -27,39 +27,12 @@ from runner.pipeline.lock import held, lock_path
 from runner.pipeline.start import Policy
 from runner.pipeline.steps import origin_outputs, step_options, step_values
 from runner.plan import Opened, Plan, RunOptions, make_plan
-from runner.process import stop_signals_to
+from runner.process import guarded_children, stop_signals_to
 from runner.record.store import RunStore
 from runner.record.types import MetricSummary, RunRecord, Status, StepInfo, now
 
 Say = Callable[[str], None]
 POLL_S = 0.2
-
-
-class _StepControl:
-    """A step's run id and handle, and the pipeline's stop reaching it (runner.execute.Control)."""
-
-    def __init__(self, driver: Driver) -> None:
-        self._driver = driver
-        self.run_id: str | None = None
-        self.handle: RunHandle | None = None
-
-    def begun(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    def submitting(self) -> None:
-        if self._driver.signum is not None:
-            raise Interrupted(self._driver.signum)
-
-    def started(self, handle: RunHandle) -> None:
-        with self._driver.lock:
-            self.handle = handle
-            signum = self._driver.signum
-        if signum is not None:
-            handle.cancel(signum)
-
-    def stop(self, signum: int) -> None:
-        if self.handle is not None:
-            self.handle.cancel(signum)
 
 
 class Driver:
@@ -80,7 +53,7 @@ class Driver:
         self.status: dict[str, Status | None] = {}
         self.outputs: dict[str, Path] = {}
         self.blocked: dict[str, str] = {}
-        self._controls: dict[str, _StepControl] = {}
+        self._controls: dict[str, HeldRun] = {}
         self._envs: dict[tuple[str, str, str | None], Plan] = {}
         self._env_lock = threading.Lock()
         self._digests = Path()
@@ -106,7 +79,8 @@ class Driver:
         pending = [s for s in self.order if self.status.get(s) is not Status.FINISHED]
         running: dict[Future[StepInfo], str] = {}
         pool = ThreadPoolExecutor(self.policy.parallel, thread_name_prefix="reprun-step")
-        with stop_signals_to(self._on_signal), pool:
+        # kill -9 of this process: the guard ends the steps' commands (runner.process).
+        with stop_signals_to(self._on_signal), guarded_children(), pool:
             while True:
                 if self.signum is None:
                     self._block(pending)
@@ -134,13 +108,13 @@ class Driver:
                 self.say(f"step {name}: {info.reason}")
 
     def _start(self, pool: ThreadPoolExecutor, name: str) -> Future[StepInfo]:
-        control = _StepControl(self)
+        control = HeldRun(self)
         with self.lock:
             self._controls[name] = control
             self.status[name] = Status.RUNNING
         return pool.submit(self._run_step, name, control)
 
-    def _run_step(self, name: str, control: _StepControl) -> StepInfo:
+    def _run_step(self, name: str, control: HeldRun) -> StepInfo:
         from runner.execute import execute
 
         step = self.spec.steps[name]

@@ -86,9 +86,15 @@ def export_run(store: RunStore, run_id: str, out: Path | None) -> Path:
     directory = store.run_dir(record.run_id)
     check_record(record, str(directory / RECORD))  # it names the files the export reads
     target = export_target(out, f"reprun-{record.run_id[:12]}.tar.gz")
-    names = bundled_files(record, directory)
+    sources = {n: directory / n for n in bundled_files(record, directory)}
+    for rid in step_runs(store, record):  # a pipeline run carries its steps' runs
+        run_dir = store.run_dir(rid)
+        check_record(store.get(rid), str(run_dir / RECORD))
+        sources.update({f"runs/{rid}/{n}": run_dir / n
+                        for n in bundled_files(store.get(rid), run_dir)})
+    names = list(sources)
     manifest = {"format": FORMAT, "version": VERSION, "run_id": record.run_id,
-                "files": {n: sha256_file(directory / n) for n in names}}
+                "files": {n: sha256_file(p) for n, p in sources.items()}}
     data = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
     # written beside the target and renamed: an interrupted export leaves no partial file
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -98,13 +104,24 @@ def export_run(store: RunStore, run_id: str, out: Path | None) -> Path:
                 tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
             _add(tar, MANIFEST, data)
             for name in names:
-                _add(tar, name, (directory / name).read_bytes())
+                _add(tar, name, sources[name].read_bytes())
         Path(tmp).chmod(0o644 & ~_umask())
         Path(tmp).replace(target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def step_runs(store: RunStore, record: RunRecord) -> list[str]:
+    """The runs of a pipeline run's steps, and the runs whose outputs they reused."""
+    found: list[str] = []
+    for step in record.pipeline.steps if record.pipeline else []:
+        rid = step.run_id
+        while rid is not None and rid not in found:
+            found.append(rid)
+            rid = store.get(rid).reused_from
+    return found
 
 
 def _umask() -> int:
@@ -140,10 +157,10 @@ def open_run(target: str, store: RunStore, stack: contextlib.ExitStack) -> Recor
     if path.is_file():
         if _looks_like_archive(path):
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reprun-")))
-            return Recorded(_read_record(unpack(path, scratch), str(path)), scratch, str(path))
-        return Recorded(_read_record(path), path.parent, str(path))
+            return Recorded(read_record(unpack(path, scratch), str(path)), scratch, str(path))
+        return Recorded(read_record(path), path.parent, str(path))
     if path.is_dir() and (path / RECORD).is_file():
-        return Recorded(_read_record(path / RECORD), path, str(path))
+        return Recorded(read_record(path / RECORD), path, str(path))
     record = store.get(target)
     check_record(record, str(store.run_dir(record.run_id) / RECORD))
     return Recorded(record, store.run_dir(record.run_id), "store")
@@ -159,7 +176,7 @@ def _looks_like_archive(path: Path) -> bool:
     return head[:2] == b"\x1f\x8b" or head[257:262] == b"ustar"
 
 
-def _read_record(path: Path, shown: str | None = None) -> RunRecord:
+def read_record(path: Path, shown: str | None = None) -> RunRecord:
     shown = shown or str(path)
     hint = "give a run id, a run.json or a file made by 'reprun export'"
     try:
@@ -180,6 +197,9 @@ def _read_record(path: Path, shown: str | None = None) -> RunRecord:
                                hint=hint) from None
     check_record(record, shown)
     return record
+
+
+_read_record = read_record  # its former name
 
 
 def check_record(record: RunRecord, shown: str) -> None:

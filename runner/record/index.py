@@ -46,8 +46,9 @@ CREATE INDEX IF NOT EXISTS metrics_by_value ON metrics (name, last);
 # Version 2: parameters and metrics; outputs by digest, lineage links and reuse keys.
 # Version 3: both of those in one index. Version 4: the sweep and trial of each run.
 # Version 5: the kind (run, pipeline) and parent of each run; indexes for a page of the newest
-# runs, the RUNNING runs, and runs by a metric.
-INDEX_VERSION = 5
+# runs, the RUNNING runs, and runs by a metric. Version 6: records whose run_id is not their
+# folder's name are left out (an index that held one is made again).
+INDEX_VERSION = 6
 LINEAGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
     run_id TEXT NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, path)

@@ -59,6 +59,7 @@ class RunStore:
         self.index_path = home / "index.sqlite"
         self.journal = Journal(home)  # the runs the index may be missing
         self._local = threading.local()  # one index connection per thread (a sweep's trials)
+        self.refused: dict[str, str] = {}  # folder name -> why its record was refused
 
     @property
     def _db(self) -> sqlite3.Connection | None:
@@ -198,12 +199,19 @@ class RunStore:
 
         path = self.run_dir(run_id) / RECORD
         try:
-            return RunRecord.model_validate_json(path.read_bytes())
+            record = RunRecord.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             raise RunNotFoundError(f"run '{run_id}' has no record in {self.runs_dir}") from None
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"]
             raise RunNotFoundError(f"the record {path} is not valid: {reason}") from None
+        if record.run_id != run_id:  # a record that lies about itself is not that run
+            message = (f"the record in folder {self.run_dir(run_id)} says its run_id is "
+                       f"{record.run_id[:100]!r}, not the folder's name: refused")
+            self.refused[run_id] = message
+            raise RunNotFoundError(message, hint="remove that folder, or export the run again "
+                                   "from where it was made")
+        return record
 
     def resolve_id(self, prefix: str) -> str:
         """The one run id that starts with ``prefix``."""

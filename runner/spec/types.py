@@ -89,9 +89,12 @@ def check_pattern(pattern: str) -> str | None:
     compile and have one group, or a group named ``value`` (and optionally one named ``step``)."""
     import re  # compiled here only when an MLproject is validated
 
+    import regex  # what matches it (runner/tracking/patterns.py)
+
     try:
         compiled = re.compile(pattern)
-    except re.error as exc:
+        regex.compile(pattern, regex.VERSION0)
+    except (re.error, regex.error) as exc:
         return f"is not a valid regular expression: {exc}"
     names = set(compiled.groupindex)
     if names - {"value", "step"}:

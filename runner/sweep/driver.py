@@ -17,11 +17,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from backends.base import ArraySlot, RunHandle
+from backends.base import ArraySlot
+from runner.control import HeldRun
 from runner.errors import Interrupted, ReprunError
 from runner.frozen import frozen
 from runner.plan import Plan, with_params
-from runner.process import stop_signals_to
+from runner.process import guarded_children, stop_signals_to
 from runner.record.types import RunnerProcess, RunRecord, Status, now
 from runner.sweep.record import SweepRecord, TrialInfo
 from runner.sweep.workcopy import working_copy
@@ -70,35 +71,6 @@ class Policy:
     live: bool = False  # a status line on the terminal (runner.sweep.progress)
 
 
-class _TrialControl:
-    """A trial's run id and handle, and the sweep's stop reaching it (runner.execute.Control)."""
-
-    def __init__(self, driver: Driver) -> None:
-        self._driver = driver
-        self.run_id: str | None = None
-        self.handle: RunHandle | None = None
-        self.ready = threading.Event()  # the command started, or the trial ended
-
-    def begun(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    def submitting(self) -> None:
-        if self._driver.signum is not None:
-            raise Interrupted(self._driver.signum)
-
-    def started(self, handle: RunHandle) -> None:
-        with self._driver.lock:
-            self.handle = handle
-            signum = self._driver.signum
-        if signum is not None:
-            handle.cancel(signum)
-        self.ready.set()
-
-    def stop(self, signum: int) -> None:
-        if self.handle is not None:
-            self.handle.cancel(signum)  # a second call hurries the stop
-
-
 class Driver:
     def __init__(self, plan: Plan, record: SweepRecord, sweeps: SweepStore, runs: RunStore,
                  source: TrialSource, policy: Policy, say: Say) -> None:
@@ -116,8 +88,8 @@ class Driver:
         self.signum: int | None = None
         self.failures = 0
         self.stop_reason: str | None = None
-        self._controls: dict[int, _TrialControl] = {}
-        self._gate: tuple[int, _TrialControl] | None = None  # the first trial started
+        self._controls: dict[int, HeldRun] = {}
+        self._gate: tuple[int, HeldRun] | None = None  # the first trial started
         self._threads = policy.parallel
         self._array = _array_size(plan, source, policy)
         if self._array:  # every trial submitted at once, one job array: the backend throttles
@@ -133,7 +105,8 @@ class Driver:
         self._save(status=Status.RUNNING, reason=None, ended_at=None, runner=this_process())
         running: dict[Future[TrialInfo], int] = {}
         pool = ThreadPoolExecutor(self._threads, thread_name_prefix="reprun-trial")
-        with stop_signals_to(self._on_signal), self.progress.shown(), pool:
+        # kill -9 of this process: the guard ends the trials' commands (runner.process).
+        with stop_signals_to(self._on_signal), guarded_children(), self.progress.shown(), pool:
             while True:
                 while self._may_start() and len(running) < self._limit():
                     trial = self.source.next(self.record)
@@ -153,7 +126,7 @@ class Driver:
             with self.lock:
                 trials = [*self.record.trials, trial]
             self._save(trials=trials)
-        control = _TrialControl(self)
+        control = HeldRun(self)
         with self.lock:
             self._controls[trial.index] = control
         self._gate = self._gate or (trial.index, control)
@@ -171,7 +144,7 @@ class Driver:
     def _may_start(self) -> bool:
         return self.signum is None and self.stop_reason is None
 
-    def _run_trial(self, trial: TrialInfo, control: _TrialControl) -> TrialInfo:
+    def _run_trial(self, trial: TrialInfo, control: HeldRun) -> TrialInfo:
         from runner.execute import execute
 
         self._update(trial.index, status=Status.RUNNING, reason=None, value=None)
@@ -200,7 +173,7 @@ class Driver:
         return self._update(trial.index, run_id=record.run_id, status=record.status,
                             reason=reason, value=value)
 
-    def _notify_for(self, index: int, control: _TrialControl) -> Say:
+    def _notify_for(self, index: int, control: HeldRun) -> Say:
         """A trial's messages: all of the first trial's until its command starts (the
         environment being built), then warnings only, each naming the trial."""
         def notify(message: str) -> None:
@@ -300,7 +273,6 @@ class Driver:
             controls = list(self._controls.values())
         for control in controls:
             control.stop(signum)
-
 
 
 def _array_size(plan: Plan, source: TrialSource, policy: Policy) -> int:

@@ -201,6 +201,9 @@ def draw(axes: Sequence[Axis], count: int, seed: int) -> list[dict[str, str]]:
 
     A space without distributions is sampled without repeats (at most its size); with one, each
     trial draws every parameter independently."""
+    if count > MAX_GRID:
+        raise UsageError(f"--random {count}: more than {MAX_GRID} trials",
+                         hint=f"draw at most {MAX_GRID}, or search with --optimize")
     rng = random.Random(seed)
     if all(a.finite for a in axes):
         size = grid_size(axes)

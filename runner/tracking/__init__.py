@@ -11,7 +11,8 @@
 - ``reuse``: the key that says two runs must give the same result (``reprun run --reuse``).
 - ``metrics``: metrics a run reports without a library (metrics files,
   the ``REPRUN_METRICS`` stream, printed lines), summarised into the record; ``metricfiles``
-  reads the stream and the files.
+  reads the stream and the files (never through a link: `runner.nofollow`); ``patterns``
+  matches metric patterns with a time limit.
 - ``query``: the ``--where`` filter language and the fields of a run that
   ``reprun runs list`` shows, sorts and filters by.
 - ``compare``: runs side by side (``reprun runs compare``), best values marked.

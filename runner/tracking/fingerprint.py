@@ -12,6 +12,7 @@ import os
 import stat as stat_mod
 import time
 from collections.abc import Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,9 @@ def _fingerprint(is_dir: bool, files: list[tuple[str, str, Key]],
     if not is_dir:
         _rel, _path, key = files[0]
         return Fingerprint("file", known[key], key[2], 1)
-    entries = tuple(sorted(ManifestEntry(rel, key[2], known[key]) for rel, _path, key in files))
+    files.sort(key=itemgetter(0))  # paths are unique: sorted by path, as the manifest is
+    make = ManifestEntry._make
+    entries = tuple([make((rel, key[2], known[key])) for rel, _path, key in files])
     return Fingerprint("directory", manifest_digest(entries), sum(e.size for e in entries),
                        len(entries), entries)
 

@@ -82,7 +82,12 @@ def _normal(item: str) -> str:
 def _inside(directory: Path, item: str, spec_file: Path | None) -> Path:
     """The path of ``item`` in the project; a symlink may not lead out of it."""
     path = directory / _normal(item)
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError):  # RuntimeError: a loop (Python before 3.13)
+        raise SpecError([Problem(spec_file, "data", f"'{item}' is a symbolic link that loops "
+                                 f"({path})", hint="point the link at a file or folder")]
+                        ) from None
     root = directory.resolve()
     if resolved != root and root not in resolved.parents:
         raise SpecError([Problem(spec_file, "data",

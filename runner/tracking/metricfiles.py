@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from runner.nofollow import open_inside
 
 if TYPE_CHECKING:
     from runner.tracking.metrics import Collector
@@ -47,9 +50,15 @@ def chunks(handle: IO[bytes]) -> Iterator[tuple[int, str]]:
 
 def read_stream(collector: Collector, path: Path, source: str = "stream") -> None:
     """The JSON lines the run appended to ``REPRUN_METRICS`` (or reprun's MLflow endpoint)."""
-    if not path.is_file():
+    try:  # the stream's folder is the container's to write in: a link is not followed
+        opened = open_inside(path.parent.parent, f"{path.parent.name}/{path.name}")
+    except OSError as exc:
+        collector.problems.add("stream: not a plain file", f"{STREAM_VARIABLE}: "
+                               f"{exc.strerror}; not read")
         return
-    with path.open("rb") as handle:
+    if opened is None:
+        return
+    with opened as handle:
         for first_line, text in chunks(handle):
             for number, line in enumerate(text.splitlines(), first_line):
                 if line.strip():
@@ -100,22 +109,29 @@ def read_files(collector: Collector, output_dir: Path, declared: Iterable[str]) 
         if path in seen:
             continue
         seen.add(path)
-        if not path.is_file():
+        try:
+            handle = open_inside(output_dir, name)
+        except OSError as exc:  # a link (never followed out of the directory), a FIFO...
+            collector.problems.add("file: not a plain file", f"{name}: {exc.strerror}; not "
+                                   "read")
+            continue
+        if handle is None:
             if name not in DEFAULT_FILES:
                 collector.problems.add("file: missing", f"the metrics file {name} named by the "
                                        "MLproject was not written in REPRUN_OUTPUT_DIR")
             continue
-        _read_file(collector, path, name)
+        with handle:
+            _read_file(collector, path, name, handle)
 
 
-def _read_file(collector: Collector, path: Path, name: str) -> None:
-    size = path.stat().st_size
+def _read_file(collector: Collector, path: Path, name: str, handle: IO[bytes]) -> None:
+    size = os.fstat(handle.fileno()).st_size
     if size > MAX_FILE_BYTES:
         collector.problems.add("file: too large", f"{name}: {size} bytes, more than "
                                f"{MAX_FILE_BYTES} for a metrics file; not read")
         return
     try:
-        data = _parse(path)
+        data = _parse(path, handle.read(MAX_FILE_BYTES + 1))
     except Exception as exc:  # any parser error means "not readable"
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         collector.problems.add("file: unreadable", f"{name}: not valid "
@@ -145,8 +161,8 @@ def _read_file(collector: Collector, path: Path, name: str) -> None:
                                f"the first {MAX_LEAVES} are read")
 
 
-def _parse(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
+def _parse(path: Path, raw: bytes) -> Any:
+    text = raw.decode("utf-8")
     if path.suffix == ".json":
         return json.loads(text)
     import yaml  # only for a YAML metrics file

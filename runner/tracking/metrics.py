@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from runner.record.types import MetricSummary, RunRecord
 from runner.spec.types import MetricsSpec
@@ -35,6 +35,9 @@ from runner.tracking.metricfiles import (
     read_stream,
     step_of,
 )
+
+if TYPE_CHECKING:
+    from runner.tracking.patterns import BoundedPatterns
 
 STREAM_DIR = "stream"
 STREAM_FILE = "metrics.jsonl"
@@ -180,7 +183,10 @@ def read_output(collector: Collector, log_file: Path, stdout: bool | Mapping[str
         return
     with log_file.open("rb") as handle:
         if isinstance(stdout, Mapping):
-            patterns = {name: re.compile(p, re.MULTILINE) for name, p in stdout.items()}
+            from runner.tracking.patterns import BoundedPatterns
+
+            patterns = BoundedPatterns(stdout, lambda name, message: collector.problems.once(
+                f"stdout: '{name}' too slow", message))
             for first_line, text in chunks(handle):
                 _pattern_lines(collector, first_line, text, patterns)
         else:
@@ -215,11 +221,10 @@ def _is_whole(text: str) -> bool:
 
 
 def _pattern_lines(collector: Collector, first_line: int, text: str,
-                   patterns: Mapping[str, re.Pattern[str]]) -> None:
+                   patterns: BoundedPatterns) -> None:
     """Each pattern's matches in a chunk of whole lines, in the order of the lines."""
-    found = [(match.start(), name, match) for name, pattern in patterns.items()
-             for match in pattern.finditer(text) if "\n" not in match.group(0)]
-    if len(patterns) > 1:
+    found = patterns.matches(text, first_line)
+    if patterns.count > 1:
         found.sort(key=lambda item: item[0])
     for start, name, match in found:
         named = "value" in match.re.groupindex

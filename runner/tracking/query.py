@@ -17,6 +17,11 @@ A number compares as a number (``params.alpha >= 0.2`` compares the parameter's 
 number), text as text; ``status`` ignores letter case. A run without the field matches no
 comparison (nor its negation). The result is SQL with every value bound as an argument
 (`runner.record.index.field_sql`); mistakes raise `UsageError` in one line.
+
+Limits, checked before any SQL is made (SQLite's parser, its expression trees and its joins are
+bounded, and so is Python's recursion): ``--where`` nests ``not`` and parentheses at most
+`MAX_DEPTH` deep and holds at most `MAX_TERMS` comparisons; ``--sort`` names at most `MAX_SORT`
+fields and ``-c`` at most `MAX_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ KEYWORDS = frozenset({"and", "or", "not"})
 _TOKEN = re.compile(r"""\s*(?:(?P<op><=|>=|==|!=|<>|=|<|>)|(?P<paren>[()])|"""
                     r"""(?P<str>'[^']*'|"[^"]*")|(?P<word>[\w.\-+:/@%]+)|(?P<bad>\S))""")
 _NAME = re.compile(r"^(?:params|metrics)\.[^\s]+$")
+MAX_DEPTH = 20  # `not` and parentheses, nested
+MAX_TERMS = 100  # comparisons in one --where
+MAX_SORT = 16  # fields of --sort (each a join)
+MAX_COLUMNS = 200  # fields of -c
 
 
 def check_field(name: str, what: str) -> str:
@@ -74,6 +83,10 @@ def parse_sort(specs: Sequence[str]) -> list[tuple[str, bool]]:
                 raise UsageError(f"--sort: empty field in '{spec}'",
                                  hint="give fields such as metrics.rmse or -metrics.r2")
             keys.append((check_field(name, "--sort"), descending))
+    keys = list({name: (name, descending) for name, descending in reversed(keys)}.values())[::-1]
+    if len(keys) > MAX_SORT:
+        raise UsageError(f"--sort names {len(keys)} fields, more than the limit of {MAX_SORT}",
+                         hint="sort by fewer fields")
     return keys
 
 
@@ -82,7 +95,11 @@ def parse_columns(specs: Sequence[str]) -> list[str]:
     names = [item.strip() for spec in specs for item in spec.split(",")]
     if not all(names):
         raise UsageError("--columns: empty field name", hint="e.g. -c params.alpha,metrics.rmse")
-    return list(dict.fromkeys(check_field(n, "--columns") for n in names))
+    chosen = list(dict.fromkeys(check_field(n, "--columns") for n in names))
+    if len(chosen) > MAX_COLUMNS:
+        raise UsageError(f"--columns names {len(chosen)} fields, more than the limit of "
+                         f"{MAX_COLUMNS}", hint="show fewer columns, or all with --json")
+    return chosen
 
 
 # -- listing: one model, two faces (``runs list --json|--csv`` and the web view) --------------
@@ -184,6 +201,8 @@ class _Parser:
         self.text = text
         self.tokens = _tokens(text)
         self.pos = 0
+        self.depth = 0
+        self.terms = 0
 
     def parse(self) -> Condition:
         if self.tokens[0].kind == "end":
@@ -221,20 +240,34 @@ class _Parser:
         return items[0] if len(items) == 1 else Junction(word.upper(), tuple(items))
 
     def _factor(self) -> Condition:
-        if self._keyword("not"):
-            return Not(self._factor())
         token = self._peek()
+        if self._keyword("not"):
+            self._deeper(token)
+            negated = Not(self._factor())
+            self.depth -= 1
+            return negated
         if token.kind == "paren" and token.text == "(":
             self.pos += 1
+            self._deeper(token)
             inner = self._expr()
             closing = self._next()
             if closing.kind != "paren" or closing.text != ")":
                 self._fail("expected ')'", closing)
+            self.depth -= 1
             return inner
         return self._comparison()
 
+    def _deeper(self, token: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self._fail(f"'not' and parentheses nest deeper than the limit of {MAX_DEPTH}",
+                       token)
+
     def _comparison(self) -> Condition:
         token = self._next()
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            self._fail(f"more than the limit of {MAX_TERMS} comparisons", token)
         if token.kind != "word" or token.text.lower() in KEYWORDS:
             self._fail("expected a field such as metrics.rmse or status", token)
         try:
@@ -265,8 +298,13 @@ class _Parser:
     def _fail(self, message: str, token: _Token) -> Any:
         where = ("at the end" if token.kind == "end"
                  else f"at '{token.text}' (column {token.at + 1})")
-        raise UsageError(f"--where {self.text!r}: {message} {where}",
+        raise UsageError(f"--where {_shown(self.text)}: {message} {where}",
                          hint="e.g. --where \"metrics.rmse < 0.8 and params.alpha >= 0.2\"")
+
+
+def _shown(text: str) -> str:
+    """The expression as an error quotes it: a long one cut short."""
+    return repr(text) if len(text) <= 120 else repr(text[:100]) + f"... ({len(text)} characters)"
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -279,9 +317,9 @@ def _tokens(text: str) -> list[_Token]:
         if kind == "bad":
             where = f"at '{token.text}' (column {token.at + 1})"
             if token.text in "'\"":
-                raise UsageError(f"--where {text!r}: unclosed quote {where}",
+                raise UsageError(f"--where {_shown(text)}: unclosed quote {where}",
                                  hint=f"end the text with {token.text}")
-            raise UsageError(f"--where {text!r}: unexpected character {where}",
+            raise UsageError(f"--where {_shown(text)}: unexpected character {where}",
                              hint="use and, or, not, parentheses and = != < <= > >=")
         tokens.append(token)
     tokens.append(_Token("end", "", len(text)))

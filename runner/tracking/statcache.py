@@ -19,6 +19,7 @@ from pathlib import Path
 
 DATABASE = "digests.sqlite"
 BATCH = 500  # inodes per query (SQLite allows 999 parameters in old versions)
+SCAN_AFTER = 4 * BATCH  # more inodes than this: one scan of the device's rows
 RACY_S = 2.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS digests (
@@ -56,16 +57,10 @@ class StatCache:
             by_dev.setdefault(key[0], {})[key[1]] = key
         try:
             for dev, inodes in by_dev.items() if db is not None else ():
-                wanted = list(inodes)
-                for start in range(0, len(wanted), BATCH):
-                    chunk = wanted[start:start + BATCH]
-                    rows = db.execute(  # type: ignore[union-attr]
-                        "SELECT ino, size, mtime_ns, digest FROM digests WHERE dev=? AND ino IN "
-                        f"({','.join('?' * len(chunk))})", (dev, *chunk))
-                    for ino, size, mtime_ns, digest in rows:
-                        key = inodes[ino]
-                        if (size, mtime_ns) == key[2:]:
-                            found[key] = str(digest)
+                for ino, size, mtime_ns, digest in _rows(db, dev, list(inodes)):  # type: ignore[arg-type]
+                    wanted = inodes.get(ino)
+                    if wanted is not None and (size, mtime_ns) == wanted[2:]:
+                        found[wanted] = str(digest)
         except sqlite3.DatabaseError:
             found = {}
         self.hits += len(found)
@@ -107,6 +102,20 @@ class StatCache:
                 return None
             self._db = db
         return self._db
+
+
+def _rows(db: sqlite3.Connection, dev: int,
+          wanted: list[int]) -> Iterator[tuple[int, int, int, str]]:
+    """The rows of ``wanted`` inodes of ``dev``: looked up in batches, or (many inodes: a large
+    data set) in one scan of the device's rows, which costs one query instead of hundreds."""
+    if len(wanted) > SCAN_AFTER:
+        yield from db.execute("SELECT ino, size, mtime_ns, digest FROM digests WHERE dev=?",
+                              (dev,))
+        return
+    for start in range(0, len(wanted), BATCH):
+        chunk = wanted[start:start + BATCH]
+        yield from db.execute("SELECT ino, size, mtime_ns, digest FROM digests WHERE dev=? AND "
+                              f"ino IN ({','.join('?' * len(chunk))})", (dev, *chunk))
 
 
 @contextlib.contextmanager

@@ -134,6 +134,18 @@ def show(store: RunStore, given: str, _query: Query) -> Json:
     return record.model_dump(mode="json")
 
 
+def pipeline(store: RunStore, given: str, _query: Query) -> Json:
+    """``reprun runs show --json RUN`` of a pipeline run: its record, with the graph, each
+    step's run, status and reuse, and the steps' metrics as ``STEP.NAME``; 404 for a run that
+    is not a pipeline run."""
+    rid = run_id(store, given)
+    record = store.get(rid)
+    if record.kind != "pipeline" or record.pipeline is None:
+        raise ApiError(404, f"run {rid[:8]} is not a pipeline run (it runs entry point "
+                            f"{record.entry_point!r}); its record is at /api/runs/{rid[:8]}")
+    return record.model_dump(mode="json")
+
+
 def lineage(store: RunStore, given: str, query: Query) -> Json:
     """``reprun runs lineage --json RUN [--down]``."""
     from runner.tracking.lineage import lineage as walk

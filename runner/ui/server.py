@@ -36,6 +36,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 # name in the URL -> (file in runner/ui/static, or None for Plotly's bundle; content type)
 ASSETS: dict[str, tuple[str | None, str]] = {
     "app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "pipeline.js": ("pipeline.js", "text/javascript; charset=utf-8"),
     "app.css": ("app.css", "text/css; charset=utf-8"),
     "models.js": ("models.js", "text/javascript; charset=utf-8"),
     "plotly.min.js": (None, "text/javascript; charset=utf-8"),
@@ -44,6 +45,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
        "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'none'")
 COOKIE = "reprun_ui_token_{port}"  # cookies are shared by the ports of a host
+METHOD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")  # a method named back as it was sent
 TOKEN = re.compile(r"^[A-Za-z0-9._~-]{8,200}$")  # what a cookie and a URL carry as they are
 
 
@@ -117,10 +119,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _not_allowed(self) -> None:
         self.close_connection = True  # a body it may have sent is not read
-        self._error(405, f"{self.command} is not allowed: the web view is read-only (GET, HEAD)",
+        method = self.command if METHOD.match(self.command or "") else "this method"
+        self._error(405, f"{method} is not allowed: the web view is read-only (GET, HEAD)",
                     extra={"Allow": "GET, HEAD"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+    def __getattr__(self, name: str) -> Any:
+        """Every other method (POST, PROPFIND, MKCOL, anything a client makes up) is 405: the
+        base class looks for ``do_<METHOD>`` and would answer 501 where there is none."""
+        if name.startswith("do_"):
+            return self._not_allowed
+        raise AttributeError(name)
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -223,6 +231,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
         if name == "sweeps" and len(parts) == 4:
             self._json(api.sweep(store, parts[3], query))
+            return
+        if name == "pipelines" and len(parts) == 4:
+            self._json(api.pipeline(store, parts[3], query))
             return
         if name == "models" and len(parts) in (4, 5):
             self._json(models_api.model(store, parts[3], parts[4] if len(parts) == 5 else "",

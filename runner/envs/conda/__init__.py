@@ -15,8 +15,9 @@ importing the package loads nothing.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from runner.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from runner.envs.conda.lock import read_facts
@@ -48,12 +49,4 @@ __all__ = [
     "with_conversion",
 ]
 
-
-def __getattr__(name: str) -> object:
-    """Load an exported name from its module on first use."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value: object = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

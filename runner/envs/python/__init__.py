@@ -14,8 +14,9 @@ reprun uses; each is loaded from its module on first use, so importing the packa
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from runner.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from runner.envs.python.build import default_interpreter, tool_env
@@ -67,12 +68,4 @@ __all__ = [
     "uv_sources_for_pip",
 ]
 
-
-def __getattr__(name: str) -> object:
-    """Load an exported name from its module on first use."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value: object = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,7 +1,8 @@
 """reprun and MLflow tracking servers, over their REST API (reprun never imports ``mlflow``).
 
 - ``settings``: which MLflow tracking a run asked for (cheap: a run without tracking loads no more).
-- ``client``: the tracking server's REST API on the standard library.
+- ``client``: the tracking server's REST API on the standard library (``deadline``: the total
+  time of one request).
 - ``tags``: a run as MLflow data (tags, parameters, datasets).
 - ``readback``: metrics between a run and its MLflow run, each value once.
 - ``sink``: a run as an MLflow run, as ``mlflow run`` makes it; what fails is kept for later.
@@ -13,8 +14,9 @@ importing the package loads nothing.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from runner.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from runner.tracking.mlflow.client import MlflowClient, Pair
@@ -66,12 +68,4 @@ __all__ = [
     "tracking_options",
 ]
 
-
-def __getattr__(name: str) -> object:
-    """Load an exported name from its module on first use."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value: object = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -9,7 +9,8 @@ Credentials are read as the MLflow client reads them: ``MLFLOW_TRACKING_TOKEN`` 
 ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH`` and
 ``MLFLOW_TRACKING_CLIENT_CERT_PATH``. They go into request headers and the TLS context only: no
 message, record or log ever holds them. ``MLFLOW_HTTP_REQUEST_TIMEOUT`` bounds each request
-(reprun's default is short, 10 s: a run never waits long on its tracking server).
+in all, not each wait for bytes (reprun's default is short, 10 s: a run never waits long on its
+tracking server; a body sent gets its size at 1 MiB/s on top: `runner.tracking.mlflow.deadline`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import copy
 import http.client
 import json
 import ssl
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -183,26 +185,43 @@ class MlflowClient:
     def _send(self, method: str, target: str, data: Any, length: int, kind: str) -> bytes:
         """One request on a kept-alive connection; a connection the server closed while idle
         is opened again once (nothing was processed on it)."""
+        from runner.tracking.mlflow.deadline import Deadline, seconds_for
+
         headers = {**self._headers, "Content-Type": kind, "Content-Length": str(length)}
         where = target.split("?", maxsplit=1)[0]
+        total = seconds_for(self.timeout, length)
+        started = time.monotonic()
         for attempt in (1, 2):
             connection, reused = self._connect()
+            left = total - (time.monotonic() - started)
+            deadline = Deadline(connection, max(left, 0.0))
             try:
-                connection.request(method, self._prefix + target, body=data, headers=headers)
-                response = connection.getresponse()
-                raw = response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                with deadline:
+                    connection.request(method, self._prefix + target, body=data,
+                                       headers=headers)
+                    response = connection.getresponse()
+                    raw = response.read()
+                if deadline.expired:  # the answer was cut off when its time was up
+                    raise http.client.IncompleteRead(b"")
+            except (OSError, http.client.HTTPException) as exc:
                 self.close()
+                if deadline.expired:
+                    raise TrackingError(
+                        f"the tracking server {self.shown} did not answer {method} {where} "
+                        f"within {total:.4g} s", hint="is it overloaded? "
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT sets how long a request may take in all"
+                    ) from None
+                closed = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+                if not isinstance(exc, closed):
+                    reason = str(exc) or type(exc).__name__
+                    raise TrackingError(f"cannot reach the tracking server {self.shown}: "
+                                        f"{reason}", hint="is it running? check "
+                                        "MLFLOW_TRACKING_URI") from None
                 if reused and attempt == 1:
                     if hasattr(data, "seek"):
                         data.seek(0)
                     continue
                 raise TrackingError(f"the tracking server {self.shown} closed the connection",
-                                    hint="is it running? check MLFLOW_TRACKING_URI") from None
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                reason = str(exc) or type(exc).__name__
-                raise TrackingError(f"cannot reach the tracking server {self.shown}: {reason}",
                                     hint="is it running? check MLFLOW_TRACKING_URI") from None
             if response.status >= 400:
                 raise _refused(response.status, response.reason, raw, method, where, self.shown)

@@ -280,8 +280,14 @@ async function runPage(token, id) {
     ["backend", record.backend ? record.backend.name : null],
     ["host", record.host ? `${record.host.hostname} (${record.host.os} ${record.host.architecture})` : null],
     ["sweep", sweepLink(record)],
+    ["parent", record.parent ? el("span", { id: "parent" }, runLink(record.parent)) : null],
     ["mlflow", record.mlflow && record.mlflow.run_url ? el("span", { text: record.mlflow.run_url }) : null],
   ]));
+  if (record.kind === "pipeline") {
+    const holder = el("div", { id: "pipeline" }, el("p", { class: "muted", text: "Loading the pipeline…" }));
+    sections.push(holder);
+    pipelineSection(token, record.run_id, holder);
+  }
   sections.push(el("p", {}, el("a", { class: "button", href: "#/compare?runs=" + encodeURIComponent(record.run_id), id: "compare-with" }, "Compare with…"),
     " ", el("a", { class: "button", href: "#/runs?where=" + encodeURIComponent(`entry_point = '${record.entry_point}'`) }, "Runs of this entry point")));
 
@@ -338,7 +344,8 @@ async function runPage(token, id) {
   downstream(record.run_id, downHolder);
   runModels(record.run_id, modelsHolder);
   if (metrics.length) metricHistory(record.run_id, metricPlot);
-  followLog(token, record.run_id, log, logNote);
+  if (record.kind === "pipeline") logNote.textContent = "a pipeline run: each step's run has its own log";
+  else followLog(token, record.run_id, log, logNote);
   if (record.status === "RUNNING") watchStore(token, async () => { if (token === pageToken) { const t = ++pageToken; await runPage(t, id); } }, stamp);
 }
 
