@@ -21,13 +21,15 @@ class Problem:
     line: int | None = None
     hint: str = ""
 
-    def render(self) -> str:
+    def render(self, shown: str | None = None, origin: str = "") -> str:
+        """One line; ``shown`` names the file instead of its path here (a file of a repository
+        checked out for the run), ``origin`` is where that came from (its URL)."""
         where = ""
         if self.file is not None:
-            where = _display_path(self.file)
+            where = shown or _display_path(self.file)
             if self.line is not None:
                 where += f":{self.line}"
-            where += ": "
+            where += f" (in {origin}): " if origin else ": "
         key = f"{self.key}: " if self.key else ""
         hint = f"; {self.hint}" if self.hint else ""
         return f"{where}{key}{self.message}{hint}"

@@ -12,11 +12,12 @@ from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from backends import check_installed, get_backend
+from backends import BUILDS_OWN_ENVIRONMENT, check_installed, get_backend
 from backends.base import RemoteBackend, RunHandle, RunRequest
+from runner.announce import Announce
 from runner.environment import build_environment, conversion_fields, new_lock, with_environment
 from runner.envs.base import Lock, ResolvedEnv
-from runner.errors import Interrupted, NotSupportedError, ReprunError, StoreError
+from runner.errors import Interrupted, NotSupportedError, ReprunError, StoreError, UsageError
 from runner.fsutil import atomic_write_bytes, sha256_bytes
 from runner.plan import Plan
 from runner.process import process_start_ticks, stop_signals_to
@@ -78,7 +79,8 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
     record = _first_record(plan, store, run_id, run_dir, found, notify)
     if control is not None:
         control.begun(run_id)
-    notify(f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
+    notify = announce = Announce(
+        notify, f"run {run_id} started: {plan.project.name} / {plan.options.entry_point}")
     forwarder = _SignalForwarder()
     tracker: Tracker | Capture | None = None
     handle: RunHandle | None = None
@@ -90,12 +92,13 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
             tracker = _begin_tracking(plan, record, run_dir, notify)  # goes on in the background
             resolved, drift = build_environment(plan, notify, lock)
             record = with_environment(record, plan, resolved, run_dir, drift)
+            _built(plan, announce)
             store.save(record)
             request = _request(plan, record, resolved, run_dir, notify, tracker)
             record = _with_tracking(record, store, tracker)
-            handle = _submit(plan, request, forwarder, control)
-            record = record.model_copy(update={"backend": handle.info()})
-            record = _with_facts(record, handle.facts(), detached=plan.options.detach)
+            handle = _submit(plan, request, forwarder, control, announce)
+            record = _with_facts(record.model_copy(update={"backend": handle.info()}),
+                                 handle.facts(), detached=plan.options.detach)
             _save_while_running(store, record, notify)
             if plan.options.detach:
                 if tracker is not None:
@@ -107,6 +110,8 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         _end(record, store, tracker, _save_last)
         raise
     except BaseException as exc:
+        if _forgotten(exc, announce.said or control is not None, tracker, store, run_id):
+            raise
         if handle is not None and not plan.options.detach:
             handle.cancel(signal.SIGTERM)  # reprun itself failed: the command must not go on
             handle.wait()
@@ -120,20 +125,48 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
                       Path(record.output_dir), plan.options.base_env)
     record = _with_metrics(record, plan, run_dir, notify)
     record = _end(tracker.read_back(record) if tracker else record, store, tracker)
+    _register_models(plan, record, store, notify)
+    return record
+
+
+def _register_models(plan: Plan, record: RunRecord, store: RunStore, notify: Notify) -> None:
     if plan.entry.models:  # MLproject's models: registered as the run finished
         from runner.models.auto import register_declared
 
         register_declared(plan.entry.models, record, store, notify)
-    return record
+
+
+def _built(plan: Plan, announce: Announce) -> None:
+    """The environment is built: a run on this machine has begun (a backend that builds its
+    own image has begun once that is built)."""
+    if plan.backend not in BUILDS_OWN_ENVIRONMENT:
+        announce.now()
+
+
+def _forgotten(exc: BaseException, kept: bool, tracker: Tracker | Capture | None,
+               store: RunStore, run_id: str) -> bool:
+    """A mistake in what was typed (exit 2), found before anything ran nor was said (nor a
+    sweep or a tracking server's MLflow run holds the run): the run is not kept."""
+    if kept or not isinstance(exc, UsageError):
+        return False
+    from runner.tracking.mlflow.endpoint import Capture
+
+    if tracker is not None and not isinstance(tracker, Capture):
+        return False
+    if tracker is not None:
+        tracker.stop()  # reprun's own endpoint for the project's MLflow calls
+    store.delete(run_id)
+    return True
 
 
 def _submit(plan: Plan, request: RunRequest, forwarder: _SignalForwarder,
-            control: Control | None) -> RunHandle:
+            control: Control | None, announce: Announce) -> RunHandle:
     """The command started; a signal from now on reaches it (or a sweep's stop does)."""
     forwarder.defer = True  # a signal from now on must reach the command, not abort us
     if control is not None:
         control.submitting()
     handle = get_backend(plan.backend).submit(request)
+    announce.now()
     forwarder.attach(handle)
     if control is not None:
         control.started(handle)

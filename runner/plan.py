@@ -52,6 +52,7 @@ class RunOptions:
     refresh: bool = False  # resolve the environment again instead of reusing the cached lock
     progress_live: bool = False  # environment progress may redraw (stderr is a terminal)
     docker_base_image: str | None = None
+    replace_env_image: bool = False  # docker_base_image replaces docker_env.image (typed as option)
     keep_container: bool = False
     conda_channels: tuple[str, ...] = ()  # replace conda.yaml's channels (mirrors, air-gapped)
     backend_config: str | None = None
@@ -186,7 +187,7 @@ def make_plan(options: RunOptions, opened: Opened | None = None, shared: bool = 
         manager = choose_manager(options.env_manager or configured, project, backend,
                                  image is not None)
         project = converted(project, manager, options.allow_drift)
-        params = resolve(entry, options.params, options.cwd)
+        params = resolve(entry, options.params, options.cwd, options.strict)
         container = None
         if backend in BUILDS_OWN_ENVIRONMENT:
             from backends.docker.container import container_spec
@@ -194,7 +195,8 @@ def make_plan(options: RunOptions, opened: Opened | None = None, shared: bool = 
             # kubernetes maps docker_env.environment itself (names may come from Secrets).
             container = container_spec(project, entry, params.values, options.base_env,
                                        options.docker_base_image, options.keep_container,
-                                       check_host_vars=backend == "docker")
+                                       check_host_vars=backend == "docker",
+                                       replace_env_image=options.replace_env_image)
     except BaseException:
         if resolving is not None:
             resolving.cancel()
@@ -215,14 +217,15 @@ def with_params(plan: Plan, params: Mapping[str, str], sweep_id: str | None = No
         tracking = dataclasses.replace(tracking, run_name=f"{sweep_id}-trial-{trial}")
     options = dataclasses.replace(plan.options, params=dict(params), sweep_id=sweep_id,
                                   trial=trial, tracking=tracking)
-    resolved = resolve(plan.entry, options.params, options.cwd)
+    resolved = resolve(plan.entry, options.params, options.cwd, options.strict)
     container = plan.container
     if container is not None:
         from backends.docker.container import container_spec
 
         container = container_spec(plan.project, plan.entry, resolved.values, options.base_env,
                                    options.docker_base_image, options.keep_container,
-                                   check_host_vars=plan.backend == "docker")
+                                   check_host_vars=plan.backend == "docker",
+                                   replace_env_image=options.replace_env_image)
     return dataclasses.replace(plan, options=options, params=resolved, container=container,
                                resolving=None)
 

@@ -103,6 +103,7 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions,
     try:
         project = load_project(checkout.directory)
         entry = project.entry_point(record.entry_point)
+        _bring_left_out_data(record, project.spec.data, checkout.directory, notify)
         backend = choose_backend(options.backend or record.backend.name, project)
         manager = choose_manager(options.env_manager or record.environment.manager, project,
                                  backend)
@@ -140,12 +141,27 @@ def plan_reproduction(rec: Recorded, options: ReproduceOptions,
     if backend in BUILDS_OWN_ENVIRONMENT:
         from backends.docker.container import container_spec
 
-        recorded_base = record.backend.docker.base_image if record.backend.docker else None
+        docker = record.backend.docker
+        recorded_base = docker.base_image if docker else None
+        replaced = docker is not None and docker.base_image_replaces is not None
         container = container_spec(project, entry, params.values, options.base_env,
                                    options.docker_base_image or recorded_base, False,
-                                   check_host_vars=backend == "docker")
+                                   check_host_vars=backend == "docker",
+                                   replace_env_image=replaced)
     return Plan(run_options, checkout, project, entry, params, manager, backend,
                 container=container, replay=replay)
+
+
+def _bring_left_out_data(record: RunRecord, data: list[str] | tuple[str, ...],
+                         directory: Path, notify: Notify) -> None:
+    """Declared data the source left out (ignored files) comes from where the run read it."""
+    if record.source.checkout != "in-place" or not data:
+        return
+    from runner.tracking.left_out import bring_left_out_data
+
+    for item in bring_left_out_data(data, directory, Path(record.project.path)):
+        notify(f"data '{item}' is not in the recorded source; comparing it as it is in "
+               f"{record.project.path}")
 
 
 def _backend_config(rec: Recorded, backend: str, options: ReproduceOptions,

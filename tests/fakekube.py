@@ -95,6 +95,8 @@ class PodScript:
     kubelet_error_on_reconnect: bool = False  # the first log request after a drop: an rpc error
     sandbox_fails: bool = False  # FailedCreatePodSandBox events; the pod never leaves Pending
     quota_exceeded: bool = False  # the job controller's pod creations are refused by a quota
+    quota_limit: str = "2Gi"  # the quota's limit (below the 2Gi requested: it can never fit)
+    root_ca_not_registered: bool = False  # the kubelet's harmless FailedMount warning at start
 
 
 @dataclass
@@ -285,7 +287,8 @@ class FakeKube:
                     f'{namespace}/{account}: serviceaccount "{account}" not found')
         if script.quota_exceeded:
             return (f'pods "{name}" is forbidden: exceeded quota: compute, requested: '
-                    'limits.memory=2Gi, used: limits.memory=1Gi, limited: limits.memory=2Gi')
+                    f'limits.memory=2Gi, used: limits.memory=1Gi, limited: limits.memory='
+                    f'{script.quota_limit}')
         return None
 
     def _delete_pod(self, key: tuple[str, str], grace: float | None = 0) -> None:
@@ -411,6 +414,11 @@ class FakeKube:
             status["conditions"] = [{"type": "PodScheduled", "status": "True"}]
             self._set_state(pod, {"waiting": {"reason": "ContainerCreating"}})
             self._bump("pods", "MODIFIED", pod)
+            if script.root_ca_not_registered:
+                self.record_event(pod, "Pod", "FailedMount",
+                                  'MountVolume.SetUp failed for volume "kube-api-access-x1y2z" : '
+                                  f'object "{key[0]}"/"kube-root-ca.crt" not registered',
+                                  "kubelet")
             return
         state = status["containerStatuses"][0]["state"]
         if script.sandbox_fails:

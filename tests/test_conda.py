@@ -257,6 +257,7 @@ def test_unreachable_channel(reprun: Reprun, make_project: MakeProject, tmp_path
     line = one_error(reprun, project)
     assert f"conda channel {url}/ is unreachable" in line
     assert "--conda-channel" in line
+    assert "--env-manager uv" in line  # a conda project from PyPI, which works offline
 
 
 def test_invalid_match_spec(reprun: Reprun, make_project: MakeProject, channel: str) -> None:

@@ -40,6 +40,7 @@ def test_a_changed_parameter_and_a_changed_dependency(reprun: Reprun, tmp_path: 
     assert d["host"]["changed"] == {} and d["host"]["same"] == 7
 
     text = reprun("diff", first, second).stdout
+    assert text.endswith("\n") and not text.endswith("\n\n")  # a shell prompt starts a line
     marked = [line.split()[0] for line in text.splitlines() if line.endswith("*")]
     assert {"alpha", "fakepkg", "command", "lock_sha256", "metrics.json"} <= set(marked)
     assert not {"commit", "python", "status", "steady"} & set(marked)

@@ -209,3 +209,13 @@ def test_the_web_view_is_one_line_naming_the_ui_extra(core: CoreReprun) -> None:
     result = core("ui", "--port", "0")
     assert (result.code, result.stderr, result.stdout) == (2, UI_LINE, "")
     assert core("runs", "list", "--json").code == 0
+
+
+@pytest.mark.docker
+def test_a_docker_env_run_without_the_docker_extra_is_one_line_and_no_run(
+        core: CoreReprun, make_project: MakeProject, base_image: str) -> None:
+    project = make_project("name: d\ndocker_env:\n  image: reprun-test/never-built:1\n"
+                           "entry_points:\n  main:\n    command: echo hi\n")
+    result = core("run", str(project))
+    assert (result.code, result.stderr) == (2, DOCKER_LINE)
+    assert core("runs", "list", "--json").json() == []

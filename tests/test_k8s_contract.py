@@ -296,6 +296,23 @@ def test_dry_run_prints_the_manifest_and_contacts_nothing(
     assert fake_kube.requests == []
 
 
+def test_dry_run_prints_the_shell_wrapper_as_a_block(
+        reprun: Reprun, fake_kube: FakeKube, project: Path) -> None:
+    result = reprun("run", str(project), "--backend", "kubernetes", "--backend-config",
+                    config(project, image="127.0.0.1:9/reprun/app:v1"), "--dry-run",
+                    env={"KUBECONFIG": str(fake_kube.kubeconfig_path)})
+    assert result.code == 0, result.stderr
+    assert "\\n" not in result.stdout  # no line of the wrapper escaped into one string
+    lines = result.stdout.splitlines()
+    block = [i for i, line in enumerate(lines) if line.rstrip().endswith(("- |-", "- |", ": |-"))]
+    assert block, result.stdout
+    assert any(len(lines) > i + 5 for i in block)
+    import yaml
+
+    submission = result.stdout[result.stdout.index("apiVersion:"):]
+    assert yaml.safe_load(submission)["kind"] == "Job"  # still the manifest, to the letter
+
+
 @pytest.mark.parametrize(("cfg", "expected"), [
     ('{"image": ', "--backend-config is not valid JSON"),
     ('{"imag": "x"}', "--backend-config imag: unknown key"),

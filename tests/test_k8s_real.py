@@ -12,7 +12,6 @@ the path of one, merged into the config of every test (the test's own keys win).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import MakeProject, Reprun
+from k8s_checks import assert_outputs_came_back
 
 KUBECONFIG = os.environ.get("REPRUN_TEST_KUBECONFIG")
 IMAGE = os.environ.get("REPRUN_TEST_IMAGE", "busybox:1.36")
@@ -172,9 +172,8 @@ def test_real_outputs_come_back(reprun: Reprun, make_project: MakeProject,
     result = run(reprun, make_project(MLPROJECT), ns, "-e", "outputs")
     assert result.code == 0, result.stderr
     assert result.stdout == "wrote\n"
-    outputs = {o["path"]: o for o in reprun.last_record()["outputs"]}
-    assert set(outputs) == {"n.txt", "d/x"}
-    assert outputs["n.txt"]["sha256"] == hashlib.sha256(b"1\n2\n3\n4\n5\n").hexdigest()
+    assert_outputs_came_back(reprun.last_record(),
+                             {"n.txt": b"1\n2\n3\n4\n5\n", "d/x": b"x\n"})
 
 
 def test_real_reproduce_check(reprun: Reprun, make_project: MakeProject,

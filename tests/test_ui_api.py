@@ -232,6 +232,21 @@ def test_a_bad_filter_is_400_with_the_cli_message(demo: DemoStore, client: Clien
     assert "limit must be" in client.error("/api/runs?limit=ten", 400)
 
 
+def test_a_name_no_run_has_is_an_error_with_the_nearest_names(demo: DemoStore,
+                                                              client: Client) -> None:
+    for where, named, nearest in (("metrics.r3 > 0.5", "metric 'r3'", "metrics.r2"),
+                                  ("status = FINISHED and params.alpah = 0.5", "parameter 'alpah'",
+                                   "params.alpha")):
+        cli = demo.reprun("runs", "list", "--where", where)
+        assert cli.code == 2, cli.stderr
+        [line] = cli.error_lines
+        assert named in line and nearest in line, line
+        assert client.error("/api/runs" + q(where=where), 400) == \
+            line.removeprefix("reprun: error: ")
+        compared = demo.reprun("runs", "compare", "--where", where)
+        assert compared.code == 2 and compared.error_lines == [line], compared.stderr
+
+
 def test_unknown_runs_and_endpoints_are_404(demo: DemoStore, client: Client) -> None:
     assert "no run matches 'ffff0000'" in client.error("/api/runs/ffff0000", 404)
     assert "hexadecimal" in client.error("/api/runs/not-a-run", 404)

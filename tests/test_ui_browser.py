@@ -157,9 +157,38 @@ def test_the_runs_table_sorts_filters_and_escapes(page: Page, demo: DemoStore) -
                                               for e in page.console_errors())
 
 
-def test_a_run_shows_its_record_log_and_metric_plot(page: Page, demo: DemoStore) -> None:
+def test_the_default_columns_are_the_metrics_then_the_parameters_that_vary(
+        page: Page, demo: DemoStore) -> None:
     page.open("/runs")
     page.wait("#runs tbody tr")
+    heads = page.stable(lambda: [th.get_attribute("data-field")
+                                 for th in page.all("#runs th.sortable")])
+    # not the store's first parameter names (gate, layers, ...), mostly '-'
+    assert heads[5:] == ["metrics.loss", "metrics.r2", "params.alpha", "params.layers",
+                         "params.note"]
+    page.open("/runs?" + urllib.parse.urlencode({"where": "entry_point = fit"}))
+    wait_for(page.browser, lambda _b: page.table_ids() == cli_ids(demo, "--where",
+                                                                  "entry_point = fit"))
+    heads = page.stable(lambda: [th.get_attribute("data-field")
+                                 for th in page.all("#runs th.sortable")])
+    assert heads[5:] == ["metrics.r2"]
+
+
+def test_favicon_and_links_out(page: Page, demo: DemoStore, client: Client) -> None:
+    code, headers, _body = client.request("/static/favicon.svg")
+    assert code == 200 and headers["Content-Type"] == "image/svg+xml"
+    page.open("/runs")
+    page.wait("#runs tbody tr")
+    assert [e for e in page.browser.get_log("browser") if "favicon" in e["message"]] == []
+    tags = page.browser.execute_script(
+        "return [externalLink('https://mlflow.example/#/experiments/1/runs/abc', 'x'),"
+        " externalLink('javascript:alert(1)', 'y')].map(n => [n.tagName, n.getAttribute('href')])")
+    assert tags == [["A", "https://mlflow.example/#/experiments/1/runs/abc"], ["SPAN", None]]
+
+
+def test_a_run_shows_its_record_log_and_metric_plot(page: Page, demo: DemoStore) -> None:
+    page.open("/runs")
+    page.wait(f'tr[data-run="{demo.runs["dirty"]}"] a.run-link')  # (not the last page's table)
     page.click(f'tr[data-run="{demo.runs["dirty"]}"] a.run-link')
     page.wait("#run-id")
     assert page.find("#run-id").text == demo.runs["dirty"]
@@ -167,7 +196,8 @@ def test_a_run_shows_its_record_log_and_metric_plot(page: Page, demo: DemoStore)
         "#log"), what="the log")
     assert "training alpha=0.2 layers=3" in log.text
     page.wait('#metric-plot[data-ready="1"] .main-svg', "the metric plot")
-    assert len(page.all("#metric-plot .scatterlayer .trace")) == 2  # loss and r2
+    assert len(page.all("#metric-plot .scatterlayer .trace")) == 1  # loss; r2 has one value
+    assert page.find("#metric-values").text.startswith("r2 = 0.95 ")
     assert page.find("#command").text == "python train.py 0.2 3"
     patch = page.wait("#patch pre.diff", "the patch")
     assert "+import sys, os" in patch.text
@@ -234,6 +264,10 @@ def test_plots_over_steps_against_a_parameter_and_parallel_coordinates(
     page.click("#plot-selected")
     page.wait('#steps-plot[data-ready="2"]', "two runs' loss over steps")
     assert len(page.all("#steps-plot .scatterlayer .trace")) == 2
+    # The other plots are of the selection too, against a parameter it has that varies.
+    page.wait('#parcoords-plot[data-ready="2"]', "the selection's parallel coordinates")
+    assert page.find("#plot-x").get_attribute("value") == "params.alpha"
+    assert page.find("#plot-dims").get_attribute("value") == "params.alpha"
     page.open("/plots?" + urllib.parse.urlencode({
         "where": "entry_point = main", "metric": "r2", "x": "params.alpha",
         "dims": "params.alpha,params.layers,params.note"}))

@@ -81,7 +81,7 @@ def _prepare_image(
         image.close()
     tracking = _tracking(request, spec)
     return DockerInfo(
-        base_image=spec.base_label,
+        base_image=spec.base_label, base_image_replaces=spec.replaces,
         base_image_id=image.base_id, image=built.tag, image_id=built.image_id,
         built=built.built, repo_digest=built.repo_digest, dockerfile=DOCKERFILE_NAME,
         build_log=BUILD_LOG if (run_dir / BUILD_LOG).exists() else None,

@@ -76,6 +76,7 @@ class ContainerSpec:
     network: str | None = None
     keep: bool = False
     default_base: bool = False  # base_image is the default (neither docker_env nor asked for)
+    replaces: str | None = None  # the docker_env.image that --docker-base-image replaced
 
     @property
     def repository(self) -> str:
@@ -121,9 +122,11 @@ class ContainerSpec:
 def container_spec(
     project: Project, entry: EntryPoint, values: Mapping[str, str], host_env: Mapping[str, str],
     base_image: str | None, keep: bool, check_host_vars: bool = True,
+    replace_env_image: bool = False,
 ) -> ContainerSpec:
     """The container settings of a run; raises UsageError listing every missing host variable
-    (unless ``check_host_vars`` is False: a backend that maps them itself checks them)."""
+    (unless ``check_host_vars`` is False: a backend that maps them itself checks them).
+    ``replace_env_image``: ``base_image`` (given on the command line) replaces docker_env.image."""
     name = sanitise_name(project.name)
     docker = project.env.docker
     mounts: list[Mount] = []
@@ -140,8 +143,11 @@ def container_spec(
             _check_host_vars(copy_env, host_env, project)
     mounts += _path_mounts(entry, values)
     base = None if docker is not None else (base_image or default_base_image(project))
+    replaces = None
     if docker is not None:
         base = docker.image
+        if replace_env_image and base_image is not None:
+            base, replaces = _replaced(project, base_image)
     gpus = str(docker.gpus) if docker is not None and docker.gpus is not None else None
     return ContainerSpec(
         name=name, workdir=f"{WORKSPACE}/{name}", base_image=base,
@@ -149,8 +155,19 @@ def container_spec(
         copy_env=tuple(copy_env), set_env=tuple(set_env), mounts=tuple(mounts), gpus=gpus,
         shm_size=docker.shm_size if docker is not None else None,
         network=docker.network if docker is not None else None, keep=keep,
-        default_base=docker is None and base_image is None,
+        default_base=docker is None and base_image is None, replaces=replaces,
     )
+
+
+def _replaced(project: Project, base_image: str) -> tuple[str, str]:
+    """``base_image`` in place of docker_env.image, and the image it replaces."""
+    docker = project.env.docker
+    if docker is None or docker.image is None:
+        where = project.spec_file.name if project.spec_file else "MLproject"
+        raise UsageError(f"--docker-base-image {base_image}: {where} builds its image from "
+                         "docker_env.dockerfile, which has no base image to replace",
+                         hint="change the FROM line of the Dockerfile, or drop the option")
+    return base_image, docker.image
 
 
 def _check_host_vars(names: list[str], host_env: Mapping[str, str], project: Project) -> None:

@@ -100,7 +100,19 @@ def _namespace(loaded: LoadedConfig, fallback: str) -> str:
 
 
 def manifest_yaml(manifest: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(manifest), sort_keys=False, default_flow_style=False)
+    """The manifest as YAML; a text of several lines (the shell wrapper) as a literal block."""
+
+    class BlockDumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        block = "\n" in value and not any(line != line.rstrip() for line in value.splitlines())
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value,
+                                       style="|" if block else None)
+
+    BlockDumper.add_representer(str, text)
+    return yaml.dump(dict(manifest), Dumper=BlockDumper, sort_keys=False,
+                     default_flow_style=False)
 
 
 class KubernetesBackend:

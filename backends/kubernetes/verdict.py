@@ -59,6 +59,7 @@ class Waiting:
     not_started_s: float | None = None  # since the Job was created, no container has started
     start_limit_s: float = float("inf")
     warning: str | None = None  # the last Warning event of the Job or its pod
+    lasting: str | None = None  # a Warning whose cause waiting cannot remove (causes.lasting)
     seen_end: Json | None = None  # the last terminated state seen of the newest pod (a watch)
 
 
@@ -87,6 +88,9 @@ def interpret(job: Json | None, pods: list[Json], waiting: Waiting | None = None
         return Verdict(Status.FAILED, None,
                        f"Unschedulable: {message} (for {waiting.unschedulable_s:.0f} s)",
                        cleanup=True)
+    if waiting.not_started_s is not None and waiting.lasting is not None:
+        return Verdict(Status.FAILED, None, f"{waiting.lasting} (this cannot resolve itself: "
+                       "the run was not started)", cleanup=True)
     if waiting.not_started_s is not None and waiting.not_started_s >= waiting.start_limit_s:
         what = waiting.warning or (f"the pod stayed {phase_of(pod)[0]}" if pod
                                    else "no pod was created")

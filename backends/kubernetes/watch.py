@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from backends.kubernetes import causes
 from backends.kubernetes.api import TRANSIENT, Cluster, NotFound, api_error, request
 from backends.kubernetes.config import KubernetesConfig
 from backends.kubernetes.verdict import (
@@ -179,6 +180,8 @@ class Events:
         self.seen: set[str] = set()
         self.warnings: list[str] = []
         self.last: str | None = None
+        self.lasting: str | None = None
+        self.held: list[str] = []  # harmless warnings, shown only if the pod does not start
         self.enabled = True
 
     def poll(self, objects: list[tuple[str, str]]) -> None:
@@ -202,16 +205,29 @@ class Events:
     def _one(self, kind: str, name: str, event: Json) -> None:
         if event.get("type") != "Warning":
             return
-        text = f"{event.get('reason') or 'Warning'}: {' '.join(str(event.get('message')).split())}"
+        reason, message = event.get("reason") or "Warning", " ".join(
+            str(event.get("message")).split())
+        text = f"{reason}: {message}"
         self.last = text
+        if causes.lasting(reason, message):
+            self.lasting = text
         uid = str(event.get("metadata", {}).get("uid") or text)
         if uid in self.seen:
             return
         self.seen.add(uid)
         if len(self.warnings) < MAX_WARNINGS:
             self.warnings.append(f"{kind} {name}: {text}")
-        if self.note is not None:
+        if causes.harmless(reason, message):
+            self.held.append(f"kubernetes: {kind} {name}: {text}")
+        elif self.note is not None:
             self.note(f"kubernetes: {kind} {name}: {text}")
+
+    def show_held(self) -> None:
+        """The harmless warnings held back: the pod did not start after all."""
+        held, self.held = self.held, []
+        if self.note is not None:
+            for line in held:
+                self.note(line)
 
 
 def _event_time(event: Json) -> str:
@@ -251,9 +267,11 @@ class Follower:
                 unschedulable_s=self._unschedulable_for(pods), unschedulable_limit_s=self.timeout_s,
                 not_started_s=None if self.progress.started else time.monotonic() - self._created,
                 start_limit_s=self.start_timeout_s, warning=self.events.last,
-                seen_end=self.progress.seen_end())
+                lasting=self.events.lasting, seen_end=self.progress.seen_end())
             verdict = interpret(job, pods, waiting)
             if verdict is not None:
+                if not self.progress.started:
+                    self.events.show_held()
                 if verdict.cleanup:
                     self._log_stop.set()  # the container never ran: nothing more will come
                 self.finish_logs()

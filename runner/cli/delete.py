@@ -66,9 +66,9 @@ def runs_delete(run_ids: tuple[str, ...], where: str | None, yes: bool, dry_run:
 def _chosen(runs: RunStore, run_ids: tuple[str, ...], where: str | None) -> list[RunRecord]:
     """The records of the runs named (each id once), or of those ``where`` selects."""
     if where is not None:
-        from runner.tracking.query import parse_where
+        from runner.tracking.query import where_known
 
-        ids = [s.run_id for s in runs.list(where=parse_where(where))]
+        ids = [s.run_id for s in runs.list(where=where_known(runs, where))]
     else:
         ids = list(dict.fromkeys(runs.resolve_id(prefix) for prefix in run_ids))
     return [runs.reconcile(runs.load(run_id)) for run_id in ids]

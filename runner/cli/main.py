@@ -91,12 +91,14 @@ def cli(debug: bool) -> None:
               envvar="REPRUN_DOCKER_BASE_IMAGE",
               help="With --backend docker or kubernetes: the image to build on for projects "
                    "without docker_env (default python:<version>-slim; env "
-                   "REPRUN_DOCKER_BASE_IMAGE).")
+                   "REPRUN_DOCKER_BASE_IMAGE); given here, it also replaces docker_env.image "
+                   "(recorded).")
 @click.option("--keep-container", is_flag=True,
               help="With --backend docker: keep the container after the run (default: remove).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plan as JSON.")
-@click.option("--strict", is_flag=True, help="Unknown keys in the MLproject file are errors.")
+@click.option("--strict", is_flag=True,
+              help="Unknown keys in the MLproject file and undeclared -P names are errors.")
 @click.option("--grace-period", default=10.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between interrupting the command and killing it.")
 @click.option("--tracking-uri", default=None, metavar="URI",
@@ -137,6 +139,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         strict=strict, grace_period=grace_period, echo=True, refresh=refresh,
         progress_live=not quiet and sys.stderr.isatty(),
         docker_base_image=docker_base_image, keep_container=keep_container,
+        replace_env_image=_typed(click.get_current_context(), "docker_base_image"),
         conda_channels=conda_channels, backend_config=backend_config, detach=detach,
         resolve_early=not dry_run, allow_drift=allow_drift, reuse=reuse,
         tracking=tracking_asked(tracking_uri, experiment_name, experiment_id, run_name,
@@ -152,7 +155,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         return code
     plan = make_plan(options, opened)
     if not quiet:
-        _say_warnings(plan)
+        _say_notices(plan)
     if dry_run:
         try:
             described = plan.describe()
@@ -182,9 +185,23 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
     return run_exit_code(record)
 
 
-def _say_warnings(plan: Plan) -> None:
+def _typed(ctx: click.Context, name: str) -> bool:
+    """The option was typed on the command line (not taken from its variable)."""
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+
+def _say_notices(plan: Plan) -> None:
+    """The project's warnings, parameters passed on undeclared, a conda.yaml converted."""
+    from runner.source.checkout import shown_in_source
+
     for warning in plan.project.warnings:
-        say(f"warning: {warning.render()}")
+        shown, origin = (None, "") if warning.file is None else shown_in_source(plan.checkout,
+                                                                                warning.file)
+        say(f"warning: {warning.render(shown, origin)}")
+    if plan.params.extras:
+        names = ", ".join(f"'{n}'" for n in plan.params.extras)
+        say(f"notice: {names} not declared by the entry point; passed on as "
+            f"{' '.join('--' + n for n in plan.params.extras)} (as MLflow does)")
     if plan.project.env.conversion is not None:
         from runner.envs.conda import summary
 

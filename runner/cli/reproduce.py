@@ -128,5 +128,5 @@ def diff_cmd(run_a: str, run_b: str, as_json: bool) -> int:
     from runner.diff import diff_runs, render_text
 
     result = diff_runs(run_a, run_b, open_store(), dict(os.environ))
-    click.echo(json.dumps(result, indent=2) if as_json else render_text(result), nl=as_json)
+    click.echo(json.dumps(result, indent=2) if as_json else render_text(result))
     return 0

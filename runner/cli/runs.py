@@ -115,13 +115,14 @@ def runs_compare(run_ids: tuple[str, ...], where: str | None, sort: tuple[str, .
     each metric marked. RUN is a run id or a unique prefix."""
     from runner.errors import UsageError
     from runner.tracking.compare import compare, parse_better, render
-    from runner.tracking.query import parse_sort, parse_where
+    from runner.tracking.query import parse_sort, where_known
 
     given = parse_better(better)
     runs_store = open_store()
     ids = [runs_store.resolve_id(prefix) for prefix in run_ids]
     if where is not None:
-        found = runs_store.list(limit, where=parse_where(where), sort=parse_sort(sort))
+        found = runs_store.list(limit, where=where_known(runs_store, where),
+                               sort=parse_sort(sort))
         ids += [s.run_id for s in found]
     ids = list(dict.fromkeys(ids))
     if not ids:

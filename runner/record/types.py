@@ -267,6 +267,8 @@ class DockerInfo(Model):
     engine_version: str | None = None
     base_image: str
     """The base image asked for, or 'Dockerfile PATH'"""
+    base_image_replaces: str | None = None
+    """The docker_env.image that --docker-base-image replaced, if it did"""
     base_image_id: str | None = None
     image: str
     """The derived image: reprun/<project>:<content hash>"""

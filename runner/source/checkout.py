@@ -48,6 +48,19 @@ class Checkout:
     snapshot: Path | None = None
 
 
+def shown_in_source(checkout: Checkout, path: Path) -> tuple[str | None, str]:
+    """A file of a checkout reprun made (a project from a URL) as the repository names it
+    (``examples/docker/MLproject``) and the URL; (None, "") for the user's own directory."""
+    if checkout.scratch is None:
+        return None, ""
+    try:
+        relative = path.relative_to(checkout.directory).as_posix()
+    except ValueError:
+        return None, ""
+    sub = checkout.facts.subdirectory
+    return (f"{sub.strip('/')}/{relative}" if sub else relative), checkout.facts.uri or ""
+
+
 def resolve_source(
     uri: str, cwd: Path, env: Mapping[str, str], version: str | None = None
 ) -> Checkout:

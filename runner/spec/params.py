@@ -45,10 +45,13 @@ class ResolvedParams:
     command: str
 
 
-def resolve(entry: EntryPoint, given: Mapping[str, str], cwd: Path) -> ResolvedParams:
+def resolve(entry: EntryPoint, given: Mapping[str, str], cwd: Path,
+            strict: bool = False) -> ResolvedParams:
     """Validate ``given`` against ``entry``, fill defaults and form the command.
 
     ``cwd`` is the caller's working directory: relative ``path`` values are resolved against it.
+    An undeclared name close to a declared one is refused as a misspelling (any undeclared name
+    with ``strict``); the others are passed on as MLflow does.
     """
     missing = [n for n, p in entry.parameters.items() if p.required and n not in given]
     if missing:
@@ -62,9 +65,27 @@ def resolve(entry: EntryPoint, given: Mapping[str, str], cwd: Path) -> ResolvedP
         if raw is not None:
             values[name] = _typed_value(name, decl, raw, cwd)
     extras = tuple(n for n in given if n not in entry.parameters)
+    check_undeclared(entry, extras, strict)
     for name in extras:
         values[name] = given[name]
     return ResolvedParams(MappingProxyType(values), extras, form_command(entry, values, extras))
+
+
+def check_undeclared(entry: EntryPoint, names: Sequence[str], strict: bool) -> None:
+    """Refuse an undeclared name that looks like a misspelt declared one (any, if ``strict``)."""
+    from runner.spec.names import nearest
+
+    declared = ", ".join(entry.parameters) or "none"
+    for name in names:
+        close = nearest(name, entry.parameters)
+        if close:
+            raise ParameterError(name, "not declared by the entry point; "
+                                 f"did you mean '{close[0]}'?",
+                                 hint=f"declared: {declared}")
+        if strict:
+            raise ParameterError(name, "not declared by the entry point (--strict)",
+                                 hint=f"declared: {declared}; drop --strict to pass it on "
+                                      f"as --{name}")
 
 
 def _typed_value(name: str, decl: ParameterSpec, raw: str, cwd: Path) -> str:

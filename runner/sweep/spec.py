@@ -42,6 +42,7 @@ def axes_for(entry: EntryPoint, specs: Mapping[str, str]) -> list[Axis]:
     """The axes of the sweep, typed by the entry point's declarations."""
     axes = []
     for name, spec in specs.items():
+        _declared_or_refused(entry, name, spec)
         declared = entry.parameters.get(name)
         kind = declared.type if declared is not None else None
         axis = parse_axis(name, spec, integer=kind is ParamType.INT)
@@ -52,6 +53,20 @@ def axes_for(entry: EntryPoint, specs: Mapping[str, str]) -> list[Axis]:
                              hint=f"list its values instead: -P {name}=a,b,c")
         axes.append(axis)
     return axes
+
+
+def _declared_or_refused(entry: EntryPoint, name: str, spec: str) -> None:
+    """A sweep varies only declared parameters: an undeclared one is almost always a typo."""
+    if name in entry.parameters:
+        return
+    from runner.spec.names import nearest
+
+    close = nearest(name, entry.parameters)
+    guess = f"; did you mean '{close[0]}'?" if close else ""
+    raise UsageError(f"-P {name}={spec}: parameter '{name}' is not declared by the entry "
+                     f"point{guess}",
+                     hint=f"a sweep varies declared parameters: "
+                          f"{', '.join(entry.parameters) or 'none'}")
 
 
 def expand(axes: Sequence[Axis], mode: str, count: int | None, max_trials: int | None,

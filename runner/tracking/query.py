@@ -115,7 +115,7 @@ def list_runs(store: RunStore, where: str | None = None, sort: Sequence[str] = (
     in any of them, in the CLI's words."""
     chosen = parse_columns(columns)
     order = parse_sort(sort)
-    condition = parse_where(where) if where is not None else None
+    condition = where_known(store, where) if where is not None else None
     summaries = store.list(limit, where=condition, sort=order, details=details or bool(chosen),
                            fields=chosen or None)
     return summaries, chosen
@@ -194,6 +194,39 @@ class _Token:
 def parse_where(text: str) -> Condition:
     """The condition ``text`` says; UsageError naming the place of the first mistake."""
     return _Parser(text).parse()
+
+
+def where_known(store: RunStore, text: str) -> Condition:
+    """``parse_where(text)``, and every params./metrics. name it compares is one some run of
+    ``store`` has (else a UsageError with the nearest known names: a typo matches nothing)."""
+    condition = parse_where(text)
+    known = store.field_names()
+    if not any(known.values()):
+        return condition  # an empty store (or an unreadable index): nothing to compare with
+    for name in _names(condition):
+        kind, _, rest = name.partition(".")
+        if kind in known and rest not in known[kind]:
+            what = "parameter" if kind == "params" else "metric"
+            raise UsageError(f"--where {text!r}: no run has the {what} '{rest}'",
+                             hint=_nearest_hint(kind, rest, known[kind]))
+    return condition
+
+
+def _names(condition: Condition) -> list[str]:
+    if isinstance(condition, Compare):
+        return [condition.field]
+    if isinstance(condition, Not):
+        return _names(condition.item)
+    return [name for item in condition.items for name in _names(item)]
+
+
+def _nearest_hint(kind: str, name: str, known: Sequence[str]) -> str:
+    from runner.spec.names import distance
+
+    if not known:
+        return f"no run has {kind} at all"
+    closest = sorted(known, key=lambda k: (distance(name, k), k))[:3]
+    return "nearest known: " + ", ".join(f"{kind}.{k}" for k in closest)
 
 
 class _Parser:

@@ -40,6 +40,7 @@ ASSETS: dict[str, tuple[str | None, str]] = {
     "app.css": ("app.css", "text/css; charset=utf-8"),
     "models.js": ("models.js", "text/javascript; charset=utf-8"),
     "plotly.min.js": (None, "text/javascript; charset=utf-8"),
+    "favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "

@@ -97,8 +97,10 @@ def solve(request: CondaRequest, repodata_cache: Path) -> Solved:
                                     virtual_packages=virtual), "solving")
     except GatewayError as exc:
         raise EnvBuildError(_gateway_message(str(exc), urls),
-                            hint="check the channel URL and your network, or pass a reachable "
-                                 "mirror with --conda-channel URL") from None
+                            hint="check the channel URL and your network, pass a reachable "
+                                 "mirror with --conda-channel URL, or install the project "
+                                 "from PyPI with --env-manager uv (a local wheel cache or "
+                                 "index works offline)") from None
     except SolverError as exc:
         raise EnvBuildError(_solver_message(str(exc), request, urls, gateway, platforms),
                             hint=f"change the dependencies in {request.file or 'conda.yaml'}") \

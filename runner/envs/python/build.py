@@ -250,14 +250,25 @@ def default_interpreter() -> Interpreter:
     return Interpreter(str(base), platform.python_version())
 
 
-def interpreter_missing(python: str, where: str, log: Path | None) -> EnvBuildError:
+def interpreter_missing(python: str, where: str, log: Path | None,
+                        spec: EnvSpec) -> EnvBuildError:
     full = f"; full log: {log}" if log is not None else ""
+    asked, change = _python_source(spec)
     return EnvBuildError(
-        f"Python {python} (python_env 'python') was not found among the installed interpreters "
-        f"({where})",
+        f"Python {python} ({asked}) was not found among the installed interpreters ({where})",
         hint=f"install it, e.g. 'uv python install {python}' where the internet allows, or with "
-             f"your system's packages, or change 'python' in python_env.yaml{full}",
+             f"your system's packages, or {change}{full}",
     )
+
+
+def _python_source(spec: EnvSpec) -> tuple[str, str]:
+    """Which file asked for the Python version, and how to change it there."""
+    conversion = spec.request.conversion
+    if conversion is not None:
+        return (f"python of {conversion.file}",
+                f"change the python= dependency in {conversion.file}")
+    name = spec.request.file.name if spec.request.file is not None else "python_env.yaml"
+    return f"python_env 'python' of {name}", f"change 'python' in {name}"
 
 
 def dumps(data: object) -> str:

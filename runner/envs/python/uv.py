@@ -38,11 +38,11 @@ class UvBuilder(PythonBuilder):
         done = run_logged([uv_bin(), "python", "find", python, "--color", "never"], log,
                           self.tool_env(spec))
         if not done.ok or not done.stdout.strip():
-            raise interpreter_missing(python, "uv python find", log)
+            raise interpreter_missing(python, "uv python find", log, spec)
         path = done.stdout.strip().splitlines()[-1]
         version = capture([path, "-c", VERSION_CODE], env=self.tool_env(spec), timeout=60)
         if not version.ok:
-            raise interpreter_missing(python, f"{path} does not start", log)
+            raise interpreter_missing(python, f"{path} does not start", log, spec)
         return Interpreter(path, version.stdout.strip())
 
     def create(self, build: Path, interpreter: Interpreter, spec: EnvSpec, log: Path) -> None:

@@ -44,7 +44,7 @@ class VirtualenvBuilder(PythonBuilder):
 
         info = get_interpreter(python, [], env=dict(self.tool_env(spec)))
         if info is None:
-            raise interpreter_missing(python, "virtualenv discovery", None)
+            raise interpreter_missing(python, "virtualenv discovery", None, spec)
         version = ".".join(str(part) for part in info.version_info[:3])
         return Interpreter(str(info.system_executable or info.executable), version)
 

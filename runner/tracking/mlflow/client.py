@@ -264,9 +264,12 @@ def _refused(status: int, reason: str, raw: bytes, method: str, where: str,
     hint = ""
     if status in (401, 403):
         hint = "check MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD"
+    question = ""
+    if status in (404, 405, 501) and not code:  # MLflow's API answers its own error codes
+        question = " (is this an MLflow tracking server? its REST API does not answer there)"
     return TrackingError(f"{shown} refused {method} {where}: HTTP {status}"
-                         f"{' ' + code if code else ''}{': ' + message if message else ''}",
-                         hint=hint, status=status, code=code)
+                         f"{' ' + code if code else ''}{': ' + message if message else ''}"
+                         f"{question}", hint=hint, status=status, code=code)
 
 
 def proxy_path(artifact_uri: str) -> str | None:

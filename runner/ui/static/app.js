@@ -51,6 +51,14 @@ async function apiJson(path, params) { return (await api(path, params)).json(); 
 
 function errorBox(err) { return el("p", { class: "error", role: "alert", text: err.message || String(err) }); }
 
+// A link out of the page only for an http(s) address (a record is data: no javascript: URL).
+function externalLink(url, id) {
+  let parsed = null;
+  try { parsed = new URL(url); } catch (e) { /* not an address: shown as text */ }
+  if (!parsed || !["http:", "https:"].includes(parsed.protocol)) return el("span", { id, text: url });
+  return el("a", { id, href: parsed.href, text: url, target: "_blank", rel: "noopener noreferrer" });
+}
+
 function runLink(id, label) { return el("a", { href: "#/run/" + encodeURIComponent(id), class: "run-link", text: label || id.slice(0, 12) }); }
 
 function statusCell(status) { return el("span", { class: "status-" + status, text: status }); }
@@ -119,7 +127,8 @@ async function runsPage(token, params) {
   let chosen = params.get("cols");
   if (chosen === null) chosen = await sweepColumns(where, fields);
   if (token !== pageToken) return; // another page was opened meanwhile: leave it alone
-  if (chosen === null) chosen = [...fields.params.slice(0, 4).map(n => "params." + n), ...fields.metrics.slice(0, 4).map(n => "metrics." + n)].join(",");
+  if (chosen === null) chosen = await shownColumns(where, limit);
+  if (token !== pageToken) return;
   const extra = chosen.split(",").map(s => s.trim()).filter(Boolean);
   const columns = [...BASE_COLUMNS, ...extra.filter(c => !BASE_COLUMNS.includes(c))];
   const state = () => new URLSearchParams({ where, sort, cols: chosen, sel: [...selected].join(","), limit: limit === 1000 ? "" : String(limit) });
@@ -187,6 +196,21 @@ async function sweepColumns(where, fields) {
   try { reported = [...new Set((await apiJson("runs", { where, limit: "1000" })).flatMap(r => Object.keys(r.metrics || {})))].sort(); } catch (e) { /* the table shows the error */ }
   const metrics = [...(metric ? [metric] : []), ...reported.filter(n => n !== metric)].slice(0, 4);
   return ["trial", ...swept.map(n => "params." + n), ...metrics.map(n => "metrics." + n)].join(",");
+}
+
+// By default the table shows the metrics of the runs shown, then the parameters that vary among
+// them (a parameter the same in every run that has it says nothing about a difference).
+async function shownColumns(where, limit) {
+  let rows;
+  try { rows = await apiJson("runs", where ? { where, limit: String(limit) } : { limit: String(limit) }); } catch (e) { return ""; }
+  const names = key => [...new Set(rows.flatMap(r => Object.keys(r[key] || {})))].sort();
+  const metrics = names("metrics").slice(0, 4).map(n => "metrics." + n);
+  const params = varyingParams(rows, names("params")).slice(0, 4).map(n => "params." + n);
+  return [...metrics, ...params].join(",");
+}
+
+function varyingParams(rows, paramNames) {
+  return paramNames.filter(n => new Set(rows.map(r => (r.params || {})[n]).filter(v => v !== undefined).map(String)).size > 1);
 }
 
 // The runs of one sweep are plotted by default against the sweep's metric, if they reported it.
@@ -281,7 +305,7 @@ async function runPage(token, id) {
     ["host", record.host ? `${record.host.hostname} (${record.host.os} ${record.host.architecture})` : null],
     ["sweep", sweepLink(record)],
     ["parent", record.parent ? el("span", { id: "parent" }, runLink(record.parent)) : null],
-    ["mlflow", record.mlflow && record.mlflow.run_url ? el("span", { text: record.mlflow.run_url }) : null],
+    ["mlflow", record.mlflow && record.mlflow.run_url ? externalLink(record.mlflow.run_url, "mlflow-link") : null],
   ]));
   if (record.kind === "pipeline") {
     const holder = el("div", { id: "pipeline" }, el("p", { class: "muted", text: "Loading the pipeline…" }));
@@ -390,8 +414,12 @@ async function textFile(id, which, holder, title, isDiff) {
 async function metricHistory(id, node) {
   let series;
   try { series = await apiJson(`runs/${encodeURIComponent(id)}/history`); } catch (err) { node.replaceWith(errorBox(err)); return; }
-  const traces = Object.entries(series).map(([name, s]) => ({ type: "scatter", mode: s.step.length > 1 ? "lines+markers" : "markers", name: plotText(name), x: s.step, y: s.value }));
-  if (!traces.length) { node.replaceWith(el("p", { class: "muted", text: "no history kept" })); return; }
+  const entries = Object.entries(series);
+  const single = entries.filter(([, s]) => s.step.length === 1); // a value, not a curve: shown as text
+  const traces = entries.filter(([, s]) => s.step.length > 1).map(([name, s]) => ({ type: "scatter", mode: "lines+markers", name: plotText(name), x: s.step, y: s.value }));
+  if (!entries.length) { node.replaceWith(el("p", { class: "muted", text: "no history kept" })); return; }
+  if (single.length) node.before(el("p", { class: "muted", id: "metric-values", text: single.map(([name, s]) => `${name} = ${fmt(s.value[0])}`).join("; ") + " (one value each: nothing to draw)" }));
+  if (!traces.length) { node.remove(); return; }
   await newPlot(node, traces, { xaxis: { title: { text: "step" } }, yaxis: { title: { text: "value" } }, height: 360 });
   node.dataset.ready = "1";
 }
@@ -498,9 +526,10 @@ async function plotsPage(token, params) {
   let rows;
   try { rows = await apiJson("runs", where ? { where, limit: "10000" } : { limit: "10000" }); } catch (err) { if (token === pageToken) show(...head, errorBox(err)); return; }
   if (token !== pageToken) return;
+  if (ids.length) rows = rows.filter(r => ids.includes(r.run_id)); // the selection, and only it
   const names = key => [...new Set(rows.flatMap(r => Object.keys(r[key] || {})))].sort();
   const paramNames = names("params"), metricNames = names("metrics");
-  const varying = paramNames.filter(n => new Set(rows.map(r => String((r.params || {})[n]))).size > 1);
+  const varying = varyingParams(rows, paramNames);
   const metric = params.get("metric") || await sweepMetric(where, metricNames) || metricNames[0] || "";
   if (token !== pageToken) return;
   const x = params.get("x") || (varying[0] || paramNames[0] ? "params." + (varying[0] || paramNames[0]) : "");
