@@ -273,11 +273,9 @@ def _save_last(store: RunStore, record: RunRecord) -> None:
 def _with_pod_store(record: RunRecord, tracker: Tracker | Capture | None, run_dir: Path,
                     notify: Notify) -> RunRecord:
     """What a pod logged into its own MLflow store (it came back with the outputs)."""
-    if tracker is not None or not record.backend.facts.get("mlflow_store"):
-        return record
     from runner.tracking.mlflow.endpoint.podstore import import_store
 
-    return import_store(record, run_dir, notify)
+    return import_store(record, run_dir, notify) if tracker is None else record
 
 
 def _with_metrics(record: RunRecord, plan: Plan, run_dir: Path, notify: Notify) -> RunRecord:

@@ -6,6 +6,8 @@ server of tests/fakekube.py (its kubelet runs the pod's command as a host proces
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,9 @@ from typing import Any
 from conftest import MakeProject, Reprun, Result
 from fakekube import FakeKube
 from test_mlflow_capture import _mlflow_python
+
+from runner.tracking.mlflow.endpoint.podstore import STORE_DIR, StoreReader, pod_env
+from runner.tracking.mlflow.endpoint.state import State
 
 IMAGE = "127.0.0.1:9/reprun/app@sha256:" + "0f" * 32
 
@@ -125,8 +130,8 @@ def test_a_hostile_store_gives_warnings_not_a_traceback(
     assert result.code == 0, result.stderr
     assert "Traceback" not in result.stderr
     said = [line for line in result.stderr.splitlines() if "the pod's store" in line]
-    assert any("params/linked is not a regular file" in line for line in said), said
-    assert any("artifacts/escape is a symlink" in line for line in said), said
+    [links] = [line for line in result.stderr.splitlines() if "links and special" in line]
+    assert "params/linked" in links and "artifacts/escape" in links  # never unpacked
     assert any("metrics/huge is" in line and "over reprun's limit" in line for line in said)
     assert any("metrics/loss has 1 malformed line" in line for line in said), said
     assert any("0/meta.yaml is not YAML" in line for line in said), said
@@ -136,3 +141,55 @@ def test_a_hostile_store_gives_warnings_not_a_traceback(
     output = Path(record["output_dir"])
     assert not (output / ".mlflow-store").exists()
     assert not (output / "mlflow" / "artifacts" / "escape").exists()
+
+
+def _read(tmp_path: Path) -> tuple[State, list[str]]:
+    said: list[str] = []
+    state = State("r" * 32, tmp_path, tmp_path / "out", None, None)
+    StoreReader(state, tmp_path / "out" / STORE_DIR, said.append).read()
+    state.close()
+    return state, said
+
+
+def test_the_reader_reads_what_the_real_client_wrote(tmp_path: Path) -> None:
+    (tmp_path / "log.py").write_text(LOG)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+           **pod_env(str(tmp_path / "out"))}
+    done = subprocess.run([str(_mlflow_python()), "log.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    state, said = _read(tmp_path)
+    assert said == []
+    main = state.runs["r" * 32]
+    assert main.params == {"alpha": "0.5"} and main.tags["team"] == "vision"
+    assert main.run_name == "pod-run" and main.status == "FINISHED"
+    assert state.points == 4 and main.last["loss"][0] == 1.0 / 3 and main.last["loss"][2] == 2
+    [model] = state.models.values()
+    assert model.source_run_id == "r" * 32
+    assert (model.folder / "MLmodel").is_file()
+    assert "python_function:" in (model.folder / "MLmodel").read_text()
+    assert (main.artifacts / "notes.txt").read_text() == "hello"
+    [child] = [r for r in state.runs.values() if r.run_id != "r" * 32]
+    assert child.tags["mlflow.parentRunId"] == "r" * 32 and child.run_name == "child"
+
+
+def test_the_reader_removes_links_and_never_follows_them(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    run = tmp_path / "out" / STORE_DIR / "0" / ("b" * 32)
+    for sub in ("params", "artifacts/sub", "metrics"):
+        (run / sub).mkdir(parents=True)
+    (run / "meta.yaml").write_text("status: 3\nstart_time: 1\n")
+    (run / "params" / "linked").symlink_to(secret)
+    (run / "metrics" / "linked").symlink_to(secret)
+    (run / "artifacts" / "sub" / "escape").symlink_to(secret)
+    (run / "artifacts" / "kept.txt").write_text("kept")
+    state, said = _read(tmp_path)
+    main = state.runs["r" * 32]
+    assert main.params == {} and state.points == 0
+    assert (main.artifacts / "kept.txt").is_file()
+    assert not (main.artifacts / "sub" / "escape").is_symlink()
+    assert secret.read_text() == "x"
+    assert any("params/linked is not a regular file" in line for line in said), said
+    assert any("metrics/linked is not a regular file" in line for line in said), said
+    assert any("artifacts/sub/escape is a symlink" in line for line in said), said

@@ -56,19 +56,20 @@ def wanted_for_pod(tracking_env: Mapping[str, str], env: Mapping[str, str]) -> b
 
 
 def import_store(record: RunRecord, run_dir: Path, notify: Notify) -> RunRecord:
-    """``record`` with what the pod logged into its store (which is then removed)."""
+    """``record`` with what the pod logged into its store (which is then removed); unchanged
+    for a run whose backend gave it none (the record's fact ``mlflow_store``)."""
     from runner.tracking.mlflow.endpoint.capture import with_captured
 
     output_dir = Path(record.output_dir)
     root = output_dir / STORE_DIR
-    if not os.path.lexists(root):
+    if not record.backend.facts.get(FACT) or not os.path.lexists(root):
         return record
     state = State(record.run_id, run_dir, output_dir, None, None)
     try:
         if root.is_symlink() or not root.is_dir():
             _warn(notify, root.name, "is not a folder; ignored")
         else:
-            _Reader(state, root, notify).read()
+            StoreReader(state, root, notify).read()
     finally:
         state.close()
         _remove(root)
@@ -86,7 +87,7 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-class _Reader:
+class StoreReader:
     def __init__(self, state: State, root: Path, notify: Notify) -> None:
         self.state, self.root, self.notify = state, root, notify
         self.ids: dict[str, str] = {}  # the store's run id -> the State's
