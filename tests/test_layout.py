@@ -15,9 +15,9 @@ PACKAGES = ("runner", "backends", "reprun")
 MAX_LINES = 450
 # The steps that tie the packages together, and the layers above them: the packages the flow's
 # lower layers (source, spec, envs, record, tracking) and the backends must never import.
-STEPS = ("runner.plan", "runner.execute", "runner.environment", "runner.results",
-         "runner.reproduce", "runner.sweep", "runner.pipeline", "runner.models", "runner.ui",
-         "runner.cli", "reprun")
+STEPS = ("runner.plan", "runner.execute", "runner.first_record", "runner.environment",
+         "runner.results", "runner.reproduce", "runner.sweep", "runner.pipeline", "runner.models",
+         "runner.ui", "runner.cli", "reprun")
 LOWER = ("runner.source", "runner.spec", "runner.envs", "runner.record", "runner.tracking")
 
 
