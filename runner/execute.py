@@ -107,7 +107,8 @@ def execute(plan: Plan, store: RunStore, notify: Notify,
         if isinstance(exc, OSError):
             raise _os_error(exc, plan, reason, started=handle is not None) from exc
         raise
-    record = finished(record, outcome, Path(record.output_dir), plan.options.base_env)
+    record = finished(_with_pod_store(record, tracker, run_dir, notify), outcome,
+                      Path(record.output_dir), plan.options.base_env)
     record = _with_metrics(record, plan, run_dir, notify)
     record = _end(tracker.read_back(record) if tracker else record, store, tracker)
     _register_models(plan, record, store, notify)
@@ -237,6 +238,14 @@ def _save_last(store: RunStore, record: RunRecord) -> None:
     sees, even when this save fails too (the run then shows FAILED once reprun has exited)."""
     with contextlib.suppress(StoreError):
         store.save(record)
+
+
+def _with_pod_store(record: RunRecord, tracker: Tracker | Capture | None, run_dir: Path,
+                    notify: Notify) -> RunRecord:
+    """What a pod logged into its own MLflow store (it came back with the outputs)."""
+    from runner.tracking.mlflow.endpoint.podstore import import_store
+
+    return import_store(record, run_dir, notify) if tracker is None else record
 
 
 def _with_metrics(record: RunRecord, plan: Plan, run_dir: Path, notify: Notify) -> RunRecord:

@@ -485,6 +485,8 @@ class FakeKube:
                 value = str(item.get("value", ""))
                 if value.startswith("/var/tmp/"):
                     value = str(private) + value
+                elif value.startswith("file:/var/tmp/"):  # a file: URI into it
+                    value = "file:" + str(private) + value[5:]
                 env[item["name"]] = value
                 continue
             secret = self.secrets.get((key[0], ref["name"]))

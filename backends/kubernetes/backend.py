@@ -66,6 +66,11 @@ def _inputs(request: RunRequest, loaded: LoadedConfig, image: PinnedImage,
 
         tracking, copies = for_pod(request.tracking_env, request.env)
         env.update(tracking)
+    else:
+        from runner.tracking.mlflow.endpoint.podstore import pod_env, wanted_for_pod
+
+        if wanted_for_pod(request.tracking_env, request.env):
+            env.update(pod_env(POD_OUTPUT_DIR))  # read back with the outputs (podstore)
     return JobInputs(
         run_id=request.run_id, project_name=request.project_name,
         entry_point=request.entry_point, command=request.command, image=image.reference,
@@ -151,6 +156,11 @@ class KubernetesBackend:
         name = rendered.manifest["metadata"]["name"]
         try:
             facts = _submit_facts(cluster, namespace, created, image, rendered, loaded)
+            if not request.tracking_env:
+                from runner.tracking.mlflow.endpoint.podstore import FACT, STORE_DIR, wanted_for_pod
+
+                if wanted_for_pod(request.tracking_env, request.env):
+                    facts[FACT] = STORE_DIR  # the record's import reads it (podstore)
             return KubernetesHandle(request, cluster, loaded, facts)
         except BaseException:
             delete_job(cluster, namespace, name)

@@ -71,7 +71,9 @@ def current_record(runs_store: RunStore, run_id: str) -> RunRecord:
     if record.status.done:  # it ended while reprun was away: what it brought back and reported
         from runner.results import with_outputs
         from runner.tracking.metrics import completed_later
+        from runner.tracking.mlflow.endpoint.podstore import import_store
 
+        record = import_store(record, run_dir, say)  # what the pod logged with MLflow
         record = completed_later(with_outputs(record), run_dir, say)
     runs_store.save(record)
     return record

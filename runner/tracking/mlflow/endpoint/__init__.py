@@ -12,6 +12,8 @@ outputs. See docs/mlflow.md, "Without a server".
 - ``http``: just enough HTTP/1.1 on ``socketserver`` (no ``http.server``: a run's start-up).
 - ``server``: the endpoint's server, the token, the 404 for calls not answered.
 - ``capture``: `Capture` (begin, the command's variables, stop, the record), `wanted`.
+- ``podstore``: a Kubernetes pod's MLflow file store, come back with its outputs, read into the
+  same record (a pod cannot reach the loopback; a detached run outlives reprun).
 """
 
 from __future__ import annotations

@@ -70,28 +70,31 @@ class Capture:
     def read_back(self, record: RunRecord) -> RunRecord:
         """``record`` with what the project logged; unchanged when it logged nothing."""
         self.stop()
-        notify = self.notify
-        state = self.state
-        if not _used(state):
-            return record
-        main = state.runs[state.run_id]
-        output_dir = Path(record.output_dir)
-        captured = CapturedMlflow(
-            experiment_id=main.experiment_id,
-            experiment_name=state.experiments[main.experiment_id],
-            run_name=main.run_name, status=None if main.status == "RUNNING" else main.status,
-            params=dict(main.params), conflicts=_conflicts(record.parameters, main.params),
-            tags=dict(main.tags), artifacts=_folder(main.artifacts, output_dir),
-            history_file=HISTORY_FILE if state.points else None,
-            metric_points=state.points, models=_models(state, output_dir, notify),
-            children=[_child(r, output_dir) for r in state.runs.values()
-                      if r.run_id != state.run_id],
-            refused=list(state.refused), unanswered=list(state.unanswered),
-        )
-        for conflict in captured.conflicts:
-            notify(f"warning: mlflow: the project logged {conflict.name}={conflict.logged!r}, "
-                   f"but the run was given {conflict.name}={conflict.declared!r}")
-        return record.model_copy(update={"captured": captured})
+        return with_captured(record, self.state, self.notify)
+
+
+def with_captured(record: RunRecord, state: State, notify: Notify) -> RunRecord:
+    """``record`` with what ``state`` holds (the endpoint's, or a pod's store read back)."""
+    if not _used(state):
+        return record
+    main = state.runs[state.run_id]
+    output_dir = Path(record.output_dir)
+    captured = CapturedMlflow(
+        experiment_id=main.experiment_id,
+        experiment_name=state.experiments[main.experiment_id],
+        run_name=main.run_name, status=None if main.status == "RUNNING" else main.status,
+        params=dict(main.params), conflicts=_conflicts(record.parameters, main.params),
+        tags=dict(main.tags), artifacts=_folder(main.artifacts, output_dir),
+        history_file=HISTORY_FILE if state.points else None,
+        metric_points=state.points, models=_models(state, output_dir, notify),
+        children=[_child(r, output_dir) for r in state.runs.values()
+                  if r.run_id != state.run_id],
+        refused=list(state.refused), unanswered=list(state.unanswered),
+    )
+    for conflict in captured.conflicts:
+        notify(f"warning: mlflow: the project logged {conflict.name}={conflict.logged!r}, "
+               f"but the run was given {conflict.name}={conflict.declared!r}")
+    return record.model_copy(update={"captured": captured})
 
 
 def _used(state: State) -> bool:
@@ -181,7 +184,8 @@ def _mlmodel(path: Path, notify: Notify) -> dict[str, Any]:
 def begin_for(record: RunRecord, run_dir: Path, *, remote: bool, detach: bool,
               tracking: Any, env: Mapping[str, str], notify: Notify) -> Capture | None:
     """The capture of a run that names no tracking URI and runs on this machine or in a
-    container here (a detached or remote run outlives reprun's process: it gets none)."""
+    container here (a detached or remote run outlives reprun's process: it gets no endpoint;
+    a Kubernetes pod logs into a store read back with its outputs, ``podstore``)."""
     if remote or detach or not wanted(env):
         return None
     if tracking is not None and getattr(tracking, "uri", None):
