@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import platform
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,3 +53,22 @@ def test_the_lock_of_a_local_run_names_the_host_python(
     lock = (reprun.home / "runs" / record["run_id"] / record["environment"]["lock_file"])
     assert f"# python: {platform.python_version()}\n" in lock.read_text()
     assert not (reprun.home / "cache" / "image-python").exists()
+
+
+def test_an_image_without_python3_gives_no_version_and_leaves_no_container(
+    tmp_path: Path, docker_client: Any, image_repo: str,
+) -> None:
+    import io
+    import tarfile
+
+    from backends import image_python
+
+    empty = io.BytesIO()
+    tarfile.open(fileobj=empty, mode="w").close()
+    tag = f"reprun/{image_repo}:empty"
+    docker_client.api.import_image_from_data(empty.getvalue(), repository=f"reprun/{image_repo}",
+                                             tag="empty")
+    env = {**os.environ, "REPRUN_CACHE_DIR": str(tmp_path / "cache")}
+    assert image_python("docker", tag, env) is None
+    assert not docker_client.containers.list(all=True, filters={"ancestor": tag})
+    assert not (tmp_path / "cache" / "image-python").exists()
