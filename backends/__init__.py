@@ -81,6 +81,23 @@ def environment_env(name: str, backend_config: str | None, cwd: Path,
     return build_env(backend_config, cwd, env)
 
 
+def image_python(name: str, base_image: str | None, env: Mapping[str, str]) -> str | None:
+    """The Python version of the base image a docker run installs its lock into (asked of the
+    image once per image id, then cached); None for other backends, a base built from a
+    project's Dockerfile, or an image without python3."""
+    if name != "docker" or not base_image:
+        return None
+    from backends.docker.engine import connect
+    from backends.docker.image import ensure_base
+    from backends.docker.interpreter import image_python as ask
+
+    engine, _ = connect(env)
+    try:
+        return ask(engine, ensure_base(engine, base_image), env)
+    finally:
+        engine.close()
+
+
 def remote_backend(name: str) -> RemoteBackend | None:
     """The backend ``name`` if its runs live elsewhere (and can be refreshed or cancelled)."""
     from backends.base import RemoteBackend

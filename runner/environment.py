@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backends import BUILDS_OWN_ENVIRONMENT, environment_env
+from backends import BUILDS_OWN_ENVIRONMENT, environment_env, image_python
 from runner.envs import get_builder
 from runner.envs.base import EnvSpec, Lock, PythonFacts, ResolvedEnv, restore
 from runner.errors import Drift
@@ -24,6 +24,7 @@ from runner.record.types import (
 )
 
 Notify = Callable[[str], None]
+PYTHON_MANAGERS = ("uv", "virtualenv")
 
 
 def env_spec(plan: Plan, notify: Notify) -> EnvSpec:
@@ -32,7 +33,16 @@ def env_spec(plan: Plan, notify: Notify) -> EnvSpec:
                                options.base_env)
     return EnvSpec(plan.project.env, plan.project.directory, plan.manager, base_env,
                    notify=notify, live=options.progress_live,
-                   conda_channels=options.conda_channels, resolving=plan.resolving)
+                   conda_channels=options.conda_channels, resolving=plan.resolving,
+                   target_python=target_python(plan))
+
+
+def target_python(plan: Plan) -> str | None:
+    """The Python of the image a Python lock is installed into (a docker run), else None."""
+    container = plan.container
+    if plan.manager not in PYTHON_MANAGERS or container is None:
+        return None
+    return image_python(plan.backend, container.base_image, plan.options.base_env)
 
 
 def new_lock(plan: Plan, notify: Notify) -> Lock:
@@ -70,21 +80,27 @@ def build_environment(
         lock = recorded or new_lock or plan.lock or builder.lock(spec, refresh=options.refresh)
         conda_env = plan.project.env.conda_env
         variables = dict(conda_env.variables) if conda_env and lock.manager == "conda" else {}
-        return ResolvedEnv(lock.manager, lock, lock.sha256, _image_python(lock),
-                           variables=variables), ()
+        return ResolvedEnv(lock.manager, lock, lock.sha256,
+                           _image_python(lock, spec.target_python), variables=variables), ()
     if replay is None:
         lock = new_lock or plan.lock or builder.lock(spec, refresh=options.refresh)
         return builder.ensure(spec, lock), ()
     return restore(builder, spec, replay.lock, replay.allow_drift, replay.recorded)
 
 
-def _image_python(lock: Lock) -> PythonFacts:
-    """The packages an image build installs from a Python lock (exactly its pins)."""
-    if lock.manager not in ("uv", "virtualenv") or not lock.content:
+def _image_python(lock: Lock, version: str | None) -> PythonFacts:
+    """The packages an image build installs from a Python lock (exactly its pins), and the
+    image's interpreter that runs them (the virtual environment the image build makes)."""
+    if lock.manager not in PYTHON_MANAGERS or not lock.content:
         return PythonFacts()
     from runner.envs.python import pinned_packages
 
-    return PythonFacts(packages=pinned_packages(lock.content))
+    executable = None
+    if version:
+        from backends.docker.image import ENV_ROOT
+
+        executable = f"{ENV_ROOT}/venv/bin/python"
+    return PythonFacts(version, executable, pinned_packages(lock.content))
 
 
 def with_environment(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import textwrap
 from pathlib import Path
@@ -316,7 +317,8 @@ def python_env_project(make_project: MakeProject, name: str) -> Path:
 def test_python_env_project_in_docker_installs_the_local_lock(
     reprun: Reprun, make_project: MakeProject, base_image: str, image_repo: str,
 ) -> None:
-    """A local run and a Docker run of one project share one lock; the image needs no network."""
+    """A local run and a Docker run of one project pin the same packages (the Docker run's lock
+    is resolved for the image's Python); the image needs no network."""
     project = python_env_project(make_project, image_repo)
     local = reprun("run", str(project), "-q")
     assert local.code == 0, local.stderr
@@ -328,7 +330,10 @@ def test_python_env_project_in_docker_installs_the_local_lock(
     assert "Hello, docker!" in in_docker.stdout
     record = reprun.last_record()
     assert record["environment"]["manager"] == "uv"
-    assert record["environment"]["lock_sha256"] == local_record["environment"]["lock_sha256"]
+    assert record["environment"]["packages"] == local_record["environment"]["packages"]
+    same_python = record["environment"]["python_version"] == platform.python_version()
+    same_lock = record["environment"]["lock_sha256"] == local_record["environment"]["lock_sha256"]
+    assert same_lock == same_python
     dockerfile = (reprun.home / "runs" / record["run_id"] / "Dockerfile").read_text()
     assert "--no-index --find-links /opt/reprun/wheels" in dockerfile
     assert "--require-hashes" in dockerfile

@@ -43,6 +43,7 @@ class EnvSpec:
     live: bool = False  # progress may redraw (a terminal)
     conda_channels: tuple[str, ...] = ()  # --conda-channel: replaces conda.yaml's channels
     resolving: Compiling | None = None  # a resolution started while the project was validated
+    target_python: str | None = None  # resolve for this Python version (an image's), not the host's
 
 
 @frozen

@@ -65,6 +65,8 @@ class PythonBuilder:
 
         def resolve() -> str:
             interpreter = self.find_interpreter(request.python, spec, cache.logs)
+            if spec.target_python:  # runs elsewhere (an image): resolve for that version
+                interpreter = Interpreter(interpreter.path, spec.target_python)
             early = spec.resolving
             if early is not None and (early.key, early.interpreter) == (request.key, interpreter):
                 compiling = early  # started while the project was validated: same request
@@ -108,7 +110,7 @@ class PythonBuilder:
 
             converted = key_material(conversion)
         return make_request(self.kind, python, lines, spec.project_dir, spec.request.file,
-                            spec.base_env, converted)
+                            spec.base_env, converted, target=spec.target_python)
 
     def _lock_text(self, spec: EnvSpec, compiling: Compiling) -> str:
         """The resolved lock; for a converted conda.yaml, the conversion under its header."""

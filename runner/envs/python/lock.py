@@ -137,7 +137,7 @@ def start_compile(
     infile.write_text("\n".join(request.lines) + "\n", encoding="utf-8")
     argv = [uv_bin(), "pip", "compile", str(infile), "--generate-hashes", "--no-header",
             "--emit-index-url", "--emit-index-annotation", "--python", interpreter.path,
-            "--quiet", "--color", "never"]
+            "--python-version", interpreter.version, "--quiet", "--color", "never"]
     try:
         pending = Pending(argv, project_dir, env)
     except (FileNotFoundError, PermissionError) as exc:

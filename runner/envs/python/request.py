@@ -56,6 +56,7 @@ def platform_tag() -> str:
 def make_request(
     manager: str, python: str | None, lines: list[str], project_dir: Path, source: Path | None,
     env: Mapping[str, str], converted: Mapping[str, object] | None = None,
+    target: str | None = None,
 ) -> PythonRequest:
     """Anchor ``lines`` to ``project_dir`` and compute the request key (which also covers
     ``converted``, how a conda.yaml became these lines, when it did)."""
@@ -75,6 +76,8 @@ def make_request(
     }
     if converted is not None:
         material["converted"] = converted
+    if target is not None:
+        material["target"] = target  # resolved for another Python (an image's)
     key_material = json.dumps(material, sort_keys=True)
     return PythonRequest(python, tuple(anchored), tuple(local), key_material)
 
