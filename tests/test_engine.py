@@ -267,4 +267,5 @@ def test_a_cached_docker_run_imports_neither_the_sdk_nor_requests(
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "backends.docker.engine" in imported
-    assert not imported & {"docker", "requests", "urllib3", "http.client", "ssl"}
+    assert not imported & {"docker", "requests", "urllib3", "http.client", "ssl"}, (
+        imported & {"docker", "requests", "urllib3", "http.client", "ssl"})

@@ -16,6 +16,12 @@ from runner.errors import UsageError
 from runner.frozen import frozen
 
 URI_VARIABLE = "MLFLOW_TRACKING_URI"
+# What MLflow's client reads to authenticate (never saved; copied to a container or pod).
+CREDENTIAL_VARIABLES = (
+    "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+)
 
 
 @frozen
@@ -123,8 +129,6 @@ def for_container(variables: Mapping[str, str], network: str | None, host_env: M
     """
     from urllib.parse import urlsplit, urlunsplit
 
-    from runner.tracking.mlflow.client import CREDENTIAL_VARIABLES
-
     env = dict(variables)
     env.update({n: host_env[n] for n in CREDENTIAL_VARIABLES
                 if host_env.get(n) and not n.endswith("CERT_PATH")})
@@ -164,8 +168,6 @@ def for_pod(variables: Mapping[str, str], host_env: Mapping[str, str]
     """The tracking variables of a Kubernetes pod (``KUBE_MLFLOW_TRACKING_URI`` replaces the
     URI, as in MLflow) and the credential variables to copy from here (a Secret named in the
     backend config's ``secret_env`` takes their place; copied values are never saved)."""
-    from runner.tracking.mlflow.client import CREDENTIAL_VARIABLES
-
     env = dict(variables)
     if host_env.get("KUBE_MLFLOW_TRACKING_URI"):
         env[URI_VARIABLE] = host_env["KUBE_MLFLOW_TRACKING_URI"]

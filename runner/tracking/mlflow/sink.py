@@ -28,7 +28,6 @@ from runner.errors import TrackingError
 from runner.fsutil import atomic_write_text
 from runner.record.types import MlflowInfo, RunRecord
 from runner.tracking.mlflow.client import (
-    CREDENTIAL_VARIABLES,
     TERMINAL,
     MlflowClient,
     Pair,
@@ -39,7 +38,7 @@ from runner.tracking.mlflow.readback import (
     own_metrics,
     read_metrics,
 )
-from runner.tracking.mlflow.settings import URI_VARIABLE, TrackingOptions
+from runner.tracking.mlflow.settings import CREDENTIAL_VARIABLES, URI_VARIABLE, TrackingOptions
 from runner.tracking.mlflow.tags import (
     environment_tags,
     input_logging,
