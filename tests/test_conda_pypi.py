@@ -662,6 +662,10 @@ def test_example_installs_the_real_packages_from_pypi(reprun: Reprun, tmp_path: 
     installed = {p["name"].lower().replace("_", "-") for p in environment["packages"]}
     assert {"numpy", "pandas", "scikit-learn", "mlflow"} <= installed
     outputs = {o["path"] for o in record["outputs"]}
-    assert outputs == {"metrics.json", "model.json"}
+    # Its own files, and the model it logs with mlflow.sklearn.log_model, captured with no
+    # tracking server (docs/mlflow.md#without-a-server).
+    assert {"metrics.json", "model.json", "mlflow/models/model/MLmodel"} <= outputs
+    assert not {o for o in outputs
+                if not o.startswith("mlflow/models/model/")} - {"metrics.json", "model.json"}
     metrics = json.loads((Path(record["output_dir"]) / "metrics.json").read_text())
     assert 0.5 < metrics["r2"] < 1.0
