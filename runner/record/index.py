@@ -308,6 +308,12 @@ def _detail_rows(db: sqlite3.Connection, table: str, column: str, ids: list[str]
                               f"WHERE run_id IN ({marks}){by_name}", [*chunk, *name_args])
 
 
+def has_outputs(db: sqlite3.Connection) -> bool:
+    """Whether any FINISHED run recorded an output."""
+    return db.execute("SELECT 1 FROM outputs o JOIN runs r USING (run_id) "
+                      "WHERE r.status='FINISHED' LIMIT 1").fetchone() is not None
+
+
 def producers(db: sqlite3.Connection, digests: Iterable[str]) -> dict[str, Pairs]:
     """Digest -> (run id, output path) of the FINISHED runs that wrote a file with it, first
     run first."""

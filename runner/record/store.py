@@ -376,6 +376,11 @@ class RunStore:
         finally:
             db.isolation_level = previous
 
+    def has_outputs(self) -> bool:
+        """Whether any FINISHED run in the index recorded an output (else nothing can match)."""
+        with self.transaction() as db:
+            return index.has_outputs(db)
+
     def producers(self, digests: Iterable[str]) -> dict[str, Pairs]:
         """Digest -> (run id, output path) of the FINISHED runs that wrote a file with it,
         the first run first (the one that made it; later ones may have copied or remade it)."""

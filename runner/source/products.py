@@ -4,7 +4,8 @@ run's output there) stay out of the dirty flag, the patch and the snapshot.
 
 Only new (untracked) files are candidates, each at most :data:`MAX_FILE_BYTES` and at most
 :data:`MAX_FILES` of them; they are hashed through the stat cache (BLAKE3) and looked up in the
-store's index. Nothing is imported or read when there are no candidates or no index.
+store's index. Nothing is imported or read when there are no candidates, no index, or no
+output of a finished run in it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def run_products(top: Path, rels: Sequence[str], env: Mapping[str, str]) -> dict
     store = RunStore(reprun_home(env))
     if not store.index_path.is_file():
         return {}
-    digests = _digests(top, candidates, env)
     try:
+        if not store.has_outputs():  # nothing to match: nothing hashed, blake3 not imported
+            return {}
+        digests = _digests(top, candidates, env)
         found = store.producers(set(digests.values()))
     except (sqlite3.Error, OSError):
         return {}
