@@ -219,7 +219,9 @@ def test_a_run_shows_its_record_log_and_metric_plot(page: Page, demo: DemoStore)
 def test_two_selected_runs_are_compared(page: Page, demo: DemoStore) -> None:
     a, b = demo.runs["dirty"], demo.runs["a0.1-l2"]
     page.open("/runs")
-    page.wait("#runs tbody tr")
+    # The rows of these two runs (a table drawn for an earlier page may still be there).
+    page.wait(f'input.select[data-run="{a}"]', "the first run's row")
+    page.wait(f'input.select[data-run="{b}"]', "the second run's row")
     assert page.find("#compare").get_attribute("disabled") is not None
     page.click(f'input.select[data-run="{a}"]')
     page.click(f'input.select[data-run="{b}"]')
