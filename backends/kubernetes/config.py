@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from backends.configerrors import config_problems
 from runner.errors import Problem, SpecError, UsageError
 from runner.frozen import frozen
 from runner.spec.yamlfile import YamlDoc, load_yaml
@@ -250,19 +251,7 @@ def _validate(data: dict[str, Any], doc: YamlDoc | None) -> KubernetesConfig:
     try:
         return KubernetesConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            keypath = tuple(p for p in err["loc"] if isinstance(p, str | int))
-            message = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                message = "unknown key"
-            key = ".".join(str(p) for p in keypath)
-            if doc is not None:
-                problems.append(doc.problem(keypath, message, hint="see 'reprun schema "
-                                                                    "kubernetes-config'"))
-            else:
-                problems.append(Problem(None, f"--backend-config {key}", message))
-        raise SpecError(problems, check=CHECK) from None
+        raise SpecError(config_problems(exc, doc, "kubernetes-config"), check=CHECK) from None
 
 
 def _finish(config: KubernetesConfig, source: Path | None, base: Path) -> LoadedConfig:
